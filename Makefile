@@ -1,0 +1,57 @@
+# coffea-wq developer commands. Every target sets up what it needs on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the test-suite drives for real (interoperability, Slurm).
+SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge
+PYTEST_ARGS ?=
+
+.PHONY: venv install demo test test-fast bench lint data clean system-packages
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+install: $(STAMP)
+
+# Installs the CCTools, Slurm and munge packages the tests use, only when missing.
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+	    --no-install-recommends $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(PY) analysis_examples/demo.py
+
+test: $(STAMP) system-packages
+	$(PY) -m ruff check coffea_wq envtools tests benchmarks analysis_examples
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -ra -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) system-packages
+	$(PY) benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check coffea_wq envtools tests benchmarks analysis_examples
+
+EVENTS ?= 1000000
+data: $(STAMP)
+	$(PY) -m analysis_examples.data.generate --events $(EVENTS) --out analysis_examples/data/generated
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache envs

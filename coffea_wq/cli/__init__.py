@@ -1,0 +1,1 @@
+"""The `coffea-wq` command: one thin subcommand module per part of the package."""

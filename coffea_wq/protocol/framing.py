@@ -1,0 +1,84 @@
+"""Sans-IO framing of the Work Queue control channel.
+
+Rules (wq-protocol.md §1.2-1.3):
+- a control message is one ASCII line ending in LF; CR bytes are dropped anywhere in it (as
+  CCTools' ``link_readline`` does); at most ``MAX_LINE`` (4095) bytes precede the LF;
+- a header line may announce a binary payload of N bytes that follows immediately, unframed.
+
+This module only splits bytes. It knows nothing about which line announces a payload: the
+connection state machines (``manager_side``, ``worker_side``) ask for a line or for N bytes.
+"""
+
+from __future__ import annotations
+
+MAX_LINE = 4095
+
+
+class ProtocolError(Exception):
+    """The peer sent something that breaks the protocol; the connection must be closed."""
+
+
+class LineTooLong(ProtocolError):
+    """A line longer than MAX_LINE bytes (CCTools treats it as a dead connection)."""
+
+
+class ByteStream:
+    """Received bytes, handed out as complete lines or as exact-length payloads."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._buffer = bytearray()
+        self._max_line = max_line
+        self._scan_from = 0  # bytes already known to contain no LF
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; ``b""`` means the peer closed the connection."""
+        if data:
+            self._buffer += data
+        else:
+            self.closed = True
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def read_line(self) -> str | None:
+        """The next complete line without its LF (and without CR), or None if incomplete."""
+        end = self._buffer.find(b"\n", self._scan_from)
+        if end < 0:
+            self._scan_from = len(self._buffer)
+            if len(self._buffer) > self._max_line:
+                raise LineTooLong(f"line longer than {self._max_line} bytes")
+            return None
+        if end > self._max_line + self._buffer.count(b"\r", 0, end):
+            raise LineTooLong(f"line of {end} bytes is longer than {self._max_line}")
+        raw = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        self._scan_from = 0
+        # latin-1 never fails and keeps bytes 1:1, so a malformed line reaches the parser intact
+        return raw.replace(b"\r", b"").decode("latin-1")
+
+    def read_exact(self, size: int) -> bytes | None:
+        """Exactly ``size`` bytes, or None until that many have arrived."""
+        if len(self._buffer) < size:
+            return None
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self._scan_from = 0
+        return data
+
+    def read_upto(self, size: int) -> bytes:
+        """Up to ``size`` bytes available now (for streaming large payloads to disk)."""
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self._scan_from = 0
+        return data
+
+
+def encode_line(text: str) -> bytes:
+    """One control line as bytes; refuses lines the C peers could not read."""
+    data = text.encode("latin-1")
+    if b"\n" in data:
+        raise ValueError(f"a control line cannot contain a newline: {text!r}")
+    if len(data) > MAX_LINE:
+        raise LineTooLong(f"line of {len(data)} bytes is longer than {MAX_LINE}: {text[:80]!r}...")
+    return data + b"\n"

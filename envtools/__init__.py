@@ -1,0 +1,1 @@
+"""envtools: pack, cache and clean the Python environments shipped to workers."""
