@@ -1,0 +1,404 @@
+"""The worker's side of a Work Queue connection (CCTools protocol 9), sans-IO.
+
+Rules of this module:
+- bytes from the manager go in through ``WorkerConnection.receive_data``; parsed messages come
+  out of ``next_event`` as the small frozen dataclasses below; nothing here touches a socket,
+  a file or the clock;
+- what the worker says to the manager is built by the ``encode_*`` functions of
+  ``worker_messages`` (plain bytes; re-exported here with the event classes), plus the bytes of
+  the password exchange, which the connection queues itself (``data_to_send``);
+- anything the C manager could not have sent raises ``ProtocolError`` with the offending line,
+  and the connection is then finished: the caller closes the socket (CCTools' worker never
+  answers an error, it hangs up: wq-protocol.md §3.5).
+
+Theory of operation: the parser is one generator. It yields what it needs next (a line, exactly
+N bytes, or up to N bytes of a file payload) and appends events as it recognises messages. The
+driver (``next_event``) satisfies those requests from a ``ByteStream``. Nested ``dir`` blocks are
+plain recursion, and large ``put`` payloads stream out as ``FileChunk`` events instead of
+being held in memory.
+
+Example::
+
+    conn = WorkerConnection(password=None)
+    conn.receive_data(b"task 1\\ncmd 4\\ntrueend\\n")
+    conn.next_event()   # TaskReceived(task=TaskSpec(taskid=1, command='true', ...))
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+from coffea_wq.protocol.auth import AUTH_LINE, AuthState, PasswordAuth
+from coffea_wq.protocol.codes import FileFlags
+from coffea_wq.protocol.framing import ByteStream, ProtocolError
+from coffea_wq.protocol.urlcode import url_decode
+from coffea_wq.protocol.worker_messages import *  # noqa: F403  (the events and encoders are part of this API)
+from coffea_wq.protocol.worker_messages import (
+    NEED_DATA,
+    AuthFailed,
+    AuthSucceeded,
+    Check,
+    ConnectionClosed,
+    DirEnd,
+    DirStart,
+    Event,
+    Exit,
+    FileChunk,
+    FileEnd,
+    FileStart,
+    GetRequest,
+    InvalidateFile,
+    KillTask,
+    NeedData,
+    PasswordRequired,
+    ProjectName,
+    Release,
+    SendResults,
+    SymlinkReceived,
+    TaskFile,
+    TaskReceived,
+    TaskSpec,
+    ThirdParty,
+    UnlinkFile,
+    UrlReceived,
+)
+
+PAYLOAD_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------- names and numbers
+
+
+def check_relative_path(name: str, what: str) -> str:
+    """``name`` if it is a relative path that stays inside its directory, else ProtocolError."""
+    if not name or "\x00" in name:
+        raise ProtocolError(f"{what}: empty or NUL-containing name {name!r}")
+    if name.startswith("/"):
+        raise ProtocolError(f"{what}: absolute path {name!r} is not allowed")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ProtocolError(f"{what}: path {name!r} leaves its directory")
+    return "/".join(parts)
+
+
+def _check_basename(name: str, what: str) -> str:
+    if "/" in name or name in ("", ".", ".."):
+        raise ProtocolError(f"{what}: {name!r} is not a plain file name")
+    return check_relative_path(name, what)
+
+
+def _parse_int(text: str, line: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ProtocolError(f"expected an integer, got {text!r} in line {line!r}") from None
+
+
+def _parse_number(text: str, line: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProtocolError(f"expected a number, got {text!r} in line {line!r}") from None
+    if not math.isfinite(value):
+        raise ProtocolError(f"expected a finite number, got {text!r} in line {line!r}")
+    return value
+
+
+def _parse_mode(text: str, line: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ProtocolError(f"expected an octal file mode, got {text!r} in line {line!r}") from None
+
+
+def _fields(line: str, count: int) -> list[str]:
+    parts = line.split()
+    if len(parts) < count:
+        raise ProtocolError(f"message {line!r} needs {count - 1} argument(s)")
+    return parts
+
+
+# ---------------------------------------------------------------- the connection
+
+
+@dataclass(frozen=True)
+class _ReadLine:
+    pass
+
+
+@dataclass(frozen=True)
+class _ReadExact:
+    size: int
+
+
+@dataclass(frozen=True)
+class _ReadSome:
+    size: int
+
+
+_Request = _ReadLine | _ReadExact | _ReadSome
+_Parser = Generator[_Request, object, None]
+READ_LINE = _ReadLine()
+
+
+@dataclass
+class WorkerConnection:
+    """Parses what a manager sends to a worker. Feed bytes; take events.
+
+    With a ``password`` the connection first runs the challenge-response: send ``start()``,
+    then keep sending ``data_to_send()``; the first event is ``AuthSucceeded`` or
+    ``AuthFailed``. Only after ``AuthSucceeded`` should the worker send its handshake.
+    """
+
+    password: bytes | None = None
+    _stream: ByteStream = field(default_factory=ByteStream, init=False)
+    _events: deque = field(default_factory=deque, init=False)
+    _outbox: bytearray = field(default_factory=bytearray, init=False)
+    _auth: PasswordAuth | None = field(default=None, init=False)
+    _names_expected: int = field(default=0, init=False)
+    _error: ProtocolError | None = field(default=None, init=False)
+    _finished: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.password is not None:
+            self._auth = PasswordAuth(self.password)
+        self._parser: _Parser = self._parse_connection()
+        self._request: _Request = next(self._parser)
+
+    # -- the I/O layer's interface
+
+    def start(self) -> bytes:
+        """Bytes to send as soon as the TCP connection is up (the auth opening, if any)."""
+        return self._auth.start() if self._auth is not None else b""
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes received from the manager; ``b""`` means it closed the connection."""
+        self._stream.feed(data)
+
+    def data_to_send(self) -> bytes:
+        """Protocol replies the connection produced by itself (password exchange)."""
+        out = bytes(self._outbox)
+        self._outbox.clear()
+        return out
+
+    def request_project_name(self) -> bytes:
+        """The ``name`` request; the manager's next line is answered as ``ProjectName``."""
+        self._names_expected += 1
+        return b"name\n"
+
+    @property
+    def authenticating(self) -> bool:
+        return self._auth is not None and not self._auth.done
+
+    def next_event(self) -> Event | NeedData:
+        """The next parsed message, ``NEED_DATA``, or ProtocolError for a malformed one."""
+        if self._events:
+            return self._events.popleft()
+        if self._error is not None:
+            raise self._error
+        while not self._events and not self._finished:
+            try:
+                value = self._satisfy(self._request)
+                if value is None:
+                    if self._stream.closed:
+                        self._close()
+                    break
+                self._request = self._parser.send(value)
+            except StopIteration:
+                self._finished = True
+            except ProtocolError as exc:
+                self._error = exc
+                self._finished = True
+                raise
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def _satisfy(self, request: _Request) -> str | bytes | None:
+        if isinstance(request, _ReadLine):
+            return self._stream.read_line()
+        if isinstance(request, _ReadExact):
+            return self._stream.read_exact(request.size)
+        data = self._stream.read_upto(request.size)
+        return data or None
+
+    def _close(self) -> None:
+        clean = isinstance(self._request, _ReadLine) and len(self._stream) == 0
+        self._events.append(ConnectionClosed(clean=clean, during_auth=self.authenticating))
+        self._finished = True
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    # -- the parser
+
+    def _parse_connection(self) -> _Parser:
+        if self._auth is not None:
+            while not self._auth.done:
+                line = yield READ_LINE
+                self._outbox += self._auth.receive_line(line)
+            if self._auth.state is AuthState.FAILED:
+                self._emit(AuthFailed(self._auth.failure_reason))
+                return
+            self._emit(AuthSucceeded())
+        while True:
+            line = yield READ_LINE
+            if self._names_expected:
+                self._names_expected -= 1
+                self._emit(ProjectName(line))
+                continue
+            yield from self._parse_message(line)
+
+    def _parse_message(self, line: str) -> _Parser:
+        keyword = line.split(" ", 1)[0]
+        if keyword == "put":
+            yield from self._parse_put(line, parent=None)
+        elif keyword == "dir":
+            name = check_relative_path(url_decode(_fields(line, 2)[1]), "dir")
+            yield from self._parse_dir_block(name, top_level=True)
+        elif keyword == "url":
+            yield from self._parse_url(line)
+        elif keyword == "task":
+            yield from self._parse_task(line)
+        else:
+            self._emit(self._parse_simple(keyword, line))
+
+    def _parse_simple(self, keyword: str, line: str) -> Event:
+        if keyword == "send_results":
+            parts = line.split()
+            return SendResults(_parse_int(parts[1], line) if len(parts) > 1 else -1)
+        if keyword == "get":
+            parts = _fields(line, 2)
+            recursive = len(parts) < 3 or parts[2] != "0"
+            return GetRequest(check_relative_path(url_decode(parts[1]), "get"), recursive)
+        if keyword == "kill":
+            return KillTask(_parse_int(_fields(line, 2)[1], line))
+        if keyword == "unlink":
+            return UnlinkFile(check_relative_path(url_decode(_fields(line, 2)[1]), "unlink"))
+        if keyword == "invalidate-file":
+            return InvalidateFile(url_decode(_fields(line, 2)[1]))
+        if keyword in ("thirdget", "thirdput"):
+            parts = _fields(line, 4)
+            mode, name = _parse_int(parts[1], line), check_relative_path(url_decode(parts[2]), keyword)
+            path = line.split(" ", 3)[3]
+            return ThirdParty(keyword == "thirdput", mode, name, path)
+        if line == "release":
+            return Release()
+        if line == "exit":
+            return Exit()
+        if line == "check":
+            return Check()
+        if line == AUTH_LINE or keyword == "auth":
+            raise PasswordRequired("this manager requires a password (use the -P option)")
+        raise ProtocolError(f"unrecognized message from the manager: {line[:200]!r}")
+
+    def _parse_put(self, line: str, parent: str | None) -> _Parser:
+        parts = _fields(line, 4)
+        raw_name = url_decode(parts[1])
+        if parent is None:
+            path = check_relative_path(raw_name, "put")
+        else:
+            path = f"{parent}/{_check_basename(raw_name, f'put inside dir {parent!r}')}"
+        length = _parse_int(parts[2], line)
+        if length < 0:
+            raise ProtocolError(f"negative length in {line!r}")
+        self._emit(FileStart(path, length, _parse_mode(parts[3], line)))
+        remaining = length
+        while remaining:
+            chunk = yield _ReadSome(min(remaining, PAYLOAD_CHUNK))
+            remaining -= len(chunk)
+            self._emit(FileChunk(chunk))
+        self._emit(FileEnd(path))
+
+    def _parse_dir_block(self, path: str, top_level: bool) -> _Parser:
+        self._emit(DirStart(path, top_level))
+        while True:
+            line = yield READ_LINE
+            keyword = line.split(" ", 1)[0]
+            if line == "end":
+                self._emit(DirEnd(path, top_level))
+                return
+            if keyword == "put":
+                yield from self._parse_put(line, parent=path)
+            elif keyword == "dir":
+                entry = _check_basename(url_decode(_fields(line, 2)[1]), f"dir inside dir {path!r}")
+                yield from self._parse_dir_block(f"{path}/{entry}", top_level=False)
+            elif keyword == "symlink":
+                parts = _fields(line, 3)
+                entry = _check_basename(url_decode(parts[1]), f"symlink inside dir {path!r}")
+                length = _parse_int(parts[2], line)
+                if length < 0:
+                    raise ProtocolError(f"negative length in {line!r}")
+                target = yield _ReadExact(length)
+                self._emit(SymlinkReceived(f"{path}/{entry}", bytes(target).decode("utf-8", "surrogateescape")))
+            # CCTools' worker ignores other lines inside a dir block; so do we.
+
+    def _parse_url(self, line: str) -> _Parser:
+        parts = _fields(line, 4)
+        name = check_relative_path(url_decode(parts[1]), "url")
+        length = _parse_int(parts[2], line)
+        if length < 0:
+            raise ProtocolError(f"negative length in {line!r}")
+        flags = _parse_int(parts[4], line) if len(parts) > 4 else 0
+        url = yield _ReadExact(length)
+        self._emit(UrlReceived(name, bytes(url).decode("utf-8", "surrogateescape"), _parse_mode(parts[3], line), flags))
+
+    def _parse_task(self, line: str) -> _Parser:
+        taskid = _parse_int(_fields(line, 2)[1], line)
+        values: dict[str, object] = {}
+        env: list[str] = []
+        dirs: list[str] = []
+        inputs: list[TaskFile] = []
+        outputs: list[TaskFile] = []
+        while True:
+            line = yield READ_LINE
+            if line == "end":
+                break
+            keyword, _, rest = line.partition(" ")
+            if keyword == "cmd":
+                command = yield _ReadExact(self._length(rest, line))
+                values["command"] = bytes(command).decode("utf-8", "surrogateescape")
+            elif keyword == "category":
+                values["category"] = rest
+            elif keyword in ("cores", "memory", "disk", "gpus"):
+                values[keyword] = max(0, int(_parse_number(rest.strip(), line)))
+            elif keyword in ("end_time", "wall_time"):
+                values[keyword] = _parse_number(rest.strip(), line)
+            elif keyword == "env":
+                env.append((yield from self._read_env(self._length(rest, line), taskid)))
+            elif keyword == "dir":
+                dirs.append(check_relative_path(rest, f"task {taskid} dir"))
+            elif keyword in ("infile", "outfile"):
+                (inputs if keyword == "infile" else outputs).append(self._task_file(line, taskid))
+            else:
+                raise ProtocolError(f"task {taskid}: unexpected line {line[:200]!r}")
+        task = TaskSpec(
+            taskid, env=tuple(env), empty_dirs=tuple(dirs), inputs=tuple(inputs), outputs=tuple(outputs), **values
+        )  # type: ignore[arg-type]
+        self._emit(TaskReceived(task))
+
+    def _read_env(self, length: int, taskid: int) -> Generator[_Request, object, str]:
+        # CCTools quirk: the env payload is followed by one newline that its length leaves out
+        data = bytes((yield _ReadExact(length + 1)))  # type: ignore[arg-type]
+        if not data.endswith(b"\n"):
+            raise ProtocolError(f"task {taskid}: env payload {data[:60]!r} is not followed by a newline")
+        return data[:-1].decode("utf-8", "surrogateescape")
+
+    @staticmethod
+    def _length(text: str, line: str) -> int:
+        length = _parse_int(text.strip(), line)
+        if length < 0:
+            raise ProtocolError(f"negative length in {line!r}")
+        return length
+
+    @staticmethod
+    def _task_file(line: str, taskid: int) -> TaskFile:
+        parts = _fields(line, 4)
+        what = f"task {taskid} {parts[0]}"
+        cached = check_relative_path(parts[1], what)
+        if posixpath.basename(cached) != cached:
+            raise ProtocolError(f"{what}: cached name {cached!r} must not contain '/'")
+        remote = check_relative_path(url_decode(parts[2]), what)
+        return TaskFile(cached, remote, FileFlags(_parse_int(parts[3], line) & 0x7F))
