@@ -141,7 +141,9 @@ class Category:
 
     # --- what a task is tried with ---------------------------------------------------------------
 
-    def task_max_resources(self, user: Resources, label: RequestLabel, max_worker: Resources | None = None) -> Resources:
+    def task_max_resources(
+        self, user: Resources, label: RequestLabel, max_worker: Resources | None = None
+    ) -> Resources:
         """The most a task may use on this attempt (before completing it to a box on a worker).
 
         Args:
@@ -164,7 +166,9 @@ class Category:
         _override(values, user)
         return _as_resources(values)
 
-    def task_min_resources(self, user: Resources, label: RequestLabel, max_worker: Resources | None = None) -> Resources:
+    def task_min_resources(
+        self, user: Resources, label: RequestLabel, max_worker: Resources | None = None
+    ) -> Resources:
         """The least a task is given: its maximum, else the peaks seen, never below the category minimum.
 
         For a FIRST attempt whose minimum exceeds the largest connected worker in some resource, the
@@ -192,7 +196,9 @@ class Category:
                 values[name] = floor if current is None else max(current, floor)
         return _as_resources(values)
 
-    def next_label(self, label: RequestLabel, user: Resources, measured: dict[str, float] | None) -> RequestLabel:
+    def next_label(
+        self, label: RequestLabel, user: Resources, measured: dict[str, float] | None
+    ) -> RequestLabel:
         """The label after an exhaustion: MAX for a retry, or ERROR for a permanent failure.
 
         ERROR in FIXED mode, after an exhaustion at MAX already, or when a measured peak is above
@@ -284,7 +290,9 @@ class Category:
         _override(top, max_worker)
         _override(top, self.max_resources_seen)
         _override(top, self.max_allocation)
-        values = {n: getattr(self.first_allocation, n) if self.first_allocation else None for n in RESOURCE_NAMES}
+        values = {
+            n: getattr(self.first_allocation, n) if self.first_allocation else None for n in RESOURCE_NAMES
+        }
         for name in self.autolabeled:
             value = self._first_allocation_of(name, top, max_worker)
             if value is not None:
@@ -296,10 +304,14 @@ class Category:
                 current = values.get(name)
                 values[name] = floor if current is None else max(current, floor)
         self.first_allocation = _as_resources(values)
-        log.debug("category %s: first allocation %s (mode %s)", self.name, self.first_allocation, self.mode.name)
+        log.debug(
+            "category %s: first allocation %s (mode %s)", self.name, self.first_allocation, self.mode.name
+        )
         return True
 
-    def _first_allocation_of(self, name: str, top: dict[str, float | None], max_worker: Resources | None) -> float | None:
+    def _first_allocation_of(
+        self, name: str, top: dict[str, float | None], max_worker: Resources | None
+    ) -> float | None:
         h = self.histograms[name]
         top_value = top.get(name)
         top_value = -1.0 if top_value is None else top_value
@@ -308,7 +320,9 @@ class Category:
         if self.mode is AllocationMode.MAX_THROUGHPUT:
             return first_allocation_max_throughput(h, top_value)
         if self.mode is AllocationMode.MAX:
-            return first_allocation_max_seen(h, top_value, _value(max_worker, name), _value(self.max_allocation, name))
+            return first_allocation_max_seen(
+                h, top_value, _value(max_worker, name), _value(self.max_allocation, name)
+            )
         return top_value if top_value >= 0 else None
 
     # --- reporting -------------------------------------------------------------------------------

@@ -134,7 +134,9 @@ def first_allocation_max_throughput(h: Histogram, top: float) -> float | None:
     return h.round_up(min(best, top))
 
 
-def first_allocation_max_seen(h: Histogram, top: float, max_worker: float, max_explicit: float) -> float | None:
+def first_allocation_max_seen(
+    h: Histogram, top: float, max_worker: float, max_explicit: float
+) -> float | None:
     """MAX's first allocation: the largest peak plus half a bucket, rounded up, within the limits."""
     if top < 0 or len(h) < 1:
         return None

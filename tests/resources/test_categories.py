@@ -27,6 +27,7 @@ def bimodal(category: Category, tasks: int = 30, every_large: int = 6) -> None:
 
 # --- histogram formulas, checked against values computed by hand ----------------------------------
 
+
 def test_histogram_buckets_by_upper_end_and_keeps_time():
     h = Histogram(250)
     h.insert(100, 2.0)
@@ -94,6 +95,7 @@ def test_formulas_give_nothing_without_data():
 
 # --- category state ---------------------------------------------------------------------------------
 
+
 def test_fixed_mode_uses_what_the_user_declared_and_never_learns():
     c = Category("processing", mode="fixed", steady_n_tasks=2)
     bimodal(c)
@@ -115,10 +117,17 @@ def test_auto_mode_learns_a_small_first_allocation_from_a_bimodal_workload():
     bimodal(c, tasks=1, every_large=0)
     assert c.steady_state
     assert c.first_allocation is not None
-    assert c.first_allocation.memory == 250 and c.first_allocation.cores == 1 and c.first_allocation.disk == 250
+    assert (
+        c.first_allocation.memory == 250 and c.first_allocation.cores == 1 and c.first_allocation.disk == 250
+    )
     first = c.task_max_resources(Resources(), RequestLabel.FIRST, WORKER_1GB)
     assert first.memory == 250
-    box = task_box(first, WORKER_1GB, mode=c.mode, minimum=c.task_min_resources(Resources(), RequestLabel.FIRST, WORKER_1GB))
+    box = task_box(
+        first,
+        WORKER_1GB,
+        mode=c.mode,
+        minimum=c.task_min_resources(Resources(), RequestLabel.FIRST, WORKER_1GB),
+    )
     assert box == Resources(cores=1, memory=250, disk=250, gpus=0)
     # The retry at MAX gets the whole worker for what is not declared.
     retry = c.task_max_resources(Resources(), RequestLabel.MAX, WORKER_1GB)
@@ -167,7 +176,9 @@ def test_summary_pairs_are_accepted_as_measurements():
 
 
 def test_min_allocation_is_a_floor_for_the_first_allocation_and_the_minimum():
-    c = Category("processing", mode=AllocationMode.MAX, steady_n_tasks=1, min_allocation=Resources(memory=600))
+    c = Category(
+        "processing", mode=AllocationMode.MAX, steady_n_tasks=1, min_allocation=Resources(memory=600)
+    )
     c.accumulate({"cores": 1, "memory": 100, "disk": 1}, "normal", 1.0)
     assert c.first_allocation.memory == 600
     assert c.task_min_resources(Resources(memory=100), RequestLabel.FIRST, WORKER_1GB).memory == 600
@@ -181,6 +192,7 @@ def test_min_resources_capped_by_the_largest_worker_for_first_attempts():
 
 
 # --- labels after exhaustion ------------------------------------------------------------------------
+
 
 def test_fixed_mode_exhaustion_is_final():
     c = Category("p", mode=AllocationMode.FIXED)
@@ -207,6 +219,7 @@ def test_label_log_names():
 
 
 # --- status strings ------------------------------------------------------------------------------------
+
 
 def test_max_strings_declared_seen_and_exceeded():
     c = Category("p", mode=AllocationMode.MAX, steady_n_tasks=2)
