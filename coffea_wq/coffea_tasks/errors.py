@@ -1,0 +1,75 @@
+"""Errors a coffea-wq user meets: each names the work item (dataset, file, entry range) it is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def describe_item(item: Any) -> str:
+    """One line naming a WorkItem or FileMeta: dataset, file and, for chunks, the entry range.
+
+    Example:
+        >>> from coffea.processor.executor import WorkItem
+        >>> describe_item(WorkItem("ttbar", "a.root", "Events", 0, 100, b""))
+        "dataset 'ttbar', file 'a.root', entries [0, 100)"
+    """
+    dataset = getattr(item, "dataset", None)
+    filename = getattr(item, "filename", None)
+    text = f"dataset {dataset!r}, file {filename!r}"
+    start, stop = getattr(item, "entrystart", None), getattr(item, "entrystop", None)
+    if start is not None and stop is not None:
+        text += f", entries [{start}, {stop})"
+    return text
+
+
+@dataclass
+class RemoteError:
+    """What the task runner sent back about an exception raised on a worker."""
+
+    type_name: str
+    message: str
+    traceback: str
+    exception: BaseException | None
+    host: str
+
+
+class TaskFailedError(RuntimeError):
+    """A work item failed on every attempt.
+
+    Attributes: ``item`` (the WorkItem or FileMeta), ``dataset``, ``filename``, ``entrystart``,
+    ``entrystop``, ``attempts``, ``reason`` (why the last attempt failed), ``remote_traceback``
+    (the processor's traceback as printed on the worker, or ``None``) and ``host``.
+    When the worker could send the original exception back it is this error's ``__cause__``,
+    so ``Runner(skipbadfiles=...)`` matches it like any local exception.
+    """
+
+    def __init__(self, item: Any, attempts: int, reason: str, remote: RemoteError | None = None,
+                 host: str | None = None, stdout: str | None = None):
+        self.item = item
+        self.dataset = getattr(item, "dataset", None)
+        self.filename = getattr(item, "filename", None)
+        self.entrystart = getattr(item, "entrystart", None)
+        self.entrystop = getattr(item, "entrystop", None)
+        self.attempts = attempts
+        self.reason = reason
+        self.remote_traceback = remote.traceback if remote else None
+        self.host = host or (remote.host if remote else None)
+        self.stdout = stdout
+        where = f" (last on {self.host})" if self.host else ""
+        text = f"{describe_item(item)} failed after {attempts} attempt(s){where}: {reason}"
+        if remote is not None:
+            text += f"\n--- remote traceback ---\n{remote.traceback.rstrip()}"
+        elif stdout:
+            text += f"\n--- task output ---\n{stdout.rstrip()[-4000:]}"
+        super().__init__(text)
+        if remote is not None and remote.exception is not None:
+            self.__cause__ = remote.exception
+
+    def __reduce__(self):
+        # exceptions with keyword-rich __init__ need help to survive pickling (Runner may ship them)
+        return (RuntimeError, (str(self),))
+
+
+class ExecutorConfigError(ValueError):
+    """An executor option or executor_args key is wrong; the message names it."""

@@ -1,0 +1,128 @@
+"""Worker processes an executor starts on 127.0.0.1 (``local_workers=N``) and stops at the end.
+
+The default is coffea-wq's own worker (``python -m coffea_wq worker``); CCTools'
+``work_queue_worker`` is used when ours is not installed, or on request (``kind="cctools"``).
+Workers inherit this process's environment with two additions, so that tasks see what the user's
+session sees (as FuturesExecutor's processes do): the directory of this interpreter first on
+``PATH`` (``python3`` in a task is this Python), and ``sys.path`` as ``PYTHONPATH`` (the
+processor's module imports on the worker).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT_S = 120  # a worker whose manager vanished (killed user process) exits after this
+
+
+@dataclass(frozen=True)
+class LocalWorkerSpec:
+    count: int
+    host: str
+    port: int
+    cores: int = 1
+    password_file: str | None = None
+    kind: str = "auto"  # "auto", "coffea-wq" or "cctools"
+    workdir: Path | None = None
+
+
+def worker_kind(requested: str = "auto") -> str:
+    """``coffea-wq`` when our worker command exists (or is requested), else ``cctools``."""
+    if requested in ("coffea-wq", "cctools"):
+        return requested
+    if importlib.util.find_spec("coffea_wq.cli.worker") is not None:
+        return "coffea-wq"
+    if shutil.which("work_queue_worker"):
+        log.warning("coffea-wq worker not available; local workers are CCTools' work_queue_worker")
+        return "cctools"
+    raise RuntimeError("local_workers: neither `coffea-wq worker` nor CCTools' work_queue_worker is available")
+
+
+def worker_command(spec: LocalWorkerSpec, kind: str, index: int) -> list[str]:
+    """The argv of local worker number ``index``."""
+    options = ["--cores", str(spec.cores), "-t", str(IDLE_TIMEOUT_S)]
+    if spec.password_file:
+        options += ["--password", str(spec.password_file)]
+    if spec.workdir is not None:
+        workdir = spec.workdir / f"worker-{index}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        options += ["--workdir", str(workdir)]
+    if kind == "coffea-wq":
+        return [sys.executable, "-m", "coffea_wq", "worker", *options, spec.host, str(spec.port)]
+    return [shutil.which("work_queue_worker") or "work_queue_worker", *options, spec.host, str(spec.port)]
+
+
+def worker_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+    return env
+
+
+class LocalWorkerPool:
+    """Starts ``spec.count`` workers; ``stop()`` ends them all (they are in their own sessions,
+    so a Ctrl-C in the user's terminal reaches the executor, which then stops them in order).
+
+    Example:
+        >>> pool = LocalWorkerPool(LocalWorkerSpec(count=0, host="127.0.0.1", port=9123))
+        >>> pool.start(); pool.stop(); pool.processes
+        []
+    """
+
+    def __init__(self, spec: LocalWorkerSpec):
+        self.spec = spec
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        if self.spec.count <= 0:
+            return
+        kind = worker_kind(self.spec.kind)
+        env = worker_environment()
+        for index in range(self.spec.count):
+            argv = worker_command(self.spec, kind, index)
+            log.info("starting local worker %d: %s", index, " ".join(argv))
+            with self._log_file(index) as logfile:  # the child keeps its own descriptor
+                self.processes.append(subprocess.Popen(argv, env=env, start_new_session=True,
+                                                       stdin=subprocess.DEVNULL, stdout=logfile,
+                                                       stderr=subprocess.STDOUT))
+
+    def _log_file(self, index: int):
+        # worker chatter goes to a file beside its workspace, not into the user's terminal
+        if self.spec.workdir is None:
+            return open(os.devnull, "wb")
+        self.spec.workdir.mkdir(parents=True, exist_ok=True)
+        return open(self.spec.workdir / f"worker-{index}.log", "ab")
+
+    def stop(self, grace: float = 5.0) -> None:
+        for proc in self.processes:
+            _signal_group(proc, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=grace)
+        self.processes = []
+
+    def alive(self) -> int:
+        return sum(1 for p in self.processes if p.poll() is None)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)  # the worker and the tasks it started
+    except ProcessLookupError:
+        pass

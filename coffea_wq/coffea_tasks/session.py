@@ -1,0 +1,164 @@
+"""The state that must outlive ``WorkQueueExecutor.copy()``: the manager, staging area, local workers.
+
+coffea's Runner copies its executor for every phase (``executor.copy(**overrides)``), so an
+executor instance holds only options. A ``ManagerSession`` lives in a module-level registry keyed
+by the options that define it (``SessionConfig``): the preprocessing call opens it and leaves it
+open, the processing call reuses it (connected workers keep their caches) and closes it at the
+end. Anything left open is closed when the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coffea_wq.coffea_tasks.backend import load_work_queue_module
+from coffea_wq.coffea_tasks.local_workers import LocalWorkerPool, LocalWorkerSpec
+from coffea_wq.coffea_tasks.staging import StagingArea
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9123
+LOCAL_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """The executor options that identify one manager (hashable: the registry key)."""
+
+    manager_name: str | None
+    port: int | tuple[int, int] | None
+    password_file: str | None
+    filepath: str
+    local_workers: int
+    local_worker_kind: str
+    stats_log: str | None
+    transactions_log: str | None
+    debug_log: str | None
+    resource_monitor: str  # off, measure or watchdog
+    manager_impl: str | None = None  # None: backend's default choice
+
+    def listen_port(self) -> int | tuple[int, int]:
+        """The port (or range) to listen on: explicit, else 0 (any free port) when a name or local
+        workers find the manager, else CCTools' default 9123."""
+        if self.port is not None:
+            return self.port
+        if self.manager_name or self.local_workers > 0:
+            return 0
+        return DEFAULT_PORT
+
+
+class ManagerSession:
+    """A Work Queue manager with its staging area and local workers."""
+
+    def __init__(self, config: SessionConfig):
+        self.config = config
+        self.wq = load_work_queue_module(config.manager_impl)
+        self.staging = StagingArea(Path(config.filepath))
+        self.queue: Any = None
+        self.workers: LocalWorkerPool | None = None
+        self.calls = 0
+
+    def open(self) -> None:
+        try:
+            self.queue = self._create_queue()
+            if self.config.password_file:
+                self.queue.specify_password_file(self.config.password_file)
+            if self.config.resource_monitor != "off":
+                self.queue.enable_monitoring(watchdog=self.config.resource_monitor == "watchdog")
+            self.workers = LocalWorkerPool(LocalWorkerSpec(
+                count=self.config.local_workers, host=LOCAL_HOST, port=self.port,
+                password_file=self.config.password_file, kind=self.config.local_worker_kind,
+                workdir=self.staging.root / "workers"))
+            self.workers.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _create_queue(self) -> Any:
+        port = self.config.listen_port()
+        try:
+            return self.wq.WorkQueue(port=list(port) if isinstance(port, tuple) else port,
+                                     name=self.config.manager_name,
+                                     stats_log=self.config.stats_log,
+                                     transactions_log=self.config.transactions_log,
+                                     debug_log=self.config.debug_log)
+        except Exception as exc:
+            raise RuntimeError(f"cannot start a Work Queue manager on port {port!r} "
+                               f"(manager_name={self.config.manager_name!r}): {exc}; "
+                               "is another manager using it? pass port=0 for any free port") from exc
+
+    @property
+    def port(self) -> int:
+        return int(self.queue.port)
+
+    def close(self) -> None:
+        if self.queue is not None:
+            try:
+                self.queue.shutdown_workers(0)
+            except Exception as exc:  # the queue may be half-built; closing must go on
+                log.debug("shutdown_workers failed: %r", exc)
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+        if self.queue is not None:
+            _free_queue(self.queue)
+            self.queue = None
+        self.staging.remove()
+
+
+def _free_queue(queue: Any) -> None:
+    # CCTools frees the C queue (closing the port) in _free_queue/__del__; ours may offer close()
+    for name in ("close", "_free_queue"):
+        method = getattr(queue, name, None)
+        if callable(method):
+            try:
+                method()
+            except Exception as exc:
+                log.debug("%s failed: %r", name, exc)
+            return
+
+
+_SESSIONS: dict[SessionConfig, ManagerSession] = {}
+_LOCK = threading.Lock()
+
+
+def acquire_session(config: SessionConfig) -> ManagerSession:
+    """The open session for ``config``, opening a new one if needed."""
+    with _LOCK:
+        session = _SESSIONS.get(config)
+        if session is None:
+            session = ManagerSession(config)
+            session.open()
+            _SESSIONS[config] = session
+        session.calls += 1
+        return session
+
+
+def close_session(config: SessionConfig) -> None:
+    """Close and forget the session of ``config`` (no-op when none is open)."""
+    with _LOCK:
+        session = _SESSIONS.pop(config, None)
+    if session is not None:
+        session.close()
+
+
+def close_all_sessions() -> None:
+    """Close every open session: their managers, local workers and staging directories."""
+    with _LOCK:
+        sessions = list(_SESSIONS.values())
+        _SESSIONS.clear()
+    for session in sessions:
+        session.close()
+
+
+def open_sessions() -> list[SessionConfig]:
+    with _LOCK:
+        return list(_SESSIONS)
+
+
+atexit.register(close_all_sessions)

@@ -1,0 +1,169 @@
+"""The manager-side staging directory and the construction of one Work Queue task per work item.
+
+Layout of a staging directory (a fresh ``coffea-wq-*`` directory under the executor's ``filepath``):
+
+    coffea_wq_task.py          the task runner (cached on workers)
+    fn-<name>-<hash>.pkl       the cloudpickled function of a call (cached on workers)
+    items/item-<key>.pkl       one pickled WorkItem per task (not cached)
+    outputs/out-<key>.lz4      what each task sends back (deleted once accumulated)
+
+The command a task runs is the contract the coffea-wq worker's warm slots recognise:
+``python3 coffea_wq_task.py FN ITEM OUT``, or with an environment tarball
+``./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+
+from coffea_wq.coffea_tasks import task_script
+
+log = logging.getLogger(__name__)
+
+TASK_SCRIPT_NAME = "coffea_wq_task.py"
+ENV_RUNNER_NAME = "coffea_wq_env_run"
+ITEM_REMOTE_NAME = "item.pkl"
+OUTPUT_REMOTE_NAME = "out.lz4"
+X509_REMOTE_NAME = "x509up"
+WARM_ENV = "COFFEA_WQ_WARM"
+PRELOAD_ENV = "COFFEA_WQ_PRELOAD"
+DEFAULT_PRELOAD = ("coffea.processor", "coffea.nanoevents", "awkward", "uproot", "numpy", "cloudpickle", "lz4.frame")
+
+
+@dataclass(frozen=True)
+class FunctionFile:
+    """A function cloudpickled once per call; ``remote_name`` changes whenever its bytes do."""
+
+    path: Path
+    remote_name: str
+
+
+@dataclass
+class TaskTemplate:
+    """Everything the tasks of one executor call share (files, command prefix, resources)."""
+
+    function: FunctionFile
+    script: Path
+    category: str
+    python: str = "python3"
+    environment: Path | None = None
+    env_runner: Path | None = None
+    extra_inputs: Sequence[tuple[Path, str]] = ()
+    x509_proxy: Path | None = None
+    cores: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+    gpus: int | None = None
+    warm: bool = True
+    preload: Sequence[str] = DEFAULT_PRELOAD
+    environment_variables: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> str:
+        """The shell command of every task of this template."""
+        argv = [self.python, TASK_SCRIPT_NAME, self.function.remote_name, ITEM_REMOTE_NAME, OUTPUT_REMOTE_NAME]
+        if self.environment is not None:
+            argv = [f"./{ENV_RUNNER_NAME}", self.environment.name, *argv]
+        return " ".join(shlex.quote(a) for a in argv)
+
+
+class StagingArea:
+    """A per-run directory of the files tasks carry and bring back.
+
+    Example:
+        >>> area = StagingArea(Path("."))
+        >>> fn = area.write_function(len, "len", compression=1)
+        >>> fn.remote_name.startswith("fn-len-")
+        True
+        >>> area.remove()
+    """
+
+    def __init__(self, parent: Path):
+        parent = Path(parent)
+        if not parent.is_dir():
+            raise FileNotFoundError(f"executor filepath {str(parent)!r} is not a directory")
+        self.root = Path(tempfile.mkdtemp(prefix="coffea-wq-", dir=parent)).resolve()
+        (self.root / "items").mkdir()
+        (self.root / "outputs").mkdir()
+        self.script = self.root / TASK_SCRIPT_NAME
+        shutil.copyfile(task_script.__file__, self.script)
+
+    def write_function(self, function: Callable, function_name: str | None, compression: int | None) -> FunctionFile:
+        """Cloudpickle ``function`` (with the result compression level) once for a whole call."""
+        payload = cloudpickle.dumps({"function": function, "compression": compression or 1},
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.sha256(payload).hexdigest()[:16]
+        name = "".join(c if c.isalnum() or c in "_-." else "_" for c in (function_name or "function"))
+        remote = f"fn-{name}-{digest}.pkl"
+        path = self.root / remote
+        if not path.exists():
+            path.write_bytes(payload)
+        return FunctionFile(path, remote)
+
+    def write_item(self, key: int, item: Any) -> Path:
+        path = self.root / "items" / f"item-{key}.pkl"
+        path.write_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+        return path
+
+    def item_path(self, key: int) -> Path:
+        return self.root / "items" / f"item-{key}.pkl"
+
+    def output_path(self, key: int) -> Path:
+        return self.root / "outputs" / f"out-{key}.lz4"
+
+    def discard(self, key: int) -> None:
+        """Forget the files of task ``key`` (its result is accumulated or abandoned)."""
+        for path in (self.item_path(key), self.output_path(key)):
+            path.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path) -> Any:
+    """One Work Queue task running the template's function on the item stored at ``item_path``."""
+    task = wq.Task(template.command())
+    task.specify_tag(str(key))
+    task.specify_category(template.category)
+    task.specify_input_file(str(template.script), TASK_SCRIPT_NAME, cache=True)
+    task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
+    task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
+    if template.environment is not None and template.env_runner is not None:
+        task.specify_input_file(str(template.env_runner), ENV_RUNNER_NAME, cache=True)
+        task.specify_input_file(str(template.environment), template.environment.name, cache=True)
+    for local, remote in template.extra_inputs:
+        task.specify_input_file(str(local), remote, cache=True)
+    if template.x509_proxy is not None:
+        task.specify_input_file(str(template.x509_proxy), X509_REMOTE_NAME, cache=True)
+        task.specify_environment_variable("X509_USER_PROXY", X509_REMOTE_NAME)
+    task.specify_output_file(str(output_path), OUTPUT_REMOTE_NAME, cache=False)
+    if template.warm:
+        task.specify_environment_variable(WARM_ENV, "1")
+        task.specify_environment_variable(PRELOAD_ENV, ",".join(template.preload))
+    for name, value in template.environment_variables.items():
+        task.specify_environment_variable(name, value)
+    _specify_resources(task, template)
+    return task
+
+
+def _specify_resources(task: Any, template: TaskTemplate) -> None:
+    # unset resources leave the task a whole worker, as in CCTools
+    if template.cores is not None:
+        task.specify_cores(int(template.cores))
+    if template.memory is not None:
+        task.specify_memory(int(template.memory))
+    if template.disk is not None:
+        task.specify_disk(int(template.disk))
+    if template.gpus is not None:
+        task.specify_gpus(int(template.gpus))

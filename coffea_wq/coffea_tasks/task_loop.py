@@ -1,0 +1,272 @@
+"""One executor call: submit a task per work item, and as results arrive accumulate, retry or split.
+
+The walk of one item: ``submit_unit`` (a task from the call's ``TaskTemplate``) -> the manager's
+``wait`` -> ``handle_completion`` -> ``accept_value`` (accumulated at once) or ``retry_or_fail``
+or ``split_unit``. Worker loss is not seen here: the manager requeues those tasks itself.
+A failure that used up its retries stops the call softly: the other tasks are cancelled and the
+call returns what was accumulated, with the failure (``TaskFailedError``) as its exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from coffea.processor import accumulate
+
+from coffea_wq.coffea_tasks.backend import module_constant
+from coffea_wq.coffea_tasks.errors import RemoteError, TaskFailedError, describe_item
+from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
+from coffea_wq.coffea_tasks.progress import ProgressBars
+from coffea_wq.coffea_tasks.session import ManagerSession
+from coffea_wq.coffea_tasks.splitting import split_work_item
+from coffea_wq.coffea_tasks.staging import TaskTemplate, build_task
+
+log = logging.getLogger(__name__)
+
+RESULT_SUCCESS = 0
+RESULT_RESOURCE_EXHAUSTION = 16
+WAIT_TIMEOUT_S = 1
+MIN_QUEUED = 200  # tasks kept submitted beyond what the manager calls hungry
+LOCAL_WORKERS_GONE_GRACE_S = 10.0
+
+
+@dataclass
+class WorkUnit:
+    """A work item and its history in this call; ``key`` names its staged files and task tag."""
+
+    key: int
+    item: Any
+    failures: int = 0
+
+
+@dataclass
+class CallOptions:
+    retries: int = 2
+    split_on_exhaustion: bool = False
+    verbose: bool = False
+    print_stdout: bool = False
+    status: bool = True
+    desc: str = "Processing"
+    unit: str = "items"
+
+
+@dataclass
+class CallReport:
+    """What happened in one call (``coffea_wq.executor.last_report()`` returns the latest)."""
+
+    desc: str = ""
+    items: int = 0
+    tasks_submitted: int = 0
+    tasks_returned: int = 0
+    retried: int = 0
+    accumulated: list[Any] = field(default_factory=list)  # items whose result was merged, in order
+    skipped: list[Any] = field(default_factory=list)  # items skipped by skipbadfiles (result None)
+    split: list[tuple[Any, list[Any]]] = field(default_factory=list)
+    duplicates_ignored: int = 0
+    failed: list[TaskFailedError] = field(default_factory=list)
+    wall_time: float = 0.0
+
+
+class TaskLoop:
+    """Runs one executor call on an open session.
+
+    Example (with a session and template from ``coffea_wq.executor``):
+        >>> loop = TaskLoop(session, template, options)                  # doctest: +SKIP
+        >>> accumulated, exception = loop.run(work_items, accumulator)   # doctest: +SKIP
+    """
+
+    def __init__(self, session: ManagerSession, template: TaskTemplate, options: CallOptions):
+        self.session = session
+        self.queue = session.queue
+        self.template = template
+        self.options = options
+        self.pending: deque[WorkUnit] = deque()
+        self.in_flight: dict[int, WorkUnit] = {}
+        self.done_keys: set[int] = set()
+        self.next_key = 0
+        self.accumulated: Any = None
+        self.failure: TaskFailedError | None = None
+        self.report = CallReport(desc=options.desc)
+        self.bars: ProgressBars | None = None
+        self.exhaustion = module_constant(session.wq, "WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION",
+                                          RESULT_RESOURCE_EXHAUSTION)
+        self.success = module_constant(session.wq, "WORK_QUEUE_RESULT_SUCCESS", RESULT_SUCCESS)
+
+    def run(self, items: list[Any], accumulator: Any) -> tuple[Any, Any]:
+        """Process every item; return ``(accumulated, 0)`` or ``(partial, TaskFailedError)``."""
+        started = time.monotonic()
+        self.accumulated = accumulator
+        self.report.items = len(items)
+        for item in items:
+            self.pending.append(self._new_unit(item))
+        with ProgressBars(self.options.desc, self.options.unit, len(items), self.options.status) as bars:
+            self.bars = bars
+            try:
+                self._loop_until_done()
+            finally:
+                self._cancel_in_flight()
+                self.report.wall_time = time.monotonic() - started
+        if self.failure is not None:
+            self.report.failed.append(self.failure)
+            return self.accumulated, self.failure
+        return self.accumulated, 0
+
+    def _loop_until_done(self) -> None:
+        gone_since: float | None = None
+        while (self.pending or self.in_flight) and self.failure is None:
+            self._submit_ready()
+            task = self.queue.wait(WAIT_TIMEOUT_S)
+            if task is None:
+                gone_since = self._check_local_workers(gone_since)
+                continue
+            unit = self.in_flight.pop(task.id, None)
+            if unit is None:
+                log.debug("ignoring task %s, not part of this call", task.id)
+                continue
+            self.report.tasks_returned += 1
+            self.handle_completion(task, unit)
+
+    def _new_unit(self, item: Any) -> WorkUnit:
+        unit = WorkUnit(self.next_key, item)
+        self.next_key += 1
+        self.session.staging.write_item(unit.key, item)
+        return unit
+
+    def _submit_ready(self) -> None:
+        while self.pending and (len(self.in_flight) < MIN_QUEUED or self.queue.hungry()):
+            self.submit_unit(self.pending.popleft())
+
+    def submit_unit(self, unit: WorkUnit) -> None:
+        staging = self.session.staging
+        output = staging.output_path(unit.key)
+        output.unlink(missing_ok=True)  # never read a previous attempt's output
+        task = build_task(self.session.wq, self.template, unit.key, staging.item_path(unit.key), output)
+        task_id = self.queue.submit(task)
+        self.in_flight[task_id] = unit
+        self.report.tasks_submitted += 1
+        if unit.failures == 0 and self.bars:
+            self.bars.advance("submitted")
+        if self.options.verbose and self.bars:
+            self.bars.print(f"Submitted task (id #{task_id}): {describe_item(unit.item)}")
+
+    def handle_completion(self, task: Any, unit: WorkUnit) -> None:
+        """Decide what a returned task means: accumulate, split, retry or fail."""
+        self._report_task(task, unit)
+        result = int(task.result)
+        if result == self.success:
+            outcome = read_outcome(self.session.staging.output_path(unit.key))
+            if outcome.kind is OutcomeKind.OK:
+                self.accept_value(unit, outcome.value)
+                return
+            if outcome.kind is OutcomeKind.REMOTE_ERROR:
+                remote = outcome.remote
+                self.retry_or_fail(unit, f"{remote.type_name}: {remote.message}", task, remote)
+                return
+            self.retry_or_fail(unit, f"{outcome.detail} (exit status {task.return_status})", task)
+            return
+        if result == self.exhaustion and self._can_split(unit):
+            self.split_unit(unit, task)
+            return
+        self.retry_or_fail(unit, f"task result {_result_name(task)} (exit status {task.return_status})", task)
+
+    def accept_value(self, unit: WorkUnit, value: Any) -> None:
+        if unit.key in self.done_keys:  # a result can only count once
+            self.report.duplicates_ignored += 1
+            return
+        self.done_keys.add(unit.key)
+        self.session.staging.discard(unit.key)
+        if self.bars:
+            self.bars.advance("processed")
+        if value is None:
+            # Runner's closure returns None when skipbadfiles swallowed the error
+            self.report.skipped.append(unit.item)
+            log.warning("skipped %s (skipbadfiles)", describe_item(unit.item))
+        else:
+            self.accumulated = accumulate([value], self.accumulated)
+            self.report.accumulated.append(unit.item)
+        if self.bars:
+            self.bars.advance("accumulated")
+
+    def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
+        unit.failures += 1
+        host = getattr(task, "hostname", None)
+        if unit.failures <= self.options.retries:
+            self.report.retried += 1
+            log.warning("%s failed on %s (%s); retry %d of %d", describe_item(unit.item), host, reason,
+                        unit.failures, self.options.retries)
+            self.submit_unit(unit)
+            return
+        self.session.staging.discard(unit.key)
+        self.failure = TaskFailedError(unit.item, unit.failures, reason, remote=remote, host=host,
+                                       stdout=getattr(task, "output", None))
+
+    def _can_split(self, unit: WorkUnit) -> bool:
+        item = unit.item
+        return (self.options.split_on_exhaustion and hasattr(item, "entrystart")
+                and item.entrystop - item.entrystart > 1)
+
+    def split_unit(self, unit: WorkUnit, task: Any) -> None:
+        """Replace an item that exhausted its resources by two halves (fresh retries each)."""
+        pieces = split_work_item(unit.item, 2)
+        self.session.staging.discard(unit.key)
+        self.report.split.append((unit.item, pieces))
+        log.warning("%s exhausted its resources on %s; split into %d pieces", describe_item(unit.item),
+                    getattr(task, "hostname", "?"), len(pieces))
+        if self.bars:
+            self.bars.grow(len(pieces) - 1)
+            self.bars.advance("submitted", -1)  # each piece counts as submitted on its own
+        for piece in pieces:
+            self.submit_unit(self._new_unit(piece))
+
+    def _report_task(self, task: Any, unit: WorkUnit) -> None:
+        if self.options.verbose and self.bars:
+            self.bars.print(f"Task (id #{task.id}) complete: {describe_item(unit.item)} on "
+                            f"{getattr(task, 'hostname', '?')}, result {_result_name(task)}, "
+                            f"exit status {task.return_status}")
+        failed = int(task.result) != self.success or task.return_status != 0
+        if self.bars and (self.options.print_stdout or (failed and self.options.verbose)) and task.output:
+            self.bars.print(task.output.rstrip())
+
+    def _cancel_in_flight(self) -> None:
+        for task_id, unit in list(self.in_flight.items()):
+            try:
+                self.queue.cancel_by_taskid(task_id)
+            except Exception as exc:
+                log.debug("cancel of task %s failed: %r", task_id, exc)
+            self.session.staging.discard(unit.key)
+        self.in_flight.clear()
+
+    def _check_local_workers(self, gone_since: float | None) -> float | None:
+        """Fail instead of waiting forever when every local worker died and none other is here."""
+        workers = self.session.workers
+        if workers is None or not workers.processes or workers.alive() > 0:
+            return None
+        if _connected_workers(self.queue) > 0:
+            return None
+        now = time.monotonic()
+        if gone_since is None:
+            return now
+        if now - gone_since > LOCAL_WORKERS_GONE_GRACE_S:
+            codes = [p.returncode for p in workers.processes]
+            raise RuntimeError(f"all {len(codes)} local workers exited (exit codes {codes}) and no other "
+                               "worker is connected; see the log above for why they stopped")
+        return gone_since
+
+
+def _connected_workers(queue: Any) -> int:
+    try:
+        stats = queue.stats
+        return int(getattr(stats, "workers_connected", 0) or 0)
+    except Exception:
+        return 0
+
+
+def _result_name(task: Any) -> str:
+    try:
+        return str(task.result_str)
+    except Exception:
+        return str(task.result)

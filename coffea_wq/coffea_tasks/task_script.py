@@ -1,0 +1,99 @@
+"""Run one coffea work item inside a Work Queue task: ``python3 coffea_wq_task.py FN ITEM OUT``.
+
+This file is shipped to workers as ``coffea_wq_task.py`` and runs under whatever ``python3``
+the worker offers, so it imports only the standard library, cloudpickle and lz4 (all coffea
+dependencies), never coffea_wq.
+
+* ``FN``: a cloudpickled dict ``{"function": callable, "compression": int}``, the same file for
+  every task of a run (cached on the worker).
+* ``ITEM``: a pickled WorkItem (or FileMeta for preprocessing).
+* ``OUT``: written as an lz4 frame holding a pickled record, either
+  ``{"status": "ok", "value": <function(item)>}`` or
+  ``{"status": "error", "type", "message", "traceback", "exception", "host", "python"}``.
+
+Exit status: 0 when the function returned, 1 when the error record was written, 2 when not
+even that was possible (the manager then reports the missing output with the task's stdout).
+The process ends with ``os._exit`` so that library finalisers (xrootd is known to crash in
+them) cannot turn a finished task into a failed one, and so that a warm slot's forked child
+never runs the zygote's exit handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+import time
+import traceback
+
+RECORD_VERSION = 1
+
+
+def _write_record(path: str, record: dict, level: int) -> None:
+    import lz4.frame
+
+    with lz4.frame.open(path, mode="wb", compression_level=level) as out:
+        pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _error_record(exc: BaseException, started: float) -> dict:
+    try:
+        exception_bytes = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(exception_bytes)  # only keep it if the manager side can rebuild it
+    except Exception:
+        exception_bytes = None
+    return {
+        "version": RECORD_VERSION,
+        "status": "error",
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "exception": exception_bytes,
+        "host": socket.gethostname(),
+        "python": sys.executable,
+        "wall_time": time.time() - started,
+    }
+
+
+def run_task(fn_path: str, item_path: str, out_path: str) -> int:
+    """Apply the function in ``fn_path`` to the item in ``item_path``; write the record to ``out_path``."""
+    started = time.time()
+    level = 1
+    try:
+        with open(fn_path, "rb") as f:
+            payload = pickle.load(f)
+        level = int(payload.get("compression") or 1)
+        with open(item_path, "rb") as f:
+            item = pickle.load(f)
+        value = payload["function"](item)
+        record = {"version": RECORD_VERSION, "status": "ok", "value": value, "wall_time": time.time() - started}
+    except BaseException as exc:  # the remote traceback is the whole point: report anything
+        record = _error_record(exc, started)
+    try:
+        _write_record(out_path, record, level)
+    except BaseException as exc:  # e.g. an output that cannot be pickled
+        try:
+            _write_record(out_path, _error_record(exc, started), level)
+        except BaseException:
+            traceback.print_exc()
+            return 2
+        return 1
+    if record["status"] != "ok":
+        sys.stderr.write(record["traceback"])
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4:
+        sys.stderr.write(f"usage: {argv[0]} FUNCTION_FILE ITEM_FILE OUTPUT_FILE (got {argv[1:]!r})\n")
+        return 2
+    return run_task(argv[1], argv[2], argv[3])
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

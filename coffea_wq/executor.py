@@ -1,0 +1,327 @@
+"""``WorkQueueExecutor``: coffea's Runner on a Work Queue of workers (embedded manager, workers anywhere).
+
+The executor is a dataclass of options, like every coffea executor; the manager, the staging
+directory and local workers live in ``coffea_wq.coffea_tasks.session`` so they survive Runner's
+``executor.copy(...)`` and are shared by the preprocessing and processing calls of a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coffea.processor.executor import ExecutorBase
+
+from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
+from coffea_wq.coffea_tasks.errors import ExecutorConfigError
+from coffea_wq.coffea_tasks.session import (
+    ManagerSession,
+    SessionConfig,
+    acquire_session,
+    close_all_sessions,
+    close_session,
+)
+from coffea_wq.coffea_tasks.staging import DEFAULT_PRELOAD, TaskTemplate
+from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
+
+log = logging.getLogger(__name__)
+
+RESOURCE_MODES = {"fixed": "fixed", "max-seen": "max", "auto": "max", "max": "max",
+                  "max-throughput": "max-throughput", "min-waste": "min-waste"}
+MONITOR_MODES = {"off": "off", "measure": "measure", "watchdog": "watchdog", False: "off", True: "watchdog",
+                 None: "off"}
+
+# options kept for coffea 0.7 scripts whose feature is not built yet: accepted, warned about, ignored
+NOT_YET_IMPLEMENTED = {
+    "dynamic_chunksize": None,
+    "tasks_accum_log": None,
+    "ssl": False,
+    "wrapper": None,
+    "bar_format": None,
+    "chunks_accum_in_mem": None,
+    "chunks_per_accum": None,
+}
+
+_LAST_REPORT: list[CallReport] = []
+
+
+@dataclass
+class WorkQueueExecutor(ExecutorBase):
+    """Run coffea work items as Work Queue tasks on workers anywhere (the real CCTools ones included).
+
+    Use it as any coffea executor:
+
+        >>> from coffea import processor
+        >>> import coffea_wq
+        >>> runner = processor.Runner(executor=coffea_wq.WorkQueueExecutor(local_workers=2),
+        ...                           chunksize=100_000)                                # doctest: +SKIP
+        >>> out = runner(fileset, MyProcessor(), treename="Events")                   # doctest: +SKIP
+
+    Parameters (coffea 0.7's names; ``master_name`` and hyphenated names are accepted too)
+    ----------
+    status : bool (True)              rich progress bars Submitted / Processed / Accumulated.
+    unit, desc, function_name         set by Runner.
+    compression : int (9)             lz4 level of results in flight (``None`` means 1).
+    retries : int (2)                 resubmissions of a failing task before the run stops softly;
+                                      a task lost with its worker is requeued and is not a retry.
+    manager_name : str (None)         project name advertised to the catalog (workers ``-M name``).
+    master_name : str (None)          deprecated alias of ``manager_name``.
+    port : int or [low, high] (None)  listening port or range; default 0 (any free port) with a
+                                      name or local workers, else 9123.
+    local_workers : int (None)        start N coffea-wq workers on 127.0.0.1 and stop them at the end.
+                                      None: one per CPU core unless ``manager_name`` is set (then 0).
+    local_worker_kind : str ("auto")  "coffea-wq", "cctools" (work_queue_worker) or "auto".
+    filepath : str (".")              where the per-run staging directory is made.
+    environment_file : str (None)     packed Python environment (envtools / conda-pack / venv-pack
+                                      tarball) the tasks run in; default: ``python3`` on the worker.
+    extra_input_files : list ([])     local files every task gets (cached on workers).
+    x509_proxy : str or False (None)  proxy shipped to tasks; None: ``$X509_USER_PROXY`` or
+                                      ``/tmp/x509up_u<uid>`` when present; False: none.
+    password_file : str (None)        shared secret workers must prove.
+    cores, memory, disk, gpus (None)  per-task resources (MB for memory/disk); unset: a whole worker.
+    resources_mode : str ("fixed")    fixed, max-seen (alias auto), max-throughput, min-waste.
+    resource_monitor : str ("off")    off, measure, watchdog (True: watchdog); a non-fixed mode
+                                      forces watchdog.
+    split_on_exhaustion : bool (True) a processing task that still exhausts its resources is split
+                                      into halves, down to one event.
+    fast_terminate_workers : float    abort tasks slower than this multiple of the average.
+    verbose, print_stdout : bool      a line per task / the task's output.
+    debug_log, stats_log, transactions_log : str   the manager's logs.
+    custom_init : callable (None)     called with the WorkQueue before each call submits anything.
+    warm_python : bool (True)         let coffea-wq workers run tasks in warm Python slots.
+    preload_modules : tuple           modules a warm slot imports once.
+    treereduction, chunksize, events_total, status_display_interval : accepted for coffea 0.7
+                                      compatibility; results are accumulated in this process.
+    dynamic_chunksize, tasks_accum_log, ssl, wrapper, bar_format, chunks_accum_in_mem,
+    chunks_per_accum : accepted for coffea 0.7 scripts; not implemented yet (a warning says so).
+    """
+
+    compression: int | None = 9
+    retries: int = 2
+    manager_name: str | None = None
+    master_name: str | None = None
+    port: int | list[int] | tuple[int, int] | None = None
+    local_workers: int | None = None
+    local_worker_kind: str = "auto"
+    filepath: str = "."
+    events_total: int | None = None
+    x509_proxy: str | bool | None = None
+    verbose: bool = False
+    print_stdout: bool = False
+    status_display_interval: int | None = 10
+    debug_log: str | None = None
+    stats_log: str | None = None
+    transactions_log: str | None = None
+    tasks_accum_log: str | None = None
+    password_file: str | None = None
+    ssl: bool | tuple[str, str] = False
+    environment_file: str | None = None
+    extra_input_files: list[str] = field(default_factory=list)
+    wrapper: str | None = None
+    resource_monitor: str | bool | None = "off"
+    resources_mode: str = "fixed"
+    split_on_exhaustion: bool = True
+    fast_terminate_workers: float | None = None
+    cores: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+    gpus: int | None = None
+    treereduction: int = 20
+    chunksize: int = 100000
+    dynamic_chunksize: dict | None = None
+    custom_init: Callable | None = None
+    bar_format: str | None = None
+    chunks_accum_in_mem: int | None = None
+    chunks_per_accum: int | None = None
+    warm_python: bool = True
+    preload_modules: tuple[str, ...] = DEFAULT_PRELOAD
+
+    def __post_init__(self) -> None:
+        if self.master_name is not None:
+            warnings.warn("master_name is deprecated, use manager_name", DeprecationWarning, stacklevel=3)
+            if self.manager_name is None:
+                self.manager_name = self.master_name
+            self.master_name = None
+        validate_options(self)
+
+    def __call__(self, items: Iterable, function: Callable, accumulator: Any) -> tuple[Any, Any]:
+        """Run ``function`` on every item as a task; return ``(accumulated, 0 | exception)``."""
+        items = list(items)
+        if not items:
+            return accumulator, 0
+        preprocessing = self.desc == "Preprocessing"
+        config = self.session_config()
+        session = acquire_session(config)
+        keep_open = False
+        try:
+            accumulated, exception = self._run_call(session, items, function, accumulator, preprocessing)
+            # the processing call follows preprocessing: keep its workers and caches for it
+            keep_open = preprocessing and exception == 0
+        finally:
+            if not keep_open:
+                close_session(config)
+        if exception != 0 and accumulated is None:
+            raise exception  # nothing to return: Runner would hide the cause behind "No chunks returned"
+        return accumulated, exception
+
+    def _run_call(self, session: ManagerSession, items: list, function: Callable, accumulator: Any,
+                  preprocessing: bool) -> tuple[Any, Any]:
+        category = "preprocessing" if preprocessing else "processing"
+        if session.calls == 1:
+            message = f"Listening for work queue workers on port {session.port}."
+            print(message, flush=True) if self.verbose else log.info(message)
+        configure_category(session, self, category)
+        if self.custom_init is not None:
+            self.custom_init(session.queue)
+        template = self.task_template(session, function, category)
+        options = CallOptions(retries=self.retries, split_on_exhaustion=self.split_on_exhaustion and not preprocessing,
+                              verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,
+                              desc=self.desc, unit=self.unit)
+        loop = TaskLoop(session, template, options)
+        try:
+            return loop.run(items, accumulator)
+        finally:
+            _LAST_REPORT[:] = [loop.report]
+
+    def session_config(self) -> SessionConfig:
+        port = self.port
+        if isinstance(port, (list, tuple)):
+            port = (int(port[0]), int(port[1]))
+        return SessionConfig(
+            manager_name=self.manager_name, port=port, password_file=self.password_file,
+            filepath=str(self.filepath), local_workers=resolved_local_workers(self),
+            local_worker_kind=self.local_worker_kind, stats_log=self.stats_log,
+            transactions_log=self.transactions_log, debug_log=self.debug_log,
+            resource_monitor=resolved_monitor(self))
+
+    def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
+        fixed = RESOURCE_MODES[self.resources_mode] == "fixed"
+        env, env_runner = resolve_environment(self.environment_file)
+        return TaskTemplate(
+            function=session.staging.write_function(function, self.function_name, self.compression),
+            script=session.staging.script, category=category, environment=env, env_runner=env_runner,
+            extra_inputs=[(Path(p).resolve(), Path(p).name) for p in self.extra_input_files],
+            x509_proxy=resolve_x509_proxy(self.x509_proxy),
+            cores=self.cores if fixed else None, memory=self.memory if fixed else None,
+            disk=self.disk if fixed else None, gpus=self.gpus if fixed else None,
+            warm=self.warm_python, preload=tuple(self.preload_modules))
+
+
+def last_report() -> CallReport | None:
+    """What the latest executor call in this process did: items accumulated, retried, split, skipped.
+
+    Example:
+        >>> report = last_report()                                           # doctest: +SKIP
+        >>> len(report.accumulated), report.retried, report.skipped          # doctest: +SKIP
+    """
+    return _LAST_REPORT[0] if _LAST_REPORT else None
+
+
+def shutdown() -> None:
+    """Stop every manager and local worker this process started (also done at exit)."""
+    close_all_sessions()
+
+
+def validate_options(ex: WorkQueueExecutor) -> None:
+    """Check option values; the error names the option and what is allowed."""
+    if ex.resources_mode not in RESOURCE_MODES:
+        raise ExecutorConfigError(f"resources_mode={ex.resources_mode!r}: expected one of {sorted(RESOURCE_MODES)}")
+    if ex.resource_monitor not in MONITOR_MODES:
+        raise ExecutorConfigError(f"resource_monitor={ex.resource_monitor!r}: expected off, measure or watchdog")
+    if not isinstance(ex.retries, int) or ex.retries < 0:
+        raise ExecutorConfigError(f"retries={ex.retries!r}: expected an integer >= 0")
+    if ex.local_workers is not None and (not isinstance(ex.local_workers, int) or ex.local_workers < 0):
+        raise ExecutorConfigError(f"local_workers={ex.local_workers!r}: expected an integer >= 0")
+    if ex.local_worker_kind not in ("auto", "coffea-wq", "cctools"):
+        raise ExecutorConfigError(f"local_worker_kind={ex.local_worker_kind!r}: expected auto, coffea-wq or cctools")
+    if ex.treereduction < 2:
+        raise ExecutorConfigError(f"treereduction={ex.treereduction!r}: expected an integer >= 2")
+    _validate_port(ex.port)
+    for path in ex.extra_input_files:
+        if not Path(path).is_file():
+            raise ExecutorConfigError(f"extra_input_files: {str(path)!r} is not a file")
+    if ex.environment_file is not None and not Path(ex.environment_file).is_file():
+        raise ExecutorConfigError(f"environment_file: {ex.environment_file!r} is not a file")
+    if ex.password_file is not None and not Path(ex.password_file).is_file():
+        raise ExecutorConfigError(f"password_file: {ex.password_file!r} is not a file")
+    for name, default in NOT_YET_IMPLEMENTED.items():
+        if getattr(ex, name) not in (default, None, False):
+            warnings.warn(f"WorkQueueExecutor option {name}={getattr(ex, name)!r} is accepted for coffea 0.7 "
+                          "compatibility but not implemented yet; it has no effect", UserWarning, stacklevel=4)
+
+
+def _validate_port(port: Any) -> None:
+    if port is None or (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
+        return
+    if isinstance(port, (list, tuple)) and len(port) == 2 and all(isinstance(p, int) for p in port):
+        if 0 < port[0] <= port[1] < 65536:
+            return
+    raise ExecutorConfigError(f"port={port!r}: expected a port number or a [low, high] range")
+
+
+def resolved_local_workers(ex: WorkQueueExecutor) -> int:
+    if ex.local_workers is not None:
+        return ex.local_workers
+    return 0 if ex.manager_name else (os.cpu_count() or 1)
+
+
+def resolved_monitor(ex: WorkQueueExecutor) -> str:
+    monitor = MONITOR_MODES[ex.resource_monitor]
+    if RESOURCE_MODES[ex.resources_mode] != "fixed":
+        return "watchdog"  # automatic allocations learn from measurements and must be enforced
+    return monitor
+
+
+def resolve_x509_proxy(option: str | bool | None) -> Path | None:
+    if option is False:
+        return None
+    if option:
+        path = Path(option)
+        if not path.is_file():
+            raise ExecutorConfigError(f"x509_proxy: {str(option)!r} is not a file")
+        return path.resolve()
+    candidate = os.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
+    return Path(candidate).resolve() if Path(candidate).is_file() else None
+
+
+def resolve_environment(environment_file: str | None) -> tuple[Path | None, Path | None]:
+    """The environment tarball and the ``coffea_wq_env_run`` script that unpacks it on workers."""
+    if environment_file is None:
+        return None, None
+    try:
+        import envtools
+
+        runner = Path(envtools.runner_script_path())
+    except (ImportError, AttributeError) as exc:
+        raise ExecutorConfigError(f"environment_file={environment_file!r} needs envtools.runner_script_path(), "
+                                  f"which is not available: {exc}") from exc
+    return Path(environment_file).resolve(), runner
+
+
+def configure_category(session: ManagerSession, ex: WorkQueueExecutor, category: str) -> None:
+    """Allocation mode, maximum resources and fast abort of ``category`` on the session's queue."""
+    queue, wq = session.queue, session.wq
+    mode = RESOURCE_MODES[ex.resources_mode]
+    if mode == "max-throughput" and category != "processing":
+        mode = "max"
+    if mode != "fixed":
+        names = {"max": "WORK_QUEUE_ALLOCATION_MODE_MAX", "min-waste": "WORK_QUEUE_ALLOCATION_MODE_MIN_WASTE",
+                 "max-throughput": "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT"}
+        queue.specify_category_mode(category, module_constant(wq, names[mode], ALLOCATION_MODES[mode]))
+        maxima = {k: v for k, v in (("cores", ex.cores), ("memory", ex.memory), ("disk", ex.disk),
+                                    ("gpus", ex.gpus)) if v is not None}
+        if maxima:
+            queue.specify_category_max_resources(category, maxima)
+    if ex.fast_terminate_workers:
+        queue.activate_fast_abort_category(category, float(ex.fast_terminate_workers))
+
+
+def executor_field_names() -> list[str]:
+    """Every option ``WorkQueueExecutor`` accepts (its dataclass fields)."""
+    return [f.name for f in dataclasses.fields(WorkQueueExecutor)]
