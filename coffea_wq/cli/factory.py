@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
     """Options shared with ``submit-workers``: manager, size, lifetime, environment, batch system."""
-    parser.add_argument("manager", nargs="*", metavar="HOST PORT",
-                        help="the manager's host and port (or use -M NAME)")
     parser.add_argument("-T", "--batch-type", required=True, choices=BATCH_TYPES, help="batch system")
     parser.add_argument("-M", "-N", "--manager-name", help="project name of the manager(s), a regular expression")
     parser.add_argument("--catalog", metavar="HOST:PORT", help="catalog server to find managers by name")
@@ -49,6 +47,8 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manager", nargs="*", metavar="HOST PORT",
+                        help="the manager's host and port (or use -M NAME)")
     add_worker_options(parser)
     parser.add_argument("-C", "--config-file", type=Path, metavar="CONFIG.json",
                         help="JSON file of options (keys as the long options), re-read every cycle")
@@ -64,13 +64,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--debug", action="store_true", help="log every decision")
 
 
+def manager_address(words: list[str]) -> dict[str, Any]:
+    """``{"manager_host": ..., "manager_port": ...}`` from the HOST PORT words (none: empty)."""
+    if not words:
+        return {}
+    if len(words) != 2 or not words[1].isdigit() or not 0 < int(words[1]) < 65536:
+        raise ConfigError(f"expected the manager as HOST PORT, got {' '.join(words)!r}")
+    return {"manager_host": words[0], "manager_port": int(words[1])}
+
+
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``FactoryConfig`` keyword arguments from the parsed options (None: keep the default)."""
     settings: dict[str, Any] = {"batch_type": args.batch_type}
-    if args.manager:
-        if len(args.manager) != 2 or not args.manager[1].isdigit():
-            raise ConfigError(f"expected HOST PORT for the manager, got {' '.join(args.manager)!r}")
-        settings["manager_host"], settings["manager_port"] = args.manager[0], int(args.manager[1])
+    settings.update(manager_address(args.manager))
     names = ("manager_name", "catalog", "cores", "memory", "disk", "gpus", "timeout", "scratch_dir",
              "python_env", "python", "worker_binary", "password", "batch_options",
              "min_workers", "max_workers", "workers_per_cycle", "tasks_per_worker",

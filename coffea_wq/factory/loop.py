@@ -125,8 +125,13 @@ class FactoryLoop:
         return bool(limit) and time.monotonic() - self._last_manager_seen > float(limit or 0)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def run(self) -> None:
-        """Cycle until ``stop()`` (or the factory timeout); does not remove the workers."""
+    def run(self, wait_first: bool = False) -> None:
+        """Cycle until ``stop()`` (or the factory timeout); does not remove the workers.
+
+        ``wait_first``: sleep one interval before the first cycle (the caller just ran one).
+        """
+        if wait_first:
+            self._stop.wait(self.current_config().cycle_interval)
         while not self._stop.is_set():
             config = self.current_config()
             try:

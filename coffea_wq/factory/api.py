@@ -1,0 +1,151 @@
+"""``coffea_wq.Factory``: a worker pool around a run, as CCTools' ``work_queue.Factory``.
+
+    with coffea_wq.Factory("local", manager_name="my-analysis", max_workers=4, cores=2):
+        output = runner(fileset, processor_instance=MyProcessor())
+
+The factory cycles in a daemon thread; leaving the ``with`` block removes every worker it
+started. Settings can be changed while it runs (``factory.max_workers = 8``); they apply from the
+next cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+from pathlib import Path
+from typing import Any
+
+from coffea_wq.factory.config import ConfigError, FactoryConfig, config_field_names
+from coffea_wq.factory.loop import FactoryLoop
+from coffea_wq.factory.policy import CyclePlan
+
+log = logging.getLogger(__name__)
+
+# CCTools' Python Factory spells some settings differently; both spellings work here.
+ALIASES = {"python_package": "python_env", "scratch": "scratch_dir", "password_file": "password",
+           "worker_timeout": "timeout"}
+
+
+class Factory:
+    """Keep ``min_workers``..``max_workers`` workers alive for a manager while in a ``with`` block.
+
+    Args:
+        batch_type: ``"local"``, ``"slurm"``, ``"condor"`` or ``"sge"``.
+        manager_name: the manager's project name (a regular expression), found in the catalog.
+        manager_host_port: ``"HOST:PORT"`` of the manager, asked directly (no catalog needed).
+        manager: a manager object with a ``port`` (e.g. ``coffea_wq.work_queue.WorkQueue``):
+            the factory serves it at ``127.0.0.1:<port>``.
+        config_file: a JSON file of options re-read every cycle (keys as the CLI's long options).
+        **settings: any ``FactoryConfig`` field: ``min_workers`` (5), ``max_workers`` (100),
+            ``workers_per_cycle`` (5), ``tasks_per_worker``, ``cores``, ``memory`` (MB), ``disk`` (MB),
+            ``gpus``, ``timeout`` (worker idle timeout, 300 s), ``scratch_dir``, ``python_env``
+            (alias ``python_package``), ``python``, ``worker_binary``, ``password``, ``catalog``,
+            ``extra_options``, ``batch_options``, ``cycle_interval`` (30 s), ``factory_timeout``.
+
+    Raises:
+        ConfigError: a setting is invalid (names it), or the scratch directory is unusable.
+        TypeError: an unknown setting.
+
+    Example:
+        >>> with Factory("local", manager_host_port="127.0.0.1:9123", min_workers=1,
+        ...              max_workers=2, cores=1, cycle_interval=5) as factory:  # doctest: +SKIP
+        ...     factory.max_workers = 4
+    """
+
+    def __init__(self, batch_type: str = "local", manager_name: str | None = None,
+                 manager_host_port: str | None = None, manager: Any = None,
+                 config_file: str | Path | None = None, **settings: Any) -> None:
+        settings = {ALIASES.get(key, key): value for key, value in settings.items()}
+        unknown = sorted(set(settings) - set(config_field_names()))
+        if unknown:
+            raise TypeError(f"Factory got unknown setting(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(config_field_names())}")
+        settings = _normalise(settings)
+        settings.update(batch_type=batch_type, **_manager_settings(manager_name, manager_host_port, manager))
+        object.__setattr__(self, "_loop", FactoryLoop(settings, config_file=Path(config_file) if config_file
+                                                      else None))
+        object.__setattr__(self, "_thread", None)
+
+    # -- settings as attributes, as CCTools' Factory has them ---------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        name = ALIASES.get(name, name)
+        if name in config_field_names():
+            return getattr(self._loop.current_config(), name)
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        name = ALIASES.get(name, name)
+        if name not in config_field_names():
+            raise AttributeError(f"{name!r} is not a factory setting; known: {', '.join(config_field_names())}")
+        self._loop.update(**_normalise({name: value}))
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def start(self) -> Factory:
+        """Run the first cycle now (so the minimum of workers starts at once), then cycle in a thread."""
+        if self._thread is not None:
+            return self
+        self._loop.run_cycle()
+        thread = threading.Thread(target=self._loop.run, kwargs={"wait_first": True},
+                                  name="coffea-wq-factory", daemon=True)
+        object.__setattr__(self, "_thread", thread)
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop cycling and remove every worker this factory started."""
+        self._loop.stop()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=60)
+        self._loop.shutdown()
+        object.__setattr__(self, "_thread", None)
+
+    def __enter__(self) -> Factory:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def last_plan(self) -> CyclePlan | None:
+        """The decision of the latest cycle (submitted, needed, to_submit, ...)."""
+        return self._loop.last_plan
+
+    @property
+    def scratch_dir_path(self) -> Path:
+        """The validated scratch directory the jobs start from (their logs are in ``logs/``)."""
+        return self._loop.scratch_dir
+
+    def job_ids(self) -> list[str]:
+        """The alive jobs this factory submitted."""
+        return self._loop.backend.list()
+
+
+def _manager_settings(manager_name: str | None, host_port: str | None, manager: Any) -> dict[str, Any]:
+    if manager is not None:
+        name = getattr(manager, "name", None)
+        return {"manager_host": "127.0.0.1", "manager_port": int(manager.port),
+                **({"manager_name": name} if isinstance(name, str) and name else {})}
+    if host_port:
+        host, sep, port = str(host_port).rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"manager_host_port must be HOST:PORT, not {host_port!r}")
+        return {"manager_host": host.strip("[]") or "127.0.0.1", "manager_port": int(port)}
+    return {"manager_name": manager_name} if manager_name else {}
+
+
+def _normalise(settings: dict[str, Any]) -> dict[str, Any]:
+    """Paths as ``Path`` and option strings as tuples, as ``FactoryConfig`` keeps them."""
+    out = dict(settings)
+    for key in ("scratch_dir", "python_env", "password"):
+        if out.get(key) is not None:
+            out[key] = Path(out[key]).expanduser()
+    if isinstance(out.get("extra_options"), str):
+        out["extra_options"] = tuple(shlex.split(out["extra_options"]))
+    elif out.get("extra_options") is not None:
+        out["extra_options"] = tuple(out["extra_options"])
+    return out
+
+
+__all__ = ["Factory", "FactoryConfig"]
