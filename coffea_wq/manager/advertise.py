@@ -1,0 +1,23 @@
+"""Catalog advertisement of a named manager, through the catalog engineer's client."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("coffea_wq.manager")
+
+
+def start_advertiser(option: str | None, record_fn: Callable[[], dict]):
+    """Start advertising ``record_fn()`` to the catalog(s) in ``option``; None if no client exists."""
+    try:
+        client = importlib.import_module("coffea_wq.catalog.client")
+        advertiser_cls = client.CatalogAdvertiser
+        addresses = client.catalog_addresses(option)
+    except (ImportError, AttributeError) as error:
+        log.info("catalog advertisement unavailable: %s", error)
+        return None
+    advertiser = advertiser_cls(addresses, record_fn, interval=60.0)
+    advertiser.start()
+    return advertiser

@@ -1,0 +1,342 @@
+"""What the manager does with workers and tasks, apart from moving bytes.
+
+The walk of one task: ``dispatch_ready_tasks`` -> ``commit_task`` (inputs + task block) -> the
+worker's ``available_results`` -> ``request_results`` -> ``handle_result`` (gets, kill, unlinks)
+-> ``handle_reply_end`` of the last ``get`` -> ``finish_task`` -> ``TaskQueue.retrieve`` -> ``wait``.
+
+A worker that disconnects goes through ``remove_worker``: its tasks are requeued (or fail with
+MAX_RETRIES) and its cache is forgotten (the C worker wipes it on every disconnect).
+
+Everything here runs on the manager's loop thread, with the manager lock held.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from coffea_wq.manager.logs import ManagerLogs
+from coffea_wq.manager.queue import TaskQueue
+from coffea_wq.manager.task import Direction, FileKind, TaskSpec
+from coffea_wq.manager.transfers import InputMissing, OutputWriter, input_pieces, inputs_to_send
+from coffea_wq.manager.workers import Peer, PeerKind, PendingReply, ReplyKind, now_us
+from coffea_wq.protocol import manager_side as msg
+from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
+from coffea_wq.resources.allocation import add_resources, fits, subtract_resources, task_box
+from coffea_wq.resources.types import Resources
+
+log = logging.getLogger("coffea_wq.manager")
+
+SCHEDULE_DEPTH = 1000  # ready tasks examined per dispatch pass when none fits (bounds the cost)
+
+
+class ManagerCore:
+    """Tasks, workers and the rules between them."""
+
+    def __init__(self, queue: TaskQueue, logs: ManagerLogs, on_retrieved: Callable[[], None]) -> None:
+        self.queue = queue
+        self.logs = logs
+        self.peers: dict[int, Peer] = {}
+        self._on_retrieved = on_retrieved
+        self._rotation = 0
+
+    # ------------------------------------------------------------------ dispatch
+    def dispatch_ready_tasks(self) -> int:
+        """Send ready tasks to workers where they fit; returns how many were sent."""
+        if not self.queue.ready_count:
+            return 0
+        workers = [p for p in self.peers.values() if p.ready_for_tasks and _has_room(p)]
+        if not workers:
+            return 0
+        sent = unfit = 0
+        for task in self.queue.ready_in_order():
+            worker = self._find_worker(task, workers)
+            if worker is None:
+                unfit += 1
+                if unfit >= SCHEDULE_DEPTH:
+                    break
+                continue
+            self.commit_task(task, worker)
+            sent += 1
+            if not _has_room(worker):
+                workers.remove(worker)
+                if not workers:
+                    break
+        return sent
+
+    def _find_worker(self, task: TaskSpec, workers: list[Peer]) -> Peer | None:
+        count = len(workers)
+        self._rotation = (self._rotation + 1) % count
+        for i in range(count):
+            worker = workers[(self._rotation + i) % count]
+            if task.features and not set(task.features) <= worker.features:
+                continue
+            if task.end_time > 0 and worker.end_time > 0 and task.end_time > worker.end_time:
+                continue
+            box = task_box(task.requested, worker.largest)
+            if fits(box, worker.inuse, worker.total):
+                task.allocated = box
+                return worker
+        return None
+
+    def commit_task(self, task: TaskSpec, worker: Peer) -> None:
+        """Send the task's missing inputs and its task block to ``worker``."""
+        self.queue.remove_ready(task)
+        try:
+            wanted = inputs_to_send(task, worker.cache)
+            pieces = [(spec, signature, list(input_pieces(spec))) for spec, signature in wanted]
+        except InputMissing as error:
+            log.warning("task %d: %s", task.task_id, error)
+            task.result = ResultCode.INPUT_MISSING
+            self.finish_task(task)
+            return
+        task.time_when_commit_start = now_us()
+        for spec, signature, parts in pieces:
+            for part in parts:
+                worker.outbox.add(part)
+            size = signature[0] if signature else 0
+            task.bytes_sent += size
+            worker.bytes_sent += size
+            self.queue.counters.bytes_sent += size
+            worker.cache[spec.cached_name] = signature
+        box = task.allocated or Resources(0.0, 0.0, 0.0, 0.0)
+        worker.send(msg.WorkerConnection.send_task(_task_message(task, box)))
+        task.state = TaskState.RUNNING
+        task.try_count += 1
+        task.worker_key = worker.key
+        task.host = worker.address
+        task.hostname = worker.hostname
+        task.time_when_commit_end = now_us()
+        worker.tasks[task.task_id] = task
+        worker.inuse = add_resources(worker.inuse, box)
+        self.queue.counters.tasks_dispatched += 1
+        self.queue.count_for_category(task.category, "tasks_dispatched")
+        self.logs.task_running(task, worker.address)
+
+    # ------------------------------------------------------------------ results
+    def request_results(self, peer: Peer) -> None:
+        """Answer ``available_results`` with ``send_results -1`` (one request at a time)."""
+        if peer.results_available and not peer.results_requested and not peer.closing:
+            peer.results_available = False
+            peer.results_requested = True
+            peer.replies.append(PendingReply(ReplyKind.RESULTS))
+            peer.send(msg.WorkerConnection.send_results_request())
+
+    def handle_result(self, peer: Peer, result: msg.TaskResult) -> None:
+        task = peer.tasks.get(result.task_id)
+        if task is None or task.state is not TaskState.RUNNING:
+            log.debug("worker %s: result for unknown task %d ignored", peer.address, result.task_id)
+            return
+        self._release_box(peer, task)
+        elapsed = max(0, now_us() - task.time_when_commit_end)
+        exec_time = min(result.execution_time_us, elapsed) if elapsed else result.execution_time_us
+        if result.status == ResultCode.FORSAKEN:
+            # the worker could not run it (resources): requeue without counting it against the task
+            peer.tasks.pop(task.task_id, None)
+            self._cleanup_on_worker(peer, task, kill=False)
+            task.try_count = max(0, task.try_count - 1)
+            self._requeue(task)
+            return
+        task.result = _result_code(result.status)
+        task.return_status = result.exit_code
+        task.output = result.output.decode("utf-8", errors="replace")
+        task.cmd_execution_time = exec_time
+        task.total_cmd_execution_time += exec_time
+        task.bytes_received += len(result.output)
+        task.state = TaskState.WAITING_RETRIEVAL
+        counters = self.queue.counters
+        counters.time_workers_execute += exec_time
+        counters.bytes_received += len(result.output)
+        if task.result is ResultCode.SUCCESS:
+            counters.time_workers_execute_good += exec_time
+        peer.bytes_received += len(result.output)
+        self.logs.task_waiting_retrieval(task, peer.address)
+        self._fetch_outputs(peer, task)
+
+    def _fetch_outputs(self, peer: Peer, task: TaskSpec) -> None:
+        """One ``get`` per wanted output, then ``kill`` and ``unlink``s, all pipelined."""
+        succeeded = task.result is ResultCode.SUCCESS and task.return_status == 0
+        wanted = []
+        for spec in task.outputs():
+            if spec.flags & FileFlags.FAILURE_ONLY and succeeded:
+                continue
+            if spec.flags & FileFlags.SUCCESS_ONLY and not succeeded:
+                continue
+            wanted.append(spec)
+        for index, spec in enumerate(wanted):
+            writer = OutputWriter(str(spec.local), spec.cached_name)
+            last = index == len(wanted) - 1
+            peer.replies.append(PendingReply(ReplyKind.GET, task, spec, writer, last_for_task=last))
+            peer.send(msg.WorkerConnection.send_get(spec.cached_name))
+        self._cleanup_on_worker(peer, task, kill=True)
+        if not wanted:
+            peer.tasks.pop(task.task_id, None)
+            self.finish_task(task, peer)
+
+    def _cleanup_on_worker(self, peer: Peer, task: TaskSpec, kill: bool) -> None:
+        """``kill`` the task's sandbox and ``unlink`` its uncached files from the worker's cache."""
+        if kill:
+            peer.send(msg.WorkerConnection.send_kill(task.task_id))
+        for spec in task.files:
+            if spec.kind is FileKind.DIRECTORY or spec.cached:
+                continue
+            if spec.direction is Direction.INPUT or kill:
+                peer.send(msg.WorkerConnection.send_unlink(spec.cached_name))
+                peer.cache.pop(spec.cached_name, None)
+
+    # ------------------------------------------------------------------ get replies
+    def handle_get_event(self, peer: Peer, event: msg.Event) -> None:
+        head = peer.replies[0] if peer.replies else None
+        if head is None or head.kind is not ReplyKind.GET or head.writer is None:
+            raise ValueError(f"unexpected {type(event).__name__} with no get pending")
+        writer = head.writer
+        try:
+            if isinstance(event, msg.FileStart):
+                writer.start_file(event.name)
+            elif isinstance(event, msg.FileData):
+                writer.write(event.data, event.last)
+                if head.task is not None:
+                    head.task.bytes_received += len(event.data)
+                peer.bytes_received += len(event.data)
+                self.queue.counters.bytes_received += len(event.data)
+            elif isinstance(event, msg.DirectoryStart):
+                writer.make_directory(event.name)
+            elif isinstance(event, msg.FileMissing):
+                writer.missing = True
+        except OSError as error:
+            log.warning("task %s: cannot write output %s: %s", head.task and head.task.task_id, writer.local_path, error)
+            writer.close()
+            writer.missing = True
+
+    def handle_reply_end(self, peer: Peer) -> None:
+        if not peer.replies:
+            raise ValueError("'end' with no request pending")
+        head = peer.replies.popleft()
+        if head.kind is ReplyKind.RESULTS:
+            peer.results_requested = False
+            self.request_results(peer)
+            return
+        assert head.writer is not None and head.task is not None
+        head.writer.close()
+        task = head.task
+        if head.writer.missing:
+            task.missing_outputs += 1
+            if task.result is ResultCode.SUCCESS or task.result is ResultCode.STDOUT_MISSING:
+                task.result = ResultCode.OUTPUT_MISSING
+        if head.last_for_task:
+            peer.tasks.pop(task.task_id, None)
+            self.finish_task(task, peer)
+
+    def finish_task(self, task: TaskSpec, peer: Peer | None = None) -> None:
+        if task.state is TaskState.CANCELED:
+            return
+        task.time_when_done = now_us()
+        if peer is not None:
+            peer.tasks_completed += 1
+        self.logs.task_done(task)
+        self.queue.retrieve(task)
+        self._on_retrieved()
+
+    # ------------------------------------------------------------------ failures
+    def remove_worker(self, peer: Peer, reason: str) -> None:
+        """Forget a worker: requeue its tasks (or fail them after max_retries)."""
+        self.peers.pop(peer.key, None)
+        for reply in peer.replies:
+            if reply.writer is not None:
+                reply.writer.close()
+        peer.replies.clear()
+        peer.outbox.close()
+        counters = self.queue.counters
+        if peer.kind is PeerKind.WORKER:
+            counters.workers_removed += 1
+            if reason == "FAILURE":
+                counters.workers_lost += 1
+            elif reason == "IDLE_OUT":
+                counters.workers_idled_out += 1
+            self.logs.worker_disconnection(peer, reason)
+        for task in list(peer.tasks.values()):
+            if task.state is TaskState.CANCELED:
+                continue
+            task.allocated = None
+            if task.max_retries > 0 and task.try_count > task.max_retries:
+                task.result = ResultCode.MAX_RETRIES
+                counters.tasks_exhausted_attempts += 1
+                self.finish_task(task)
+            else:
+                self._requeue(task)
+        peer.tasks.clear()
+        peer.cache.clear()
+        peer.inuse = Resources(0.0, 0.0, 0.0, 0.0)
+
+    def _requeue(self, task: TaskSpec) -> None:
+        task.reset_results()
+        task.allocated = None
+        self.queue.make_ready(task)
+        self.logs.task_waiting(task)
+
+    def _release_box(self, peer: Peer, task: TaskSpec) -> None:
+        if task.allocated is not None and task.worker_key == peer.key:
+            peer.inuse = subtract_resources(peer.inuse, task.allocated)
+        task.worker_key = 0
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, task_id: int) -> TaskSpec | None:
+        task = self.queue.tasks.get(task_id)
+        if task is None:
+            return None
+        if task.state in (TaskState.RUNNING, TaskState.WAITING_RETRIEVAL):
+            peer = self.peers.get(task.worker_key) or self._peer_holding(task)
+            if peer is not None:
+                if task.state is TaskState.RUNNING:
+                    self._release_box(peer, task)
+                    self._cleanup_on_worker(peer, task, kill=True)
+                peer.tasks.pop(task.task_id, None)
+        self.queue.forget(task)
+        self.logs.task_canceled(task)
+        return task
+
+    def _peer_holding(self, task: TaskSpec) -> Peer | None:
+        return next((p for p in self.peers.values() if task.task_id in p.tasks), None)
+
+
+def _has_room(peer: Peer) -> bool:
+    """Whether the smallest possible box (1 core or 1 gpu, 1 MB, 1 MB) still fits."""
+    total = peer.total
+    unit = Resources(min(1.0, total.cores or 0), min(1.0, total.memory or 0), min(1.0, total.disk or 0), 0.0)
+    if fits(unit, peer.inuse, total):
+        return True
+    gpu_unit = Resources(0.0, unit.memory, unit.disk, min(1.0, total.gpus or 0))
+    return bool(total.gpus) and fits(gpu_unit, peer.inuse, total)
+
+
+def _result_code(status: int) -> ResultCode:
+    try:
+        return ResultCode(status)
+    except ValueError:
+        return ResultCode.UNKNOWN
+
+
+def _task_message(task: TaskSpec, box: Resources) -> msg.TaskMessage:
+    inputs, outputs, dirs = [], [], []
+    for spec in task.files:
+        if spec.kind is FileKind.DIRECTORY:
+            dirs.append(spec.remote)
+        elif spec.direction is Direction.INPUT:
+            inputs.append(msg.InputFile(spec.cached_name, spec.remote, int(spec.flags & FileFlags.CACHE)))
+        else:
+            outputs.append(msg.InputFile(spec.cached_name, spec.remote, int(spec.flags & (FileFlags.CACHE | FileFlags.WATCH))))
+    return msg.TaskMessage(
+        task_id=task.task_id,
+        command=task.command,
+        category=task.category,
+        cores=box.cores or 0,
+        gpus=box.gpus or 0,
+        memory=box.memory or 0,
+        disk=box.disk or 0,
+        end_time=task.end_time,
+        wall_time=task.running_time_max,
+        env=tuple(task.env),
+        empty_dirs=tuple(dirs),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+    )

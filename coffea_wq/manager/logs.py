@@ -1,0 +1,126 @@
+"""The manager's logs behind one small adapter: transactions log, stats log, debug log.
+
+The writers themselves live in ``txlog.py`` and ``statslog.py`` (the catalog engineer's); this
+adapter turns manager objects into their arguments, and does nothing when a log is off or when
+a writer module is not available in this checkout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from coffea_wq.manager.task import TaskSpec
+
+log = logging.getLogger("coffea_wq.manager")
+
+
+def _load(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def attach_debug_log(path: str) -> logging.Handler:
+    """``debug_log=PATH``: everything the ``coffea_wq`` loggers say, at DEBUG, into PATH."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger("coffea_wq")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.DEBUG:
+        root.setLevel(logging.DEBUG)
+    return handler
+
+
+def _box_dict(resources) -> dict:
+    if resources is None:
+        return {}
+    return {k: v for k, v in resources.as_dict().items()}
+
+
+class ManagerLogs:
+    """Calls into the transactions and stats logs; every method is safe when they are off."""
+
+    def __init__(self, transactions_log: str | None = None, stats_log: str | None = None) -> None:
+        self.tx = None
+        self.stats = None
+        if transactions_log:
+            self.open_transactions(transactions_log)
+        if stats_log:
+            self.open_stats(stats_log)
+
+    def open_transactions(self, path: str) -> None:
+        if self.tx is not None:
+            self._call("close")
+        cls = _load("coffea_wq.manager.txlog", "TransactionLog")
+        if cls is None:
+            log.warning("transactions log %s requested, but coffea_wq.manager.txlog is not available", path)
+            return
+        self.tx = cls(path)
+        self._call("manager_start")
+
+    def open_stats(self, path: str) -> None:
+        cls = _load("coffea_wq.manager.statslog", "StatsLog")
+        if cls is None:
+            log.warning("stats log %s requested, but coffea_wq.manager.statslog is not available", path)
+            return
+        self.stats = cls(path)
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self.tx is None:
+            return
+        try:
+            getattr(self.tx, method)(*args)
+        except Exception:  # a log must never take the manager down
+            log.exception("transactions log: %s failed", method)
+
+    def worker_connection(self, peer) -> None:
+        self._call("worker_connection", peer.worker_id, peer.address)
+
+    def worker_disconnection(self, peer, reason: str) -> None:
+        self._call("worker_disconnection", peer.worker_id, peer.address, reason)
+
+    def worker_resources(self, peer) -> None:
+        total = peer.total
+        self._call(
+            "worker_resources", peer.worker_id, {"cores": total.cores, "memory": total.memory, "disk": total.disk}
+        )
+
+    def task_waiting(self, task: TaskSpec) -> None:
+        self._call("task_waiting", task.task_id, task.category, "FIRST_RESOURCES", _box_dict(task.requested))
+
+    def task_running(self, task: TaskSpec, address: str) -> None:
+        self._call("task_running", task.task_id, address, "FIRST_RESOURCES", _box_dict(task.allocated))
+
+    def task_waiting_retrieval(self, task: TaskSpec, address: str) -> None:
+        self._call("task_waiting_retrieval", task.task_id, address)
+
+    def task_done(self, task: TaskSpec) -> None:
+        self._call(
+            "task_done", task.task_id, "RETRIEVED", task.result.log_name, task.return_status,
+            task.limits_exceeded, task.measured,
+        )
+
+    def task_canceled(self, task: TaskSpec) -> None:
+        self._call("task_canceled", task.task_id)
+
+    def write_stats(self, stats: dict, force: bool = False) -> None:
+        if self.stats is None:
+            return
+        try:
+            self.stats.write(stats, force=force)
+        except Exception:
+            log.exception("stats log: write failed")
+
+    def close(self) -> None:
+        self._call("manager_end")
+        self._call("close")
+        if self.stats is not None:
+            close = getattr(self.stats, "close", None)
+            if close:
+                close()
+        self.tx = None
+        self.stats = None

@@ -1,0 +1,412 @@
+"""The manager's I/O loop: one background thread, a ``selectors`` loop over non-blocking sockets.
+
+The loop owns every connection. The user's thread talks to it only through :class:`ManagerServer`'s
+methods, which take the manager lock briefly and wake the loop through a socket pair, so results
+keep arriving and workers stay busy while the user's code is busy elsewhere.
+
+One loop iteration: wait for sockets (at most a second) -> accept / read / write -> turn protocol
+events into manager actions (``core.py``) -> dispatch ready tasks -> keepalive -> flush outboxes.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from coffea_wq.manager.core import ManagerCore
+from coffea_wq.manager.listener import bind_listener
+from coffea_wq.manager.logs import ManagerLogs
+from coffea_wq.manager.queue import TaskQueue
+from coffea_wq.manager.task import TaskSpec
+from coffea_wq.manager.workers import Peer, PeerKind, now_us
+from coffea_wq.protocol import manager_side as msg
+from coffea_wq.protocol.codes import TaskState
+
+log = logging.getLogger("coffea_wq.manager")
+
+RECV_SIZE = 1 << 20
+TICK = 1.0
+
+
+class ManagerServer:
+    """Listens for workers and runs the task queue in a background thread.
+
+    Args:
+        port: an int, ``[low, high]``, ``"low-high"`` (first free port), or 0 (any).
+        host: the address to listen on ("" for all interfaces).
+        logs: the transactions/stats logs adapter.
+    """
+
+    def __init__(self, port=0, host: str = "", logs: ManagerLogs | None = None) -> None:
+        self.lock = threading.RLock()
+        self.retrieved_cond = threading.Condition(self.lock)
+        self.logs = logs or ManagerLogs()
+        self.queue = TaskQueue()
+        self.core = ManagerCore(self.queue, self.logs, self._notify_retrieved)
+        self.listener = bind_listener(port, host)
+        self.port: int = self.listener.getsockname()[1]
+        self.host = host
+        self.password: bytes | None = None
+        self.project: str | None = None
+        self.keepalive_interval = 120.0
+        self.keepalive_timeout = 30.0
+        self.status_provider: Callable[[str], object] | None = None
+        self.on_tick: Callable[[], None] | None = None
+        self.time_when_started = now_us()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_pending = False
+        self._next_key = 1
+        self._stopping = False
+        self._selector.register(self.listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread = threading.Thread(target=self._run, name=f"coffea-wq-manager-{self.port}", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ user-thread API
+    def submit(self, task: TaskSpec) -> int:
+        with self.lock:
+            task_id = self.queue.add(task, now_us())
+            self.logs.task_waiting(task)
+        self.wake()
+        return task_id
+
+    def wait(self, timeout: float | None) -> TaskSpec | None:
+        """A retrieved task, or None after ``timeout`` s (None or < 0: wait while tasks remain)."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        with self.retrieved_cond:
+            while True:
+                task = self.queue.pop_retrieved()
+                if task is not None:
+                    return task
+                if self.queue.outstanding == 0 or self._stopping:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self.retrieved_cond.wait(remaining if remaining is not None else TICK)
+
+    def call(self, function: Callable[[], object]) -> object:
+        """Run ``function`` with the manager lock held, then wake the loop to act on it."""
+        with self.lock:
+            result = function()
+        self.wake()
+        return result
+
+    def wake(self) -> None:
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def stop(self, release_workers: bool = True, timeout: float = 5.0) -> None:
+        """Release workers (like CCTools' ``work_queue_delete``), flush, close everything."""
+        if self._stopping:
+            return
+        with self.lock:
+            if release_workers:
+                for peer in list(self.core.peers.values()):
+                    if peer.kind is PeerKind.WORKER:
+                        peer.send(msg.WorkerConnection.send_release())
+                        self.queue.counters.workers_released += 1
+                        peer.disconnect_reason = "EXPLICIT"
+                        peer.closing = True
+        self.wake()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not any(p.outbox for p in self.core.peers.values()):
+                    break
+            time.sleep(0.01)
+        self._stopping = True
+        self.wake()
+        self._thread.join(timeout)
+        with self.lock:
+            for peer in list(self.core.peers.values()):
+                self._close_peer(peer, peer.disconnect_reason if peer.closing else "EXPLICIT")
+            self.retrieved_cond.notify_all()
+        for sock in (self.listener, self._wake_r, self._wake_w):
+            sock.close()
+        self._selector.close()
+        self.logs.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------------ loop
+    def _notify_retrieved(self) -> None:
+        self.retrieved_cond.notify_all()
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + TICK
+        while not self._stopping:
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                ready = self._selector.select(timeout)
+            except OSError:
+                ready = []
+            with self.lock:
+                try:
+                    self._handle_ready(ready)
+                    self._dispatch()
+                    if time.monotonic() >= next_tick:
+                        next_tick = time.monotonic() + TICK
+                        self._periodic()
+                    self._flush_all()
+                except Exception:  # the loop must survive anything one peer does
+                    log.exception("manager loop error")
+
+    def _handle_ready(self, ready) -> None:
+        for key, mask in ready:
+            if key.data == "wake":
+                self._drain_wake()
+            elif key.data is None:
+                self._accept()
+            else:
+                peer = self.core.peers.get(key.data)
+                if peer is None:
+                    continue
+                if mask & selectors.EVENT_READ:
+                    self._read(peer)
+                if mask & selectors.EVENT_WRITE and peer.key in self.core.peers:
+                    self._write(peer)
+
+    def _drain_wake(self) -> None:
+        self._wake_pending = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, address = self.listener.accept()
+            except (BlockingIOError, OSError):
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            key = self._next_key
+            self._next_key += 1
+            peer = Peer(key, sock, msg.WorkerConnection(self.password), f"{address[0]}:{address[1]}")
+            peer.handshake_deadline = time.monotonic() + self.keepalive_timeout
+            self.core.peers[key] = peer
+            self._selector.register(sock, selectors.EVENT_READ, key)
+            peer.send(peer.conn.initial_bytes())
+            log.debug("connection from %s", peer.address)
+
+    def _read(self, peer: Peer) -> None:
+        try:
+            data = peer.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            data = b""
+            log.info("worker %s: %s", peer.address, error)
+        peer.last_received = time.monotonic()
+        peer.check_sent_at = None
+        peer.conn.receive_data(data)
+        reply = peer.conn.take_auth_reply()
+        if reply:
+            peer.send(reply)
+        self._process_events(peer)
+
+    def _process_events(self, peer: Peer) -> None:
+        core = self.core
+        while True:
+            event = peer.conn.next_event()
+            if event is None or peer.key not in core.peers:
+                return
+            try:
+                self._handle_event(peer, event)
+            except (ValueError, OSError) as error:
+                log.warning("worker %s (%s): %s; disconnecting it", peer.hostname, peer.address, error)
+                self._close_peer(peer, "FAILURE")
+                return
+
+    def _handle_event(self, peer: Peer, event: msg.Event) -> None:
+        core = self.core
+        if isinstance(event, msg.TaskResult):
+            core.handle_result(peer, event)
+        elif isinstance(event, (msg.FileStart, msg.FileData, msg.DirectoryStart, msg.FileMissing)):
+            core.handle_get_event(peer, event)
+        elif isinstance(event, msg.ReplyEnd):
+            core.handle_reply_end(peer)
+        elif isinstance(event, msg.ResultsAvailable):
+            peer.results_available = True
+            core.request_results(peer)
+        elif isinstance(event, (msg.Alive, msg.WatchUpdate)):
+            pass
+        elif isinstance(event, msg.Info):
+            self._handle_info(peer, event)
+        elif isinstance(event, msg.ResourceReport):
+            row = peer.resources.get(event.name)
+            if row is not None:
+                row.total, row.smallest, row.largest = event.total, event.smallest, event.largest
+        elif isinstance(event, msg.ResourceTag):
+            peer.tag = event.tag
+        elif isinstance(event, msg.Handshake):
+            peer.kind = PeerKind.WORKER
+            peer.hostname, peer.os, peer.arch, peer.version = event.hostname, event.os, event.arch, event.version
+            self.queue.counters.workers_joined += 1
+            log.info("worker %s (%s) connected", event.hostname, peer.address)
+        elif isinstance(event, msg.WorkerIdentified):
+            peer.worker_id = event.worker_id
+            self.logs.worker_connection(peer)
+        elif isinstance(event, msg.Feature):
+            peer.features.add(event.name)
+        elif isinstance(event, msg.StatusRequest):
+            self._answer_status(peer, event.kind)
+        elif isinstance(event, msg.HttpRequest):
+            self._answer_http(peer, event.path)
+        elif isinstance(event, msg.NameRequest):
+            peer.send(msg.WorkerConnection.send_name_reply(self.project))
+        elif isinstance(event, msg.AuthSucceeded):
+            log.debug("peer %s authenticated", peer.address)
+        elif isinstance(event, msg.ConnectionFailed):
+            self._on_connection_failed(peer, event.reason)
+
+    def _handle_info(self, peer: Peer, event: msg.Info) -> None:
+        if event.field == "worker-end-time":
+            try:
+                peer.end_time = max(0.0, float(event.value))
+            except ValueError:
+                peer.end_time = 0.0
+        elif event.field == "end_of_resource_update":
+            self.logs.worker_resources(peer)
+        elif event.field == "idle-disconnecting":
+            log.info("worker %s (%s) idled out", peer.hostname, peer.address)
+            self._close_peer(peer, "IDLE_OUT")
+
+    def _on_connection_failed(self, peer: Peer, reason: str) -> None:
+        if peer.closing or reason == "peer closed the connection":
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        log.log(level, "worker %s (%s) disconnected: %s", peer.hostname, peer.address, reason)
+        self._close_peer(peer, peer.disconnect_reason if peer.closing else "FAILURE")
+
+    # ------------------------------------------------------------------ status clients
+    def _answer_status(self, peer: Peer, kind: str) -> None:
+        peer.kind = PeerKind.STATUS
+        body = self._status_json(kind)
+        if body is None:
+            self._close_peer(peer, "STATUS_WORKER")
+            return
+        peer.send(body.encode())
+        peer.closing = True
+        peer.disconnect_reason = "STATUS_WORKER"
+
+    def _answer_http(self, peer: Peer, path: str) -> None:
+        peer.kind = PeerKind.STATUS
+        head = "HTTP/1.1 200 OK\nConnection: close\n"
+        if path in ("/", ""):
+            links = "".join(f'<li><a href="/{k}">/{k}</a>\n' for k in msg.STATUS_REQUESTS if k != "wable_status")
+            page = f"<html><body><h1>coffea-wq manager on port {self.port}</h1><ul>\n{links}</ul></body></html>\n"
+            peer.send((head + "Content-type: text/html\n\n" + page).encode())
+        else:
+            body = self._status_json(path.strip("/"))
+            if body is None:
+                peer.send(b"HTTP/1.1 404 Not Found\nConnection: close\nContent-type: text/plain\n\nnot found\n")
+            else:
+                peer.send((head + "Access-Control-Allow-Origin: *\nContent-type: text/plain\n\n" + body).encode())
+        peer.closing = True
+        peer.disconnect_reason = "STATUS_WORKER"
+
+    def _status_json(self, kind: str) -> str | None:
+        if self.status_provider is None or kind not in msg.STATUS_REQUESTS:
+            return None
+        started = now_us()
+        body = self.status_provider(kind)
+        self.queue.counters.time_status_msgs += now_us() - started
+        return body if isinstance(body, str) else None
+
+    # ------------------------------------------------------------------ periodic work
+    def _dispatch(self) -> None:
+        self.core.dispatch_ready_tasks()
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        for peer in list(self.core.peers.values()):
+            if peer.kind is not PeerKind.WORKER:
+                if now > peer.handshake_deadline and not peer.closing:
+                    self._close_peer(peer, "UNKNOWN")
+                continue
+            if peer.check_sent_at is not None:
+                if now - peer.check_sent_at > self.keepalive_timeout:
+                    log.warning("worker %s (%s) did not answer a keepalive; removing it", peer.hostname, peer.address)
+                    self._close_peer(peer, "FAILURE")
+            elif now - peer.last_received > self.keepalive_interval and not peer.closing:
+                peer.send(msg.WorkerConnection.send_check())
+                peer.check_sent_at = now
+        if self.on_tick is not None:
+            try:
+                self.on_tick()
+            except Exception:
+                log.exception("periodic hook failed")
+
+    # ------------------------------------------------------------------ writing and closing
+    def _flush_all(self) -> None:
+        for peer in list(self.core.peers.values()):
+            if peer.outbox:
+                self._write(peer)
+            elif peer.closing:
+                self._close_peer(peer, peer.disconnect_reason)
+            self._update_interest(peer)
+
+    def _write(self, peer: Peer) -> None:
+        while peer.outbox:
+            data = peer.outbox.next_bytes()
+            if not data:
+                break
+            try:
+                sent = peer.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.info("worker %s (%s): send failed: %s", peer.hostname, peer.address, error)
+                self._close_peer(peer, "FAILURE")
+                return
+            peer.outbox.consumed(sent)
+            if sent < len(data):
+                return
+        if peer.closing and not peer.outbox:
+            self._close_peer(peer, peer.disconnect_reason)
+
+    def _update_interest(self, peer: Peer) -> None:
+        if peer.key not in self.core.peers:
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.outbox else 0)
+        try:
+            if self._selector.get_key(peer.sock).events != events:
+                self._selector.modify(peer.sock, events, peer.key)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _close_peer(self, peer: Peer, reason: str) -> None:
+        if peer.key not in self.core.peers:
+            return
+        try:
+            self._selector.unregister(peer.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        try:
+            peer.sock.close()
+        except OSError:
+            pass
+        self.core.remove_worker(peer, reason)
+
+    # ------------------------------------------------------------------ counts for stats
+    def running_tasks(self) -> int:
+        return sum(1 for p in self.core.peers.values() for t in p.tasks.values() if t.state is TaskState.RUNNING)

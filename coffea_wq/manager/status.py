@@ -1,0 +1,262 @@
+"""Answers to ``work_queue_status HOST PORT`` and HTTP GETs, and the catalog record.
+
+The JSON follows CCTools' ``queue_to_jx``, ``task_to_jx``, ``worker_to_jx`` and
+``categories_to_jx`` (wq-protocol.md §7.1, §8): compact JSON arrays, no trailing newline.
+Everything here is called on the manager's loop thread with the manager lock held.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from typing import Any
+
+from coffea_wq.manager.stats import collect_stats
+from coffea_wq.manager.workers import PeerKind, now_us
+from coffea_wq.protocol import CCTOOLS_VERSION
+from coffea_wq.protocol.codes import TaskState
+
+TASK_STATE_NAMES = {
+    TaskState.UNKNOWN: "unknown",
+    TaskState.READY: "waiting",
+    TaskState.RUNNING: "running",
+    TaskState.WAITING_RETRIEVAL: "waiting_retrieval",
+    TaskState.RETRIEVED: "retrieved",
+    TaskState.DONE: "done",
+    TaskState.CANCELED: "canceled",
+}
+
+# the performance log's 55 columns (wq-protocol.md §9.2), in order
+STATS_LOG_COLUMNS = (
+    "timestamp workers_connected workers_init workers_idle workers_busy workers_able workers_joined "
+    "workers_removed workers_released workers_idled_out workers_blocked workers_fast_aborted workers_lost "
+    "tasks_waiting tasks_on_workers tasks_running tasks_with_results tasks_submitted tasks_dispatched tasks_done "
+    "tasks_failed tasks_cancelled tasks_exhausted_attempts time_when_started time_send time_receive time_send_good "
+    "time_receive_good time_status_msgs time_internal time_polling time_application time_execute time_execute_good "
+    "time_execute_exhaustion bytes_sent bytes_received bandwidth capacity_tasks capacity_cores capacity_memory "
+    "capacity_disk capacity_instantaneous capacity_weighted manager_load total_cores total_memory total_disk "
+    "committed_cores committed_memory committed_disk max_cores max_memory max_disk min_cores min_memory min_disk"
+).split()
+
+_QUEUE_STAT_KEYS = (
+    "workers_connected workers_init workers_idle workers_busy workers_able workers_joined workers_removed "
+    "workers_released workers_idled_out workers_fast_aborted workers_lost tasks_waiting tasks_on_workers "
+    "tasks_running tasks_with_results tasks_submitted tasks_dispatched tasks_done tasks_failed tasks_cancelled "
+    "tasks_exhausted_attempts time_when_started time_send time_receive time_send_good time_receive_good "
+    "time_status_msgs time_internal time_polling time_application time_workers_execute time_workers_execute_good "
+    "time_workers_execute_exhaustion bytes_sent bytes_received capacity_tasks capacity_cores capacity_memory "
+    "capacity_disk capacity_gpus capacity_instantaneous capacity_weighted"
+).split()
+
+
+def network_interfaces(bound_host: str) -> list[dict[str, str]]:
+    """The addresses workers can reach us at; only loopback for a manager bound to loopback."""
+    if bound_host in ("127.0.0.1", "localhost"):
+        return [{"interface": "lo", "host": "127.0.0.1", "family": "AF_INET"}]
+    if bound_host == "::1":
+        return [{"interface": "lo", "host": "::1", "family": "AF_INET6"}]
+    if bound_host:
+        return [{"interface": "bound", "host": bound_host, "family": "AF_INET6" if ":" in bound_host else "AF_INET"}]
+    try:
+        import psutil
+    except ImportError:
+        return []
+    found = []
+    for name, addresses in psutil.net_if_addrs().items():
+        for address in addresses:
+            family = {socket.AF_INET: "AF_INET", socket.AF_INET6: "AF_INET6"}.get(address.family)
+            if family is None or address.address.startswith(("127.", "::1", "fe80")):
+                continue
+            found.append({"interface": name, "host": address.address.split("%")[0], "family": family})
+    return found
+
+
+def _number(value: float | None) -> int | float:
+    if value is None:
+        return -1
+    return int(value) if float(value).is_integer() else float(value)
+
+
+class StatusReporter:
+    """Builds the status JSON of one manager (``server``) and its API object (``api``)."""
+
+    def __init__(self, server, api) -> None:
+        self.server = server
+        self.api = api
+        self.categories: dict[str, dict[str, Any]] = {}  # name -> {"max": {...}, "min": {...}, ...}
+
+    # ------------------------------------------------------------------ dispatch
+    def answer(self, kind: str) -> str | None:
+        builders = {
+            "queue_status": lambda: [self.queue_record()],
+            "resources_status": lambda: [self.queue_record()],
+            "task_status": self.task_records,
+            "worker_status": self.worker_records,
+            "wable_status": self.category_records,
+        }
+        builder = builders.get(kind)
+        if builder is None:
+            return None
+        return json.dumps(builder(), separators=(",", ":"))
+
+    # ------------------------------------------------------------------ queue
+    def queue_record(self) -> dict[str, Any]:
+        server = self.server
+        stats = collect_stats(server, getattr(self.api, "_priority", 0))
+        record: dict[str, Any] = {
+            "type": "wq_master",
+            "project": self.api.name or "",
+            "starttime": server.time_when_started // 1_000_000,
+            "working_dir": os.getcwd(),
+            "owner": _owner(),
+            "version": CCTOOLS_VERSION,
+            "port": server.port,
+            "priority": stats.priority,
+            "manager_preferred_connection": "by_ip",
+            "network_interfaces": network_interfaces(server.host),
+            "workers": stats.workers_connected,
+        }
+        for key in _QUEUE_STAT_KEYS:
+            record[key] = getattr(stats, key)
+        record["tasks_left"] = 0
+        record["tasks_complete"] = stats.tasks_done
+        record["manager_load"] = 0
+        workers = [p for p in server.core.peers.values() if p.kind is PeerKind.WORKER]
+        for resource in ("workers", "cores", "memory", "disk", "gpus"):
+            rows = [p.resources[resource] for p in workers]
+            inuse = 0 if resource == "workers" else sum((getattr(p.inuse, resource) or 0) for p in workers)
+            record[f"{resource}_inuse"] = _number(inuse)
+            record[f"{resource}_total"] = _number(sum(r.total for r in rows))
+            record[f"{resource}_smallest"] = _number(min((r.smallest for r in rows), default=0))
+            record[f"{resource}_largest"] = _number(max((r.largest for r in rows), default=0))
+        record["categories"] = self.category_records()
+        for resource in ("cores", "memory", "disk", "gpus"):
+            record[f"tasks_total_{resource}"] = _number(
+                sum((getattr(t.requested, resource) or 0) for t in server.queue.tasks.values() if t.state in (TaskState.READY, TaskState.RUNNING))
+            )
+        return record
+
+    def queue_record_for_catalog(self) -> dict[str, Any]:
+        with self.server.lock:
+            return self.queue_record()
+
+    # ------------------------------------------------------------------ tasks
+    def task_records(self) -> list[dict[str, Any]]:
+        now = now_us()
+        records = []
+        for task in self.server.queue.tasks.values():
+            record: dict[str, Any] = {"taskid": task.task_id, "state": TASK_STATE_NAMES.get(task.state, "unknown")}
+            if task.tag is not None:
+                record["tag"] = task.tag
+            record["category"] = task.category
+            record["command"] = task.command
+            if task.state in (TaskState.RUNNING, TaskState.WAITING_RETRIEVAL):
+                record["host"] = task.hostname
+            for resource in ("cores", "gpus", "memory", "disk"):
+                record[resource] = _number(getattr(task.requested, resource))
+            record["priority"] = f"{task.priority:.0f}" if float(task.priority).is_integer() else f"{task.priority:.2g}"
+            if task.state is TaskState.RUNNING:
+                record["address_port"] = task.host
+                record["time_when_submitted"] = task.time_when_submitted
+                record["time_when_commit_start"] = task.time_when_commit_start
+                record["time_when_commit_end"] = task.time_when_commit_end
+                record["current_time"] = now
+            records.append(record)
+        return records
+
+    # ------------------------------------------------------------------ workers
+    def worker_records(self) -> list[dict[str, Any]]:
+        now = now_us()
+        records = []
+        for peer in self.server.core.peers.values():
+            if peer.kind is not PeerKind.WORKER or peer.worker_id is None and peer.tag < 0:
+                continue
+            running = [t for t in peer.tasks.values() if t.state is TaskState.RUNNING]
+            record: dict[str, Any] = {
+                "hostname": peer.hostname,
+                "os": peer.os,
+                "arch": peer.arch,
+                "address_port": peer.address,
+                "ncpus": _number(peer.resources["cores"].total),
+                "total_tasks_complete": peer.tasks_completed,
+                "total_tasks_running": len(running),
+                "total_bytes_transferred": peer.bytes_sent + peer.bytes_received,
+                "total_transfer_time": peer.transfer_time_us,
+                "start_time": peer.start_time,
+                "current_time": now,
+            }
+            for resource in ("workers", "cores", "memory", "disk", "gpus"):
+                row = peer.resources[resource]
+                inuse = 0 if resource == "workers" else getattr(peer.inuse, resource) or 0
+                record[f"{resource}_inuse"] = _number(inuse)
+                record[f"{resource}_total"] = _number(row.total)
+                record[f"{resource}_smallest"] = _number(row.smallest)
+                record[f"{resource}_largest"] = _number(row.largest)
+            for index, task in enumerate(running):
+                record[f"current_task_{index:03d}_id"] = task.task_id
+                record[f"current_task_{index:03d}_command"] = task.command
+            records.append(record)
+        return records
+
+    # ------------------------------------------------------------------ categories
+    def category_records(self) -> list[dict[str, Any]]:
+        """One object per category with tasks, then the pseudo-category "whole queue"."""
+        server = self.server
+        per_category: dict[str, dict[str, int]] = {}
+        for task in server.queue.tasks.values():
+            counts = per_category.setdefault(task.category, _empty_counts())
+            if task.state is TaskState.READY:
+                counts["tasks_waiting"] += 1
+            elif task.state is TaskState.RUNNING:
+                counts["tasks_running"] += 1
+                counts["tasks_on_workers"] += 1
+            elif task.state is TaskState.WAITING_RETRIEVAL:
+                counts["tasks_on_workers"] += 1
+        for name, totals in server.queue.category_totals.items():
+            counts = per_category.setdefault(name, _empty_counts())
+            for key in ("tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled"):
+                counts[key] = totals.get(key, 0)
+        able = sum(1 for p in server.core.peers.values() if p.ready_for_tasks)
+        records = [self._category_record(name, counts, able) for name, counts in per_category.items()]
+        whole = _empty_counts()
+        for counts in per_category.values():
+            for key in whole:
+                whole[key] += counts[key]
+        records.append(self._category_record("whole queue", whole, able))
+        return records
+
+    def _category_record(self, name: str, counts: dict[str, int], able: int) -> dict[str, Any]:
+        record: dict[str, Any] = {"category": name, **counts, "workers_able": able}
+        limits = self.categories.get(name, {}).get("max", {})
+        for resource in ("cores", "memory", "disk"):
+            if limits.get(resource) is not None:
+                value = limits[resource]
+                record[f"max_{resource}"] = f"{value:.3f}" if resource == "cores" else f"{value:.0f}"
+        record["first_allocation_count"] = 0
+        record["max_allocation_count"] = counts["tasks_waiting"] + counts["tasks_running"]
+        return record
+
+    # ------------------------------------------------------------------ stats log
+    def stats_row(self) -> dict[str, Any]:
+        stats = collect_stats(self.server, getattr(self.api, "_priority", 0))
+        values = stats.as_dict()
+        values["timestamp"] = now_us()
+        values["time_execute"] = stats.time_workers_execute
+        values["time_execute_good"] = stats.time_workers_execute_good
+        values["time_execute_exhaustion"] = stats.time_workers_execute_exhaustion
+        return {column: values.get(column, 0) for column in STATS_LOG_COLUMNS}
+
+
+def _empty_counts() -> dict[str, int]:
+    keys = ("tasks_waiting", "tasks_running", "tasks_on_workers", "tasks_dispatched", "tasks_done", "tasks_failed",
+            "tasks_cancelled")
+    return dict.fromkeys(keys, 0)
+
+
+def _owner() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"

@@ -1,0 +1,127 @@
+"""A task as the manager keeps it: what to run, its files, and what came back.
+
+``TaskSpec`` is plain data with ``__slots__`` (a queue may hold 100,000 of them). The user-facing
+``coffea_wq.work_queue.Task`` wraps one; the manager reads and fills it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+
+from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
+from coffea_wq.resources.types import Resources
+
+
+class FileKind(enum.Enum):
+    FILE = 1
+    BUFFER = 2
+    DIRECTORY = 5  # an empty directory created in the sandbox (CCTools' WORK_QUEUE_DIRECTORY)
+
+
+class Direction(enum.Enum):
+    INPUT = 0
+    OUTPUT = 1
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_nocache_counter = itertools.count(1)
+
+
+def cached_name_for(kind: FileKind, source: str | bytes, cache: bool, remote_name: str) -> str:
+    """The name a file has in the worker's cache: CCTools' ``file-<id>-<md5>-<base>`` scheme.
+
+    ``<id>`` is 0 for cached files (so every task naming the same local path shares one copy) and a
+    fresh counter for uncached ones. Only ``[A-Za-z0-9._-]`` is used: the C worker decodes some of
+    these names and not others (pitfall 11), so nothing in them may need encoding.
+
+    Example::
+
+        >>> cached_name_for(FileKind.FILE, "/data/in put.txt", True, "in.txt")[:7]
+        'file-0-'
+    """
+    cache_id = 0 if cache else next(_nocache_counter)
+    if kind is FileKind.BUFFER:
+        digest = hashlib.md5(source if isinstance(source, bytes) else source.encode()).hexdigest()
+        return f"buffer-{cache_id}-{digest}"
+    path = os.path.abspath(source) if isinstance(source, str) else ""
+    digest = hashlib.md5(path.encode("utf-8", "surrogateescape")).hexdigest()
+    base = _UNSAFE.sub("_", os.path.basename(path.rstrip("/")) or remote_name)[:64]
+    return f"file-{cache_id}-{digest}-{base}"
+
+
+@dataclass(slots=True)
+class FileSpec:
+    """One input or output of a task.
+
+    ``local`` is a path (FILE), the bytes (BUFFER), or "" (DIRECTORY); ``remote`` is the name in the
+    task's sandbox.
+    """
+
+    kind: FileKind
+    direction: Direction
+    local: str | bytes
+    remote: str
+    flags: int
+    cached_name: str
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.flags & FileFlags.CACHE)
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """Everything about one task; ``task_id`` is 0 until submitted."""
+
+    command: str
+    task_id: int = 0
+    tag: str | None = None
+    category: str = "default"
+    priority: float = 0.0
+    requested: Resources = field(default_factory=Resources)
+    max_retries: int = 0  # 0: retry forever (CCTools)
+    running_time_max: float = 0.0  # s; 0: no limit
+    end_time: float = 0.0  # s since the epoch; 0: none
+    env: list[tuple[str, str]] = field(default_factory=list)
+    files: list[FileSpec] = field(default_factory=list)
+    features: list[str] = field(default_factory=list)
+    # -- filled by the manager
+    state: TaskState = TaskState.UNKNOWN
+    result: ResultCode = ResultCode.UNKNOWN
+    return_status: int = -1
+    output: str = ""
+    hostname: str = ""
+    host: str = ""  # host:port of the worker that ran it
+    try_count: int = 0
+    exhausted_attempts: int = 0
+    allocated: Resources | None = None
+    measured: dict | None = None
+    limits_exceeded: dict | None = None
+    time_when_submitted: int = 0  # µs timestamps, as CCTools
+    time_when_commit_start: int = 0
+    time_when_commit_end: int = 0
+    time_when_done: int = 0
+    cmd_execution_time: int = 0  # µs
+    total_cmd_execution_time: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    worker_key: int = 0  # the worker connection it is on (0: none)
+    missing_outputs: int = 0
+
+    def inputs(self) -> list[FileSpec]:
+        return [f for f in self.files if f.direction is Direction.INPUT]
+
+    def outputs(self) -> list[FileSpec]:
+        return [f for f in self.files if f.direction is Direction.OUTPUT]
+
+    def reset_results(self) -> None:
+        """Forget a previous attempt's results before the task runs again."""
+        self.result = ResultCode.UNKNOWN
+        self.return_status = -1
+        self.output = ""
+        self.missing_outputs = 0

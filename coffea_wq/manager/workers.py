@@ -1,0 +1,110 @@
+"""One connected peer as the manager keeps it: a worker, or a status/HTTP client until it says so."""
+
+from __future__ import annotations
+
+import enum
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from coffea_wq.manager.task import FileSpec, TaskSpec
+from coffea_wq.manager.transfers import Outbox, OutputWriter
+from coffea_wq.protocol.manager_side import WorkerConnection
+from coffea_wq.resources.types import Resources
+
+RESOURCE_KEYS = ("workers", "cores", "memory", "disk", "gpus")
+
+
+class PeerKind(enum.Enum):
+    UNKNOWN = "unknown"  # connected, first line not read yet (pitfall 20)
+    WORKER = "worker"
+    STATUS = "status"
+
+
+class ReplyKind(enum.Enum):
+    RESULTS = "results"  # reply to send_results
+    GET = "get"  # reply to get
+
+
+@dataclass
+class PendingReply:
+    """A request sent to the worker whose reply (ending with ``end``) has not fully arrived."""
+
+    kind: ReplyKind
+    task: TaskSpec | None = None
+    output: FileSpec | None = None
+    writer: OutputWriter | None = None
+    last_for_task: bool = False
+
+
+@dataclass
+class ResourceRow:
+    total: float = 0.0
+    smallest: float = 0.0
+    largest: float = 0.0
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+@dataclass(eq=False)
+class Peer:
+    """A connection and everything known about the worker behind it."""
+
+    key: int
+    sock: socket.socket
+    conn: WorkerConnection
+    address: str  # "ip:port" as seen by the manager
+    kind: PeerKind = PeerKind.UNKNOWN
+    hostname: str = "unknown"
+    os: str = ""
+    arch: str = ""
+    version: str = ""
+    worker_id: str | None = None
+    resources: dict[str, ResourceRow] = field(default_factory=lambda: {k: ResourceRow() for k in RESOURCE_KEYS})
+    tag: int = -1
+    end_time: float = -1.0  # s since epoch; 0 = none; -1 = not reported yet (no dispatch)
+    features: set[str] = field(default_factory=set)
+    inuse: Resources = field(default_factory=lambda: Resources(0.0, 0.0, 0.0, 0.0))
+    tasks: dict[int, TaskSpec] = field(default_factory=dict)  # dispatched and not yet retrieved
+    cache: dict[str, tuple] = field(default_factory=dict)  # cached name -> signature sent
+    outbox: Outbox = field(default_factory=Outbox)
+    replies: deque[PendingReply] = field(default_factory=deque)
+    results_requested: bool = False
+    results_available: bool = False
+    closing: bool = False  # flush the outbox, then close
+    start_time: int = field(default_factory=now_us)
+    last_received: float = field(default_factory=time.monotonic)
+    check_sent_at: float | None = None
+    handshake_deadline: float = 0.0
+    tasks_completed: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    transfer_time_us: int = 0
+    disconnect_reason: str = "UNKNOWN"
+
+    @property
+    def ready_for_tasks(self) -> bool:
+        """CCTools dispatches only after ``resource tag``, workers >= 1 and ``worker-end-time``."""
+        return (
+            self.kind is PeerKind.WORKER
+            and not self.closing
+            and self.tag >= 0
+            and self.resources["workers"].total >= 1
+            and self.end_time >= 0
+        )
+
+    @property
+    def total(self) -> Resources:
+        r = self.resources
+        return Resources(r["cores"].total, r["memory"].total, r["disk"].total, r["gpus"].total)
+
+    @property
+    def largest(self) -> Resources:
+        r = self.resources
+        return Resources(r["cores"].largest, r["memory"].largest, r["disk"].largest, r["gpus"].largest)
+
+    def send(self, data: bytes) -> None:
+        self.outbox.add(data)
