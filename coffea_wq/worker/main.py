@@ -1,0 +1,257 @@
+"""``coffea-wq worker``: connect to a manager (directly or by name), serve it, reconnect, exit.
+
+The outer loop reads top to bottom like ``work_queue_worker``'s: pick a manager, connect (with
+back-off from --min-backoff to --max-backoff while none answers), serve it until the
+connection ends, wipe the workspace, then decide: exit (``exit`` from the manager, a signal,
+--single-shot, the idle timeout with a fixed address, --connect-timeout without any manager)
+or go round again (``release``, a lost manager, a different manager found by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from coffea_wq.protocol.worker_side import WorkerIdentity
+from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
+from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
+from coffea_wq.worker.resources import WorkerResources, measure_resources
+from coffea_wq.worker.sandbox import Workspace
+from coffea_wq.worker.session import ManagerSession, SessionEnd, SessionResult, SessionSettings
+
+log = logging.getLogger("coffea_wq.worker")
+
+CONNECT_ATTEMPT_TIMEOUT = 5.0
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+
+
+def notice(message: str) -> None:
+    """A line for the person running the worker (CCTools' worker prints the same events)."""
+    print(f"coffea-wq worker: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class StopFlag:
+    """Set by a signal handler (or the parent's death); polled by the loops."""
+
+    signal_name: str | None = None
+    parent_pid: int | None = None
+
+    def __call__(self) -> str | None:
+        if self.signal_name is None and self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.signal_name = "parent-death"
+        return self.signal_name
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in STOP_SIGNALS:
+            signal.signal(getattr(signal, name), self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+
+@dataclass
+class WorkerRun:
+    """The state of one worker process across manager connections."""
+
+    options: WorkerOptions
+    workspace: Workspace
+    settings: SessionSettings
+    stop: StopFlag = field(default_factory=StopFlag)
+    warm_pool: object | None = None
+    last_served: object | None = None
+
+    def serve_until_done(self) -> int:
+        """The outer loop; returns the process exit code."""
+        options = self.options
+        backoff = options.min_backoff
+        give_up_at = time.monotonic() + options.connect_timeout
+        while not self.stop():
+            connection = self._connect_to_a_manager()
+            if connection is None:
+                if time.monotonic() > give_up_at:
+                    notice(f"stopping: could not connect to a manager after {options.connect_timeout:g} s")
+                    return 0
+                self._sleep(backoff)
+                backoff = min(backoff * 2, options.max_backoff)
+                continue
+            sock, peer, choice = connection
+            result = self._serve(sock, peer, choice)
+            give_up_at = time.monotonic() + options.connect_timeout
+            if result.end in (SessionEnd.EXIT, SessionEnd.ABORTED, SessionEnd.WALL_TIME):
+                return 0
+            if options.single_shot and result.end not in (SessionEnd.AUTH_FAILED, SessionEnd.PASSWORD_REQUIRED):
+                notice("stopping: --single-shot")
+                return 0
+            if result.end is SessionEnd.IDLE and not options.project_regex:
+                notice("stopping: idle timeout and no other manager to go to")
+                return 0
+            if result.end is SessionEnd.RELEASED:
+                backoff = options.min_backoff
+                continue  # a released worker reconnects at once
+            if result.handshake_done:
+                backoff = options.min_backoff
+            self._sleep(backoff)
+            if not result.handshake_done:
+                backoff = min(backoff * 2, options.max_backoff)
+        notice(f"stopping: received {self.stop.signal_name}")
+        return 0
+
+    def _serve(self, sock: socket.socket, peer: str, choice: ManagerChoice | None) -> SessionResult:
+        local_host, local_port = sock.getsockname()[:2]
+        local = f"{local_host}:{local_port}"
+        notice(f"connected to manager {peer} via local address {local}")
+        session = ManagerSession(
+            sock, peer, self.settings, self.workspace, warm_pool=self.warm_pool, should_stop=self.stop,
+            expected_project=choice.project if choice is not None and choice.verify_project else None,
+        )
+        result = session.serve()
+        self.last_served = choice.key if choice is not None else None
+        if result.end in (SessionEnd.AUTH_FAILED, SessionEnd.PASSWORD_REQUIRED, SessionEnd.ERROR):
+            notice(result.reason)
+            log.warning("%s", result.reason)
+        else:
+            log.info("%s", result.reason)
+        notice(f"disconnected from manager {peer} ({result.end.value})")
+        return result
+
+    def _connect_to_a_manager(self) -> tuple[socket.socket, str, ManagerChoice | None] | None:
+        if self.options.project_regex:
+            try:
+                choices = find_manager_choices(self.options.project_regex, self.options.catalog, self.last_served)
+            except ValueError as exc:  # a bad regex or catalog address: nothing will ever match
+                raise OptionError(str(exc)) from exc
+            if not choices:
+                log.info("no manager matching %r in the catalog yet", self.options.project_regex)
+            for choice in choices:
+                for host, port in choice.candidates:
+                    sock = _try_connect(host, port)
+                    if sock is not None:
+                        return sock, f"{host}:{port}", choice
+            return None
+        for host, port in self.options.managers:
+            sock = _try_connect(host, port)
+            if sock is not None:
+                return sock, f"{host}:{port}", None
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop() and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def _try_connect(host: str, port: int) -> socket.socket | None:
+    try:
+        sock = socket.create_connection((host, port), timeout=CONNECT_ATTEMPT_TIMEOUT)
+    except OSError as exc:
+        log.debug("could not connect to %s:%d: %s", host, port, exc)
+        return None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def make_identity(options: WorkerOptions) -> WorkerIdentity:
+    uname = platform.uname()
+    return WorkerIdentity(
+        hostname=socket.gethostname() or "localhost",
+        os_name=options.os_name or uname.system or "Linux",
+        arch=options.arch or uname.machine or "x86_64",
+        worker_id="worker-" + secrets.token_hex(16),
+    )
+
+
+def load_warm_pool() -> object | None:
+    """The executor's warm Python slots, if that module is installed (else tasks run cold)."""
+    try:
+        from coffea_wq.worker.warm import WarmPythonPool  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        return WarmPythonPool()
+    except Exception:  # warm slots are an optimisation; never fatal
+        log.exception("could not create the warm Python pool; running every task cold")
+        return None
+
+
+def setup_logging(options: WorkerOptions) -> None:
+    level = logging.DEBUG if options.debug else logging.WARNING
+    target = options.debug_file
+    if target in (None, ":stderr"):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    elif target == ":stdout":
+        handler = logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("%(asctime)s coffea-wq-worker[%(process)d] %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("coffea_wq")
+    package.handlers = [handler]
+    package.setLevel(level)
+    package.propagate = False
+
+
+def run_worker(options: WorkerOptions) -> int:
+    """Run a worker with ``options`` until it is done; returns the exit code.
+
+    Example::
+
+        run_worker(WorkerOptions(managers=[("127.0.0.1", 9123)], cores=1, single_shot=True))
+    """
+    setup_logging(options)
+    password = options.password_file.read_bytes() if options.password_file is not None else None
+    workspace = Workspace.create(options.workdir)
+    notice(f"creating workspace {workspace.root}")
+    resources: WorkerResources = measure_resources(workspace.root, options.cores, options.memory, options.disk,
+                                                   options.gpus)
+    notice(f"using {resources.cores} cores, {resources.memory} MB memory, {resources.disk} MB disk, "
+           f"{resources.gpus} gpus")
+    settings = SessionSettings(
+        identity=make_identity(options),
+        resources=resources,
+        password=password,
+        idle_timeout=options.idle_timeout,
+        end_time=time.time() + options.wall_time if options.wall_time else 0.0,
+        features=tuple(options.features),
+    )
+    stop = StopFlag(parent_pid=os.getppid() if options.parent_death else None)
+    stop.install()
+    run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool())
+    try:
+        return run.serve_until_done()
+    finally:
+        close = getattr(run.warm_pool, "close", None)
+        if callable(close):
+            close()
+        notice(f"deleting workspace {workspace.root}")
+        workspace.remove()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m coffea_wq.worker [options] HOST PORT``."""
+    parser = argparse.ArgumentParser(prog="coffea-wq worker", description="run a Work Queue worker")
+    configure(parser)
+    args = parser.parse_args(argv)
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Validate parsed arguments and run; a bad option is a one-line error and exit code 2."""
+    try:
+        return run_worker(options_from_args(args))
+    except OptionError as exc:
+        print(f"coffea-wq worker: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"coffea-wq worker: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,171 @@
+"""The workspace and the per-task sandboxes, laid out like CCTools' worker.
+
+::
+
+    <workdir>/worker-<uid>-<pid>/      the workspace ($WORK_QUEUE_SANDBOX for tasks)
+        cache/<cachedname>             files the manager sent (see ``cache``)
+        t.<taskid>/                    one sandbox per task: inputs linked from cache/
+        t.<taskid>.output              the task's merged stdout and stderr
+        coffea-wq-envs/                unpacked environments (written by envtools' runner)
+
+Sandboxes sit directly in the workspace, so ``../coffea-wq-envs`` from a task is shared by all
+tasks of this worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from coffea_wq.protocol.worker_messages import TaskSpec
+from coffea_wq.worker.cache import FileCache
+
+log = logging.getLogger(__name__)
+
+
+class MissingInput(Exception):
+    """An input the task names is not in the cache."""
+
+
+@dataclass
+class Workspace:
+    """The worker's directory. ``create`` makes it; ``wipe`` empties it; ``remove`` deletes it."""
+
+    root: Path
+
+    @classmethod
+    def create(cls, workdir: Path | None = None) -> Workspace:
+        """``<workdir or $TMPDIR or /tmp>/worker-<uid>-<pid>``, as work_queue_worker names it.
+
+        Example::
+
+            ws = Workspace.create(Path("/scratch"))   # /scratch/worker-1000-4242
+        """
+        base = Path(workdir) if workdir else Path(os.environ.get("TMPDIR") or "/tmp")
+        root = (base / f"worker-{os.getuid()}-{os.getpid()}").resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        workspace = cls(root)
+        workspace.cache_dir.mkdir(exist_ok=True)
+        return workspace
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def sandbox_dir(self, taskid: int) -> Path:
+        return self.root / f"t.{taskid}"
+
+    def output_file(self, taskid: int) -> Path:
+        return self.root / f"t.{taskid}.output"
+
+    def wipe(self) -> None:
+        """Delete everything inside the workspace and recreate an empty ``cache/``."""
+        if not self.root.exists():
+            return
+        for entry in os.listdir(self.root):
+            _remove_path(self.root / entry)
+        self.cache_dir.mkdir(exist_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def prepare_sandbox(workspace: Workspace, cache: FileCache, task: TaskSpec) -> Path:
+    """Create ``t.<id>/`` with the task's inputs linked from the cache and its empty dirs.
+
+    Raises MissingInput (naming the file) if the manager never sent an input.
+    """
+    sandbox = workspace.sandbox_dir(task.taskid)
+    if sandbox.exists():
+        _remove_path(sandbox)
+    sandbox.mkdir(parents=True)
+    for name in task.empty_dirs:
+        (sandbox / name).mkdir(parents=True, exist_ok=True)
+    for spec in task.inputs:
+        source = cache.path_of(spec.cached_name)
+        if not os.path.lexists(source):
+            raise MissingInput(f"input {spec.remote_name!r} (cached as {spec.cached_name!r}) was never sent")
+        target = sandbox / spec.remote_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(target):
+            continue  # as in CCTools, an existing target is fine
+        link_into_sandbox(source, target)
+    return sandbox
+
+
+def make_task_tmpdir(sandbox: Path, taskid: int) -> Path:
+    """``t.<id>/cctools-temp-t.<id>.XXXXXX`` for TMPDIR, as the real worker makes it."""
+    return Path(tempfile.mkdtemp(prefix=f"cctools-temp-t.{taskid}.", dir=sandbox))
+
+
+def link_into_sandbox(source: Path, target: Path) -> None:
+    """Hard-link a cached file (or, for a directory, each file in it) into a sandbox.
+
+    Falls back to an absolute symlink where hard links are impossible (another filesystem).
+    """
+    if source.is_symlink():
+        os.symlink(os.readlink(source), target)
+        return
+    if source.is_dir():
+        target.mkdir(exist_ok=True)
+        for child in os.listdir(source):
+            if not os.path.lexists(target / child):
+                link_into_sandbox(source / child, target / child)
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(os.path.abspath(source), target)
+
+
+def move_outputs_to_cache(sandbox: Path, cache: FileCache, task: TaskSpec) -> None:
+    """Move each output ``t.<id>/<remote>`` to ``cache/<cachedname>`` (missing ones stay missing)."""
+    for spec in task.outputs:
+        source = sandbox / spec.remote_name
+        if not os.path.lexists(source):
+            continue
+        target = cache.path_of(spec.cached_name)
+        if os.path.lexists(target):
+            cache.remove(spec.cached_name)
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            log.warning("task %d: could not move output %s to the cache: %s", task.taskid, source, exc)
+
+
+def directory_size_mb(path: Path) -> float:
+    """MB written by a task under ``path``: regular files with a single link.
+
+    Inputs hard-linked from the cache (two or more links) and symlinks take no new space, so
+    they do not count against the task's disk request.
+    """
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                total += info.st_size
+    return total / (1024 * 1024)
+
+
+def remove_sandbox(workspace: Workspace, taskid: int) -> None:
+    _remove_path(workspace.sandbox_dir(taskid))
+    _remove_path(workspace.output_file(taskid))
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

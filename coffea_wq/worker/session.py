@@ -1,0 +1,446 @@
+"""One connection to one manager: moves bytes between the socket and the protocol, and acts.
+
+The loop is single-threaded: a selector waits on the manager's socket with a short timeout,
+so finished tasks, time limits and signals are noticed within a fraction of a second. Every
+way the connection can end is a ``SessionEnd``; whatever the end, all tasks are killed and the
+workspace is wiped (the manager forgets this worker's files too).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coffea_wq.protocol.framing import ProtocolError
+from coffea_wq.protocol.worker_side import (
+    NEED_DATA,
+    AuthFailed,
+    AuthSucceeded,
+    Check,
+    ConnectionClosed,
+    DirStart,
+    Exit,
+    FileChunk,
+    FileEnd,
+    FileStart,
+    GetRequest,
+    KillTask,
+    PasswordRequired,
+    ProjectName,
+    Release,
+    ResourceReport,
+    SendResults,
+    SymlinkReceived,
+    TaskReceived,
+    ThirdParty,
+    UnlinkFile,
+    UrlReceived,
+    WorkerConnection,
+    WorkerIdentity,
+    encode_alive,
+    encode_available_results,
+    encode_dir_header,
+    encode_end,
+    encode_file_header,
+    encode_handshake,
+    encode_info,
+    encode_missing,
+    encode_resources,
+    encode_result_header,
+    encode_thirdput_complete,
+)
+from coffea_wq.worker.cache import CacheError, FileCache, IncomingFile
+from coffea_wq.worker.execution import TaskObserver, TaskOutcome
+from coffea_wq.worker.resources import WorkerResources
+from coffea_wq.worker.sandbox import Workspace
+from coffea_wq.worker.tasks import TaskTable
+
+log = logging.getLogger(__name__)
+
+ACTIVE_TIMEOUT = 3600.0  # seconds a single send may take (CCTools' active_timeout)
+BUSY_POLL = 0.05
+IDLE_POLL = 0.5
+SEND_CHUNK = 1 << 20
+
+
+class SessionEnd(enum.Enum):
+    RELEASED = "released by the manager"
+    EXIT = "told to exit by the manager"
+    CLOSED = "the manager closed the connection"
+    IDLE = "idle timeout"
+    WALL_TIME = "worker wall time used up"
+    ABORTED = "stopped by a signal"
+    AUTH_FAILED = "password authentication failed"
+    PASSWORD_REQUIRED = "the manager requires a password"
+    ERROR = "protocol or local error"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What does not change from one manager connection to the next."""
+
+    identity: WorkerIdentity
+    resources: WorkerResources
+    password: bytes | None = None
+    idle_timeout: float = 900.0
+    end_time: float = 0.0  # worker's own deadline (seconds since the epoch), 0 = none
+    features: tuple[str, ...] = ()
+
+
+@dataclass
+class SessionResult:
+    end: SessionEnd
+    reason: str
+    handshake_done: bool = False
+
+
+class _Stop(Exception):
+    """Raised inside the loop to end the session."""
+
+    def __init__(self, end: SessionEnd, reason: str) -> None:
+        super().__init__(reason)
+        self.end = end
+        self.reason = reason
+
+
+@dataclass
+class ManagerSession:
+    """Serves one connected manager until the connection ends.
+
+    Example::
+
+        sock = socket.create_connection(("127.0.0.1", 9123))
+        result = ManagerSession(sock, "127.0.0.1:9123", settings, workspace).serve()
+    """
+
+    sock: socket.socket
+    peer: str
+    settings: SessionSettings
+    workspace: Workspace
+    warm_pool: object | None = None
+    observer: TaskObserver | None = None
+    should_stop: Callable[[], str | None] = lambda: None
+    expected_project: str | None = None
+    conn: WorkerConnection = field(init=False)
+    handshake_done: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.conn = WorkerConnection(self.settings.password)
+        self.cache = FileCache(self.workspace.cache_dir)
+        self.tasks = TaskTable(self.workspace, self.cache, self.settings.resources, self.warm_pool, self.observer)
+        self._incoming: IncomingFile | None = None
+        self._results_announced = False
+        self._last_tag = 0
+        self._last_work = time.monotonic()
+
+    # -- the loop
+
+    def serve(self) -> SessionResult:
+        """Run until the connection ends; always kills the tasks and wipes the workspace."""
+        selector = selectors.DefaultSelector()
+        try:
+            self.sock.settimeout(ACTIVE_TIMEOUT)
+            selector.register(self.sock, selectors.EVENT_READ)
+            self._send(self.conn.start())
+            if self.settings.password is None:
+                self._after_authentication()
+            while True:
+                self._check_stop_conditions()
+                busy = self.tasks.active > 0
+                if selector.select(BUSY_POLL if busy else IDLE_POLL):
+                    self._receive()
+                self._handle_events()
+                self._advance_tasks()
+        except _Stop as stop:
+            return SessionResult(stop.end, stop.reason, self.handshake_done)
+        finally:
+            selector.close()
+            self._close()
+
+    def _receive(self) -> None:
+        try:
+            data = self.sock.recv(1 << 16)
+        except (ConnectionError, TimeoutError, OSError):
+            data = b""
+        self.conn.receive_data(data)
+
+    def _handle_events(self) -> None:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except PasswordRequired as exc:
+                raise _Stop(SessionEnd.PASSWORD_REQUIRED, f"manager {self.peer}: {exc}") from None
+            except ProtocolError as exc:
+                raise _Stop(SessionEnd.ERROR, f"bad message from manager {self.peer}: {exc}") from None
+            self._send(self.conn.data_to_send())
+            if event is NEED_DATA:
+                return
+            try:
+                self._dispatch(event)
+            except (CacheError, OSError) as exc:
+                raise _Stop(SessionEnd.ERROR, f"cannot do what manager {self.peer} asked: {exc}") from None
+
+    def _advance_tasks(self) -> None:
+        if self.tasks.poll() and not self._results_announced:
+            self._send(encode_available_results())
+            self._results_announced = True
+        if self.tasks.start_ready():
+            self._send(encode_info("tasks_running", self.tasks.running))
+        if self.tasks.has_unreported() and not self._results_announced:
+            self._send(encode_available_results())
+            self._results_announced = True
+
+    def _check_stop_conditions(self) -> None:
+        signal_name = self.should_stop()
+        if signal_name:
+            self._send_quietly(encode_info("vacating", signal_name))
+            raise _Stop(SessionEnd.ABORTED, f"received {signal_name}")
+        now = time.monotonic()
+        if self.settings.end_time and time.time() >= self.settings.end_time:
+            self._send_quietly(encode_info("wall_time_exhausted", int(self.settings.end_time)))
+            raise _Stop(SessionEnd.WALL_TIME, "the worker's --wall-time is used up")
+        if self.handshake_done and self.tasks.active == 0 and not self.tasks.has_unreported():
+            if now - self._last_work > self.settings.idle_timeout:
+                self._send_quietly(encode_info("idle-disconnecting", int(self.settings.idle_timeout)))
+                raise _Stop(SessionEnd.IDLE, f"no work from manager {self.peer} for {self.settings.idle_timeout:g} s")
+        else:
+            self._last_work = now
+
+    # -- events
+
+    def _dispatch(self, event: object) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            log.debug("ignoring %r from manager %s", event, self.peer)
+            return
+        handler(self, event)
+
+    def _on_auth_succeeded(self, _event: AuthSucceeded) -> None:
+        log.debug("password accepted by manager %s", self.peer)
+        self._after_authentication()
+
+    def _on_auth_failed(self, event: AuthFailed) -> None:
+        raise _Stop(SessionEnd.AUTH_FAILED, f"wrong password for manager {self.peer} ({event.reason})")
+
+    def _on_closed(self, event: ConnectionClosed) -> None:
+        if event.during_auth:
+            raise _Stop(
+                SessionEnd.AUTH_FAILED,
+                f"manager {self.peer} closed the connection during password authentication: "
+                "it probably has no password (a worker started with -P serves only managers with the same password)",
+            )
+        reason = "closed the connection" if event.clean else "closed the connection in the middle of a message"
+        raise _Stop(SessionEnd.CLOSED, f"manager {self.peer} {reason}")
+
+    def _on_project_name(self, event: ProjectName) -> None:
+        if self.expected_project is not None and event.name != self.expected_project:
+            raise _Stop(SessionEnd.ERROR, f"manager {self.peer} serves project {event.name!r}, not {self.expected_project!r}")
+        self._send_handshake()
+
+    def _on_file_start(self, event: FileStart) -> None:
+        self._incoming = self.cache.begin_file(event.path, event.length, event.mode)
+
+    def _on_file_chunk(self, event: FileChunk) -> None:
+        if self._incoming is not None:
+            self._incoming.write(event.data)
+
+    def _on_file_end(self, _event: FileEnd) -> None:
+        if self._incoming is not None:
+            self._incoming.finish()
+            self._incoming = None
+
+    def _on_dir_start(self, event: DirStart) -> None:
+        self.cache.make_dir(event.path, event.top_level)
+
+    def _on_symlink(self, event: SymlinkReceived) -> None:
+        self.cache.make_symlink(event.path, event.target)
+
+    def _on_url(self, event: UrlReceived) -> None:
+        self.cache.fetch_url(event.name, event.url, event.mode)
+
+    def _on_task(self, event: TaskReceived) -> None:
+        task = event.task
+        log.debug("task %d received: %s", task.taskid, task.command[:200])
+        self._last_tag = task.taskid
+        self._last_work = time.monotonic()
+        if not self.tasks.admit(task):
+            # tell the manager again what we have, as CCTools does after forsaking
+            self._send(encode_resources(self._resource_report()))
+
+    def _on_send_results(self, _event: SendResults) -> None:
+        self._results_announced = False
+        for taskid, outcome in self.tasks.take_unreported():
+            self._send_result(taskid, outcome)
+            self._send(encode_info("tasks_running", self.tasks.running))
+        self._send(encode_end())
+
+    def _on_get(self, event: GetRequest) -> None:
+        for entry in self.cache.describe_for_get(event.name, event.recursive):
+            if entry.kind == "dir":
+                self._send(encode_dir_header(entry.name))
+            elif entry.kind == "file" and entry.path is not None:
+                self._send_file_entry(entry.name, entry.path)
+            else:
+                self._send(encode_missing(entry.name, entry.error))
+        self._send(encode_end())
+
+    def _on_kill(self, event: KillTask) -> None:
+        self.tasks.kill(event.taskid)
+
+    def _on_unlink(self, event: UnlinkFile) -> None:
+        self.cache.remove(event.name)
+
+    def _on_check(self, _event: Check) -> None:
+        self._send(encode_alive() + encode_info("tasks_running", self.tasks.running))
+
+    def _on_release(self, _event: Release) -> None:
+        raise _Stop(SessionEnd.RELEASED, f"released by manager {self.peer}")
+
+    def _on_exit(self, _event: Exit) -> None:
+        raise _Stop(SessionEnd.EXIT, f"manager {self.peer} told this worker to exit")
+
+    def _on_third_party(self, event: ThirdParty) -> None:
+        ok = run_third_party_transfer(self.cache, event)
+        if event.put:
+            self._send(encode_thirdput_complete(ok))
+
+    # -- sending
+
+    def _after_authentication(self) -> None:
+        if self.expected_project is not None:
+            self._send(self.conn.request_project_name())
+        else:
+            self._send_handshake()
+
+    def _send_handshake(self) -> None:
+        end_time = int(self.settings.end_time) if self.settings.end_time else 0
+        self._send(
+            encode_handshake(self.settings.identity, self._resource_report(), self.tasks.running, end_time,
+                             self.settings.features)
+        )
+        self.handshake_done = True
+        self._last_work = time.monotonic()
+
+    def _resource_report(self) -> ResourceReport:
+        r = self.settings.resources
+        return ResourceReport(cores=r.cores, memory=r.memory, disk=r.disk, gpus=r.gpus, tag=self._last_tag)
+
+    def _send_result(self, taskid: int, outcome: TaskOutcome) -> None:
+        handle = None
+        if outcome.output_path is not None:
+            try:
+                handle = open(outcome.output_path, "rb")  # noqa: SIM115
+            except OSError:
+                handle = None
+        try:
+            length = os.fstat(handle.fileno()).st_size if handle is not None else 0
+            self._send(encode_result_header(outcome.status, outcome.exit_code, length, outcome.execution_time_us, taskid))
+            if handle is not None:
+                self._stream(handle, length)
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def _send_file_entry(self, name: str, path: Path) -> None:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            self._send(encode_missing(name, exc.errno or 2))
+            return
+        with handle:
+            length = os.fstat(handle.fileno()).st_size
+            self._send(encode_file_header(name, length))
+            self._stream(handle, length)
+
+    def _stream(self, handle, length: int) -> None:
+        """Send exactly ``length`` bytes of ``handle`` (zero-padded if the file shrank meanwhile)."""
+        remaining = length
+        while remaining > 0:
+            data = handle.read(min(SEND_CHUNK, remaining)) or b"\0" * min(SEND_CHUNK, remaining)
+            self._send(data)
+            remaining -= len(data)
+
+    def _send(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise _Stop(SessionEnd.CLOSED, f"lost the connection to manager {self.peer}: {exc}") from None
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        if self._incoming is not None:
+            self._incoming.abort()
+            self._incoming = None
+        self.tasks.kill_all()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.workspace.wipe()
+
+
+_HANDLERS: dict[type, Callable[[ManagerSession, object], None]] = {
+    AuthSucceeded: ManagerSession._on_auth_succeeded,
+    AuthFailed: ManagerSession._on_auth_failed,
+    ConnectionClosed: ManagerSession._on_closed,
+    ProjectName: ManagerSession._on_project_name,
+    FileStart: ManagerSession._on_file_start,
+    FileChunk: ManagerSession._on_file_chunk,
+    FileEnd: ManagerSession._on_file_end,
+    DirStart: ManagerSession._on_dir_start,
+    SymlinkReceived: ManagerSession._on_symlink,
+    UrlReceived: ManagerSession._on_url,
+    TaskReceived: ManagerSession._on_task,
+    SendResults: ManagerSession._on_send_results,
+    GetRequest: ManagerSession._on_get,
+    KillTask: ManagerSession._on_kill,
+    UnlinkFile: ManagerSession._on_unlink,
+    Check: ManagerSession._on_check,
+    Release: ManagerSession._on_release,
+    Exit: ManagerSession._on_exit,
+    ThirdParty: ManagerSession._on_third_party,
+}  # type: ignore[dict-item]
+
+
+def run_third_party_transfer(cache: FileCache, event: ThirdParty, timeout: float = 600.0) -> bool:
+    """``thirdget``/``thirdput`` on a shared filesystem: 1 = run a command (``%%`` = the cache
+    path), 2 = copy, 3 = symlink (get) or rename (put). Returns whether it worked."""
+    cached = cache.path_of(event.name)
+    try:
+        if event.mode == 1:
+            command = event.path.replace("%%", str(cached))
+            return subprocess.run(["/bin/sh", "-c", command], timeout=timeout, check=False).returncode == 0
+        if event.mode == 2:
+            source, target = (cached, Path(event.path)) if event.put else (Path(event.path), cached)
+            if source.is_dir():
+                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, target)
+            return True
+        if event.mode == 3:
+            if event.put:
+                os.replace(cached, event.path)
+            else:
+                os.symlink(event.path, cached)
+            return True
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("third-party transfer of %s (%s) failed: %s", event.name, event.path, exc)
+        return False
+    log.warning("unknown third-party transfer mode %d for %s", event.mode, event.name)
+    return False
