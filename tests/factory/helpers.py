@@ -1,0 +1,84 @@
+"""Helpers of the factory tests: a real CCTools manager, reading a factory's status lines."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import REAL_WORKER, REPO, SYSTEM_PYTHON, Processes
+
+HERE = Path(__file__).resolve().parent
+STATUS_RE = re.compile(r"\|submitted: (\d+) \|needed: (\d+) \|waiting connection: (\d+) \|requested: (\d+)")
+
+
+def worker_options() -> list[str]:
+    """Factory options that start our ``coffea-wq worker``, or the real one until ours exists."""
+    if (REPO / "coffea_wq" / "cli" / "worker.py").exists():
+        return []
+    assert REAL_WORKER, "neither coffea-wq worker nor work_queue_worker is available"
+    return ["--worker-binary", REAL_WORKER]
+
+
+class LineReader:
+    """Collects a process's output lines in a thread, so tests can wait for a line."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def snapshot(self) -> list[str]:
+        with self._lock:
+            return list(self.lines)
+
+    def wait_for(self, predicate, timeout: float, what: str, start: int = 0):
+        """The first line from index ``start`` on that satisfies ``predicate``; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, line in enumerate(self.snapshot()[start:], start):
+                if predicate(line):
+                    return index, line
+            time.sleep(0.05)
+        tail = "\n".join(self.snapshot()[-30:])
+        pytest.fail(f"timed out after {timeout} s waiting for {what}; last lines:\n{tail}")
+
+
+def statuses(lines: list[str]) -> list[tuple[int, int]]:
+    """(submitted, needed) of every factory status line."""
+    found = []
+    for line in lines:
+        match = STATUS_RE.search(line)
+        if match:
+            found.append((int(match.group(1)), int(match.group(2))))
+    return found
+
+
+class CCToolsManager:
+    """A real CCTools manager (Debian's python3-workqueue) driven through stdin."""
+
+    def __init__(self, processes: Processes, name: str, catalog: str | None = None) -> None:
+        argv = [SYSTEM_PYTHON, str(HERE / "cctools_manager.py"), name] + ([catalog] if catalog else [])
+        self.proc = processes.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+        self.output = LineReader(self.proc.stdout)
+        _, line = self.output.wait_for(lambda s: s.startswith("port "), 30, "the CCTools manager's port")
+        self.port = int(line.split()[1])
+
+    def submit(self, count: int, seconds: float) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"submit {count} {seconds}\n")
+        self.proc.stdin.flush()
+
+    def done_count(self) -> int:
+        return sum(1 for line in self.output.snapshot() if line.startswith("done "))
