@@ -48,7 +48,8 @@ NOT_YET_IMPLEMENTED = {
     "chunks_per_accum": None,
 }
 
-_LAST_REPORT: list[CallReport] = []
+_REPORTS: list[CallReport] = []  # the latest calls' reports, newest last
+_REPORTS_KEPT = 8
 
 
 @dataclass
@@ -187,7 +188,8 @@ class WorkQueueExecutor(ExecutorBase):
         try:
             return loop.run(items, accumulator)
         finally:
-            _LAST_REPORT[:] = [loop.report]
+            _REPORTS.append(loop.report)
+            del _REPORTS[:-_REPORTS_KEPT]
 
     def session_config(self) -> SessionConfig:
         port = self.port
@@ -213,14 +215,19 @@ class WorkQueueExecutor(ExecutorBase):
             warm=self.warm_python, preload=tuple(self.preload_modules))
 
 
-def last_report() -> CallReport | None:
+def last_report(desc: str | None = None) -> CallReport | None:
     """What the latest executor call in this process did: items accumulated, retried, split, skipped.
 
+    ``desc`` picks the latest call of one phase ("Preprocessing" or "Processing").
+
     Example:
-        >>> report = last_report()                                           # doctest: +SKIP
+        >>> report = last_report("Processing")                               # doctest: +SKIP
         >>> len(report.accumulated), report.retried, report.skipped          # doctest: +SKIP
     """
-    return _LAST_REPORT[0] if _LAST_REPORT else None
+    for report in reversed(_REPORTS):
+        if desc is None or report.desc == desc:
+            return report
+    return None
 
 
 def shutdown() -> None:

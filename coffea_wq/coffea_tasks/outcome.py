@@ -51,16 +51,26 @@ def read_outcome(path: Path) -> TaskOutcome:
 
 
 def _remote_error(record: dict) -> RemoteError:
-    exception = None
-    if record.get("exception"):
-        try:
-            exception = pickle.loads(record["exception"])
-        except Exception:  # the exception's class does not exist here: keep the text only
-            exception = None
     return RemoteError(
         type_name=str(record.get("type", "?")),
         message=str(record.get("message", "")),
         traceback=str(record.get("traceback", "")),
-        exception=exception if isinstance(exception, BaseException) else None,
+        exception=_rebuild_chain(record.get("exception_chain") or []),
         host=str(record.get("host", "?")),
     )
+
+
+def _rebuild_chain(pickled: list) -> BaseException | None:
+    """Unpickle the remote exception and re-link its ``__cause__``s (pickle does not keep them)."""
+    chain: list[BaseException] = []
+    for data in pickled:
+        try:
+            exc = pickle.loads(data) if data else None
+        except Exception:  # its class does not exist on this side: keep the text only
+            exc = None
+        if not isinstance(exc, BaseException):
+            break
+        chain.append(exc)
+    for exc, cause in zip(chain[:-1], chain[1:], strict=True):
+        exc.__cause__ = cause
+    return chain[0] if chain else None

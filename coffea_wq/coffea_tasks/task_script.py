@@ -9,7 +9,9 @@ dependencies), never coffea_wq.
 * ``ITEM``: a pickled WorkItem (or FileMeta for preprocessing).
 * ``OUT``: written as an lz4 frame holding a pickled record, either
   ``{"status": "ok", "value": <function(item)>}`` or
-  ``{"status": "error", "type", "message", "traceback", "exception", "host", "python"}``.
+  ``{"status": "error", "type", "message", "traceback", "exception_chain", "host", "python"}``
+  where ``exception_chain`` holds the pickled exception and its ``__cause__``s (None where one
+  cannot be pickled), so the manager can rebuild the chain coffea's ``skipbadfiles`` inspects.
 
 Exit status: 0 when the function returned, 1 when the error record was written, 2 when not
 even that was possible (the manager then reports the missing output with the task's stdout).
@@ -37,19 +39,33 @@ def _write_record(path: str, record: dict, level: int) -> None:
         pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _error_record(exc: BaseException, started: float) -> dict:
+def _picklable(exc: BaseException) -> bytes | None:
     try:
-        exception_bytes = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(exception_bytes)  # only keep it if the manager side can rebuild it
+        data = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # only keep it if it can be rebuilt
+        return data
     except Exception:
-        exception_bytes = None
+        return None
+
+
+def _cause_chain(exc: BaseException) -> list:
+    """The exception and its ``__cause__``s, each pickled (pickle drops ``__cause__`` itself)."""
+    chain, seen = [], set()
+    while isinstance(exc, BaseException) and id(exc) not in seen and len(chain) < 20:
+        seen.add(id(exc))
+        chain.append(_picklable(exc))
+        exc = exc.__cause__
+    return chain
+
+
+def _error_record(exc: BaseException, started: float) -> dict:
     return {
         "version": RECORD_VERSION,
         "status": "error",
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        "exception": exception_bytes,
+        "exception_chain": _cause_chain(exc),
         "host": socket.gethostname(),
         "python": sys.executable,
         "wall_time": time.time() - started,
