@@ -6,8 +6,9 @@ has 0 decimals and a float rounded to that many places otherwise (CCTools rmsumm
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from coffea_wq.resources.rmon.limits import RESOURCE_TABLE, number_with_decimals
 
 
 @dataclass(frozen=True)
@@ -19,32 +20,9 @@ class ResourceField:
     decimals: int
 
 
-# In the order resource_monitor writes them in a summary.
-RESOURCE_FIELDS: tuple[ResourceField, ...] = (
-    ResourceField("start", "s", 6),
-    ResourceField("end", "s", 6),
-    ResourceField("wall_time", "s", 6),
-    ResourceField("cpu_time", "s", 6),
-    ResourceField("memory", "MB", 0),
-    ResourceField("virtual_memory", "MB", 0),
-    ResourceField("swap_memory", "MB", 0),
-    ResourceField("disk", "MB", 0),
-    ResourceField("bytes_read", "MB", 0),
-    ResourceField("bytes_written", "MB", 0),
-    ResourceField("bytes_received", "MB", 0),
-    ResourceField("bytes_sent", "MB", 0),
-    ResourceField("bandwidth", "Mbps", 3),
-    ResourceField("gpus", "gpus", 0),
-    ResourceField("cores", "cores", 3),
-    ResourceField("cores_avg", "cores", 3),
-    ResourceField("machine_cpus", "cores", 3),
-    ResourceField("machine_load", "procs", 0),
-    ResourceField("context_switches", "switches", 0),
-    ResourceField("max_concurrent_processes", "procs", 0),
-    ResourceField("total_processes", "procs", 0),
-    ResourceField("total_files", "files", 0),
-    ResourceField("fs_nodes", "nodes", 0),
-    ResourceField("workers", "workers", 0),
+# In the order resource_monitor writes them in a summary (the table lives with the shippable monitor).
+RESOURCE_FIELDS: tuple[ResourceField, ...] = tuple(
+    ResourceField(name, unit, decimals) for name, (unit, decimals) in RESOURCE_TABLE.items()
 )
 
 FIELDS_BY_NAME: dict[str, ResourceField] = {f.name: f for f in RESOURCE_FIELDS}
@@ -67,14 +45,6 @@ def json_number(name: str, value: float) -> int | float:
     """
     field = FIELDS_BY_NAME.get(name)
     return number_with_decimals(value, field.decimals if field else 3)
-
-
-def number_with_decimals(value: float, decimals: int) -> int | float:
-    """CCTools' number format: ``decimals == 0`` truncates, otherwise rounds half up."""
-    if decimals == 0:
-        return int(value)
-    factor = 10**decimals
-    return math.floor(value * factor + 0.5) / factor
 
 
 def resource_to_str(name: str, value: float) -> str:
