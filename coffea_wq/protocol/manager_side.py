@@ -222,6 +222,7 @@ class WorkerConnection:
 
     Args:
         password: the password file's raw bytes, or None for no authentication.
+        challenge: our 63-character challenge (random by default; fixed only to replay transcripts).
 
     Example::
 
@@ -231,10 +232,12 @@ class WorkerConnection:
         sock.sendall(conn.send_kill(7))
     """
 
-    def __init__(self, password: bytes | None = None) -> None:
+    def __init__(self, password: bytes | None = None, challenge: str | None = None) -> None:
         self._stream = ByteStream()
         self._events: deque[Event] = deque()
-        self._auth = PasswordAuth(password) if password is not None else None
+        self._auth: PasswordAuth | None = None
+        if password is not None:
+            self._auth = PasswordAuth(password) if challenge is None else PasswordAuth(password, challenge)
         self._reading = _Reading.AUTH if self._auth else _Reading.LINES
         self._pending_result: tuple[int, int, int, int, int] | None = None
         self._pending_update: tuple[int, str, int, int] | None = None
