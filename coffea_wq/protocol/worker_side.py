@@ -155,6 +155,7 @@ class WorkerConnection:
     """
 
     password: bytes | None = None
+    auth_challenge: str | None = None  # our challenge; random unless given (tests replay transcripts)
     _stream: ByteStream = field(default_factory=ByteStream, init=False)
     _events: deque = field(default_factory=deque, init=False)
     _outbox: bytearray = field(default_factory=bytearray, init=False)
@@ -166,6 +167,8 @@ class WorkerConnection:
     def __post_init__(self) -> None:
         if self.password is not None:
             self._auth = PasswordAuth(self.password)
+            if self.auth_challenge is not None:
+                self._auth.challenge = self.auth_challenge
         self._parser: _Parser = self._parse_connection()
         self._request: _Request = next(self._parser)
 
