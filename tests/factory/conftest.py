@@ -1,0 +1,39 @@
+"""Fixtures of the factory tests: a local Slurm cluster started (and stopped) by the test."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.factory.slurm_cluster import MISSING_BINARIES, start_slurm_cluster, stop_slurm_cluster
+
+
+@pytest.fixture
+def slurm_cluster():
+    """A one-node Slurm on localhost; at teardown no job and no daemon may be left.
+
+    Its directory is made with ``tempfile`` rather than ``tmp_path``: munged refuses a socket
+    whose parent directories are not reachable by every user, and pytest's base temp is 0700.
+    """
+    if MISSING_BINARIES:
+        pytest.skip(f"Slurm/munge not installed ({', '.join(MISSING_BINARIES)} missing); "
+                    "make test installs slurm-wlm and munge")
+    root = Path(tempfile.mkdtemp(prefix="coffea-wq-slurm-"))
+    cluster = start_slurm_cluster(root)
+    try:
+        yield cluster
+    finally:
+        problems = stop_slurm_cluster(cluster)
+        alive = [pid for pid in cluster.daemon_pids() if _alive(pid)]
+        assert not alive, f"Slurm/munge daemons still running after teardown: {alive}"
+        assert not problems, "; ".join(problems)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    from tests.factory.slurm_cluster import _alive as alive
+
+    return alive(pid)
