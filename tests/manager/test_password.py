@@ -1,0 +1,82 @@
+"""Passwords both ways: (real worker, coffea-wq worker) x (coffea-wq manager).
+
+A worker is accepted exactly when its password file matches the manager's byte for byte; a worker
+with a password refuses (and is refused by) a manager without one, and vice versa.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+import coffea_wq.work_queue as wq
+from tests.support import LOOPBACK, REAL_WORKER, coffea_wq_command, requires_cctools
+
+REFUSAL_WAIT = 2.5
+
+
+def worker_argv(kind: str, port: int, workdir, password=None) -> list[str]:
+    extra = ["-P", str(password)] if password else []
+    if kind == "real":
+        return [REAL_WORKER, "-t", "20", "--cores", "1", "--memory", "500", "--disk", "500", "-s", str(workdir),
+                *extra, LOOPBACK, str(port)]
+    return coffea_wq_command("worker", "-t", "20", "--cores", "1", "--memory", "500", "--disk", "500",
+                             "-s", str(workdir), *extra, LOOPBACK, str(port))
+
+
+@pytest.fixture
+def password_files(tmp_path):
+    right = tmp_path / "right.pw"
+    right.write_bytes(b"sekrit-pass\n")
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_bytes(b"sekrit-pass")  # the same text without the newline: a different password
+    return right, wrong
+
+
+def start(processes, kind, port, tmp_path, name, password=None):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    return processes.start(worker_argv(kind, port, workdir, password), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+@requires_cctools
+def test_manager_with_password(processes, tmp_path, password_files):
+    right, wrong = password_files
+    with wq.WorkQueue(port=0, host=LOOPBACK) as q:
+        q.specify_password_file(str(right))
+        for kind in ("real", "ours"):
+            start(processes, kind, q.port, tmp_path, f"{kind}-wrong", wrong)
+            start(processes, kind, q.port, tmp_path, f"{kind}-none")
+        time.sleep(REFUSAL_WAIT)
+        assert q.stats.workers_joined == 0, "a worker with a wrong or no password got in"
+
+        for kind in ("real", "ours"):
+            start(processes, kind, q.port, tmp_path, f"{kind}-right", right)
+        assert q.wait_for_workers(2, 20), "workers with the right password were not accepted"
+        for i in range(4):
+            q.submit(wq.Task(f"echo ok {i}"))
+        outputs = set()
+        deadline = time.monotonic() + 30
+        while not q.empty() and time.monotonic() < deadline:
+            t = q.wait(1)
+            if t:
+                outputs.add(t.output)
+        assert outputs == {f"ok {i}\n" for i in range(4)}
+        assert q.stats.workers_joined == 2
+
+
+@pytest.mark.slow
+@requires_cctools
+def test_worker_with_password_refuses_manager_without(processes, tmp_path, password_files):
+    right, _ = password_files
+    with wq.WorkQueue(port=0, host=LOOPBACK) as q:
+        for kind in ("real", "ours"):
+            start(processes, kind, q.port, tmp_path, f"{kind}-pw", right)
+        time.sleep(REFUSAL_WAIT)
+        assert q.stats.workers_joined == 0
+        start(processes, "real", q.port, tmp_path, "real-plain")
+        assert q.wait_for_workers(1, 20), "a worker without password should be accepted"
