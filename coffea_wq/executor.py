@@ -26,6 +26,7 @@ from coffea_wq.coffea_tasks.session import (
     acquire_session,
     close_all_sessions,
     close_session,
+    queue_feature,
 )
 from coffea_wq.coffea_tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
@@ -167,8 +168,10 @@ class WorkQueueExecutor(ExecutorBase):
         finally:
             if not keep_open:
                 close_session(config)
-        if exception != 0 and accumulated is None:
-            raise exception  # nothing to return: Runner would hide the cause behind "No chunks returned"
+        if exception != 0 and (accumulated is None or preprocessing):
+            # Runner ignores a preprocessing call's exception and would blame another file, and with
+            # nothing accumulated it would hide the cause behind "No chunks returned results"
+            raise exception
         return accumulated, exception
 
     def _run_call(self, session: ManagerSession, items: list, function: Callable, accumulator: Any,
@@ -320,13 +323,15 @@ def configure_category(session: ManagerSession, ex: WorkQueueExecutor, category:
     if mode != "fixed":
         names = {"max": "WORK_QUEUE_ALLOCATION_MODE_MAX", "min-waste": "WORK_QUEUE_ALLOCATION_MODE_MIN_WASTE",
                  "max-throughput": "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT"}
-        queue.specify_category_mode(category, module_constant(wq, names[mode], ALLOCATION_MODES[mode]))
+        queue_feature(queue, "specify_category_mode", "resources_mode")(
+            category, module_constant(wq, names[mode], ALLOCATION_MODES[mode]))
         maxima = {k: v for k, v in (("cores", ex.cores), ("memory", ex.memory), ("disk", ex.disk),
                                     ("gpus", ex.gpus)) if v is not None}
         if maxima:
-            queue.specify_category_max_resources(category, maxima)
+            queue_feature(queue, "specify_category_max_resources", "resources_mode")(category, maxima)
     if ex.fast_terminate_workers:
-        queue.activate_fast_abort_category(category, float(ex.fast_terminate_workers))
+        queue_feature(queue, "activate_fast_abort_category", "fast_terminate_workers")(
+            category, float(ex.fast_terminate_workers))
 
 
 def executor_field_names() -> list[str]:

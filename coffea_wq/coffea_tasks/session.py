@@ -69,7 +69,8 @@ class ManagerSession:
             if self.config.password_file:
                 self.queue.specify_password_file(self.config.password_file)
             if self.config.resource_monitor != "off":
-                self.queue.enable_monitoring(watchdog=self.config.resource_monitor == "watchdog")
+                queue_feature(self.queue, "enable_monitoring", "resource_monitor")(
+                    watchdog=self.config.resource_monitor == "watchdog")
             self.workers = LocalWorkerPool(LocalWorkerSpec(
                 count=self.config.local_workers, host=LOCAL_HOST, port=self.port,
                 password_file=self.config.password_file, kind=self.config.local_worker_kind,
@@ -111,9 +112,19 @@ class ManagerSession:
         self.staging.remove()
 
 
+def queue_feature(queue: Any, method: str, option: str) -> Any:
+    """``queue.method``, or an error naming the executor option the manager cannot honour."""
+    bound = getattr(queue, method, None)
+    if not callable(bound):
+        raise NotImplementedError(
+            f"the Work Queue manager in use ({type(queue).__module__}) has no {method}(), needed by the "
+            f"executor option {option}; leave {option} at its default or set COFFEA_WQ_MANAGER=cctools")
+    return bound
+
+
 def _free_queue(queue: Any) -> None:
-    # CCTools frees the C queue (closing the port) in _free_queue/__del__; ours may offer close()
-    for name in ("close", "_free_queue"):
+    # coffea_wq.work_queue closes its port in shutdown(); CCTools frees the C queue in _free_queue()
+    for name in ("shutdown", "close", "_free_queue"):
         method = getattr(queue, name, None)
         if callable(method):
             try:

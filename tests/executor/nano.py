@@ -57,23 +57,23 @@ def write_nano_file(path: Path, events: int, seed: int = 1) -> Path:
 class LeptonJetProcessor(processor.ProcessorABC):
     """Histograms of jet and lepton multiplicity and leading-lepton pT per dataset, and a cutflow.
 
-    ``fail_on``: (dataset, entrystart) of a chunk on which ``process`` raises ValueError.
-    ``memory_per_event``: bytes to hold per event in a chunk (to exhaust a memory limit).
+    ``fail_on``: (file basename, entrystart) of a chunk on which ``process`` raises ValueError.
+    ``hog``: (file basename, start, stop, bytes per event, "memory" or "disk"): a chunk inside that
+    entry range holds that much memory, or writes that much into its working directory.
+    ``sleep``: seconds each chunk takes at least.
     """
 
-    def __init__(self, fail_on: tuple[str, int] | None = None, memory_per_event: int = 0, sleep: float = 0.0):
+    def __init__(self, fail_on: tuple[str, int] | None = None, hog: tuple | None = None, sleep: float = 0.0):
         self.fail_on = fail_on
-        self.memory_per_event = memory_per_event
+        self.hog = hog
         self.sleep = sleep
 
     def process(self, events):
         dataset = events.metadata["dataset"]
-        if self.fail_on == (dataset, events.metadata["entrystart"]):
-            raise ValueError(f"deliberate failure in {dataset} at entry {events.metadata['entrystart']}")
-        ballast = None
-        if self.memory_per_event:
-            ballast = np.ones(len(events) * self.memory_per_event // 8)  # touched, so really resident
-            time.sleep(0.5)  # stays long enough for the monitor to measure it
+        where = (os.path.basename(events.metadata["filename"]), events.metadata["entrystart"])
+        if self.fail_on == where:
+            raise ValueError(f"deliberate failure in {where[0]} at entry {where[1]}")
+        ballast = self._hog(where, events.metadata["entrystop"], len(events))
         if self.sleep:
             time.sleep(self.sleep)
         electrons = events.Electron[(events.Electron.pt > 20) & (abs(events.Electron.eta) < 2.5)]
@@ -96,6 +96,18 @@ class LeptonJetProcessor(processor.ProcessorABC):
             "cutflow": {dataset: {"all": len(events), "1lep": int(ak.sum(nlep == 1)), "2lep": int(ak.sum(nlep >= 2))}},
             "pid": {os.getpid()},
         }
+
+    def _hog(self, where: tuple[str, int], stop: int, n: int):
+        if not self.hog or where[0] != self.hog[0] or not (self.hog[1] <= where[1] and stop <= self.hog[2]):
+            return None
+        size = n * self.hog[3]
+        if self.hog[4] == "disk":
+            with open(f"ballast-{where[1]}.bin", "wb") as f:  # in the task's sandbox
+                f.write(b"\1" * size)
+            return None
+        ballast = np.ones(size // 8)  # written, so really resident
+        time.sleep(1.5)  # long enough for a monitor to measure it
+        return ballast
 
     def postprocess(self, accumulator):
         return accumulator
