@@ -129,18 +129,23 @@ def _own_group() -> int | None:
 
 def run_command(argv: list[str], command_text: str, watch_args: dict) -> Summary:
     """Start ``argv``, watch it until it and its descendants end, and return the summary."""
-    start = time.time()
+    holder: dict[str, TreeWatch] = {}
+    pending: list[int] = []
+    previous = _forward_signals(holder, pending)  # before starting: no window to lose a signal in
     try:
-        proc = subprocess.Popen(argv, stdin=None)
-    except OSError as err:
-        # Like resource_monitor, whose child exits with the errno of its failed exec.
-        log.error("cannot run %s: %s", argv[0] if argv else "(nothing)", err.strerror)
-        summary = Summary(command=command_text, exit_status=err.errno or 1, last_error=err.errno)
-        summary.monitor_exit_code = 1
-        return summary
-    watch = TreeWatch(proc.pid, group=_own_group(), start=start, **watch_args).start()
-    previous = _forward_signals(watch)
-    try:
+        start = time.time()
+        try:
+            proc = subprocess.Popen(argv, stdin=None)
+        except OSError as err:
+            # Like resource_monitor, whose child exits with the errno of its failed exec.
+            log.error("cannot run %s: %s", argv[0] if argv else "(nothing)", err.strerror)
+            summary = Summary(command=command_text, exit_status=err.errno or 1, last_error=err.errno)
+            summary.monitor_exit_code = 1
+            return summary
+        watch = holder["watch"] = TreeWatch(proc.pid, group=_own_group(), start=start, **watch_args)
+        if pending:
+            watch.kill_tree(signal.SIGTERM)
+        watch.start()
         _, wait_status, rusage = _wait4(proc.pid)
         end = time.time()
         proc.returncode = _returncode(wait_status)  # reaped here: keep Popen from waiting again
@@ -174,12 +179,14 @@ def _wait_for_leftovers(watch: TreeWatch) -> bool:
     return waited
 
 
-def _forward_signals(watch: TreeWatch) -> dict:
+def _forward_signals(holder: dict, pending: list[int]) -> dict:
     """A monitor told to stop stops its command (then writes the summary as usual)."""
 
     def forward(signum, _frame):
         log.warning("monitor got signal %d: stopping the command", signum)
-        watch.kill_tree(signal.SIGTERM)
+        pending.append(signum)
+        if "watch" in holder:
+            holder["watch"].kill_tree(signal.SIGTERM)
 
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -174,7 +174,7 @@ class Summary:
 
 def _fmt(name: str, value: float) -> str:
     decimals = RESOURCE_TABLE.get(name, ("", 3))[1]
-    return f"{value:.{decimals}f}"
+    return f"{number_with_decimals(value, decimals):.{decimals}f}"  # as the JSON shows it
 
 
 def _number(value, where: str) -> float:
