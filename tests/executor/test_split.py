@@ -1,0 +1,47 @@
+"""Split on exhaustion: a chunk that exhausts its resources is cut into pieces that add up to the same output."""
+
+from __future__ import annotations
+
+import pytest
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
+
+import coffea_wq
+from coffea_wq.coffea_tasks.errors import TaskFailedError
+from coffea_wq.executor import last_report
+from tests.executor import helpers, nano
+
+pytestmark = pytest.mark.slow
+
+# the first chunk of ttlike_a1.root (700 events) writes 700 x 100 kB = 70 MB into a task that asked
+# for 45 MB of disk; halves (35 MB) fit, so exactly one split happens
+HOG = ("ttlike_a1.root", 0, 700, 100_000, "disk")
+
+
+@pytest.fixture(scope="module")
+def fileset(tmp_path_factory):
+    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
+
+
+def _run(fileset, **options):
+    executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, resources_mode="fixed", disk=45,
+                                           **options)
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    return runner(fileset, nano.LeptonJetProcessor(hog=HOG), treename="Events")
+
+
+def test_exhausted_chunk_is_split_and_accumulates_to_the_unsplit_output(fileset):
+    out = _run(fileset)
+    nano.assert_same_histograms(helpers.iterative_output(fileset), out)
+    report = last_report("Processing")
+    assert len(report.split) == 1
+    parent, pieces = report.split[0]
+    assert (parent.entrystart, parent.entrystop) == (0, 700)
+    assert [(p.entrystart, p.entrystop) for p in pieces] == [(0, 350), (350, 700)]
+    assert all(p.filename == parent.filename and p.usermeta == parent.usermeta for p in pieces)
+    assert set(pieces) <= set(report.accumulated) and parent not in report.accumulated
+
+
+def test_without_split_on_exhaustion_the_chunk_fails(fileset):
+    with pytest.raises(TaskFailedError, match=r"ttlike_a1.root.*entries \[0, 700\).*RESOURCE"):
+        _run(fileset, split_on_exhaustion=False, retries=0)
