@@ -18,15 +18,9 @@ from coffea_wq.manager.workers import PeerKind, now_us
 from coffea_wq.protocol import CCTOOLS_VERSION
 from coffea_wq.protocol.codes import TaskState
 
-TASK_STATE_NAMES = {
-    TaskState.UNKNOWN: "unknown",
-    TaskState.READY: "waiting",
-    TaskState.RUNNING: "running",
-    TaskState.WAITING_RETRIEVAL: "waiting_retrieval",
-    TaskState.RETRIEVED: "retrieved",
-    TaskState.DONE: "done",
-    TaskState.CANCELED: "canceled",
-}
+# As the real manager answers task_status: "running" in lower case, every other state upper case.
+TASK_STATE_NAMES = {state: state.log_name for state in TaskState}
+TASK_STATE_NAMES[TaskState.RUNNING] = "running"
 
 # the performance log's 55 columns (wq-protocol.md §9.2), in order
 STATS_LOG_COLUMNS = (
@@ -219,17 +213,27 @@ class StatusReporter:
             for key in ("tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled"):
                 counts[key] = totals.get(key, 0)
         able = sum(1 for p in server.core.peers.values() if p.ready_for_tasks)
-        records = [self._category_record(name, counts, able) for name, counts in per_category.items()]
         whole = _empty_counts()
         for counts in per_category.values():
             for key in whole:
                 whole[key] += counts[key]
-        records.append(self._category_record("whole queue", whole, able))
+        # the real manager lists "whole queue" first, with the largest request among all tasks as its max
+        records = [self._category_record("whole queue", whole, able, self._largest_requests())]
+        records += [self._category_record(name, counts, able) for name, counts in per_category.items()]
         return records
 
-    def _category_record(self, name: str, counts: dict[str, int], able: int) -> dict[str, Any]:
+    def _largest_requests(self) -> dict[str, float]:
+        largest: dict[str, float] = {}
+        for task in self.server.queue.tasks.values():
+            for resource, value in task.requested.as_dict().items():
+                largest[resource] = max(largest.get(resource, 0.0), value)
+        return largest
+
+    def _category_record(self, name: str, counts: dict[str, int], able: int,
+                         limits: dict[str, float] | None = None) -> dict[str, Any]:
         record: dict[str, Any] = {"category": name, **counts, "workers_able": able}
-        limits = self.categories.get(name, {}).get("max", {})
+        if limits is None:
+            limits = self.categories.get(name, {}).get("max", {})
         for resource in ("cores", "memory", "disk"):
             if limits.get(resource) is not None:
                 value = limits[resource]
