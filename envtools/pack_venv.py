@@ -127,9 +127,17 @@ def _skip_stdlib_dir(name: str) -> bool:
     return name in _STDLIB_SKIP or name.startswith("config-")
 
 
+def _skip_stdlib_file(name: str) -> bool:
+    # Byte code for -O/-OO only: half the size of the standard library, never used by tasks.
+    return ".opt-" in name and name.endswith(".pyc")
+
+
 def add_tree(archive: ArchiveWriter, source: Path, arc_root: str, skip: set[str] | None = None,
-             skip_dir=None, is_bin: bool = False, prefix: str = "") -> None:
-    """Add ``source`` under ``arc_root``; ``skip`` holds absolute paths to leave out."""
+             skip_dir=None, is_bin: bool = False, prefix: str = "", skip_file=None) -> None:
+    """Add ``source`` under ``arc_root``; ``skip`` holds absolute paths to leave out.
+
+    ``skip_dir(name)`` leaves out top-level directories, ``skip_file(name)`` files anywhere.
+    """
     skip = skip or set()
     for dirpath, dirnames, filenames in os.walk(source):
         here = Path(dirpath)
@@ -138,7 +146,7 @@ def add_tree(archive: ArchiveWriter, source: Path, arc_root: str, skip: set[str]
                              and not (skip_dir and here == source and skip_dir(d)))
         for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
             path = here / name
-            if str(path) in skip:
+            if str(path) in skip or (skip_file and skip_file(name)):
                 continue
             arcname = (Path(arc_root) / rel_dir / name).as_posix()
             add_entry(archive, path, arcname, source_prefix=prefix, is_bin=is_bin and rel_dir == Path("."))
@@ -216,6 +224,7 @@ def pack_venv(env: SourceEnvironment, staged: StagedInstall, output: Path, metad
                 add_entry(archive, root, root.name, prefix, is_bin=False)
         if env.system_site_packages and base.purelib.is_dir():
             add_tree(archive, base.purelib, site_rel)
-        add_tree(archive, base.stdlib, f"lib/python{minor}", skip_dir=_skip_stdlib_dir)
+        add_tree(archive, base.stdlib, f"lib/python{minor}", skip_dir=_skip_stdlib_dir, skip_file=_skip_stdlib_file)
         if base.platstdlib != base.stdlib:
-            add_tree(archive, base.platstdlib, f"lib/python{minor}", skip_dir=_skip_stdlib_dir)
+            add_tree(archive, base.platstdlib, f"lib/python{minor}", skip_dir=_skip_stdlib_dir,
+                     skip_file=_skip_stdlib_file)
