@@ -13,7 +13,8 @@ Selection (per event):
 Weights are exact: MC events weigh ``sign(genWeight) * weight_factor(xsec)`` (an integer), data
 events 1, so every histogram bin is a sum of integers and does not depend on the order in which
 chunks are merged (executors merge in different orders; results must agree bin by bin).
-Normalise to a luminosity afterwards with ``lumi * xsec / nSumOfWeights`` per dataset.
+Normalise an MC dataset to a luminosity L (fb^-1) afterwards by ``L * xsec_fb / output["sumw"][dataset]``
+(exact when |genWeight| is constant, as in the synthetic samples).
 """
 
 from __future__ import annotations
