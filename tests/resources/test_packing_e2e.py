@@ -1,0 +1,74 @@
+"""Acceptance: resource packing through the coffea-wq manager, with our worker and the real one.
+
+A 4-core worker runs four fully declared 1-core tasks at once; a task that leaves disk undeclared
+takes the whole disk (the whole-worker rule), so the same four run one at a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support import LOOPBACK, REAL_WORKER, coffea_wq_command, requires_cctools, wait_until
+
+work_queue = pytest.importorskip("coffea_wq.work_queue", reason="the manager's Python API is not there")
+
+TASK_SECONDS = 1.5
+# Each task prints when it started and ended, so overlaps can be counted from the outputs.
+COMMAND = f"date +%s.%N; sleep {TASK_SECONDS}; date +%s.%N"
+
+
+def start_worker(kind: str, port: int, tmp_path, processes) -> None:
+    resources = ["--cores", "4", "--memory", "1000", "--disk", "1000"]
+    if kind == "coffea-wq":
+        argv = coffea_wq_command("worker", *resources, "-s", str(tmp_path), "-t", "60", LOOPBACK, str(port))
+    else:
+        argv = [REAL_WORKER, *resources, "-s", str(tmp_path), "-t", "60", LOOPBACK, str(port)]
+    processes.start(argv)
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def run_four(q, declare_disk: bool) -> list[tuple[float, float]]:
+    for _ in range(4):
+        t = work_queue.Task(COMMAND)
+        t.specify_cores(1)
+        t.specify_memory(200)
+        if declare_disk:
+            t.specify_disk(200)
+        q.submit(t)
+    intervals = []
+    deadline = time.monotonic() + 90
+    while len(intervals) < 4 and time.monotonic() < deadline:
+        t = q.wait(5)
+        if t is None:
+            continue
+        assert t.result == 0 and t.return_status == 0, (t.result, t.output)
+        start, end = (float(x) for x in t.output.split())
+        intervals.append((start, end))
+    assert len(intervals) == 4, "the four tasks did not all finish in time"
+    return intervals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind", ["coffea-wq", pytest.param("cctools", marks=[requires_cctools, pytest.mark.cctools])]
+)
+def test_four_declared_tasks_share_a_four_core_worker_and_undeclared_disk_runs_alone(
+    kind, tmp_path, processes
+):
+    with work_queue.WorkQueue(port=0, host=LOOPBACK) as q:
+        start_worker(kind, q.port, tmp_path, processes)
+        wait_until(lambda: q.stats.workers_connected >= 1, 60, "the worker to connect")
+        packed = run_four(q, declare_disk=True)
+        assert most_at_once(packed) == 4
+        alone = run_four(q, declare_disk=False)
+        assert most_at_once(alone) == 1
