@@ -1,0 +1,272 @@
+"""Warm Python slots: coffea tasks forked from a zygote that imported coffea once, not a cold ``python3``.
+
+A cold interpreter pays ~0.7 s importing coffea for every task (baseline.md); a warm slot pays a
+fork. The worker asks ``WarmPythonPool.parse_warm_command(command, env)`` about each task; the
+executor marks its tasks with ``COFFEA_WQ_WARM=1`` and runs one of exactly two commands:
+
+    python3 coffea_wq_task.py FN ITEM OUT
+    ./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT
+
+Anything else runs cold. ``start`` finds the interpreter (``python3`` on the task's PATH, or the
+environment tarball's ``bin/python`` unpacked once with ``envtools.ensure_unpacked``), keeps one
+zygote per interpreter (``zygote.py``, standard library only) and returns a Popen-like
+``WarmProcess``. If a zygote cannot start or dies, the task runs cold: results never depend on
+which path ran them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+WARM_ENV = "COFFEA_WQ_WARM"
+PRELOAD_ENV = "COFFEA_WQ_PRELOAD"
+TASK_SCRIPT = "coffea_wq_task.py"
+ENV_RUNNER = "./coffea_wq_env_run"
+PYTHON_NAMES = ("python3", "python")
+ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
+START_TIMEOUT_S = 300.0  # the first request waits for the zygote's imports (minutes on a busy node)
+PER_TASK_VARIABLES = ("TMPDIR", "TEMP", "TMP")
+
+
+@dataclass(frozen=True)
+class WarmRequest:
+    """A task command the pool can run warm."""
+
+    command: str
+    python: str  # "python3" (looked up on the task's PATH) unless an environment provides one
+    argv: tuple[str, ...]  # the script and its arguments
+    preload: tuple[str, ...]
+    env_tarball: str | None = None  # relative to the sandbox
+
+
+class WarmProcess:
+    """A task running in a child of a zygote, with the part of ``subprocess.Popen`` the worker uses."""
+
+    def __init__(self, zygote: _Zygote, pid: int, command: str):
+        self.zygote = zygote
+        self.pid = pid
+        self.args = command
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.returncode(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.zygote.wait_for_news(0.1 if remaining is None else min(0.1, remaining))
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is not None:
+            return
+        try:
+            os.killpg(self.pid, sig)  # the child leads its own session: reach what it started too
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class _Zygote:
+    """One zygote process and the thread that reads its answers."""
+
+    def __init__(self, python: str, env: dict[str, str], cwd: Path):
+        self.python = python
+        self.proc = subprocess.Popen([python, str(ZYGOTE_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     cwd=cwd, env=env, start_new_session=True)
+        self.cond = threading.Condition()
+        self.started: dict[int, dict] = {}
+        self.exits: dict[int, int] = {}
+        self.dead = False
+        self.next_id = 0
+        self.reader = threading.Thread(target=self._read_answers, args=(self.proc.stdout,), daemon=True,
+                                       name=f"zygote-{self.proc.pid}")
+        self.reader.start()
+
+    def _read_answers(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            with self.cond:
+                op = message.get("op")
+                if op in ("started", "failed"):
+                    self.started[message["id"]] = message
+                elif op == "exit":
+                    self.exits[message["pid"]] = int(message["returncode"])
+                self.cond.notify_all()
+        with self.cond:
+            self.dead = True
+            self.cond.notify_all()
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str], output: Path, preload: tuple[str, ...]) -> int:
+        """Fork a child for one task; its pid. Raises RuntimeError when the zygote cannot."""
+        with self.cond:
+            self.next_id += 1
+            request_id = self.next_id
+        request = {"op": "run", "id": request_id, "argv": argv, "cwd": str(cwd), "env": env,
+                   "output": str(output), "preload": list(preload)}
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise RuntimeError(f"zygote {self.proc.pid} is gone: {exc}") from exc
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with self.cond:
+            while request_id not in self.started:
+                if self.dead or time.monotonic() > deadline:
+                    raise RuntimeError(f"zygote {self.proc.pid} did not start the task (exit {self.proc.poll()})")
+                self.cond.wait(0.5)
+            answer = self.started.pop(request_id)
+            if answer["op"] == "failed":
+                raise RuntimeError(f"zygote {self.proc.pid}: {answer.get('error')}")
+            self.exits.pop(answer["pid"], None)  # a reused pid starts with a clean slate
+            return int(answer["pid"])
+
+    def returncode(self, pid: int) -> int | None:
+        with self.cond:
+            if pid in self.exits:
+                return self.exits[pid]
+            if not self.dead:
+                return None
+        # the zygote died before reporting: the child is no longer ours to wait for
+        try:
+            os.kill(pid, 0)
+            return None
+        except ProcessLookupError:
+            return -int(signal.SIGKILL)
+
+    def wait_for_news(self, timeout: float) -> None:
+        with self.cond:
+            self.cond.wait(timeout)
+
+    def alive(self) -> bool:
+        return not self.dead and self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # end of requests: the zygote exits
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=5)
+
+
+class WarmPythonPool:
+    """The zygotes of one worker, one per Python interpreter.
+
+    Example (what the worker does for each task):
+        >>> pool = WarmPythonPool()
+        >>> env = {"COFFEA_WQ_WARM": "1", "PATH": os.environ["PATH"]}
+        >>> request = pool.parse_warm_command("python3 coffea_wq_task.py fn.pkl item.pkl out.lz4", env)
+        >>> request.argv
+        ('coffea_wq_task.py', 'fn.pkl', 'item.pkl', 'out.lz4')
+        >>> process = pool.start(request, sandbox, env, sandbox_output)          # doctest: +SKIP
+        >>> process.wait()                                                       # doctest: +SKIP
+        >>> pool.close()
+    """
+
+    def __init__(self) -> None:
+        self.zygotes: dict[str, _Zygote] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def parse_warm_command(command: str, env: dict[str, str]) -> WarmRequest | None:
+        """The warm form of ``command``, or None when it must run cold (no marker, other shape)."""
+        if env.get(WARM_ENV) != "1":
+            return None
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            return None
+        tarball = None
+        if len(words) == 7 and words[0] == ENV_RUNNER:
+            tarball, words = words[1], words[2:]
+        if len(words) != 5 or Path(words[0]).name not in PYTHON_NAMES or words[1] != TASK_SCRIPT:
+            return None
+        if any(w.startswith("-") or w == "" for w in words[2:]):
+            return None
+        preload = tuple(m for m in env.get(PRELOAD_ENV, "").split(",") if m)
+        return WarmRequest(command=command, python=words[0], argv=tuple(words[1:]), preload=preload,
+                           env_tarball=tarball)
+
+    def start(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path) -> Any:
+        """Run ``request`` in a warm slot; falls back to a cold process if that is impossible."""
+        cwd = Path(cwd)
+        try:
+            python, task_env = self._interpreter(request, cwd, env)
+            zygote = self._zygote(python, task_env, cwd.parent)
+            pid = zygote.run(list(request.argv), cwd, task_env, Path(output_path), request.preload)
+            return WarmProcess(zygote, pid, request.command)
+        except Exception as exc:
+            log.warning("warm slot unavailable (%s); running the task cold", exc)
+            from coffea_wq.worker.execution import start_cold
+
+            return start_cold(request.command, cwd, env, output_path)
+
+    def _interpreter(self, request: WarmRequest, cwd: Path, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        if request.env_tarball is None:
+            found = shutil.which(request.python, path=env.get("PATH", os.defpath))
+            if found is None:
+                raise RuntimeError(f"{request.python} is not on the task's PATH")
+            return os.path.realpath(found) if not _is_venv_python(found) else found, env
+        import envtools
+
+        envs_root = Path(env.get("COFFEA_WQ_ENVS_DIR") or cwd.parent / "coffea-wq-envs")
+        env_dir = envtools.ensure_unpacked(cwd / request.env_tarball, envs_root)
+        return str(env_dir / "bin" / "python"), envtools.activation_environ(env_dir, env)
+
+    def _zygote(self, python: str, env: dict[str, str], workspace: Path) -> _Zygote:
+        with self.lock:
+            zygote = self.zygotes.get(python)
+            if zygote is not None and not zygote.alive():
+                log.warning("zygote for %s died (exit %s); starting a new one", python, zygote.proc.poll())
+                zygote = None
+            if zygote is None:
+                zygote_env = {k: v for k, v in env.items() if k not in PER_TASK_VARIABLES}
+                zygote = _Zygote(python, zygote_env, workspace)
+                self.zygotes[python] = zygote
+            return zygote
+
+    def close(self) -> None:
+        with self.lock:
+            zygotes, self.zygotes = list(self.zygotes.values()), {}
+        for zygote in zygotes:
+            zygote.close()
+
+
+def _is_venv_python(path: str) -> bool:
+    # a virtual environment's python is a symlink whose target would lose the environment: keep it
+    return (Path(path).parent.parent / "pyvenv.cfg").exists()
