@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,11 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         value = getattr(args, name)
         if value is not None and value < 0:
             raise OptionError(f"--{name.replace('_', '-')} must not be negative (got {value:g})")
+    if args.manager_name:
+        try:
+            re.compile(args.manager_name)
+        except re.error as exc:
+            raise OptionError(f"-M {args.manager_name!r} is not a valid regular expression: {exc}") from None
     if args.min_backoff <= 0 or args.max_backoff < args.min_backoff:
         raise OptionError("--min-backoff must be positive and not above --max-backoff")
     if args.password is not None and not args.password.is_file():
