@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import logging
 import os
 import shutil
 import subprocess
 import tarfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,12 +68,16 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 def _extract(tarball: Path, destination: Path) -> None:
     try:
-        with tarfile.open(tarball, "r:gz") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(destination, filter="tar")
-            else:  # Python < 3.11.4 / 3.10.12
-                tar.extractall(destination)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        with gzip.open(tarball, "rb") as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(destination, filter="tar")
+                else:  # Python < 3.11.4 / 3.10.12
+                    tar.extractall(destination)
+            # tar stops at its end-of-archive blocks; reading on to the end checks gzip's CRC-32.
+            while stream.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
         raise CorruptTarballError(f"environment tarball {tarball.name} is corrupt or truncated: {exc}") from exc
 
 
