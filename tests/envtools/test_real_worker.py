@@ -1,0 +1,82 @@
+"""The runner under Debian's real work_queue_worker, driven by a real CCTools manager (/usr/bin/python3).
+
+The worker's own Python is the system python3 (no coffea, no tinypkg): everything the task imports
+comes from the shipped tarball, unpacked once per worker by the shipped runner.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+
+import envtools
+from tests.envtools.conftest import Analysis
+from tests.support import REAL_WORKER, SYSTEM_PYTHON, requires_cctools, requires_cctools_python, wait_until
+
+MANAGER = Path(__file__).with_name("wq_manager.py")
+PROBE = "import sys, tinypkg; print('RESULT', tinypkg.VALUE, sys.prefix)"
+
+
+@pytest.fixture(scope="module")
+def tarball(analysis: Analysis, shared_cache: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return envtools.get_environment(shared_cache, prefix=analysis.venv, analysis_dir=analysis.repo,
+                                        unstaged="reuse")
+
+
+def run_manager_and_worker(tasks: list[dict], tmp_path: Path, processes, cores: int) -> tuple[list[dict], Path]:
+    spec = tmp_path / "tasks.json"
+    spec.write_text(json.dumps(tasks))
+    manager = processes.start([SYSTEM_PYTHON, MANAGER, spec, "120"], stdout=subprocess.PIPE, text=True,
+                              env={"PATH": "/usr/bin:/bin"})
+    port = int(manager.stdout.readline())
+    workdir = tmp_path / "worker"
+    workdir.mkdir()
+    worker = processes.start([REAL_WORKER, "--single-shot", "-t", "60", "--cores", str(cores), "--memory", "4000",
+                              "--disk", "8000", "-s", workdir, "127.0.0.1", str(port)],
+                             env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = json.loads(manager.stdout.readline() or "[]")
+    manager.wait(timeout=30)
+    worker.wait(timeout=60)
+    return results, workdir
+
+
+@requires_cctools
+@requires_cctools_python
+@pytest.mark.cctools
+def test_four_tasks_on_a_real_worker_unpack_once(tarball: Path, tmp_path: Path, processes):
+    inputs = [[str(tarball), tarball.name], [str(envtools.runner_script_path()), envtools.RUNNER_NAME]]
+    command = f"./{envtools.RUNNER_NAME} {tarball.name} python3 -c {shlex.quote(PROBE)}"
+    results, workdir = run_manager_and_worker([{"command": command, "inputs": inputs}] * 4, tmp_path, processes, 4)
+    assert len(results) == 4, results
+    assert all(r["return_status"] == 0 for r in results), results
+    lines = [next(line for line in r["output"].splitlines() if line.startswith("RESULT")) for r in results]
+    prefixes = {line.split()[2] for line in lines}
+    assert len(prefixes) == 1
+    prefix = Path(prefixes.pop())
+    assert prefix.parent.name == "coffea-wq-envs" and prefix.parent.parent.name.startswith("worker-")
+    assert sum("coffea_wq_env_run: unpacked" in r["output"] for r in results) == 1, results
+    # The worker removed its workspace, the unpacked environment with it.
+    wait_until(lambda: not prefix.exists(), 10, "the worker to remove its workspace")
+    assert list(workdir.iterdir()) == []
+
+
+@requires_cctools
+@requires_cctools_python
+@pytest.mark.cctools
+def test_truncated_tarball_fails_the_task_with_a_clear_message(tarball: Path, tmp_path: Path, processes):
+    truncated = tmp_path / "env_truncated.tar.gz"
+    truncated.write_bytes(tarball.read_bytes()[: tarball.stat().st_size // 3])
+    inputs = [[str(truncated), truncated.name], [str(envtools.runner_script_path()), envtools.RUNNER_NAME]]
+    command = f"./{envtools.RUNNER_NAME} {truncated.name} python3 -c {shlex.quote(PROBE)}"
+    results, _ = run_manager_and_worker([{"command": command, "inputs": inputs}], tmp_path, processes, 1)
+    assert len(results) == 1
+    assert results[0]["return_status"] == envtools.CORRUPT_TARBALL_EXIT_CODE
+    assert "env_truncated.tar.gz" in results[0]["output"] and "corrupt or truncated" in results[0]["output"]
+    assert "RESULT" not in results[0]["output"]
