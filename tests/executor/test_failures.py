@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 from coffea import processor
@@ -91,9 +92,11 @@ def test_worker_killed_mid_run_changes_nothing(fileset, processes, tmp_path):
     env = helpers.worker_environment()
     workers = [processes.start(helpers.worker_argv(kind, port, tmp_path / f"w{i}"), env=env) for i in range(2)]
     killed = threading.Event()
+    killed_at = []
 
     def kill_first_worker():
         os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and the task it runs
+        killed_at.append(time.monotonic())
         killed.set()
 
     calls = []
@@ -101,14 +104,17 @@ def test_worker_killed_mid_run_changes_nothing(fileset, processes, tmp_path):
     def start_kill_timer(queue):  # custom_init runs at the start of each call: kill during processing
         calls.append(queue)
         if len(calls) == 2:
-            timer = threading.Timer(2.5, kill_first_worker)
+            timer = threading.Timer(1.5, kill_first_worker)
             timer.daemon = True
             timer.start()
 
-    proc = nano.LeptonJetProcessor(sleep=0.5)
+    # 8 chunks of >= 1 s on 2 workers: >= 4 s of processing, so the kill at 1.5 s lands mid-run
+    proc = nano.LeptonJetProcessor(sleep=1.0)
     executor = coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False, custom_init=start_kill_timer)
     out = _runner(executor)(fileset, proc, treename="Events")
+    finished_at = time.monotonic()
     assert killed.is_set() and workers[0].poll() is not None and workers[1].poll() is None
+    assert finished_at - killed_at[0] > 1.0  # the run went on without the killed worker
     nano.assert_same_histograms(helpers.iterative_output(fileset), out)
     report = last_report("Processing")
     assert report.duplicates_ignored == 0 and report.retried == 0 and report.failed == []
