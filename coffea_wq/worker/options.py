@@ -95,7 +95,7 @@ def parse_manager_addresses(words: list[str]) -> list[tuple[str, int]]:
         for item in filter(None, (part.strip() for part in words[0].split(";"))):
             host, sep, port = item.rpartition(":")
             if not sep or not host:
-                raise OptionError(f"manager address {item!r} is not HOST:PORT")
+                raise OptionError(f"manager address {item!r} is not HOST:PORT (nor HOST PORT)")
             out.append((host.strip("[]"), _port(port, f"manager address {item!r}")))
         if out:
             return out
