@@ -181,11 +181,14 @@ def run_processor(args: argparse.Namespace, fileset: dict, console: Console) -> 
         except (ImportError, AttributeError) as err:
             raise RunError(f"the work_queue executor is not available ({err}); "
                            "use --executor futures or --executor iterative") from None
+        executor_args = work_queue_executor_args(args, NanoAODSchema)
         if args.local_workers == 0:
-            console.print(f"waiting for workers: start them with [bold]coffea-wq worker -M "
-                          f"{work_queue_executor_args(args, NanoAODSchema).get('master-name')}[/bold]")
+            name = executor_args.get("master-name")
+            how = f"-M {name}" if name else "<this host> <port>"
+            console.print(f"waiting for workers: start them with [bold]coffea-wq worker {how}[/bold] "
+                          f"(or CCTools' work_queue_worker {how})")
         return run_uproot_job(fileset, args.treename, processor_instance, executor=executor,
-                              executor_args=work_queue_executor_args(args, NanoAODSchema),
+                              executor_args=executor_args,
                               chunksize=args.chunksize, maxchunks=args.nchunks)
     if args.executor == "futures":
         executor = processor.FuturesExecutor(workers=args.workers, status=args.status)
@@ -289,7 +292,14 @@ def run(args: argparse.Namespace, console: Console | None = None) -> RunResult:
         return RunResult({}, 0.0, 0, None)
     fileset = fileset_from_samples(samples, args.treename)
     tic = time.perf_counter()
-    output = run_processor(args, fileset, console)
+    try:
+        output = run_processor(args, fileset, console)
+    except (RunError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # a failed chunk, an unreadable file: its message names the culprit
+        if args.verbose:
+            raise
+        raise RunError(f"the analysis failed ({type(err).__name__}; --verbose shows the traceback): {err}") from err
     elapsed = time.perf_counter() - tic
     if isinstance(output, tuple):  # (output, metrics) when an executor saves metrics
         output = output[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import warnings
@@ -21,7 +22,7 @@ from analysis_examples.topeft.work_queue_run import (
     parse_port,
     work_queue_executor_args,
 )
-from tests.support import REPO
+from tests.support import REAL_WORKER, REPO, free_port, requires_cctools
 
 SCRIPT = REPO / "analysis_examples" / "topeft" / "work_queue_run.py"
 DEMO = REPO / "analysis_examples" / "demo.py"
@@ -95,6 +96,15 @@ def test_a_bad_cfg_line_is_named(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_failed_run_is_one_clear_line_not_a_traceback(tmp_path):
+    (tmp_path / "broken.root").write_bytes(b"this is not a ROOT file")
+    proc = run_script(str(tmp_path / "broken.root"), "--executor", "iterative", "-p", str(tmp_path), "--no-status")
+    assert proc.returncode == 1
+    assert "work_queue_run.py: error: the analysis failed" in proc.stderr and "broken.root" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("*.pkl.gz"))
+
+
 def test_a_bad_option_is_refused():
     proc = run_script(str(DEMO_CFG), "--port", "nine")
     assert proc.returncode == 2 and "port 'nine' is not a number" in proc.stderr
@@ -106,13 +116,36 @@ def test_demo_runs_on_two_local_workers_and_equals_iterative(tmp_path, processes
     with open(log, "w") as stream:
         proc = processes.start([sys.executable, str(DEMO), "--outpath", str(tmp_path / "out"), "--no-status"],
                                cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT)
-        try:
-            rc = proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"demo did not finish in 240 s:\n{log.read_text()[-3000:]}")
+        rc = wait_for(proc, log, 240)
     text = log.read_text()
     assert rc == 0, text[-3000:]
     expected = "work_queue" if work_queue_available() else "futures"
     assert f"demo: {expected} executor" in text
     assert "Processed 15,000 events" in text and "Events per category" in text
     assert_outputs_equal(load_output(tmp_path / "out" / "topeft_demo.pkl.gz"), iterative_reference(1250))
+
+
+def wait_for(proc: subprocess.Popen, log, timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{proc.args} did not finish in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.slow
+@requires_cctools
+def test_runs_on_a_real_cctools_worker_and_equals_iterative(tmp_path, processes):
+    port = free_port()
+    log = tmp_path / "run.log"
+    with open(log, "w") as stream:
+        run = processes.start([sys.executable, str(SCRIPT), str(DEMO_CFG), "--port", str(port), "--manager-name", "",
+                               "-s", "2500", "-p", str(tmp_path), "-o", "cctools", "--no-status"],
+                              cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT)
+        # the tasks run `python3` from the worker's PATH: this interpreter's, which has coffea
+        env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
+        processes.start([REAL_WORKER, "--cores", "1", "--single-shot", "-t", "60", "127.0.0.1", str(port)],
+                        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rc = wait_for(run, log, 240)
+    assert rc == 0, log.read_text()[-3000:]
+    assert "Processed 15,000 events" in log.read_text()
+    assert_outputs_equal(load_output(tmp_path / "cctools.pkl.gz"), iterative_reference(2500))
