@@ -136,14 +136,15 @@ class RecordTable:
         self.put(record, now)
         return record
 
-    def put(self, record: dict, now: float | None = None) -> None:
+    def put(self, record: dict, now: float | None = None, logged: bool = True) -> None:
+        """Store ``record`` under its key; ``logged=False`` keeps it out of the update/history logs."""
         key = record_key(record)
         with self._lock:
             is_new = key not in self._records
             self._records[key] = record
-        if is_new and self.update_log:
+        if is_new and logged and self.update_log:
             self._append(self.update_log, json.dumps(record, separators=(",", ":")))
-        if self.history_dir:
+        if logged and self.history_dir:
             day = time.strftime("%Y-%m-%d", time.gmtime(now or time.time()))
             self._append(self.history_dir / f"{day}.jsonl", json.dumps({"key": key, "record": record}))
 

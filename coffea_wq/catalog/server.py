@@ -247,7 +247,7 @@ class CatalogServer:
 
     def records(self) -> list[dict]:
         """Live records, the catalog's own record included."""
-        self.table.put(self._own_record())
+        self.table.put(self._own_record(), logged=False)
         return self.table.records()
 
     def _own_record(self) -> dict:
