@@ -67,8 +67,11 @@ def statuses(lines: list[str]) -> list[tuple[int, int]]:
 class CCToolsManager:
     """A real CCTools manager (Debian's python3-workqueue) driven through stdin."""
 
-    def __init__(self, processes: Processes, name: str, catalog: str | None = None) -> None:
-        argv = [SYSTEM_PYTHON, str(HERE / "cctools_manager.py"), name] + ([catalog] if catalog else [])
+    def __init__(self, processes: Processes, name: str, catalog: str | None = None,
+                 initial_tasks: tuple[int, float] | None = None) -> None:
+        argv = [SYSTEM_PYTHON, str(HERE / "cctools_manager.py"), name]
+        if catalog:
+            argv += [catalog] + ([str(v) for v in initial_tasks] if initial_tasks else [])
         self.proc = processes.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
         self.output = LineReader(self.proc.stdout)

@@ -58,8 +58,8 @@ def test_coffea_wq_factory_by_name_through_the_catalog_for_a_real_cctools_manage
     processes.start(coffea_wq_command("catalog", "-p", str(catalog_port), "-I", "127.0.0.1"),
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     catalog = f"127.0.0.1:{catalog_port}"
-    manager = CCToolsManager(processes, "fac-by-name", catalog=catalog)
-    manager.submit(3, 1)
+    # Catalog records lag (a CCTools manager reports every 60 s): the tasks must be in the first one.
+    manager = CCToolsManager(processes, "fac-by-name", catalog=catalog, initial_tasks=(3, 1))
     factory = processes.start(
         coffea_wq_command("factory", "-T", "local", "-M", "fac-by-name", "--catalog", catalog,
                           "-S", str(tmp_path / "scratch"), "--min-workers", "0", "--max-workers", "2",
