@@ -381,6 +381,7 @@ class WorkQueue:
         self._status = StatusReporter(self._server, self)
         self._server.status_provider = self._status.answer
         self._server.on_tick = self._on_tick
+        self._server.on_workers_changed = self._notify_catalog
         self._closed = False
         if name:
             self._start_advertising()
@@ -543,6 +544,10 @@ class WorkQueue:
             self._advertiser = None
         if self._name:
             self._start_advertising()
+
+    def _notify_catalog(self) -> None:
+        if self._advertiser is not None:
+            self._advertiser.notify_change()
 
     def _on_tick(self) -> None:
         self._logs.write_stats(self._status.stats_row())

@@ -56,6 +56,7 @@ class ManagerServer:
         self.keepalive_timeout = 30.0
         self.status_provider: Callable[[str], object] | None = None
         self.on_tick: Callable[[], None] | None = None
+        self.on_workers_changed: Callable[[], None] | None = None
         self.time_when_started = now_us()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -261,6 +262,7 @@ class ManagerServer:
             peer.hostname, peer.os, peer.arch, peer.version = event.hostname, event.os, event.arch, event.version
             self.queue.counters.workers_joined += 1
             log.info("worker %s (%s) connected", event.hostname, peer.address)
+            self._workers_changed()
         elif isinstance(event, msg.WorkerIdentified):
             peer.worker_id = event.worker_id
             self.logs.worker_connection(peer)
@@ -406,6 +408,15 @@ class ManagerServer:
         except OSError:
             pass
         self.core.remove_worker(peer, reason)
+        if peer.kind is PeerKind.WORKER:
+            self._workers_changed()
+
+    def _workers_changed(self) -> None:
+        if self.on_workers_changed is not None:
+            try:
+                self.on_workers_changed()
+            except Exception:
+                log.exception("workers-changed hook failed")
 
     # ------------------------------------------------------------------ counts for stats
     def running_tasks(self) -> int:

@@ -15,4 +15,4 @@ def start_real_worker(processes, port: int, workdir: Path, *extra: str, cores: i
         REAL_WORKER, "-t", "30", "--cores", str(cores), "--memory", "1000", "--disk", "2000",
         "-s", str(workdir), *extra, LOOPBACK, str(port),
     ]
-    return processes.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return processes.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
