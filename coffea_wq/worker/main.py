@@ -118,6 +118,11 @@ class WorkerRun:
         )
         result = session.serve()
         self.last_served = choice.key if choice is not None else None
+        # the workspace (cache, unpacked environments) was just wiped: warm interpreters loaded
+        # from it must not outlive it
+        close_warm_slots = getattr(self.warm_pool, "close", None)
+        if callable(close_warm_slots):
+            close_warm_slots()
         if result.end in (SessionEnd.AUTH_FAILED, SessionEnd.PASSWORD_REQUIRED, SessionEnd.ERROR):
             notice(result.reason)
             log.warning("%s", result.reason)
