@@ -130,7 +130,7 @@ def test_plan_counts_workers_from_elsewhere_and_removes_only_above_max():
     # idle: we do not remove below max (workers time out by themselves) ...
     assert plan_cycle([{"tasks_waiting": 0}], submitted=4, config=cfg).to_remove == 0
     # ... but a lowered max-workers removes the excess at once
-    assert plan_cycle([{"tasks_waiting": 9}], submitted=4, config=config(max_workers=1)).to_remove == 3
+    assert plan_cycle([{"tasks_waiting": 9}], submitted=4, config=config(min_workers=0, max_workers=1)).to_remove == 3
 
 
 def test_demand_adds_up_over_the_managers_matching_a_name():
