@@ -188,6 +188,11 @@ class ManagerSession:
                 self._dispatch(event)
             except (CacheError, OSError) as exc:
                 raise _Stop(SessionEnd.ERROR, f"cannot do what manager {self.peer} asked: {exc}") from None
+            except _Stop:
+                raise
+            except Exception as exc:  # a bug here must cost one connection, not the worker
+                log.exception("internal error while handling %r from manager %s", event, self.peer)
+                raise _Stop(SessionEnd.ERROR, f"internal error while handling a message from {self.peer}: {exc}") from None
 
     def _advance_tasks(self) -> None:
         if self.tasks.poll() and not self._results_announced:
