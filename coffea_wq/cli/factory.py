@@ -62,6 +62,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--factory-timeout", type=float, metavar="S",
                         help="exit after no manager has been seen for this many seconds")
     parser.add_argument("-d", "--debug", action="store_true", help="log every decision")
+    # The manager's HOST PORT may come before and the count after the options (as in CCTools'
+    # submit scripts); plain parse_args would take only the first run of positionals.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def manager_address(words: list[str]) -> dict[str, Any]:

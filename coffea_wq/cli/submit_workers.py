@@ -21,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("positional", nargs="+", metavar="[HOST PORT] N",
                         help="the manager's host and port (or use -M NAME), then the number of workers")
     add_worker_options(parser)
+    # The manager's HOST PORT may come before and the count after the options (as in CCTools'
+    # submit scripts); plain parse_args would take only the first run of positionals.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:

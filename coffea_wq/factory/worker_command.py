@@ -4,9 +4,10 @@ Three ways to start a worker, in this order of preference:
 
 - ``worker_binary``: an executable that takes ``work_queue_worker``'s options (the real CCTools
   ``work_queue_worker``, or a wrapper script of the site);
-- ``python_env``: a packed environment (an envtools/venv-pack/conda-pack tarball carrying
-  coffea-wq). A launcher script in the scratch directory unpacks it once per node and user
-  (into ``$COFFEA_WQ_ENV_CACHE``, else ``$TMPDIR``/``/tmp``) and runs ``python -m coffea_wq worker``;
+- ``python_env``: a packed environment (an envtools or conda-pack tarball carrying coffea-wq).
+  A launcher script in the scratch directory has envtools' runner unpack it once per node and
+  user (into ``$COFFEA_WQ_ENVS_DIR``, else ``$TMPDIR``/``/tmp``) and run
+  ``python -m coffea_wq worker`` inside it;
 - ``python``: an interpreter that can ``import coffea_wq`` (default: the factory's own).
 
 The worker options (``-M NAME``/``HOST PORT``, ``--catalog``, ``-t``, ``--cores``, ``--memory``,
@@ -16,7 +17,6 @@ The worker options (``-M NAME``/``HOST PORT``, ``--catalog``, ``-t``, ``--cores`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -123,47 +123,33 @@ def build_worker_argv(config: FactoryConfig, scratch: Path) -> list[str]:
     return worker_program(config, scratch) + worker_options(config, copy_password(config, scratch))
 
 
-def _env_cache_key(tarball: Path) -> str:
-    """A name that changes when the tarball does (path, size, modification time)."""
-    info = tarball.stat()
-    digest = hashlib.sha1(f"{tarball}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()[:12]
-    stem = tarball.name.split(".tar")[0].split(".tgz")[0]
-    return f"{stem}-{digest}"
-
-
 def write_env_launcher(tarball: Path, scratch: Path) -> Path:
-    """Write the shell script that unpacks ``tarball`` once per node and starts a worker from it.
+    """Write the script that starts a worker from the packed environment ``tarball``.
+
+    It runs envtools' ``coffea_wq_env_run`` (copied next to it), which unpacks the tarball once
+    per node under a lock into ``$COFFEA_WQ_ENVS_DIR`` (here: node-local ``$TMPDIR`` or ``/tmp``
+    unless the site sets it) and runs ``python -m coffea_wq worker`` inside it.
 
     Raises:
         ConfigError: the tarball does not exist.
     """
+    from envtools.unpack import runner_script_path
+
     tarball = tarball.expanduser().absolute()
     if not tarball.is_file():
         raise ConfigError(f"python environment {tarball} does not exist or is not a file")
-    key = _env_cache_key(tarball)
-    script = _LAUNCHER_TEMPLATE.format(tarball=shlex.quote(str(tarball)), key=shlex.quote(key))
+    runner = scratch / runner_script_path().name
+    shutil.copyfile(runner_script_path(), runner)
+    runner.chmod(0o755)
     path = scratch / LAUNCHER_NAME
-    path.write_text(script)
+    path.write_text(_LAUNCHER_TEMPLATE.format(runner=shlex.quote(str(runner)), tarball=shlex.quote(str(tarball))))
     path.chmod(0o755)
     return path
 
 
-# Unpacking goes to a private temporary directory that is renamed into place, so that two workers
-# starting on one node at once never see a half-unpacked environment.
 _LAUNCHER_TEMPLATE = """#!/bin/sh
-# Written by coffea-wq factory: unpack a packed Python environment once, then start a worker.
-set -e
-tarball={tarball}
-cache="${{COFFEA_WQ_ENV_CACHE:-${{TMPDIR:-/tmp}}/coffea-wq-envs-$(id -u)}}"
-env_dir="$cache/"{key}
-if [ ! -f "$env_dir/.coffea-wq-unpacked" ]; then
-    mkdir -p "$cache"
-    partial=$(mktemp -d "$cache/.unpacking-XXXXXX")
-    tar -xzf "$tarball" -C "$partial"
-    if [ -x "$partial/bin/conda-unpack" ]; then "$partial/bin/conda-unpack"; fi
-    touch "$partial/.coffea-wq-unpacked"
-    mv -T "$partial" "$env_dir" 2>/dev/null || rm -rf "$partial"
-fi
-if [ -f "$env_dir/bin/activate" ]; then . "$env_dir/bin/activate"; fi
-exec "$env_dir/bin/python" -m coffea_wq worker "$@"
+# Written by coffea-wq factory: start a Work Queue worker from a packed Python environment.
+COFFEA_WQ_ENVS_DIR="${{COFFEA_WQ_ENVS_DIR:-${{TMPDIR:-/tmp}}/coffea-wq-envs-$(id -u)}}"
+export COFFEA_WQ_ENVS_DIR
+exec /bin/sh {runner} {tarball} python -m coffea_wq worker "$@"
 """
