@@ -1,0 +1,71 @@
+"""`coffea_wq.Factory` as a context manager around a run, as CCTools' `work_queue.Factory`."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+import coffea_wq
+from coffea_wq.factory.config import ConfigError
+from tests.support import requires_cctools
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+@requires_cctools
+@pytest.mark.slow
+def test_factory_context_manager_serves_a_coffea_wq_manager_and_removes_its_workers(tmp_path):
+    import coffea_wq.work_queue as wq
+
+    q = wq.WorkQueue(port=0, name="fac-api")
+    try:
+        for i in range(3):
+            task = wq.Task(f"echo api {i}")
+            task.specify_cores(1)
+            q.submit(task)
+        with coffea_wq.Factory("local", manager=q, min_workers=1, max_workers=2, cores=1, timeout=30,
+                               cycle_interval=1, scratch_dir=tmp_path / "scratch") as factory:
+            # The first cycle ran in start(): the minimum is there before the with-body starts.
+            assert len(factory.job_ids()) >= 1
+            outputs = []
+            deadline = time.monotonic() + 90
+            while len(outputs) < 3 and time.monotonic() < deadline:
+                task = q.wait(1)
+                if task:
+                    outputs.append(task.output.strip())
+            assert sorted(outputs) == ["api 0", "api 1", "api 2"]
+            pids = [int(job) for job in factory.job_ids()]
+            # Settings change while running, as attributes (CCTools' Factory style).
+            factory.max_workers = 1
+            assert factory.max_workers == 1
+            _wait(lambda: len(factory.job_ids()) == 1, 30, "the pool to follow max_workers=1")
+        # Leaving the block removed every worker it had started.
+        for pid in pids:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        q.shutdown_workers(0)
+
+
+def test_factory_rejects_unknown_and_invalid_settings(tmp_path):
+    with pytest.raises(TypeError, match="unknown setting.*max_worker"):
+        coffea_wq.Factory("local", manager_name="x", max_worker=3)
+    with pytest.raises(ConfigError, match="min-workers \\(4\\) is greater than max-workers \\(2\\)"):
+        coffea_wq.Factory("local", manager_name="x", min_workers=4, max_workers=2, scratch_dir=tmp_path)
+    with pytest.raises(ConfigError, match="manager_host_port must be HOST:PORT"):
+        coffea_wq.Factory("local", manager_host_port="localhost", scratch_dir=tmp_path)
+    factory = coffea_wq.Factory("local", manager_name="x", min_workers=0, max_workers=2, scratch_dir=tmp_path,
+                                python_package=tmp_path / "env.tar.gz")
+    assert factory.python_env == tmp_path / "env.tar.gz"  # CCTools' name is an alias
+    with pytest.raises(ConfigError, match="min-workers \\(3\\) is greater than max-workers \\(2\\)"):
+        factory.min_workers = 3
+    assert factory.min_workers == 0
