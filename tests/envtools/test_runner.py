@@ -140,3 +140,20 @@ def test_runner_without_flock_uses_a_lock_directory(tarball: Path, tmp_path: Pat
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     assert sum("unpacked" in err for _, err in outputs) == 1
+
+
+def test_python_unpack_without_tar_command_checks_crc(tarball: Path, tmp_path: Path):
+    """The tarfile fallback (no tar on PATH) unpacks good tarballs and rejects corrupted ones."""
+    from envtools.unpack import CorruptTarballError, _extract_with_tarfile
+
+    good = tmp_path / "good"
+    good.mkdir()
+    _extract_with_tarfile(tarball, good)
+    assert (good / "bin" / "python").exists()
+    data = bytearray(tarball.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(b ^ 0xFF for b in data[middle:middle + 4096])
+    bad = tmp_path / "env_bad.tar.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptTarballError, match="env_bad.tar.gz"):
+        _extract_with_tarfile(bad, tmp_path / "bad")
