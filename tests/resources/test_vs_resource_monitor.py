@@ -29,13 +29,21 @@ PY = sys.executable
 
 
 def run_both(tmp_path: Path, *options: str, command: list[str]) -> tuple[tuple[int, dict], tuple[int, dict]]:
-    """Run the command under both monitors (one after the other, each in its own directory)."""
-    results = []
+    """Run the command under both monitors at the same time (same machine load), each in its own dir."""
+    procs = []
     for name, monitor in (("ours", coffea_wq_command("monitor")), ("theirs", [REAL_MONITOR])):
         workdir = tmp_path / name
         workdir.mkdir()
         argv = [*monitor, "-i", "1", "--no-pprint", "-O", "out", *options, "--", *command]
-        rc = subprocess.run(argv, cwd=workdir, timeout=120, capture_output=True).returncode
+        procs.append(
+            (
+                workdir,
+                subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            )
+        )
+    results = []
+    for workdir, proc in procs:
+        rc = proc.wait(timeout=120)
         results.append((rc, json.loads((workdir / "out.summary").read_text())))
     return results[0], results[1]
 
