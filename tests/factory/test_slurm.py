@@ -45,3 +45,66 @@ def test_slurm_workers_run_shell_tasks_of_a_real_cctools_manager(processes, slur
         subprocess.run(["sleep", "0.3"])
     assert not slurm_cluster.job_ids(), f"jobs left after the factory exited: {deadline_lines[-5:]}"
     assert list((scratch / "logs").glob("slurm-*.out")), "Slurm job output should be in the scratch dir"
+
+
+def _iterative_reference(cfg, chunksize: int) -> dict:
+    """The example analysis run in this process by coffea's IterativeExecutor."""
+    import warnings
+
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+
+    from analysis_examples.topeft.cfg import fileset_from_samples, read_cfg
+    from analysis_examples.topeft.processor import TopEFTLikeProcessor
+
+    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), chunksize=chunksize,
+                              schema=NanoAODSchema)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Missing cross-reference")
+        return runner(fileset_from_samples(read_cfg(cfg)), TopEFTLikeProcessor(), treename="Events")
+
+
+def test_example_analysis_on_slurm_workers_equals_iterative(processes, slurm_cluster, tmp_path):
+    """The acceptance test: work_queue_run.py served by `coffea-wq factory -T slurm`, histograms exact."""
+    import os
+    import sys
+
+    from analysis_examples.topeft.compare import assert_outputs_equal
+    from analysis_examples.topeft.work_queue_run import load_output
+    from tests.support import REPO, free_port
+
+    port = free_port()
+    cfg = REPO / "analysis_examples" / "topeft" / "cfg" / "demo.cfg"
+    log = tmp_path / "run.log"
+    with open(log, "w") as stream:
+        run = processes.start([sys.executable, str(REPO / "analysis_examples" / "topeft" / "work_queue_run.py"),
+                               str(cfg), "--port", str(port), "--manager-name", "fac-slurm-topeft",
+                               "--local-workers", "0", "-s", "2500", "-p", str(tmp_path), "-o", "slurm",
+                               "--no-status"], cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT)
+    # Jobs inherit the factory's environment (sbatch --export=ALL): SLURM_CONF, and a PATH whose
+    # python3 (the one the tasks run) has coffea.
+    env = {**slurm_cluster.env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}
+    factory = processes.start(
+        coffea_wq_command("factory", "-T", "slurm", "127.0.0.1", str(port), "-S", str(tmp_path / "scratch"),
+                          "--min-workers", "1", "--max-workers", "2", "--cores", "1", "--memory", "1500",
+                          "--disk", "2000", "--timeout", "60", "--cycle-interval", "1"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = LineReader(factory.stdout)
+    try:
+        rc = run.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the analysis did not finish in 300 s:\n{log.read_text()[-3000:]}\n"
+                    + "\n".join(output.snapshot()[-20:]))
+    assert rc == 0, log.read_text()[-3000:]
+    assert "Processed 15,000 events" in log.read_text()
+    assert any("submitting" in line for line in output.snapshot())
+
+    factory.send_signal(2)
+    assert factory.wait(timeout=60) == 0
+    assert "all workers removed." in output.snapshot()
+    for _ in range(100):
+        if not slurm_cluster.job_ids():
+            break
+        subprocess.run(["sleep", "0.3"])
+    assert not slurm_cluster.job_ids(), "the factory left jobs in squeue"
+    assert_outputs_equal(load_output(tmp_path / "slurm.pkl.gz"), _iterative_reference(cfg, 2500))
