@@ -17,6 +17,7 @@ from typing import Any
 
 from coffea.processor import accumulate
 
+from coffea_wq.catalog.verbose import task_report_lines
 from coffea_wq.coffea_tasks.backend import module_constant
 from coffea_wq.coffea_tasks.errors import RemoteError, TaskFailedError, describe_item
 from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
@@ -224,9 +225,8 @@ class TaskLoop:
 
     def _report_task(self, task: Any, unit: WorkUnit) -> None:
         if self.options.verbose and self.bars:
-            self.bars.print(f"Task (id #{task.id}) complete: {describe_item(unit.item)} on "
-                            f"{getattr(task, 'hostname', '?')}, result {_result_name(task)}, "
-                            f"exit status {task.return_status}")
+            for line in verbose_report(task, unit.item):
+                self.bars.print(line)
         failed = int(task.result) != self.success or task.return_status != 0
         if self.bars and (self.options.print_stdout or (failed and self.options.verbose)) and task.output:
             self.bars.print(task.output.rstrip())
@@ -255,6 +255,33 @@ class TaskLoop:
             raise RuntimeError(f"all {len(codes)} local workers exited (exit codes {codes}) and no other "
                                "worker is connected; see the log above for why they stopped")
         return gone_since
+
+
+def verbose_report(task: Any, item: Any) -> list[str]:
+    """coffea's verbose lines for a finished task (complete / allocated / measured) and its item."""
+    lines = task_report_lines(task.id, task.command, task.return_status, _resources(task, "resources_allocated"),
+                              _resources(task, "resources_measured") or None, _runtime_s(task))
+    lines.insert(1, f"    {describe_item(item)} on {getattr(task, 'hostname', '?')}, result {_result_name(task)}")
+    return lines
+
+
+def _resources(task: Any, attribute: str) -> dict[str, Any]:
+    try:
+        summary = getattr(task, attribute)
+    except Exception:  # a manager without measurements
+        return {}
+    if summary is None:
+        return {}
+    if isinstance(summary, dict):
+        return summary
+    return {name: getattr(summary, name, None) for name in ("cores", "memory", "disk", "gpus")}
+
+
+def _runtime_s(task: Any) -> float | None:
+    try:
+        return float(task.cmd_execution_time) / 1e6
+    except Exception:
+        return None
 
 
 def _connected_workers(queue: Any) -> int:

@@ -21,7 +21,7 @@ CHUNKSIZE = 700
 
 
 def make_fileset(directory: Path) -> dict[str, list[str]]:
-    """Two datasets, three files, 5,000 events: 8 chunks of CHUNKSIZE."""
+    """Two datasets, three files, 5,000 events: 7 chunks at CHUNKSIZE (2 + 2 + 3)."""
     a1 = nano.write_nano_file(directory / "ttlike_a1.root", 1400, seed=11)
     a2 = nano.write_nano_file(directory / "ttlike_a2.root", 1400, seed=12)
     b1 = nano.write_nano_file(directory / "dylike_b1.root", 2200, seed=13)

@@ -82,12 +82,17 @@ def _external_workers(processes, kinds, port, tmp_path):
 
 
 @support.requires_cctools
-def test_two_real_cctools_workers(fileset, reference, processes, tmp_path):
+def test_two_real_cctools_workers(fileset, reference, processes, tmp_path, capsys):
     port = support.free_port()
     _external_workers(processes, ["cctools", "cctools"], port, tmp_path)
-    out = _run(coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False), fileset)
+    out = _run(coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False, verbose=True), fileset)
     nano.assert_same_histograms(reference, out)
     _assert_every_chunk_once(fileset)
+    printed = capsys.readouterr().out
+    assert f"Listening for work queue workers on port {port}." in printed
+    chunks = helpers.all_chunks(fileset)
+    assert printed.count("complete: python3 coffea_wq_task.py") == 3 + len(chunks)  # per file, per chunk
+    assert "    Allocated cores: 1" in printed and "entries [0, " in printed
 
 
 @support.requires_cctools

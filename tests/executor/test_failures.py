@@ -108,7 +108,7 @@ def test_worker_killed_mid_run_changes_nothing(fileset, processes, tmp_path):
             timer.daemon = True
             timer.start()
 
-    # 8 chunks of >= 1 s on 2 workers: >= 4 s of processing, so the kill at 1.5 s lands mid-run
+    # 7 chunks of >= 1 s on 2 workers: >= 3.5 s of processing, so the kill at 1.5 s lands mid-run
     proc = nano.LeptonJetProcessor(sleep=1.0)
     executor = coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False, custom_init=start_kill_timer)
     out = _runner(executor)(fileset, proc, treename="Events")
