@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from coffea_wq.manager.logs import ManagerLogs
+from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor_files, wrapped_command
 from coffea_wq.manager.queue import TaskQueue
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
 from coffea_wq.manager.transfers import InputMissing, OutputWriter, input_pieces, inputs_to_send
@@ -23,6 +24,7 @@ from coffea_wq.manager.workers import Peer, PeerKind, PendingReply, ReplyKind, n
 from coffea_wq.protocol import manager_side as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.allocation import add_resources, fits, subtract_resources, task_box
+from coffea_wq.resources.categories import Category, RequestLabel
 from coffea_wq.resources.types import Resources
 
 log = logging.getLogger("coffea_wq.manager")
@@ -37,8 +39,23 @@ class ManagerCore:
         self.queue = queue
         self.logs = logs
         self.peers: dict[int, Peer] = {}
+        self.categories: dict[str, Category] = {}
+        self.monitor: MonitorSettings | None = None
         self._on_retrieved = on_retrieved
         self._rotation = 0
+
+    def category(self, name: str) -> Category:
+        category = self.categories.get(name)
+        if category is None:
+            category = self.categories[name] = Category(name)
+        return category
+
+    def largest_worker(self) -> Resources:
+        """Field-wise largest of the connected workers (for categories' first/min allocations)."""
+        ready = [p.largest for p in self.peers.values() if p.ready_for_tasks]
+        if not ready:
+            return Resources()
+        return Resources(*(max((getattr(r, n) or 0.0) for r in ready) for n in ("cores", "memory", "disk", "gpus")))
 
     # ------------------------------------------------------------------ dispatch
     def dispatch_ready_tasks(self) -> int:
@@ -49,8 +66,9 @@ class ManagerCore:
         if not workers:
             return 0
         sent = unfit = 0
+        max_worker = self.largest_worker()
         for task in self.queue.ready_in_order():
-            worker = self._find_worker(task, workers)
+            worker = self._find_worker(task, workers, max_worker)
             if worker is None:
                 unfit += 1
                 if unfit >= SCHEDULE_DEPTH:
@@ -64,7 +82,15 @@ class ManagerCore:
                     break
         return sent
 
-    def _find_worker(self, task: TaskSpec, workers: list[Peer]) -> Peer | None:
+    def _find_worker(self, task: TaskSpec, workers: list[Peer], max_worker: Resources) -> Peer | None:
+        category = self.categories.get(task.category)
+        if category is None:  # the common case: no category settings, the task's own request
+            requested, minimum, mode = task.requested, None, None
+        else:
+            label = RequestLabel(task.label)
+            requested = category.task_max_resources(task.requested, label, max_worker)
+            minimum = category.task_min_resources(task.requested, label, max_worker)
+            mode = category.mode
         count = len(workers)
         self._rotation = (self._rotation + 1) % count
         for i in range(count):
@@ -73,7 +99,10 @@ class ManagerCore:
                 continue
             if task.end_time > 0 and worker.end_time > 0 and task.end_time > worker.end_time:
                 continue
-            box = task_box(task.requested, worker.largest)
+            if mode is None:
+                box = task_box(requested, worker.largest)
+            else:
+                box = task_box(requested, worker.largest, mode, minimum)
             if fits(box, worker.inuse, worker.total):
                 task.allocated = box
                 return worker
@@ -82,6 +111,11 @@ class ManagerCore:
     def commit_task(self, task: TaskSpec, worker: Peer) -> None:
         """Send the task's missing inputs and its task block to ``worker``."""
         self.queue.remove_ready(task)
+        box = task.allocated or Resources(0.0, 0.0, 0.0, 0.0)
+        command = task.command
+        if self.monitor is not None:
+            task.attempt_files = monitor_files(self.monitor, task)
+            command = wrapped_command(self.monitor, task, box)
         try:
             wanted = inputs_to_send(task, worker.cache)
             pieces = [(spec, signature, list(input_pieces(spec))) for spec, signature in wanted]
@@ -99,8 +133,7 @@ class ManagerCore:
             worker.bytes_sent += size
             self.queue.counters.bytes_sent += size
             worker.cache[spec.cached_name] = signature
-        box = task.allocated or Resources(0.0, 0.0, 0.0, 0.0)
-        worker.send(msg.WorkerConnection.send_task(_task_message(task, box)))
+        worker.send(msg.WorkerConnection.send_task(_task_message(task, box, command, self.monitor is not None)))
         task.state = TaskState.RUNNING
         task.try_count += 1
         task.worker_key = worker.key
@@ -177,7 +210,7 @@ class ManagerCore:
         """``kill`` the task's sandbox and ``unlink`` its uncached files from the worker's cache."""
         if kill:
             peer.send(msg.WorkerConnection.send_kill(task.task_id))
-        for spec in task.files:
+        for spec in task.all_files():
             if spec.kind is FileKind.DIRECTORY or spec.cached:
                 continue
             if spec.direction is Direction.INPUT or kill:
@@ -230,12 +263,42 @@ class ManagerCore:
     def finish_task(self, task: TaskSpec, peer: Peer | None = None) -> None:
         if task.state is TaskState.CANCELED:
             return
+        if task.attempt_files and self.monitor is not None and task.state is TaskState.WAITING_RETRIEVAL:
+            apply_summary(self.monitor, task)
+            if self._retry_after_exhaustion(task):
+                return
+            self._learn_from(task)
         task.time_when_done = now_us()
         if peer is not None:
             peer.tasks_completed += 1
         self.logs.task_done(task)
         self.queue.retrieve(task)
         self._on_retrieved()
+
+    def _retry_after_exhaustion(self, task: TaskSpec) -> bool:
+        """An exhausted task goes back with the category's maximum, unless that cannot help."""
+        if task.result is not ResultCode.RESOURCE_EXHAUSTION:
+            return False
+        task.exhausted_attempts += 1
+        self.queue.counters.tasks_exhausted_attempts += 1
+        self.queue.counters.time_workers_execute_exhaustion += task.cmd_execution_time
+        category = self.category(task.category)
+        category.accumulate(task.measured, "limits", task.cmd_execution_time / 1e6, self.largest_worker(),
+                            task.limits_exceeded)
+        measured = {k: float(v) for k, v in (task.measured or {}).items()}
+        following = category.next_label(RequestLabel(task.label), task.requested, measured)
+        if following is RequestLabel.ERROR:
+            return False
+        log.info("task %d exhausted its allocation; retrying with the category maximum", task.task_id)
+        task.label = following.value
+        self._requeue(task)
+        return True
+
+    def _learn_from(self, task: TaskSpec) -> None:
+        if task.measured:
+            category = self.category(task.category)
+            exit_type = "normal" if task.result is ResultCode.SUCCESS else "signal"
+            category.accumulate(dict(task.measured), exit_type, task.cmd_execution_time / 1e6, self.largest_worker())
 
     # ------------------------------------------------------------------ failures
     def remove_worker(self, peer: Peer, reason: str) -> None:
@@ -260,7 +323,6 @@ class ManagerCore:
             task.allocated = None
             if task.max_retries > 0 and task.try_count > task.max_retries:
                 task.result = ResultCode.MAX_RETRIES
-                counters.tasks_exhausted_attempts += 1
                 self.finish_task(task)
             else:
                 self._requeue(task)
@@ -316,9 +378,10 @@ def _result_code(status: int) -> ResultCode:
         return ResultCode.UNKNOWN
 
 
-def _task_message(task: TaskSpec, box: Resources) -> msg.TaskMessage:
+def _task_message(task: TaskSpec, box: Resources, command: str, monitored: bool) -> msg.TaskMessage:
+    """The task block; a monitored task's time limits are the monitor's to enforce (as CCTools)."""
     inputs, outputs, dirs = [], [], []
-    for spec in task.files:
+    for spec in task.all_files():
         if spec.kind is FileKind.DIRECTORY:
             dirs.append(spec.remote)
         elif spec.direction is Direction.INPUT:
@@ -327,14 +390,14 @@ def _task_message(task: TaskSpec, box: Resources) -> msg.TaskMessage:
             outputs.append(msg.InputFile(spec.cached_name, spec.remote, int(spec.flags & (FileFlags.CACHE | FileFlags.WATCH))))
     return msg.TaskMessage(
         task_id=task.task_id,
-        command=task.command,
+        command=command,
         category=task.category,
         cores=box.cores or 0,
         gpus=box.gpus or 0,
         memory=box.memory or 0,
         disk=box.disk or 0,
-        end_time=task.end_time,
-        wall_time=task.running_time_max,
+        end_time=0 if monitored else task.end_time,
+        wall_time=0 if monitored else task.running_time_max,
         env=tuple(task.env),
         empty_dirs=tuple(dirs),
         inputs=tuple(inputs),

@@ -41,6 +41,10 @@ def _box_dict(resources) -> dict:
     return {k: v for k, v in resources.as_dict().items()}
 
 
+def _label(task: TaskSpec) -> str:
+    return "MAX_RESOURCES" if task.label == 1 else "FIRST_RESOURCES"
+
+
 class ManagerLogs:
     """Calls into the transactions and stats logs; every method is safe when they are off."""
 
@@ -89,11 +93,20 @@ class ManagerLogs:
             "worker_resources", peer.worker_id, {"cores": total.cores, "memory": total.memory, "disk": total.disk}
         )
 
+    def category_max(self, name: str, resources) -> None:
+        self._call("category_max", name, _box_dict(resources))
+
+    def category_min(self, name: str, resources) -> None:
+        self._call("category_min", name, _box_dict(resources))
+
+    def category_first(self, name: str, mode: str, resources) -> None:
+        self._call("category_first", name, mode, _box_dict(resources))
+
     def task_waiting(self, task: TaskSpec) -> None:
-        self._call("task_waiting", task.task_id, task.category, "FIRST_RESOURCES", _box_dict(task.requested))
+        self._call("task_waiting", task.task_id, task.category, _label(task), _box_dict(task.requested))
 
     def task_running(self, task: TaskSpec, address: str) -> None:
-        self._call("task_running", task.task_id, address, "FIRST_RESOURCES", _box_dict(task.allocated))
+        self._call("task_running", task.task_id, address, _label(task), _box_dict(task.allocated))
 
     def task_waiting_retrieval(self, task: TaskSpec, address: str) -> None:
         self._call("task_waiting_retrieval", task.task_id, address)

@@ -79,7 +79,7 @@ class StatusReporter:
     def __init__(self, server, api) -> None:
         self.server = server
         self.api = api
-        self.categories: dict[str, dict[str, Any]] = {}  # name -> {"max": {...}, "min": {...}, ...}
+        self.categories: dict[str, dict[str, Any]] = {}  # name -> {"max": {...}, ...} as the user set them
 
     # ------------------------------------------------------------------ dispatch
     def answer(self, kind: str) -> str | None:
@@ -230,14 +230,24 @@ class StatusReporter:
         return largest
 
     def _category_record(self, name: str, counts: dict[str, int], able: int,
-                         limits: dict[str, float] | None = None) -> dict[str, Any]:
+                         largest: dict[str, float] | None = None) -> dict[str, Any]:
+        """One ``categories`` entry; max strings from the category's explicit max or its measurements."""
+        from coffea_wq.resources.types import Resources
+
         record: dict[str, Any] = {"category": name, **counts, "workers_able": able}
-        if limits is None:
-            limits = self.categories.get(name, {}).get("max", {})
-        for resource in ("cores", "memory", "disk"):
-            if limits.get(resource) is not None:
-                value = limits[resource]
-                record[f"max_{resource}"] = f"{value:.3f}" if resource == "cores" else f"{value:.0f}"
+        category = self.server.core.categories.get(name)
+        if largest is not None:
+            declared: Resources | None = Resources(**largest) if largest else None
+        elif category is not None and category.max_allocation.as_dict():
+            declared = category.max_allocation
+        else:
+            declared = None
+        if category is not None:
+            record.update(category.max_strings(declared))
+        elif declared is not None:
+            from coffea_wq.resources.categories import Category
+
+            record.update(Category(name).max_strings(declared))
         record["first_allocation_count"] = 0
         record["max_allocation_count"] = counts["tasks_waiting"] + counts["tasks_running"]
         return record

@@ -112,12 +112,17 @@ class TaskSpec:
     bytes_received: int = 0
     worker_key: int = 0  # the worker connection it is on (0: none)
     missing_outputs: int = 0
+    label: int = 0  # CCTools' resource request label: 0 FIRST, 1 MAX (after an exhaustion)
+    attempt_files: list[FileSpec] = field(default_factory=list)  # added per attempt (the monitor's)
+
+    def all_files(self) -> list[FileSpec]:
+        return self.files + self.attempt_files if self.attempt_files else self.files
 
     def inputs(self) -> list[FileSpec]:
-        return [f for f in self.files if f.direction is Direction.INPUT]
+        return [f for f in self.all_files() if f.direction is Direction.INPUT]
 
     def outputs(self) -> list[FileSpec]:
-        return [f for f in self.files if f.direction is Direction.OUTPUT]
+        return [f for f in self.all_files() if f.direction is Direction.OUTPUT]
 
     def reset_results(self) -> None:
         """Forget a previous attempt's results before the task runs again."""

@@ -64,7 +64,6 @@ def test_max_retries_gives_up_after_that_many_worker_failures(processes, tmp_pat
         assert done[0].result == wq.WORK_QUEUE_RESULT_MAX_RETRIES
         assert done[0].result_str == "MAX_RETRIES"
         assert done[0].total_submissions == 3
-        assert q.stats.tasks_exhausted_attempts == 1
         q.submit(survivor)  # the queue still works afterwards
         start_real_worker(processes, q.port, tmp_path / "w3", cores=1)
         assert [d.output for d in drain(q, 30)] == ["fine\n"]

@@ -1,0 +1,281 @@
+"""The ``Task`` of the CCTools-compatible API (re-exported by ``coffea_wq.work_queue``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from coffea_wq.manager.task import Direction, FileKind, FileSpec, TaskSpec, cached_name_for
+from coffea_wq.protocol.codes import FileFlags, ResultCode
+from coffea_wq.resources.types import Resources
+
+WORK_QUEUE_INPUT = 0
+WORK_QUEUE_OUTPUT = 1
+WORK_QUEUE_NOCACHE = int(FileFlags.NOCACHE)
+WORK_QUEUE_CACHE = int(FileFlags.CACHE)
+WORK_QUEUE_FAILURE_ONLY = int(FileFlags.FAILURE_ONLY)
+
+_RESULT_STRINGS = {code: code.log_name for code in ResultCode}
+_RESULT_STRINGS[ResultCode.TASK_TIMEOUT] = "END_TIME"
+_RESULT_STRINGS[ResultCode.TASK_MAX_RUN_TIME] = "MAX_WALL_TIME"
+_RESULT_STRINGS[ResultCode.DISK_ALLOC_FULL] = "DISK_FULL"
+_RESULT_STRINGS[ResultCode.RMONITOR_ERROR] = "MONITOR_ERROR"
+
+
+def work_queue_result_str(result: int) -> str:
+    """The short name CCTools gives a result code (``SUCCESS``, ``OUTPUT_MISS``, ...)."""
+    try:
+        return _RESULT_STRINGS[ResultCode(result)]
+    except ValueError:
+        return "UNKNOWN"
+
+
+def _file_flags(flags: int | None, cache: bool | None, failure_only: bool | None = None) -> int:
+    """CCTools' rule: explicit ``flags`` first, then ``cache``/``failure_only`` switch their bits."""
+    value = WORK_QUEUE_NOCACHE if flags is None else int(flags)
+    if cache is not None:
+        value = value | WORK_QUEUE_CACHE if cache else value & ~WORK_QUEUE_CACHE
+    if failure_only is not None:
+        value = value | WORK_QUEUE_FAILURE_ONLY if failure_only else value & ~WORK_QUEUE_FAILURE_ONLY
+    return value
+
+
+def _check_remote_name(remote_name: str) -> str:
+    if not remote_name or os.path.isabs(remote_name):
+        raise ValueError(f"remote name {remote_name!r} must be a non-empty path relative to the task's sandbox")
+    return remote_name
+
+
+class Task:
+    """A shell command with its input and output files (CCTools' ``work_queue.Task``).
+
+    Args:
+        command: the shell command line, run by ``/bin/sh -c`` in the task's sandbox.
+
+    Example::
+
+        t = Task("gzip -c data.txt > data.txt.gz")
+        t.specify_input_file("data.txt", cache=True)
+        t.specify_output_file("data.txt.gz")
+        t.specify_cores(1)
+    """
+
+    __slots__ = ("_spec", "__weakref__")
+
+    def __init__(self, command: str) -> None:
+        self._spec = TaskSpec(command=str(command))
+
+    # ---------------------------------------------------------------- specification
+    def specify_command(self, command: str) -> int:
+        self._spec.command = str(command)
+        return 1
+
+    def specify_tag(self, tag: str) -> int:
+        self._spec.tag = str(tag)
+        return 1
+
+    def specify_category(self, name: str) -> int:
+        self._spec.category = str(name)
+        return 1
+
+    def specify_feature(self, name: str) -> int:
+        self._spec.features.append(str(name))
+        return 1
+
+    def specify_priority(self, priority: float) -> int:
+        self._spec.priority = float(priority)
+        return 1
+
+    def specify_file(self, local_name, remote_name=None, type=None, flags=None, cache=None, failure_only=None) -> int:
+        """Attach a local file (or directory) as an input or an output of the task."""
+        local_name = str(local_name)
+        remote_name = _check_remote_name(str(remote_name) if remote_name else os.path.basename(local_name.rstrip("/")))
+        direction = Direction.OUTPUT if type == WORK_QUEUE_OUTPUT else Direction.INPUT
+        value = _file_flags(flags, cache, failure_only)
+        name = cached_name_for(FileKind.FILE, local_name, bool(value & WORK_QUEUE_CACHE), remote_name)
+        self._spec.files.append(FileSpec(FileKind.FILE, direction, local_name, remote_name, value, name))
+        return 1
+
+    def specify_input_file(self, local_name, remote_name=None, flags=None, cache=None) -> int:
+        return self.specify_file(local_name, remote_name, WORK_QUEUE_INPUT, flags, cache)
+
+    def specify_output_file(self, local_name, remote_name=None, flags=None, cache=None, failure_only=None) -> int:
+        return self.specify_file(local_name, remote_name, WORK_QUEUE_OUTPUT, flags, cache, failure_only)
+
+    def specify_directory(self, local_name, remote_name=None, type=None, flags=None, recursive=False, cache=None,
+                          failure_only=None) -> int:
+        """An input directory (its contents with ``recursive=True``, else an empty one) or an output one."""
+        local_name = str(local_name) if local_name else ""
+        remote_name = _check_remote_name(str(remote_name) if remote_name else os.path.basename(local_name.rstrip("/")))
+        direction = Direction.OUTPUT if type == WORK_QUEUE_OUTPUT else Direction.INPUT
+        if direction is Direction.INPUT and not recursive:
+            value = _file_flags(flags, cache, failure_only)
+            self._spec.files.append(FileSpec(FileKind.DIRECTORY, direction, "", remote_name, value, remote_name))
+            return 1
+        return self.specify_file(local_name, remote_name, type, flags, cache, failure_only)
+
+    def specify_buffer(self, buffer, remote_name, flags=None, cache=None) -> int:
+        """Literal contents (str or bytes) for a file named ``remote_name`` in the sandbox."""
+        data = buffer.encode() if isinstance(buffer, str) else bytes(buffer)
+        value = _file_flags(flags, cache)
+        remote_name = _check_remote_name(str(remote_name))
+        name = cached_name_for(FileKind.BUFFER, data, bool(value & WORK_QUEUE_CACHE), remote_name)
+        self._spec.files.append(FileSpec(FileKind.BUFFER, Direction.INPUT, data, remote_name, value, name))
+        return 1
+
+    def specify_environment_variable(self, name: str, value: str | None = None) -> int:
+        self._spec.env.append((str(name), "" if value is None else str(value)))
+        return 1
+
+    def specify_max_retries(self, max_retries: int) -> int:
+        self._spec.max_retries = int(max_retries)
+        return 1
+
+    def _set_resource(self, **value: float) -> int:
+        (name, amount), = value.items()
+        self._spec.requested = Resources(**{**self._spec.requested.as_dict(), name: None if amount is None or amount < 0 else float(amount)})
+        return 1
+
+    def specify_cores(self, cores: float) -> int:
+        return self._set_resource(cores=cores)
+
+    def specify_memory(self, memory: float) -> int:
+        return self._set_resource(memory=memory)
+
+    def specify_disk(self, disk: float) -> int:
+        return self._set_resource(disk=disk)
+
+    def specify_gpus(self, gpus: float) -> int:
+        return self._set_resource(gpus=gpus)
+
+    def specify_running_time_max(self, seconds: float) -> int:
+        self._spec.running_time_max = max(0.0, float(seconds))
+        return 1
+
+    def specify_running_time(self, useconds: float) -> int:
+        return self.specify_running_time_max(float(useconds) / 1e6)
+
+    def specify_end_time(self, useconds: float) -> int:
+        self._spec.end_time = max(0.0, float(useconds) / 1e6)
+        return 1
+
+    def clone(self) -> Task:
+        """A copy that can be submitted again (results are not copied)."""
+        other = Task(self._spec.command)
+        spec = self._spec
+        other._spec = TaskSpec(
+            command=spec.command, tag=spec.tag, category=spec.category, priority=spec.priority,
+            requested=spec.requested, max_retries=spec.max_retries, running_time_max=spec.running_time_max,
+            end_time=spec.end_time, env=list(spec.env), files=list(spec.files), features=list(spec.features),
+        )
+        return other
+
+    # ---------------------------------------------------------------- results
+    @property
+    def id(self) -> int:
+        return self._spec.task_id
+
+    @property
+    def tag(self) -> str | None:
+        return self._spec.tag
+
+    @property
+    def category(self) -> str:
+        return self._spec.category
+
+    @property
+    def command(self) -> str:
+        return self._spec.command
+
+    @property
+    def priority(self) -> float:
+        return self._spec.priority
+
+    @property
+    def output(self) -> str:
+        return self._spec.output
+
+    std_output = output
+
+    @property
+    def return_status(self) -> int:
+        return self._spec.return_status
+
+    @property
+    def result(self) -> int:
+        return int(self._spec.result)
+
+    @property
+    def result_str(self) -> str:
+        return work_queue_result_str(self._spec.result)
+
+    @property
+    def hostname(self) -> str:
+        return self._spec.hostname
+
+    @property
+    def host(self) -> str:
+        return self._spec.host
+
+    @property
+    def total_submissions(self) -> int:
+        return self._spec.try_count
+
+    @property
+    def exhausted_attempts(self) -> int:
+        return self._spec.exhausted_attempts
+
+    @property
+    def submit_time(self) -> int:
+        return self._spec.time_when_submitted
+
+    @property
+    def finish_time(self) -> int:
+        return self._spec.time_when_done
+
+    @property
+    def send_input_start(self) -> int:
+        return self._spec.time_when_commit_start
+
+    @property
+    def send_input_finish(self) -> int:
+        return self._spec.time_when_commit_end
+
+    @property
+    def cmd_execution_time(self) -> int:
+        return self._spec.cmd_execution_time
+
+    @property
+    def total_cmd_execution_time(self) -> int:
+        return self._spec.total_cmd_execution_time
+
+    @property
+    def total_bytes_sent(self) -> int:
+        return self._spec.bytes_sent
+
+    @property
+    def total_bytes_received(self) -> int:
+        return self._spec.bytes_received
+
+    @property
+    def total_bytes_transferred(self) -> int:
+        return self._spec.bytes_sent + self._spec.bytes_received
+
+    @property
+    def resources_requested(self) -> Resources:
+        return self._spec.requested
+
+    @property
+    def resources_allocated(self) -> Resources | None:
+        return self._spec.allocated
+
+    @property
+    def resources_measured(self) -> Any:
+        return self._spec.measured
+
+    @property
+    def limits_exceeded(self) -> Any:
+        return self._spec.limits_exceeded
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id or '(unsubmitted)'} {self._spec.state.log_name} {self._spec.command[:40]!r}>"
