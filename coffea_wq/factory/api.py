@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shlex
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,28 @@ class Factory:
         object.__setattr__(self, "_loop", FactoryLoop(settings, config_file=Path(config_file) if config_file
                                                       else None))
         object.__setattr__(self, "_thread", None)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], manager: Any = None) -> Factory:
+        """A factory from a plain dict, as the executor's ``factory: {...}`` option gives it.
+
+        Keys may use the JSON/CLI spelling (``max-workers``) or the Python one (``max_workers``);
+        ``batch_type`` (alias ``batch-type``) defaults to ``"local"``. With ``manager`` (an object
+        with a ``port``), the factory serves that manager directly.
+
+        Example:
+            >>> with Factory.from_options({"max-workers": 4, "cores": 2}, manager=queue):  # doctest: +SKIP
+            ...     ...
+        """
+        settings = {str(key).replace("-", "_"): value for key, value in options.items()}
+        batch_type = settings.pop("batch_type", "local")
+        manager_name = settings.pop("manager_name", None)
+        host_port = settings.pop("manager_host_port", None)
+        config_file = settings.pop("config_file", None)
+        if manager is not None:
+            manager_name = host_port = None
+        return cls(batch_type, manager_name=manager_name, manager_host_port=host_port, manager=manager,
+                   config_file=config_file, **settings)
 
     # -- settings as attributes, as CCTools' Factory has them ---------------------------------------
     def __getattr__(self, name: str) -> Any:

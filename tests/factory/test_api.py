@@ -69,3 +69,42 @@ def test_factory_rejects_unknown_and_invalid_settings(tmp_path):
     with pytest.raises(ConfigError, match="min-workers \\(3\\) is greater than max-workers \\(2\\)"):
         factory.min_workers = 3
     assert factory.min_workers == 0
+
+
+def test_from_options_takes_the_executor_dict_in_either_spelling(tmp_path):
+    class Manager:  # what the factory reads from a manager object: its port and name
+        port = 9999
+        name = "fac-options"
+
+    factory = coffea_wq.Factory.from_options(
+        {"batch-type": "local", "max-workers": 4, "min_workers": 0, "cores": 2, "scratch-dir": str(tmp_path)},
+        manager=Manager())
+    assert (factory.batch_type, factory.max_workers, factory.min_workers, factory.cores) == ("local", 4, 0, 2)
+    assert (factory.manager_host, factory.manager_port) == ("127.0.0.1", 9999)
+    assert factory.scratch_dir == tmp_path
+
+
+def test_factory_timeout_ends_the_loop_when_no_manager_answers(tmp_path):
+    from coffea_wq.factory.config import FactoryConfig
+    from coffea_wq.factory.loop import FactoryLoop
+    from tests.support import free_port
+
+    lines = []
+    loop = FactoryLoop(FactoryConfig(manager_host="127.0.0.1", manager_port=free_port(), min_workers=0,
+                                     cycle_interval=0.2, factory_timeout=1, scratch_dir=tmp_path),
+                       echo=lines.append)
+    started = time.monotonic()
+    loop.run()  # returns by itself: nobody listens on that port
+    assert time.monotonic() - started < 10
+    assert lines[-1] == "no manager seen for 1 s (factory timeout): exiting"
+    assert loop.shutdown()
+
+
+def test_manager_name_may_come_from_the_config_file_alone(tmp_path):
+    from coffea_wq.factory.loop import FactoryLoop
+
+    config = tmp_path / "fac.json"
+    config.write_text('{"manager-name": "from-json", "min-workers": 0, "max-workers": 3}')
+    loop = FactoryLoop({"batch_type": "local", "scratch_dir": tmp_path}, config_file=config)
+    assert loop.current_config().manager_name == "from-json"
+    assert loop.current_config().max_workers == 3
