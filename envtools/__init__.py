@@ -20,6 +20,8 @@ from envtools.unpack import (
     activation_environ,
     ensure_unpacked,
     runner_script_path,
+    unpack_key,
+    wrap_command,
 )
 
 __all__ = [
@@ -41,4 +43,6 @@ __all__ = [
     "mark_in_use",
     "release",
     "runner_script_path",
+    "unpack_key",
+    "wrap_command",
 ]

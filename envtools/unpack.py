@@ -13,6 +13,7 @@ import fcntl
 import gzip
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -42,6 +43,21 @@ def runner_script_path() -> Path:
         # command: ./coffea_wq_env_run env_<spec>_<commit>.tar.gz python3 task.py
     """
     return Path(__file__).resolve().parent / "data" / RUNNER_NAME
+
+
+def wrap_command(command: str, tarball_name: str) -> str:
+    """The task command that runs shell ``command`` inside the shipped environment.
+
+    The task must have ``runner_script_path()`` as input ``coffea_wq_env_run`` and the tarball as
+    input ``tarball_name``. ``command`` may be any shell text (pipes, ``&&``, redirections): it
+    runs under ``sh -c`` once the environment is active.
+
+    Example::
+
+        wrap_command("python3 task.py > out.txt", "env_0123456789_abcdef012345.tar.gz")
+        # "./coffea_wq_env_run env_0123456789_abcdef012345.tar.gz sh -c 'python3 task.py > out.txt'"
+    """
+    return f"./{RUNNER_NAME} {shlex.quote(tarball_name)} sh -c {shlex.quote(command)}"
 
 
 def unpack_key(tarball: Path) -> str:

@@ -157,3 +157,13 @@ def test_python_unpack_without_tar_command_checks_crc(tarball: Path, tmp_path: P
     bad.write_bytes(bytes(data))
     with pytest.raises(CorruptTarballError, match="env_bad.tar.gz"):
         _extract_with_tarfile(bad, tmp_path / "bad")
+
+
+def test_wrap_command_runs_shell_text_inside_the_environment(tarball: Path, tmp_path: Path):
+    sandbox = make_sandbox(tmp_path, "t.1", tarball, remote=tarball.name)
+    command = envtools.wrap_command("python3 -c 'import tinypkg; print(tinypkg.VALUE)' > out.txt && echo done",
+                                    tarball.name)
+    result = subprocess.run(command, shell=True, cwd=sandbox, env=CLEAN_ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
+    assert (sandbox / "out.txt").read_text().strip()
