@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 
 import pytest
@@ -233,3 +234,43 @@ def test_hungry_and_empty(queue):
     for _ in range(10):
         queue.submit(small_task("true"))
     assert not queue.empty() and queue.hungry() == 0
+
+
+def test_keepalive_check_and_removal_of_a_silent_worker(queue):
+    queue.specify_keepalive_interval(0.5)
+    queue.specify_keepalive_timeout(1)
+    answering = ScriptedWorker(queue.port, hostname="answers")
+    silent = ScriptedWorker(queue.port, hostname="silent")
+    wait_until(lambda: queue.stats.workers_connected == 2, 10, "both workers")
+    stop = threading.Event()
+
+    def answer_checks() -> None:
+        while not stop.is_set():
+            try:
+                if answering.read_line(timeout=0.2) == "check":
+                    answering.send("alive\ninfo tasks_running 0\n")
+            except (TimeoutError, OSError, EOFError):
+                continue
+
+    responder = threading.Thread(target=answer_checks, daemon=True)
+    responder.start()
+    try:
+        assert silent.read_line(timeout=5) == "check"
+        wait_until(lambda: queue.stats.workers_connected == 1, 10, "the silent worker to be removed")
+        time.sleep(2.5)  # several more keepalive rounds: the answering worker stays
+        assert queue.stats.workers_connected == 1 and queue.stats.workers_lost == 1
+        assert answering.lines.count("check") >= 2
+    finally:
+        stop.set()
+        responder.join(5)
+        answering.close()
+        silent.close()
+
+
+def test_idle_disconnecting_worker_counts_as_idled_out(queue):
+    worker = ScriptedWorker(queue.port)
+    wait_until(lambda: queue.stats.workers_connected == 1, 10, "the worker")
+    worker.send("info idle-disconnecting 900\n")
+    wait_until(lambda: queue.stats.workers_idled_out == 1, 10, "the idle-out")
+    assert queue.stats.workers_connected == 0
+    worker.close()
