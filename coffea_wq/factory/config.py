@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field, fields
@@ -110,6 +111,11 @@ def validate(config: FactoryConfig) -> None:
     has_address = config.manager_host is not None and config.manager_port is not None
     if not config.manager_name and not has_address:
         raise ConfigError("no manager: give a manager name (-M NAME) or a manager HOST PORT")
+    if config.manager_name:
+        try:
+            re.compile(config.manager_name)
+        except re.error as err:
+            raise ConfigError(f"manager name {config.manager_name!r} is not a valid regular expression: {err}") from None
     if config.min_workers < 0 or config.max_workers < 0:
         raise ConfigError(f"min-workers ({config.min_workers}) and max-workers ({config.max_workers}) must be >= 0")
     if config.min_workers > config.max_workers:
