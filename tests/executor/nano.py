@@ -106,7 +106,7 @@ class LeptonJetProcessor(processor.ProcessorABC):
                 f.write(b"\1" * size)
             return None
         ballast = np.ones(size // 8)  # written, so really resident
-        time.sleep(1.5)  # long enough for a monitor to measure it
+        time.sleep(4.0)  # long enough for a monitor to measure it
         return ballast
 
     def postprocess(self, accumulator):

@@ -9,6 +9,7 @@ from coffea.nanoevents import NanoAODSchema
 import coffea_wq
 from coffea_wq.coffea_tasks.errors import TaskFailedError
 from coffea_wq.executor import last_report
+from tests import support
 from tests.executor import helpers, nano
 
 pytestmark = pytest.mark.slow
@@ -45,3 +46,20 @@ def test_exhausted_chunk_is_split_and_accumulates_to_the_unsplit_output(fileset)
 def test_without_split_on_exhaustion_the_chunk_fails(fileset):
     with pytest.raises(TaskFailedError, match=r"ttlike_a1.root.*entries \[0, 700\).*RESOURCE"):
         _run(fileset, split_on_exhaustion=False, retries=0)
+
+
+@pytest.mark.skipif(not support.HAS_CCTOOLS_PY or support.REAL_MONITOR is None,
+                    reason="needs Debian's python3-workqueue manager and resource_monitor for a memory watchdog")
+def test_memory_hungry_chunk_is_split_under_the_cctools_watchdog(fileset, monkeypatch):
+    # the first chunk of ttlike_a1.root holds 700 x 1 MB on top of the interpreter (~150 MB), over the 700 MB
+    # limit the monitor enforces; its halves (350 MB) fit
+    monkeypatch.setenv("COFFEA_WQ_MANAGER", "cctools")
+    hog = ("ttlike_a1.root", 0, 700, 1_000_000, "memory")
+    executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, resources_mode="fixed", memory=700,
+                                           resource_monitor="watchdog")
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    out = runner(fileset, nano.LeptonJetProcessor(hog=hog), treename="Events")
+    nano.assert_same_histograms(helpers.iterative_output(fileset), out)
+    report = last_report("Processing")
+    assert [(p.entrystart, p.entrystop) for p in report.split[0][1]] == [(0, 350), (350, 700)]
+    assert len(report.split) == 1
