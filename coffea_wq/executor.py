@@ -19,7 +19,7 @@ from typing import Any
 from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
+from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
 from coffea_wq.coffea_tasks.session import (
     ManagerSession,
     SessionConfig,
@@ -30,6 +30,8 @@ from coffea_wq.coffea_tasks.session import (
 )
 from coffea_wq.coffea_tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
+
+__all__ = ["WorkQueueExecutor", "TaskFailedError", "ExecutorConfigError", "last_report", "shutdown"]
 
 log = logging.getLogger(__name__)
 
