@@ -137,7 +137,11 @@ def get_environment(
         import envtools
         executor_args = {"environment-file": envtools.get_environment(watch=["mypkg"])}
     """
-    policy = Unstaged(unstaged)
+    try:
+        policy = Unstaged(unstaged)
+    except ValueError:
+        choices = ", ".join(repr(u.value) for u in Unstaged)
+        raise ValueError(f"get_environment(unstaged={unstaged!r}): expected one of {choices}") from None
     env = describe_environment(prefix)
     states = watched_states(env, Path(analysis_dir), watch)
     name = plan_name(env, states)

@@ -152,3 +152,10 @@ def test_unpacked_elsewhere_runs_with_clean_environment(clean_analysis: Analysis
 def test_not_a_venv_is_a_clear_error(tmp_path: Path):
     with pytest.raises(envtools.UnsupportedEnvironmentError, match="neither a venv"):
         envtools.get_environment(tmp_path / "envs", prefix=tmp_path)
+
+
+def test_bad_arguments_are_named(analysis: Analysis, tmp_path: Path):
+    with pytest.raises(ValueError, match=r"unstaged='sometimes'.*'rebuild', 'fail', 'reuse'"):
+        build(analysis, tmp_path, unstaged="sometimes")
+    with pytest.raises(ValueError, match=r"watched path '\.\./elsewhere' is outside the git repository"):
+        build(analysis, tmp_path, watch=["../elsewhere"])
