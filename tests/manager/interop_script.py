@@ -98,13 +98,20 @@ def main():
     tags = {}
     for tag, t in task_mix(wq, args.count, args.workdir):
         tags[q.submit(t)] = tag
+    slow = wq.Task("echo started; sleep 20")  # killed by the worker after its maximum running time
+    slow.specify_running_time_max(1)
+    slow.specify_tag("task-walltime")
+    slow.specify_cores(1)
+    slow.specify_memory(50)
+    slow.specify_disk(50)
+    tags[q.submit(slow)] = "task-walltime"
     results = {}
     deadline = time.time() + args.timeout
     while not q.empty() and time.time() < deadline:
         t = q.wait(1)
         if t is None:
             continue
-        index = int(t.tag.split("-")[1])
+        index = t.tag.split("-")[1]
         output = (t.output or "").replace(t.hostname or socket.gethostname(), "<HOST>")
         results[t.tag] = {
             "id_matches_tag": tags.get(t.id) == t.tag,
