@@ -52,7 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_worker_options(parser)
     parser.add_argument("-C", "--config-file", type=Path, metavar="CONFIG.json",
                         help="JSON file of options (keys as the long options), re-read every cycle")
-    parser.add_argument("-w", "--min-workers", type=int, default=5, help="minimum workers (default 5)")
+    parser.add_argument("-w", "--min-workers", type=int,
+                        help="minimum workers (default 5, or --max-workers when lower)")
     parser.add_argument("-W", "--max-workers", type=int, default=100, help="maximum workers (default 100)")
     parser.add_argument("--workers-per-cycle", type=int, default=5,
                         help="at most this many new workers per cycle, 0 for no limit (default 5)")
@@ -94,7 +95,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coffea_wq.factory.config import FactoryConfig
+    from coffea_wq.factory.config import build_config
     from coffea_wq.factory.loop import FactoryLoop
 
     if args.debug:
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         if not args.config_file:
-            FactoryConfig(**settings)  # report a bad command line before touching anything
+            build_config(settings)  # report a bad command line before touching anything
         loop = FactoryLoop(settings, config_file=args.config_file, echo=lambda line: print(line, flush=True))
     except ConfigError as err:
         print(f"coffea-wq factory: {err}", file=sys.stderr)

@@ -142,7 +142,7 @@ class Factory:
 
     def job_ids(self) -> list[str]:
         """The alive jobs this factory submitted."""
-        return self._loop.backend.list()
+        return self._loop.alive_jobs()
 
 
 def _manager_settings(manager_name: str | None, host_port: str | None, manager: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 BATCH_TYPES = ("local", "slurm", "condor", "sge")
+DEFAULT_MIN_WORKERS = 5
 
 
 class ConfigError(ValueError):
@@ -46,8 +47,8 @@ class FactoryConfig:
     in seconds. ``tasks_per_worker`` ``None`` means one task per core, as in CCTools.
 
     Example:
-        >>> FactoryConfig(batch_type="local", manager_name="my-analysis", max_workers=4).max_workers
-        4
+        >>> FactoryConfig(batch_type="local", manager_name="my-analysis", max_workers=40).max_workers
+        40
     """
 
     batch_type: str = "local"
@@ -55,7 +56,7 @@ class FactoryConfig:
     manager_host: str | None = None
     manager_port: int | None = None
     catalog: str | None = None
-    min_workers: int = 5
+    min_workers: int = DEFAULT_MIN_WORKERS
     max_workers: int = 100
     workers_per_cycle: int = 5
     tasks_per_worker: float | None = None
@@ -100,7 +101,8 @@ class FactoryConfig:
         for name, unit in (("cores", ""), ("memory", " MB"), ("disk", " MB"), ("gpus", "")):
             value = getattr(self, name)
             if value is not None:
-                lines.append(f"{name}: {value:g}{unit}")
+                lines.append(f"{name}: {float(value):.0f}{unit}" if float(value).is_integer()
+                             else f"{name}: {value}{unit}")
         return "\n".join(lines)
 
 
@@ -205,10 +207,28 @@ def settings_of(config: FactoryConfig) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
+def build_config(settings: dict[str, Any]) -> FactoryConfig:
+    """The config of explicitly given ``settings``, the others at their defaults.
+
+    One default depends on another: without an explicit ``min_workers``, a ``max_workers`` below
+    5 lowers the minimum to it (``max_workers=2`` means "up to two workers", not an error).
+
+    Example:
+        >>> build_config({"manager_name": "x", "max_workers": 2}).min_workers
+        2
+    """
+    settings = dict(settings)
+    if settings.get("min_workers") is None:
+        settings.pop("min_workers", None)
+        if isinstance(settings.get("max_workers"), int):
+            settings["min_workers"] = min(DEFAULT_MIN_WORKERS, max(0, settings["max_workers"]))
+    return FactoryConfig(**settings)
+
+
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any], source: str) -> FactoryConfig:
     """The config of ``base`` settings with ``overrides``; one that does not validate names ``source``."""
     try:
-        return FactoryConfig(**{**base, **overrides})
+        return build_config({**base, **overrides})
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coffea_wq.factory.backends import BatchBackend, BatchError, make_backend
-from coffea_wq.factory.config import ConfigError, ConfigFile, FactoryConfig, settings_of
+from coffea_wq.factory.config import ConfigError, ConfigFile, FactoryConfig, build_config, settings_of
 from coffea_wq.factory.managers import read_manager_records
 from coffea_wq.factory.policy import CyclePlan, plan_cycle
 from coffea_wq.factory.worker_command import build_worker_argv, prepare_scratch_dir, worker_resources
@@ -51,9 +51,11 @@ class FactoryLoop:
     def __init__(self, config: FactoryConfig | dict[str, Any], config_file: Path | None = None,
                  backend: BatchBackend | None = None, echo: Callable[[str], None] = _log_only) -> None:
         self._lock = threading.Lock()
+        # The back-end is used by the cycling thread and by callers (job_ids, shutdown).
+        self._backend_lock = threading.RLock()
         self._base = settings_of(config) if isinstance(config, FactoryConfig) else dict(config)
         self._file = ConfigFile(Path(config_file), self._base) if config_file else None
-        first = self._file.load_first() if self._file else FactoryConfig(**self._base)
+        first = self._file.load_first() if self._file else build_config(self._base)
         self._current = first
         self.scratch_dir = prepare_scratch_dir(first.scratch_dir)
         self.backend = backend or make_backend(first.batch_type, self.scratch_dir, first.batch_options)
@@ -83,7 +85,7 @@ class FactoryLoop:
                 self._base = base
                 self._file.rebase(base)
                 return self._file.current()
-            config = FactoryConfig(**base)  # raises before anything changes
+            config = build_config(base)  # raises before anything changes
             self._base, self._current = base, config
             return config
 
@@ -94,7 +96,8 @@ class FactoryLoop:
         records = read_manager_records(config)
         if records:
             self._last_manager_seen = time.monotonic()
-        alive = self.backend.list()
+        with self._backend_lock:
+            alive = self.backend.list()
         plan = plan_cycle(records, len(alive), config)
         self.last_plan = plan
         self.echo(time.strftime("%Y/%m/%d %H:%M:%S: ") + plan.status_line())
@@ -104,7 +107,8 @@ class FactoryLoop:
             excess = alive[-plan.to_remove:]
             log.info("more workers (%d) than max-workers (%d): removing %s", len(alive), config.max_workers,
                      ", ".join(excess))
-            self.backend.remove(excess)
+            with self._backend_lock:
+                self.backend.remove(excess)
         if plan.to_submit:
             self._submit(config, plan.to_submit)
         return plan
@@ -117,7 +121,13 @@ class FactoryLoop:
         argv = build_worker_argv(config, self.scratch_dir)
         log.info("submitting %d worker(s): %s", count, " ".join(argv))
         self.echo(f"submitting {count} worker(s)")
-        self.backend.submit(count, argv, worker_resources(config))
+        with self._backend_lock:
+            self.backend.submit(count, argv, worker_resources(config))
+
+    def alive_jobs(self) -> list[str]:
+        """The jobs this factory submitted that are still queued or running."""
+        with self._backend_lock:
+            return self.backend.list()
 
     def factory_timed_out(self, config: FactoryConfig) -> bool:
         """No manager seen for ``factory_timeout`` seconds (when set)."""
@@ -139,6 +149,8 @@ class FactoryLoop:
             except (BatchError, ConfigError, OSError) as err:
                 log.error("factory cycle failed: %s", err)
                 self.echo(f"error: {err}")
+            except Exception:  # a bug must not leave the pool unattended: log it, try next cycle
+                log.exception("factory cycle failed unexpectedly")
             if self.factory_timed_out(config):
                 self.echo(f"no manager seen for {config.factory_timeout:g} s (factory timeout): exiting")
                 break
@@ -156,9 +168,10 @@ class FactoryLoop:
         """Remove every job this factory submitted that is still alive; False if some could not be."""
         self.stop()
         try:
-            alive = self.backend.list()
-            self.echo(f"removing {len(alive)} workers...")
-            self.backend.remove(alive)
+            with self._backend_lock:
+                alive = self.backend.list()
+                self.echo(f"removing {len(alive)} workers...")
+                self.backend.remove(alive)
         except BatchError as err:
             log.error("could not remove all workers: %s", err)
             self.echo(f"error: could not remove all workers: {err}")

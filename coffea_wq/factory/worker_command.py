@@ -76,10 +76,16 @@ def worker_options(config: FactoryConfig, password_copy: Path | None = None) -> 
     argv += ["-t", str(config.timeout)]
     resources = worker_resources(config)
     for name, value in resources.as_dict().items():
-        argv += [f"--{name}", f"{value:g}"]
+        argv += [f"--{name}", plain_number(value)]
     if password_copy is not None:
         argv += ["-P", str(password_copy)]
     return argv + list(config.extra_options)
+
+
+def plain_number(value: float) -> str:
+    """``4`` for 4.0, ``1.5`` for 1.5, never an exponent (a worker reads ``--disk 1e+06`` as 1)."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def worker_resources(config: FactoryConfig) -> Resources:

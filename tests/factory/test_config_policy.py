@@ -143,3 +143,12 @@ def test_demand_adds_up_over_the_managers_matching_a_name():
 def test_status_line_matches_cctools_factory_output():
     plan = plan_cycle([{"tasks_waiting": 6}], submitted=0, config=config(min_workers=1, max_workers=2))
     assert plan.status_line() == "|submitted: 0 |needed: 2 |waiting connection: 0 |requested: 2"
+
+
+def test_a_max_below_the_default_min_lowers_the_min_unless_min_was_given():
+    from coffea_wq.factory.config import build_config
+
+    assert build_config({**BASE, "max_workers": 2}).min_workers == 2
+    assert build_config({**BASE, "max_workers": 20}).min_workers == 5
+    with pytest.raises(ConfigError, match=re.escape("min-workers (3) is greater than max-workers (2)")):
+        build_config({**BASE, "max_workers": 2, "min_workers": 3})

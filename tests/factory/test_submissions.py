@@ -168,3 +168,9 @@ def test_submit_workers_rejects_a_bad_count(tmp_path):
                                             "many"), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "the number of workers must be a whole number, not 'many'" in done.stderr
+
+
+def test_big_and_fractional_sizes_are_written_as_plain_numbers(tmp_path):
+    config = FactoryConfig(manager_name="x", cores=1.5, memory=1_500_000, disk=20_000_000)
+    argv = build_worker_argv(config, tmp_path)
+    assert argv[-6:] == ["--cores", "1.5", "--memory", "1500000", "--disk", "20000000"]
