@@ -197,6 +197,91 @@ class WorkQueue:
 
         return int(self._server.call(tell))
 
+    def block_host(self, host: str) -> int:
+        """Refuse workers from ``host`` (their hostname as they report it); connected ones are released."""
+        return self.block_host_with_timeout(host, float("inf"))
+
+    def block_host_with_timeout(self, host: str, timeout: float) -> int:
+        from coffea_wq.protocol.manager_side import WorkerConnection
+
+        def block() -> int:
+            self._server.blocked_hosts[host] = time.monotonic() + float(timeout)
+            for peer in list(self._server.core.peers.values()):
+                if peer.hostname == host and not peer.closing:
+                    peer.send(WorkerConnection.send_release())
+                    peer.closing = True
+                    peer.disconnect_reason = "EXPLICIT"
+            return 1
+
+        return int(self._server.call(block))
+
+    blacklist = block_host
+    blacklist_with_timeout = block_host_with_timeout
+
+    def unblock_host(self, host: str | None = None) -> int:
+        """Accept ``host`` again (every host when None)."""
+        def unblock() -> int:
+            if host is None:
+                self._server.blocked_hosts.clear()
+            else:
+                self._server.blocked_hosts.pop(host, None)
+            return 1
+
+        return int(self._server.call(unblock))
+
+    blacklist_clear = unblock_host
+
+    def specify_draining_by_hostname(self, hostname: str, drain_mode: bool = True) -> int:
+        """Let workers on ``hostname`` finish their tasks but give them no new ones (or undo it)."""
+        def drain() -> int:
+            count = 0
+            for peer in self._server.core.peers.values():
+                if peer.hostname == hostname:
+                    peer.draining = bool(drain_mode)
+                    count += 1
+            return count
+
+        return int(self._server.call(drain))
+
+    def workers_summary(self) -> list[dict]:
+        """One dict per distinct worker size: workers, cores, memory, disk, gpus (CCTools' shape)."""
+        sizes: dict[tuple, int] = {}
+        with self._server.lock:
+            for peer in self._server.core.peers.values():
+                if peer.ready_for_tasks:
+                    total = peer.total
+                    key = tuple(int(getattr(total, n) or 0) for n in ("cores", "memory", "disk", "gpus"))
+                    sizes[key] = sizes.get(key, 0) + 1
+        return [{"workers": n, "cores": c, "memory": m, "disk": d, "gpus": g} for (c, m, d, g), n in sizes.items()]
+
+    def specify_min_taskid(self, minid: int) -> int:
+        """The next task gets at least this id."""
+        with self._server.lock:
+            self._server.queue.ensure_min_task_id(int(minid))
+            return int(minid)
+
+    def tune(self, name: str, value: float) -> int:
+        """CCTools' tuning knobs: only keepalive ones are honoured here; others are accepted and ignored."""
+        if name == "keepalive-interval":
+            return self.specify_keepalive_interval(value)
+        if name == "keepalive-timeout":
+            return self.specify_keepalive_timeout(value)
+        log.info("tune(%r, %r): not used by coffea-wq's manager; ignored", name, value)
+        return 0
+
+    def _accepted_and_ignored(self, *args, **kwargs) -> int:
+        return 0
+
+    # CCTools settings that have no effect on this manager; accepted so that scripts run unchanged.
+    specify_algorithm = _accepted_and_ignored
+    specify_task_order = _accepted_and_ignored
+    specify_num_tasks_left = _accepted_and_ignored
+    specify_manager_mode = _accepted_and_ignored
+    specify_master_mode = _accepted_and_ignored
+    specify_manager_preferred_connection = _accepted_and_ignored
+    specify_master_preferred_connection = _accepted_and_ignored
+    estimate_capacity = _accepted_and_ignored
+
     def wait_for_workers(self, count: int, timeout: float) -> bool:
         """Block until ``count`` workers are ready for tasks (True) or ``timeout`` s pass (False)."""
         deadline = time.monotonic() + timeout

@@ -73,6 +73,9 @@ class TaskQueue:
         self.make_ready(task)
         return task.task_id
 
+    def ensure_min_task_id(self, minimum: int) -> None:
+        self._next_id = max(self._next_id, minimum)
+
     def make_ready(self, task: TaskSpec) -> None:
         task.state = TaskState.READY
         task.worker_key = 0

@@ -57,6 +57,7 @@ class ManagerServer:
         self.status_provider: Callable[[str], object] | None = None
         self.on_tick: Callable[[], None] | None = None
         self.on_workers_changed: Callable[[], None] | None = None
+        self.blocked_hosts: dict[str, float] = {}  # hostname -> unblock time (monotonic; inf = never)
         self.time_when_started = now_us()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -258,6 +259,10 @@ class ManagerServer:
         elif isinstance(event, msg.ResourceTag):
             peer.tag = event.tag
         elif isinstance(event, msg.Handshake):
+            if self._is_blocked(event.hostname):
+                log.info("worker %s (%s) is on the block list; disconnecting it", event.hostname, peer.address)
+                self._close_peer(peer, "UNKNOWN")
+                return
             peer.kind = PeerKind.WORKER
             peer.hostname, peer.os, peer.arch, peer.version = event.hostname, event.os, event.arch, event.version
             self.queue.counters.workers_joined += 1
@@ -278,6 +283,15 @@ class ManagerServer:
             log.debug("peer %s authenticated", peer.address)
         elif isinstance(event, msg.ConnectionFailed):
             self._on_connection_failed(peer, event.reason)
+
+    def _is_blocked(self, hostname: str) -> bool:
+        until = self.blocked_hosts.get(hostname)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self.blocked_hosts[hostname]
+            return False
+        return True
 
     def _handle_info(self, peer: Peer, event: msg.Info) -> None:
         if event.field == "worker-end-time":

@@ -84,6 +84,7 @@ class Peer:
     bytes_received: int = 0
     transfer_time_us: int = 0
     disconnect_reason: str = "UNKNOWN"
+    draining: bool = False  # finish what it runs, take nothing new (specify_draining_by_hostname)
 
     @property
     def ready_for_tasks(self) -> bool:
@@ -91,6 +92,7 @@ class Peer:
         return (
             self.kind is PeerKind.WORKER
             and not self.closing
+            and not self.draining
             and self.tag >= 0
             and self.resources["workers"].total >= 1
             and self.end_time >= 0
