@@ -62,7 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seconds between cycles (default 30)")
     parser.add_argument("--factory-timeout", type=float, metavar="S",
                         help="exit after no manager has been seen for this many seconds")
-    parser.add_argument("-d", "--debug", action="store_true", help="log every decision")
+    parser.add_argument("-d", "--debug", nargs="?", const="all", metavar="SUBSYSTEM",
+                        help="log every decision and batch command (CCTools' -d all)")
+    parser.add_argument("-o", "--debug-file", type=Path, metavar="FILE",
+                        help="write the debug log to FILE instead of stderr")
     # The manager's HOST PORT may come before and the count after the options (as in CCTools'
     # submit scripts); plain parse_args would take only the first run of positionals.
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
@@ -94,12 +97,24 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def configure_logging(debug: bool, debug_file: Path | None) -> None:
+    """``-d``: the factory's decisions and batch commands at DEBUG; ``-o FILE``: into FILE."""
+    if not debug:
+        return
+    logger = logging.getLogger("coffea_wq.factory")
+    logger.setLevel(logging.DEBUG)
+    if debug_file is not None:
+        handler = logging.FileHandler(debug_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def run(args: argparse.Namespace) -> int:
     from coffea_wq.factory.config import build_config
     from coffea_wq.factory.loop import FactoryLoop
 
-    if args.debug:
-        logging.getLogger("coffea_wq.factory").setLevel(logging.DEBUG)
+    configure_logging(args.debug is not None or args.debug_file is not None, args.debug_file)
     try:
         settings = settings_from_args(args)
         if not args.config_file:

@@ -38,7 +38,7 @@ class Factory:
         manager: a manager object with a ``port`` (e.g. ``coffea_wq.work_queue.WorkQueue``):
             the factory serves it at ``127.0.0.1:<port>``.
         config_file: a JSON file of options re-read every cycle (keys as the CLI's long options).
-        **settings: any ``FactoryConfig`` field: ``min_workers`` (5), ``max_workers`` (100),
+        **settings: any ``FactoryConfig`` field: ``min_workers`` (5, or ``max_workers`` when lower), ``max_workers`` (100),
             ``workers_per_cycle`` (5), ``tasks_per_worker``, ``cores``, ``memory`` (MB), ``disk`` (MB),
             ``gpus``, ``timeout`` (worker idle timeout, 300 s), ``scratch_dir``, ``python_env``
             (alias ``python_package``), ``python``, ``worker_binary``, ``password``, ``catalog``,
