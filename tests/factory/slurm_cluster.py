@@ -146,11 +146,13 @@ def start_slurm_cluster(root: Path) -> SlurmCluster:
     slurm_dir = root / "slurm"
     for sub in ("state", "spool", "log"):
         (slurm_dir / sub).mkdir(parents=True, exist_ok=True)
+    # The node must not claim more than slurmd measures, or Slurm drains it.
     memory_mb = int(psutil.virtual_memory().total / 2**20)
+    tmp_mb = int(shutil.disk_usage("/tmp").total / 2**20)
     conf = slurm_dir / "slurm.conf"
     conf.write_text(SLURM_CONF.format(
         user=slurm_user, ctld_port=free_port(), d_port=free_port(), munge_socket=munge_socket,
-        dir=slurm_dir, cpus=os.cpu_count() or 1, memory=min(4000, memory_mb - 256), tmp_disk=20000,
+        dir=slurm_dir, cpus=os.cpu_count() or 1, memory=min(4000, memory_mb - 256), tmp_disk=min(20000, tmp_mb // 2),
     ))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     cluster = SlurmCluster(root=slurm_dir, conf=conf, env=env,

@@ -86,7 +86,7 @@ def test_example_analysis_on_slurm_workers_equals_iterative(processes, slurm_clu
     env = {**slurm_cluster.env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}
     factory = processes.start(
         coffea_wq_command("factory", "-T", "slurm", "127.0.0.1", str(port), "-S", str(tmp_path / "scratch"),
-                          "--min-workers", "1", "--max-workers", "2", "--cores", "1", "--memory", "1500",
+                          "--min-workers", "1", "--max-workers", "2", "--cores", "1", "--memory", "1000",
                           "--disk", "2000", "--timeout", "60", "--cycle-interval", "1"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = LineReader(factory.stdout)
@@ -108,3 +108,22 @@ def test_example_analysis_on_slurm_workers_equals_iterative(processes, slurm_clu
         subprocess.run(["sleep", "0.3"])
     assert not slurm_cluster.job_ids(), "the factory left jobs in squeue"
     assert_outputs_equal(load_output(tmp_path / "slurm.pkl.gz"), _iterative_reference(cfg, 2500))
+
+
+@requires_cctools_python
+def test_submit_workers_to_slurm_run_tasks_then_leave_by_idle_timeout(processes, slurm_cluster, tmp_path):
+    manager = CCToolsManager(processes, "fac-slurm-submit")
+    manager.submit(3, 1)
+    done = subprocess.run(
+        coffea_wq_command("submit-workers", "-T", "slurm", "127.0.0.1", str(manager.port), "-S",
+                          str(tmp_path / "scratch"), "--cores", "1", "--memory", "300", "-t", "4", "2"),
+        env=slurm_cluster.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    job_ids = done.stdout.split()
+    assert len(job_ids) == 2 and all(job.isdigit() for job in job_ids)
+    assert set(job_ids) <= set(slurm_cluster.job_ids())
+    wait_for = manager.output.wait_for
+    wait_for(lambda s: manager.done_count() == 3, 120, "the tasks to run on the submitted workers")
+    # Nobody removes them: idle for 4 s, the workers exit and their jobs leave the queue.
+    wait_for(lambda s: not set(job_ids) & set(slurm_cluster.job_ids()), 60,
+                    "the idle workers' jobs to end")
