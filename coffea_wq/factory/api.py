@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +37,8 @@ class Factory:
         manager_name: the manager's project name (a regular expression), found in the catalog.
         manager_host_port: ``"HOST:PORT"`` of the manager, asked directly (no catalog needed).
         manager: a manager object with a ``port`` (e.g. ``coffea_wq.work_queue.WorkQueue``):
-            the factory serves it at ``127.0.0.1:<port>``.
+            the factory serves it at ``127.0.0.1:<port>`` for local workers, else at this host's
+            name (``socket.getfqdn()``; pass ``manager_host=`` to choose another address).
         config_file: a JSON file of options re-read every cycle (keys as the CLI's long options).
         **settings: any ``FactoryConfig`` field: ``min_workers`` (5, or ``max_workers`` when lower), ``max_workers`` (100),
             ``workers_per_cycle`` (5), ``tasks_per_worker``, ``cores``, ``memory`` (MB), ``disk`` (MB),
@@ -63,7 +65,8 @@ class Factory:
             raise TypeError(f"Factory got unknown setting(s) {', '.join(unknown)}; "
                             f"known: {', '.join(config_field_names())}")
         settings = _normalise(settings)
-        settings.update(batch_type=batch_type, **_manager_settings(manager_name, manager_host_port, manager))
+        settings = {**_manager_settings(batch_type, manager_name, manager_host_port, manager), **settings}
+        settings["batch_type"] = batch_type
         object.__setattr__(self, "_loop", FactoryLoop(settings, config_file=Path(config_file) if config_file
                                                       else None))
         object.__setattr__(self, "_thread", None)
@@ -145,10 +148,14 @@ class Factory:
         return self._loop.alive_jobs()
 
 
-def _manager_settings(manager_name: str | None, host_port: str | None, manager: Any) -> dict[str, Any]:
+def _manager_settings(batch_type: str, manager_name: str | None, host_port: str | None,
+                      manager: Any) -> dict[str, Any]:
     if manager is not None:
+        # Local workers reach the manager on the loopback; batch jobs on other nodes need the
+        # host's name (a ``manager_host`` setting overrides it where that name does not resolve).
+        host = "127.0.0.1" if batch_type == "local" else socket.getfqdn()
         name = getattr(manager, "name", None)
-        return {"manager_host": "127.0.0.1", "manager_port": int(manager.port),
+        return {"manager_host": host, "manager_port": int(manager.port),
                 **({"manager_name": name} if isinstance(name, str) and name else {})}
     if host_port:
         host, sep, port = str(host_port).rpartition(":")

@@ -108,3 +108,16 @@ def test_manager_name_may_come_from_the_config_file_alone(tmp_path):
     loop = FactoryLoop({"batch_type": "local", "scratch_dir": tmp_path}, config_file=config)
     assert loop.current_config().manager_name == "from-json"
     assert loop.current_config().max_workers == 3
+
+
+def test_batch_workers_reach_a_manager_object_by_host_name_unless_told_otherwise(tmp_path):
+    import socket
+
+    class Manager:
+        port = 9999
+
+    slurm = coffea_wq.Factory("slurm", manager=Manager(), max_workers=1, scratch_dir=tmp_path)
+    assert (slurm.manager_host, slurm.manager_port) == (socket.getfqdn(), 9999)
+    chosen = coffea_wq.Factory("slurm", manager=Manager(), manager_host="10.1.2.3", max_workers=1,
+                               scratch_dir=tmp_path)
+    assert chosen.manager_host == "10.1.2.3"
