@@ -100,3 +100,6 @@ class Processes:
 def coffea_wq_command(*args: str) -> list[str]:
     """The `coffea-wq` command of this checkout, run with the test's interpreter."""
     return [sys.executable, "-m", "coffea_wq", *args]
+
+# Bytes and outputs captured from the Debian CCTools binaries (copied from the research notes, see its README).
+SAMPLES = REPO / "tests" / "data" / "cctools-samples"

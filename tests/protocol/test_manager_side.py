@@ -8,7 +8,7 @@ import pytest
 
 from coffea_wq.protocol import manager_side as m
 from coffea_wq.protocol.framing import MAX_LINE
-from tests.protocol.transcripts import SAMPLES, stream
+from tests.transcripts import SAMPLES, stream
 
 HANDSHAKE = (
     b"workqueue 9 vm Linux x86_64 8.0.0\n"

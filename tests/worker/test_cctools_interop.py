@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import (
     REAL_MAKEFLOW,
+    SAMPLES,
     SYSTEM_PYTHON,
     coffea_wq_command,
     requires_cctools,
@@ -21,7 +22,7 @@ from tests.support import (
 )
 
 MANAGER_SCRIPT = Path(__file__).with_name("cctools_manager.py")
-MAKEFLOW_SAMPLES = Path("/work/shared/research/samples/makeflow")
+MAKEFLOW_SAMPLES = SAMPLES / "makeflow"
 
 pytestmark = [pytest.mark.cctools, pytest.mark.slow]
 

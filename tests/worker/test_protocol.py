@@ -42,7 +42,7 @@ from coffea_wq.protocol.worker_side import (
     encode_missing,
     encode_result_header,
 )
-from tests.worker.transcripts import SAMPLES, read_proxy_log
+from tests.transcripts import SAMPLES, read_proxy_log
 
 
 def events_of(data: bytes, chunk: int | None = None, close: bool = False, **kwargs) -> list:
