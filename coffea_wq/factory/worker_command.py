@@ -8,7 +8,8 @@ Three ways to start a worker, in this order of preference:
   A launcher script in the scratch directory has envtools' runner unpack it once per node and
   user (into ``$COFFEA_WQ_ENVS_DIR``, else ``$TMPDIR``/``/tmp``) and run
   ``python -m coffea_wq worker`` inside it;
-- ``python``: an interpreter that can ``import coffea_wq`` (default: the factory's own).
+- ``python``: an interpreter that can ``import coffea_wq`` (default: the factory's own); its
+  directory goes first on the worker's ``PATH``, so that tasks' ``python3`` is the same Python.
 
 The worker options (``-M NAME``/``HOST PORT``, ``--catalog``, ``-t``, ``--cores``, ``--memory``,
 ``--disk``, ``--gpus``, ``-P``) are spelled so that both ``coffea-wq worker`` and
@@ -115,16 +116,22 @@ def worker_program(config: FactoryConfig, scratch: Path) -> list[str]:
         return [found]
     if config.python_env is not None:
         return ["/bin/sh", str(write_env_launcher(Path(config.python_env), scratch))]
-    return [config.python, "-m", "coffea_wq", "worker"]
+    program = [config.python, "-m", "coffea_wq", "worker"]
+    python_dir = os.path.dirname(config.python)
+    if not python_dir:
+        return program
+    # Tasks run `python3` from the worker's PATH: put the worker's own interpreter first (on the
+    # node, at run time), so a task gets the Python that has coffea, as local workers do.
+    return ["/bin/sh", "-c", 'PATH="$0:$PATH" exec "$@"', python_dir, *program]
 
 
 def build_worker_argv(config: FactoryConfig, scratch: Path) -> list[str]:
     """The whole command of one worker job.
 
     Example:
-        >>> cfg = FactoryConfig(manager_host="mgr", manager_port=9123, python="/usr/bin/python3")
+        >>> cfg = FactoryConfig(manager_host="mgr", manager_port=9123, python="python3")
         >>> build_worker_argv(cfg, Path("/tmp/s"))[:6]
-        ['/usr/bin/python3', '-m', 'coffea_wq', 'worker', 'mgr', '9123']
+        ['python3', '-m', 'coffea_wq', 'worker', 'mgr', '9123']
     """
     return worker_program(config, scratch) + worker_options(config, copy_password(config, scratch))
 

@@ -121,3 +121,36 @@ def test_batch_workers_reach_a_manager_object_by_host_name_unless_told_otherwise
     chosen = coffea_wq.Factory("slurm", manager=Manager(), manager_host="10.1.2.3", max_workers=1,
                                scratch_dir=tmp_path)
     assert chosen.manager_host == "10.1.2.3"
+
+
+@pytest.mark.slow
+def test_factory_around_run_uproot_job_gives_the_iterative_histograms(tmp_path):
+    """`with coffea_wq.Factory(...):` around a coffea run, as CCTools' Factory is used."""
+    import warnings
+
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+
+    from analysis_examples.topeft.cfg import fileset_from_samples, read_cfg
+    from analysis_examples.topeft.compare import assert_outputs_equal
+    from analysis_examples.topeft.processor import TopEFTLikeProcessor
+    from analysis_examples.topeft.work_queue_run import make_processor  # pickled by value for workers
+    from tests.support import REPO, free_port
+
+    fileset = fileset_from_samples(read_cfg(REPO / "analysis_examples" / "topeft" / "cfg" / "demo.cfg"))
+    port = free_port()
+    warnings.filterwarnings("ignore", message="Missing cross-reference")
+    # The factory starts first: its workers wait for the manager the run is about to open.
+    with coffea_wq.Factory("local", manager_host_port=f"127.0.0.1:{port}", min_workers=2, max_workers=2,
+                           cores=1, timeout=60, cycle_interval=1, scratch_dir=tmp_path / "scratch") as factory:
+        assert len(factory.job_ids()) == 2
+        output = coffea_wq.run_uproot_job(
+            fileset, "Events", make_processor(), executor=coffea_wq.work_queue_executor,
+            executor_args={"schema": NanoAODSchema, "port": port, "status": False, "retries": 2},
+            chunksize=5000)
+        pids = [int(job) for job in factory.job_ids()]
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    reference = processor.Runner(executor=processor.IterativeExecutor(status=False), chunksize=5000,
+                                 schema=NanoAODSchema)(fileset, TopEFTLikeProcessor(), treename="Events")
+    assert_outputs_equal(output, reference)

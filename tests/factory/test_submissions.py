@@ -18,7 +18,12 @@ from coffea_wq.factory.backends.condor import condor_submit_description
 from coffea_wq.factory.backends.sge import sge_job_script
 from coffea_wq.factory.backends.slurm import sbatch_argv
 from coffea_wq.factory.config import ConfigError, FactoryConfig
-from coffea_wq.factory.worker_command import build_worker_argv, prepare_scratch_dir, worker_resources
+from coffea_wq.factory.worker_command import (
+    build_worker_argv,
+    prepare_scratch_dir,
+    worker_options,
+    worker_resources,
+)
 from tests.factory.helpers import CCToolsManager
 from tests.support import REPO, coffea_wq_command, requires_cctools, requires_cctools_python
 
@@ -34,8 +39,10 @@ def test_worker_command_carries_manager_lifetime_size_and_password(tmp_path):
                            cores=2, memory=1000, disk=2000, gpus=1, password=password,
                            extra_options=("--single-shot",))
     argv = build_worker_argv(config, scratch)
-    assert argv[:6] == [sys.executable, "-m", "coffea_wq", "worker", "head.example.org", "9123"]
-    assert argv[6:] == ["--catalog", "cat:9097", "-t", "60", "--cores", "2", "--memory", "1000", "--disk", "2000",
+    # The worker's Python goes first on its PATH (tasks run `python3`), expanded on the node.
+    assert argv[:5] == ["/bin/sh", "-c", 'PATH="$0:$PATH" exec "$@"', os.path.dirname(sys.executable), sys.executable]
+    assert argv[5:10] == ["-m", "coffea_wq", "worker", "head.example.org", "9123"]
+    assert argv[10:] == ["--catalog", "cat:9097", "-t", "60", "--cores", "2", "--memory", "1000", "--disk", "2000",
                         "--gpus", "1", "-P", str(scratch / "pwfile"), "--single-shot"]
     # The password travels as a private copy in the scratch directory, which worker nodes see.
     assert (scratch / "pwfile").read_text() == "s3cret\n"
@@ -49,16 +56,16 @@ def test_condor_submit_description_contains_the_request_timeout_and_manager(tmp_
     assert "request_cpus = 4" in lines
     assert "request_memory = 8000" in lines  # MB, HTCondor's unit for memory
     assert "request_disk = 12288000" in lines  # KiB, HTCondor's unit for disk
-    assert "executable = /opt/py/bin/python3" in lines
-    assert 'arguments = "-m coffea_wq worker -M my-analysis -t 450 --cores 4 --memory 8000 --disk 12000"' in lines
+    assert "executable = /bin/sh" in lines
+    assert ("arguments = \"-c 'PATH=\"\"$0:$PATH\"\" exec \"\"$@\"\"' /opt/py/bin /opt/py/bin/python3 -m coffea_wq worker "
+            "-M my-analysis -t 450 --cores 4 --memory 8000 --disk 12000\"") in lines
     assert f"initialdir = {tmp_path}" in lines
     assert lines[-1] == "queue 3"
 
 
 def test_condor_arguments_quote_spaces_and_quotes():
     config = FactoryConfig(manager_name="ana lysis", extra_options=('--feature=it"s',))
-    text = condor_submit_description(1, ["/bin/w", *build_worker_argv(config, Path("/tmp"))[4:]],
-                                     worker_resources(config), Path("/tmp"))
+    text = condor_submit_description(1, ["/bin/w", *worker_options(config)], worker_resources(config), Path("/tmp"))
     assert "arguments = \"-M 'ana lysis' -t 300 --feature=it\"\"s\"" in text
 
 
@@ -72,8 +79,8 @@ def test_sge_job_script_contains_the_request_timeout_and_manager(tmp_path):
     for directive in ("#$ -pe smp 2", "#$ -l h_vmem=4000M", "#$ -l h_fsize=6000M", f"#$ -wd {tmp_path}",
                       "#$ -q long.q"):
         assert directive in lines
-    assert lines[-1] == ("exec /usr/bin/python3 -m coffea_wq worker 10.0.0.5 9123 -t 120 --cores 2 --memory 4000 "
-                         "--disk 6000")
+    assert lines[-1] == ("exec /bin/sh -c 'PATH=\"$0:$PATH\" exec \"$@\"' /usr/bin /usr/bin/python3 -m coffea_wq worker "
+                         "10.0.0.5 9123 -t 120 --cores 2 --memory 4000 --disk 6000")
 
 
 def test_sbatch_command_requests_the_worker_size():
