@@ -66,7 +66,6 @@ def _iterative_reference(cfg, chunksize: int) -> dict:
 
 def test_example_analysis_on_slurm_workers_equals_iterative(processes, slurm_cluster, tmp_path):
     """The acceptance test: work_queue_run.py served by `coffea-wq factory -T slurm`, histograms exact."""
-    import os
     import sys
 
     from analysis_examples.topeft.compare import assert_outputs_equal
@@ -81,14 +80,13 @@ def test_example_analysis_on_slurm_workers_equals_iterative(processes, slurm_clu
                                str(cfg), "--port", str(port), "--manager-name", "fac-slurm-topeft",
                                "--local-workers", "0", "-s", "2500", "-p", str(tmp_path), "-o", "slurm",
                                "--no-status"], cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT)
-    # Jobs inherit the factory's environment (sbatch --export=ALL): SLURM_CONF, and a PATH whose
-    # python3 (the one the tasks run) has coffea.
-    env = {**slurm_cluster.env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}
+    # No PATH set up here: the factory puts the worker's Python first on the job's PATH, so the
+    # tasks' `python3` has coffea.
     factory = processes.start(
         coffea_wq_command("factory", "-T", "slurm", "127.0.0.1", str(port), "-S", str(tmp_path / "scratch"),
                           "--min-workers", "1", "--max-workers", "2", "--cores", "1", "--memory", "1000",
                           "--disk", "2000", "--timeout", "60", "--cycle-interval", "1"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = LineReader(factory.stdout)
     try:
         rc = run.wait(timeout=300)
