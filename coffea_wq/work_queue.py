@@ -261,11 +261,23 @@ class WorkQueue:
             return int(minid)
 
     def tune(self, name: str, value: float) -> int:
-        """CCTools' tuning knobs: only keepalive ones are honoured here; others are accepted and ignored."""
+        """CCTools' tuning knobs. Honoured: ``keepalive-interval``, ``keepalive-timeout`` and
+        ``category-steady-n-tasks`` (completions a category measures before it computes a first
+        allocation in an automatic mode; CCTools' default 25, coffea's executor uses 3); others are
+        accepted and ignored.
+
+        Example: ``q.tune("category-steady-n-tasks", 3)``.
+        """
         if name == "keepalive-interval":
             return self.specify_keepalive_interval(value)
         if name == "keepalive-timeout":
             return self.specify_keepalive_timeout(value)
+        if name == "category-steady-n-tasks":
+            if int(value) < 1:
+                raise ValueError(f"tune('category-steady-n-tasks', {value!r}): expected an integer >= 1")
+            with self._server.lock:
+                self._server.core.set_steady_n_tasks(int(value))
+            return 1
         log.info("tune(%r, %r): not used by coffea-wq's manager; ignored", name, value)
         return 0
 

@@ -277,5 +277,11 @@ class Task:
     def limits_exceeded(self) -> Any:
         return self._spec.limits_exceeded
 
+    @property
+    def exhaustion_message(self) -> str:
+        """Why a RESOURCE_EXHAUSTION task was stopped, e.g. ``memory exceeded: peak 312 MB > limit 100 MB``
+        ("" otherwise). Not in CCTools' API, where only ``limits_exceeded`` and ``resources_measured`` say it."""
+        return self._spec.exhaustion_message
+
     def __repr__(self) -> str:
         return f"<Task {self.id or '(unsubmitted)'} {self._spec.state.log_name} {self._spec.command[:40]!r}>"

@@ -24,7 +24,7 @@ from coffea_wq.manager.workers import Peer, PeerKind, PendingReply, ReplyKind, n
 from coffea_wq.protocol import manager_side as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.allocation import add_resources, fits, subtract_resources, task_box
-from coffea_wq.resources.categories import Category, RequestLabel
+from coffea_wq.resources.categories import DEFAULT_STEADY_N_TASKS, Category, RequestLabel
 from coffea_wq.resources.types import Resources
 
 log = logging.getLogger("coffea_wq.manager")
@@ -41,14 +41,22 @@ class ManagerCore:
         self.peers: dict[int, Peer] = {}
         self.categories: dict[str, Category] = {}
         self.monitor: MonitorSettings | None = None
+        # completions a category needs before it computes a first allocation (tune category-steady-n-tasks)
+        self.steady_n_tasks = DEFAULT_STEADY_N_TASKS
         self._on_retrieved = on_retrieved
         self._rotation = 0
 
     def category(self, name: str) -> Category:
         category = self.categories.get(name)
         if category is None:
-            category = self.categories[name] = Category(name)
+            category = self.categories[name] = Category(name, steady_n_tasks=self.steady_n_tasks)
         return category
+
+    def set_steady_n_tasks(self, count: int) -> None:
+        """``tune("category-steady-n-tasks", n)``: for every category, present and future."""
+        self.steady_n_tasks = max(1, int(count))
+        for category in self.categories.values():
+            category.steady_n_tasks = self.steady_n_tasks
 
     def largest_worker(self) -> Resources:
         """Field-wise largest of the connected workers (for categories' first/min allocations)."""
@@ -285,11 +293,20 @@ class ManagerCore:
         category = self.category(task.category)
         category.accumulate(task.measured, "limits", task.cmd_execution_time / 1e6, self.largest_worker(),
                             task.limits_exceeded)
-        measured = {k: float(v) for k, v in (task.measured or {}).items()}
+        measured = {k: v for k, v in (task.measured or {}).items() if isinstance(v, (int, float))}
         following = category.next_label(RequestLabel(task.label), task.requested, measured)
+        box = _box_text(task.allocated)
         if following is RequestLabel.ERROR:
+            log.warning("task %d (category %s) exhausted its allocation %s on %s: %s; no larger allocation "
+                        "to retry with (%s mode, %s attempt): it fails", task.task_id, task.category, box,
+                        task.hostname, task.exhaustion_message or "no measurement", category.mode.name.lower(),
+                        RequestLabel(task.label).log_name)
             return False
-        log.info("task %d exhausted its allocation; retrying with the category maximum", task.task_id)
+        log.warning("task %d (category %s) exhausted its allocation %s on %s: %s; retrying with the category "
+                    "maximum", task.task_id, task.category, box, task.hostname,
+                    task.exhaustion_message or "no measurement")
+        # CCTools logs the exhausted attempt as RETRIEVED before the task waits again with MAX_RESOURCES
+        self.logs.task_done(task)
         task.label = following.value
         self._requeue(task)
         return True
@@ -369,6 +386,15 @@ def _has_room(peer: Peer) -> bool:
         return True
     gpu_unit = Resources(0.0, unit.memory, unit.disk, min(1.0, total.gpus or 0))
     return bool(total.gpus) and fits(gpu_unit, peer.inuse, total)
+
+
+def _box_text(box: Resources | None) -> str:
+    """``cores 1, memory 100 MB, disk 500 MB`` for log messages."""
+    if box is None:
+        return "(none)"
+    units = {"memory": " MB", "disk": " MB"}
+    return "(" + ", ".join(f"{name} {getattr(box, name):g}{units.get(name, '')}"
+                           for name in ("cores", "memory", "disk", "gpus") if getattr(box, name)) + ")"
 
 
 def _result_code(status: int) -> ResultCode:

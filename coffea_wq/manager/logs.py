@@ -111,9 +111,10 @@ class ManagerLogs:
     def task_waiting_retrieval(self, task: TaskSpec, address: str) -> None:
         self._call("task_waiting_retrieval", task.task_id, address)
 
-    def task_done(self, task: TaskSpec) -> None:
+    def task_done(self, task: TaskSpec, state: str = "RETRIEVED") -> None:
+        """``RETRIEVED`` when an attempt's outputs are back, ``DONE`` when ``wait`` hands the task over."""
         self._call(
-            "task_done", task.task_id, "RETRIEVED", task.result.log_name, task.return_status,
+            "task_done", task.task_id, state, task.result.log_name, task.return_status,
             task.limits_exceeded, task.measured,
         )
 

@@ -99,7 +99,10 @@ def apply_summary(settings: MonitorSettings, task: TaskSpec) -> None:
     task.measured = measured
     task.limits_exceeded = ResourceSummary(summary.limits_exceeded) if summary.limits_exceeded else None
     task.return_status = summary.exit_status
-    if monitor_exit == MONITOR_EXIT_LIMITS or summary.exit_type == "limits":
+    # under --measure-only our monitor still records the broken limit (exit_type "limits") but lets the
+    # command finish: only a watchdog kill is an exhaustion
+    if monitor_exit == MONITOR_EXIT_LIMITS or (settings.watchdog and summary.exit_type == "limits"):
         task.result = ResultCode.RESOURCE_EXHAUSTION
+        task.exhaustion_message = summary.exhaustion_message()
     elif monitor_exit == MONITOR_EXIT_TIME:
         task.result = ResultCode.TASK_TIMEOUT

@@ -86,6 +86,7 @@ class ManagerServer:
             while True:
                 task = self.queue.pop_retrieved()
                 if task is not None:
+                    self.logs.task_done(task, "DONE")
                     return task
                 if self.queue.outstanding == 0 or self._stopping:
                     return None

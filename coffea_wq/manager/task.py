@@ -102,6 +102,7 @@ class TaskSpec:
     allocated: Resources | None = None
     measured: dict | None = None
     limits_exceeded: dict | None = None
+    exhaustion_message: str = ""  # "memory exceeded: peak 312 MB > limit 100 MB" after a watchdog kill
     time_when_submitted: int = 0  # µs timestamps, as CCTools
     time_when_commit_start: int = 0
     time_when_commit_end: int = 0
@@ -130,3 +131,6 @@ class TaskSpec:
         self.return_status = -1
         self.output = ""
         self.missing_outputs = 0
+        self.measured = None
+        self.limits_exceeded = None
+        self.exhaustion_message = ""
