@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coffea_wq.catalog.tables import QUEUE, format_table
 from coffea_wq.factory.backends import BatchBackend, BatchError, make_backend
 from coffea_wq.factory.config import ConfigError, ConfigFile, FactoryConfig, build_config, settings_of
-from coffea_wq.factory.managers import read_manager_records
+from coffea_wq.factory.managers import ManagerUnreachable, read_manager_records
 from coffea_wq.factory.policy import CyclePlan, plan_cycle
 from coffea_wq.factory.worker_command import build_worker_argv, prepare_scratch_dir, worker_resources
 
@@ -64,6 +65,7 @@ class FactoryLoop:
         self._stop = threading.Event()
         self._last_manager_seen = time.monotonic()
         self._warned_scratch_change = False
+        self._last_status_error: str | None = None
 
     # -- settings ---------------------------------------------------------------------------------
     def current_config(self) -> FactoryConfig:
@@ -93,7 +95,7 @@ class FactoryLoop:
     def run_cycle(self) -> CyclePlan:
         """Read, decide, act once; return the decision."""
         config = self.current_config()
-        records = read_manager_records(config)
+        records = self._read_managers(config)
         if records:
             self._last_manager_seen = time.monotonic()
         with self._backend_lock:
@@ -101,6 +103,8 @@ class FactoryLoop:
         plan = plan_cycle(records, len(alive), config)
         self.last_plan = plan
         self.echo(time.strftime("%Y/%m/%d %H:%M:%S: ") + plan.status_line())
+        # The managers' table, as CCTools' factory prints it every cycle (work_queue_status -Q).
+        self.echo(format_table(QUEUE, records).rstrip("\n") + "\n")
         if self._stop.is_set():  # asked to stop while reading the managers: submit nothing more
             return plan
         if plan.to_remove:
@@ -112,6 +116,19 @@ class FactoryLoop:
         if plan.to_submit:
             self._submit(config, plan.to_submit)
         return plan
+
+    def _read_managers(self, config: FactoryConfig) -> list[dict]:
+        """The managers' records; an unreachable manager is warned about once, then at DEBUG."""
+        try:
+            records = read_manager_records(config)
+        except ManagerUnreachable as err:
+            message = str(err)
+            log.log(logging.DEBUG if message == self._last_status_error else logging.WARNING,
+                    "%s (keeping min-workers; retrying every cycle)", message)
+            self._last_status_error = message
+            return []
+        self._last_status_error = None
+        return records
 
     def _submit(self, config: FactoryConfig, count: int) -> None:
         wanted = Path(config.scratch_dir).expanduser().absolute()
