@@ -126,7 +126,8 @@ def test_real_manager_worker_and_status_use_our_catalog(processes, tmp_path):
     found = wait_until(lambda: find_managers(name, [(LOOPBACK, port)]), 20, "the manager in our catalog")
     assert found[0].record["port"] == manager.port
     # the worker found it by name through our catalog: one task runs
-    wait_until(lambda: query_manager(LOOPBACK, manager.port)[0]["tasks_running"] == 1, 60, "the worker to connect")
+    wait_until(lambda: query_manager(LOOPBACK, manager.port)[0]["tasks_running"] == 1, 100,
+               "the worker to connect (it caches the empty answer it got before the manager existed for 60 s)")
     assert worker.poll() is None
     # work_queue_status -C shows what the catalog holds, which is what the manager last sent
     wait_until(lambda: _status_matches_record(port, name, manager.port), 30, "status to match the record")
