@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factory.slurm_cluster import MISSING_BINARIES, start_slurm_cluster, stop_slurm_cluster
+from tests.factory.slurm_cluster import MISSING_BINARIES, process_alive, start_slurm_cluster, stop_slurm_cluster
 
 
 @pytest.fixture
@@ -27,13 +27,8 @@ def slurm_cluster():
         yield cluster
     finally:
         problems = stop_slurm_cluster(cluster)
-        alive = [pid for pid in cluster.daemon_pids() if _alive(pid)]
+        alive = [pid for pid in cluster.daemon_pids() if process_alive(pid)]
         assert not alive, f"Slurm/munge daemons still running after teardown: {alive}"
         assert not problems, "; ".join(problems)
         shutil.rmtree(root, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    from tests.factory.slurm_cluster import _alive as alive
-
-    return alive(pid)

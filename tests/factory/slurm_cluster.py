@@ -102,7 +102,7 @@ def _wait(predicate, timeout: float, what: str, cluster: SlurmCluster | None = N
         time.sleep(0.2)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -206,13 +206,13 @@ def stop_slurm_cluster(cluster: SlurmCluster) -> list[str]:
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _alive(pid):
+        if not process_alive(pid):
             continue
         os.kill(pid, signal.SIGTERM)
         try:
-            _wait(lambda pid=pid: not _alive(pid), 20, f"{pid_file.stem} to exit")
+            _wait(lambda pid=pid: not process_alive(pid), 20, f"{pid_file.stem} to exit")
         except RuntimeError:
             os.kill(pid, signal.SIGKILL)
             problems.append(f"{pid_file.stem} (pid {pid}) needed SIGKILL")
-            _wait(lambda pid=pid: not _alive(pid), 10, f"{pid_file.stem} to die")
+            _wait(lambda pid=pid: not process_alive(pid), 10, f"{pid_file.stem} to die")
     return problems
