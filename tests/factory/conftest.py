@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.factory.slurm_cluster import MISSING_BINARIES, process_alive, start_slurm_cluster, stop_slurm_cluster
+from tests.factory.slurm_cluster import (
+    MISSING_BINARIES,
+    process_alive,
+    start_slurm_cluster,
+    stop_slurm_cluster,
+)
 
 
 @pytest.fixture
