@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     def on_signal(signum: int, frame: object) -> None:
-        print("received abort signal, shutting down workers...", flush=True)
+        # os.write, not print: a signal arriving during a print would make print re-entrant.
+        os.write(sys.stdout.fileno(), b"received abort signal, shutting down workers...\n")
         loop.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
