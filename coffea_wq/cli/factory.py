@@ -48,6 +48,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "%(prog)s -T TYPE [options] (HOST PORT | -M NAME | -C CONFIG.json)"
     parser.add_argument("manager", nargs="*", metavar="HOST PORT",
                         help="the manager's host and port (or use -M NAME)")
     add_worker_options(parser)

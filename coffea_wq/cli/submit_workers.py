@@ -18,6 +18,7 @@ from coffea_wq.factory.config import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "%(prog)s -T TYPE [options] (HOST PORT | -M NAME) N"
     parser.add_argument("positional", nargs="+", metavar="[HOST PORT] N",
                         help="the manager's host and port (or use -M NAME), then the number of workers")
     add_worker_options(parser)
