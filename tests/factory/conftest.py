@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from tests.factory.slurm_cluster import (
     MISSING_BINARIES,
     process_alive,
+    remove_cluster_files,
     start_slurm_cluster,
     stop_slurm_cluster,
 )
@@ -35,5 +35,5 @@ def slurm_cluster():
         alive = [pid for pid in cluster.daemon_pids() if process_alive(pid)]
         assert not alive, f"Slurm/munge daemons still running after teardown: {alive}"
         assert not problems, "; ".join(problems)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_cluster_files(root)
 

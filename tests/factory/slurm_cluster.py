@@ -66,6 +66,7 @@ class SlurmCluster:
     root: Path
     conf: Path
     env: dict[str, str]
+    privilege: list[str] = field(default_factory=list)  # ["sudo", "-n"] when the daemons run as root via sudo
     pid_files: list[Path] = field(default_factory=list)
 
     def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -109,25 +110,43 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def _start_munged(root: Path, user: str) -> tuple[Path, Path]:
+def privilege_prefix() -> list[str]:
+    """How to run a command as root: directly when we are root, else with passwordless sudo.
+
+    slurmd must be root to start jobs as the submitting user; ``make test`` installs the packages
+    with sudo when it is not root, so CI has passwordless sudo there.
+    """
+    if os.getuid() == 0:
+        return []
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True,
+                                               timeout=30).returncode == 0:
+        return ["sudo", "-n"]
+    return []
+
+
+def _as_root(prefix: list[str]) -> bool:
+    return os.getuid() == 0 or bool(prefix)
+
+
+def _start_munged(root: Path, prefix: list[str]) -> tuple[Path, Path]:
     """A private munged (its own key, socket and pid file); returns (socket, pid file)."""
+    user = "munge" if _as_root(prefix) and _has_user("munge") else getpass.getuser()
     run_dir, private = root / "munge-run", root / "munge-private"
     run_dir.mkdir(mode=0o755)
     private.mkdir(mode=0o700)
     key = private / "munge.key"
     key.write_bytes(os.urandom(128))
     key.chmod(0o400)
-    account = pwd.getpwnam(user)
-    for path in (run_dir, private, key):
-        os.chown(path, account.pw_uid, account.pw_gid)
-    run_dir.chmod(0o755)  # munged insists the socket's directory is reachable by everyone
-    root.chmod(0o755)
+    root.chmod(0o755)  # munged insists the socket's directory is reachable by everyone
+    run_dir.chmod(0o755)
+    if user != getpass.getuser():
+        _run_checked([*prefix, "chown", "-R", f"{user}:", str(run_dir), str(private)])
     socket_path, pid_file = run_dir / "munge.socket", run_dir / "munged.pid"
     argv = ["munged", f"--socket={socket_path}", f"--key-file={key}", f"--pid-file={pid_file}",
             f"--log-file={private}/munged.log", f"--seed-file={private}/munged.seed"]
-    if os.getuid() == 0 and user != "root":
-        argv = ["runuser", "-u", user, "--", *argv]
-    _run_daemon(argv, os.environ.copy())
+    if user != getpass.getuser():
+        argv = ["sudo", "-n", "-u", user, *argv] if prefix else ["runuser", "-u", user, "--", *argv]
+    _run_checked(argv)
     _wait(lambda: socket_path.exists() and pid_file.exists(), 30, "munged to create its socket")
     return socket_path, pid_file
 
@@ -139,10 +158,9 @@ def start_slurm_cluster(root: Path) -> SlurmCluster:
         RuntimeError: a daemon did not come up (with the tail of the daemons' logs).
     """
     root.mkdir(parents=True, exist_ok=True)
-    is_root = os.getuid() == 0
-    munge_user = "munge" if is_root and _has_user("munge") else getpass.getuser()
-    slurm_user = "root" if is_root else getpass.getuser()
-    munge_socket, munge_pid = _start_munged(root, munge_user)
+    prefix = privilege_prefix()
+    slurm_user = "root" if _as_root(prefix) else getpass.getuser()
+    munge_socket, munge_pid = _start_munged(root, prefix)
     slurm_dir = root / "slurm"
     for sub in ("state", "spool", "log"):
         (slurm_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -155,11 +173,12 @@ def start_slurm_cluster(root: Path) -> SlurmCluster:
         dir=slurm_dir, cpus=os.cpu_count() or 1, memory=min(4000, memory_mb - 256), tmp_disk=min(20000, tmp_mb // 2),
     ))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    cluster = SlurmCluster(root=slurm_dir, conf=conf, env=env,
+    cluster = SlurmCluster(root=slurm_dir, conf=conf, env=env, privilege=prefix,
                            pid_files=[munge_pid, slurm_dir / "slurmctld.pid", slurm_dir / "slurmd.pid"])
     try:
-        _run_daemon(["slurmctld", "-i"], env)
-        _run_daemon(["slurmd", "-N", "localhost"], env)
+        # -f, not SLURM_CONF: sudo does not pass the environment on.
+        _run_checked([*prefix, "slurmctld", "-i", "-f", str(conf)])
+        _run_checked([*prefix, "slurmd", "-N", "localhost", "-f", str(conf)])
         _wait(lambda: cluster.run("sinfo", "--noheader", "--format=%T").stdout.strip() == "idle", 60,
               "the Slurm node to be idle", cluster)
     except RuntimeError:
@@ -168,9 +187,9 @@ def start_slurm_cluster(root: Path) -> SlurmCluster:
     return cluster
 
 
-def _run_daemon(argv: list[str], env: dict[str, str]) -> None:
-    """Start a daemon (it forks into the background); RuntimeError with its message if it fails."""
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+def _run_checked(argv: list[str]) -> None:
+    """Run a command (daemons fork into the background); RuntimeError with its message if it fails."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed with exit code {done.returncode}: "
                            f"{(done.stderr or done.stdout).strip()}")
@@ -208,11 +227,27 @@ def stop_slurm_cluster(cluster: SlurmCluster) -> list[str]:
             continue
         if not process_alive(pid):
             continue
-        os.kill(pid, signal.SIGTERM)
+        _signal(cluster, pid, signal.SIGTERM)
         try:
             _wait(lambda pid=pid: not process_alive(pid), 20, f"{pid_file.stem} to exit")
         except RuntimeError:
-            os.kill(pid, signal.SIGKILL)
+            _signal(cluster, pid, signal.SIGKILL)
             problems.append(f"{pid_file.stem} (pid {pid}) needed SIGKILL")
             _wait(lambda pid=pid: not process_alive(pid), 10, f"{pid_file.stem} to die")
     return problems
+
+
+def _signal(cluster: SlurmCluster, pid: int, sig: signal.Signals) -> None:
+    """Signal a daemon, through sudo when it runs as another user."""
+    if cluster.privilege:
+        subprocess.run([*cluster.privilege, "kill", f"-{int(sig)}", str(pid)], capture_output=True, timeout=30)
+    else:
+        os.kill(pid, sig)
+
+
+def remove_cluster_files(root: Path) -> None:
+    """Delete the cluster's directory (the daemons wrote some of it as root)."""
+    prefix = privilege_prefix()
+    if prefix:
+        subprocess.run([*prefix, "rm", "-rf", str(root)], capture_output=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
