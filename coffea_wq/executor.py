@@ -30,13 +30,18 @@ from coffea_wq.coffea_tasks.session import (
 )
 from coffea_wq.coffea_tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
+from coffea_wq.resources.categories import COFFEA_CATEGORIES
 
 __all__ = ["WorkQueueExecutor", "TaskFailedError", "ExecutorConfigError", "last_report", "shutdown"]
 
 log = logging.getLogger(__name__)
 
-RESOURCE_MODES = {"fixed": "fixed", "max-seen": "max", "auto": "max", "max": "max",
+# "auto" is max-throughput, as the issue defines it (coffea 0.7 made it an alias of max-seen)
+RESOURCE_MODES = {"fixed": "fixed", "max-seen": "max", "max": "max", "auto": "max-throughput",
                   "max-throughput": "max-throughput", "min-waste": "min-waste"}
+RESOURCE_NAMES = ("cores", "memory", "disk", "gpus")
+# tasks a category measures before it sizes tasks itself (coffea's value; CCTools' default is 25)
+STEADY_N_TASKS = 3
 MONITOR_MODES = {"off": "off", "measure": "measure", "watchdog": "watchdog", False: "off", True: "watchdog",
                  None: "off"}
 
@@ -89,9 +94,16 @@ class WorkQueueExecutor(ExecutorBase):
                                       ``/tmp/x509up_u<uid>`` when present; False: none.
     password_file : str (None)        shared secret workers must prove.
     cores, memory, disk, gpus (None)  per-task resources (MB for memory/disk); unset: a whole worker.
-    resources_mode : str ("fixed")    fixed, max-seen (alias auto), max-throughput, min-waste.
+                                      In fixed mode what every task declares; in the other modes the
+                                      most a task is given (its retry after an exhaustion).
+    category_resources : dict (None)  per-category overrides of those four, e.g.
+                                      ``{"processing": {"memory": 4000}, "preprocessing": {"memory": 500}}``
+                                      (categories preprocessing, processing, accumulating, default).
+    resources_mode : str ("fixed")    fixed, max-seen (alias max), max-throughput (alias auto), min-waste:
+                                      how processing tasks are sized from measured peaks; preprocessing
+                                      uses max-seen in every mode but fixed.
     resource_monitor : str ("off")    off, measure, watchdog (True: watchdog); a non-fixed mode
-                                      forces watchdog.
+                                      forces watchdog. Measured peaks are in the verbose report.
     split_on_exhaustion : bool (True) a processing task that still exhausts its resources is split
                                       into halves, down to one event.
     fast_terminate_workers : float    abort tasks slower than this multiple of the average.
@@ -136,6 +148,7 @@ class WorkQueueExecutor(ExecutorBase):
     memory: int | None = None
     disk: int | None = None
     gpus: int | None = None
+    category_resources: dict[str, dict[str, float]] | None = None
     treereduction: int = 20
     chunksize: int = 100000
     dynamic_chunksize: dict | None = None
@@ -188,7 +201,7 @@ class WorkQueueExecutor(ExecutorBase):
         template = self.task_template(session, function, category)
         options = CallOptions(retries=self.retries, split_on_exhaustion=self.split_on_exhaustion and not preprocessing,
                               verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,
-                              desc=self.desc, unit=self.unit)
+                              desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode])
         loop = TaskLoop(session, template, options)
         try:
             return loop.run(items, accumulator)
@@ -209,14 +222,15 @@ class WorkQueueExecutor(ExecutorBase):
 
     def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
         fixed = RESOURCE_MODES[self.resources_mode] == "fixed"
+        declared = category_limits(self, category) if fixed else {}
         env, env_runner = resolve_environment(self.environment_file)
         return TaskTemplate(
             function=session.staging.write_function(function, self.function_name, self.compression),
             script=session.staging.script, category=category, environment=env, env_runner=env_runner,
             extra_inputs=[(Path(p).resolve(), Path(p).name) for p in self.extra_input_files],
             x509_proxy=resolve_x509_proxy(self.x509_proxy),
-            cores=self.cores if fixed else None, memory=self.memory if fixed else None,
-            disk=self.disk if fixed else None, gpus=self.gpus if fixed else None,
+            cores=declared.get("cores"), memory=declared.get("memory"), disk=declared.get("disk"),
+            gpus=declared.get("gpus"),
             warm=self.warm_python, preload=tuple(self.preload_modules))
 
 
@@ -252,6 +266,11 @@ def validate_options(ex: WorkQueueExecutor) -> None:
         raise ExecutorConfigError(f"local_workers={ex.local_workers!r}: expected an integer >= 0")
     if ex.local_worker_kind not in ("auto", "coffea-wq", "cctools"):
         raise ExecutorConfigError(f"local_worker_kind={ex.local_worker_kind!r}: expected auto, coffea-wq or cctools")
+    _validate_category_resources(ex.category_resources)
+    for name in RESOURCE_NAMES:
+        value = getattr(ex, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ExecutorConfigError(f"{name}={value!r}: expected a positive number (MB for memory and disk)")
     if ex.treereduction < 2:
         raise ExecutorConfigError(f"treereduction={ex.treereduction!r}: expected an integer >= 2")
     _validate_port(ex.port)
@@ -275,6 +294,42 @@ def _validate_port(port: Any) -> None:
         if 0 < port[0] <= port[1] < 65536:
             return
     raise ExecutorConfigError(f"port={port!r}: expected a port number or a [low, high] range")
+
+
+def _validate_category_resources(option: Any) -> None:
+    if option is None:
+        return
+    if not isinstance(option, dict):
+        raise ExecutorConfigError(f"category_resources={option!r}: expected a dict such as "
+                                  "{'processing': {'memory': 2000}}")
+    for category, limits in option.items():
+        if category not in COFFEA_CATEGORIES:
+            raise ExecutorConfigError(f"category_resources: unknown category {category!r}; expected one of "
+                                      f"{list(COFFEA_CATEGORIES)}")
+        if not isinstance(limits, dict):
+            raise ExecutorConfigError(f"category_resources[{category!r}]={limits!r}: expected a dict of "
+                                      f"{list(RESOURCE_NAMES)}")
+        for name, value in limits.items():
+            if name not in RESOURCE_NAMES:
+                raise ExecutorConfigError(f"category_resources[{category!r}]: unknown resource {name!r}; "
+                                          f"expected one of {list(RESOURCE_NAMES)}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ExecutorConfigError(f"category_resources[{category!r}][{name!r}]={value!r}: expected a "
+                                          "positive number or None")
+
+
+def category_limits(ex: WorkQueueExecutor, category: str) -> dict[str, float]:
+    """The resources of ``category``'s tasks: the executor's cores/memory/disk/gpus, then its
+    ``category_resources`` entry (a None there removes the executor-wide value).
+
+    Example:
+        >>> ex = WorkQueueExecutor(memory=2000, category_resources={"preprocessing": {"memory": 500}})
+        >>> category_limits(ex, "preprocessing"), category_limits(ex, "processing")
+        ({'memory': 500}, {'memory': 2000})
+    """
+    limits: dict[str, Any] = {name: getattr(ex, name) for name in RESOURCE_NAMES}
+    limits.update((ex.category_resources or {}).get(category, {}))
+    return {name: value for name, value in limits.items() if value is not None}
 
 
 def resolved_local_workers(ex: WorkQueueExecutor) -> int:
@@ -317,20 +372,27 @@ def resolve_environment(environment_file: str | None) -> tuple[Path | None, Path
 
 
 def configure_category(session: ManagerSession, ex: WorkQueueExecutor, category: str) -> None:
-    """Allocation mode, maximum resources and fast abort of ``category`` on the session's queue."""
+    """Allocation mode, maximum resources and fast abort of ``category`` on the session's queue.
+
+    As coffea's executor: the category maximum is the executor's (or ``category_resources``') values in
+    every mode; processing tasks follow ``resources_mode`` and the other categories, in any mode but
+    fixed, max-seen (their sizes hardly vary); a category measures 3 tasks before it sizes them.
+    """
     queue, wq = session.queue, session.wq
     mode = RESOURCE_MODES[ex.resources_mode]
-    if mode == "max-throughput" and category != "processing":
+    if mode != "fixed" and category != "processing":
         mode = "max"
+    maxima = category_limits(ex, category)
+    if maxima:
+        queue_feature(queue, "specify_category_max_resources", "cores/memory/disk/gpus")(category, maxima)
     if mode != "fixed":
         names = {"max": "WORK_QUEUE_ALLOCATION_MODE_MAX", "min-waste": "WORK_QUEUE_ALLOCATION_MODE_MIN_WASTE",
                  "max-throughput": "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT"}
+        tune = getattr(queue, "tune", None)
+        if callable(tune):
+            tune("category-steady-n-tasks", STEADY_N_TASKS)
         queue_feature(queue, "specify_category_mode", "resources_mode")(
             category, module_constant(wq, names[mode], ALLOCATION_MODES[mode]))
-        maxima = {k: v for k, v in (("cores", ex.cores), ("memory", ex.memory), ("disk", ex.disk),
-                                    ("gpus", ex.gpus)) if v is not None}
-        if maxima:
-            queue_feature(queue, "specify_category_max_resources", "resources_mode")(category, maxima)
     if ex.fast_terminate_workers:
         queue_feature(queue, "activate_fast_abort_category", "fast_terminate_workers")(
             category, float(ex.fast_terminate_workers))

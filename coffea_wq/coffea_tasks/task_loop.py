@@ -20,6 +20,7 @@ from coffea.processor import accumulate
 from coffea_wq.catalog.verbose import task_report_lines
 from coffea_wq.coffea_tasks.backend import module_constant
 from coffea_wq.coffea_tasks.errors import RemoteError, TaskFailedError, describe_item
+from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
 from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
 from coffea_wq.coffea_tasks.progress import ProgressBars
 from coffea_wq.coffea_tasks.session import ManagerSession
@@ -53,6 +54,7 @@ class CallOptions:
     status: bool = True
     desc: str = "Processing"
     unit: str = "items"
+    resources_mode: str = "fixed"
 
 
 @dataclass
@@ -169,8 +171,13 @@ class TaskLoop:
                 return
             self.retry_or_fail(unit, f"{outcome.detail} (exit status {task.return_status})", task)
             return
-        if result == self.exhaustion and self._can_split(unit):
-            self.split_unit(unit, task)
+        if result == self.exhaustion:
+            if self._can_split(unit):
+                self.split_unit(unit, task)
+            else:
+                # the manager already retried at the maximum where the mode allows: the same box cannot help
+                reason = exhaustion_failure(task, self.options.resources_mode, self._why_not_split(unit))
+                self.fail(unit, reason, task)
             return
         self.retry_or_fail(unit, f"task result {_result_name(task)} (exit status {task.return_status})", task)
 
@@ -201,22 +208,35 @@ class TaskLoop:
                         unit.failures, self.options.retries)
             self.submit_unit(unit)
             return
+        self.fail(unit, reason, task, remote)
+
+    def fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
+        """Stop the call softly: the item failed for good."""
+        if unit.failures == 0:
+            unit.failures = 1
         self.session.staging.discard(unit.key)
-        self.failure = TaskFailedError(unit.item, unit.failures, reason, remote=remote, host=host,
-                                       stdout=getattr(task, "output", None))
+        self.failure = TaskFailedError(unit.item, unit.failures, reason, remote=remote,
+                                       host=getattr(task, "hostname", None), stdout=getattr(task, "output", None))
 
     def _can_split(self, unit: WorkUnit) -> bool:
         item = unit.item
         return (self.options.split_on_exhaustion and hasattr(item, "entrystart")
                 and item.entrystop - item.entrystart > 1)
 
+    def _why_not_split(self, unit: WorkUnit) -> str:
+        if not hasattr(unit.item, "entrystart"):
+            return "not a chunk of events"
+        if not self.options.split_on_exhaustion:
+            return "split_on_exhaustion is off"
+        return "a single event cannot be split"
+
     def split_unit(self, unit: WorkUnit, task: Any) -> None:
         """Replace an item that exhausted its resources by two halves (fresh retries each)."""
         pieces = split_work_item(unit.item, 2)
         self.session.staging.discard(unit.key)
         self.report.split.append((unit.item, pieces))
-        log.warning("%s exhausted its resources on %s; split into %d pieces", describe_item(unit.item),
-                    getattr(task, "hostname", "?"), len(pieces))
+        log.warning("%s exhausted its resources on %s (%s); split into %d pieces", describe_item(unit.item),
+                    getattr(task, "hostname", "?"), exhaustion_reason(task), len(pieces))
         if self.bars:
             self.bars.grow(len(pieces) - 1)
             self.bars.advance("submitted", -1)  # each piece counts as submitted on its own
