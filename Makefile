@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test-suite drives for real (interoperability, Slurm).
-SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge
+SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge gnuplot-nox
 PYTEST_ARGS ?=
 
 .PHONY: venv install demo test test-fast bench lint data clean system-packages

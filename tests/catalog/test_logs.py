@@ -24,8 +24,9 @@ from coffea_wq.manager.txlog import (
     read_transactions_log,
     resources_json,
 )
+from tests.support import SAMPLES as SHARED_SAMPLES
 
-SAMPLES = Path("/work/shared/research/samples")
+SAMPLES = SHARED_SAMPLES
 PY_TRANSACTIONS = SAMPLES / "py-manager/full/py-transactions.log"
 PY_STATS = SAMPLES / "py-manager/full/py-stats.log"
 needs_samples = pytest.mark.skipif(not PY_TRANSACTIONS.exists(), reason="research samples not present")

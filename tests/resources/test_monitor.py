@@ -22,9 +22,10 @@ from coffea_wq.resources.monitor import (
 )
 from coffea_wq.resources.rmon.limits import LimitError
 from coffea_wq.resources.types import Resources
+from tests.support import SAMPLES as SHARED_SAMPLES
 from tests.support import coffea_wq_command, wait_until
 
-SAMPLES = Path("/work/shared/research/samples/resource_monitor")
+SAMPLES = SHARED_SAMPLES / "resource_monitor"
 PY = sys.executable
 
 
