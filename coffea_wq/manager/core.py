@@ -302,9 +302,10 @@ class ManagerCore:
                         task.hostname, task.exhaustion_message or "no measurement", category.mode.name.lower(),
                         RequestLabel(task.label).log_name)
             return False
-        log.warning("task %d (category %s) exhausted its allocation %s on %s: %s; retrying with the category "
-                    "maximum", task.task_id, task.category, box, task.hostname,
-                    task.exhaustion_message or "no measurement")
+        # expected in the automatic modes (the first allocation is a bet): info, not a warning
+        log.info("task %d (category %s) exhausted its allocation %s on %s: %s; retrying with the category "
+                 "maximum", task.task_id, task.category, box, task.hostname,
+                 task.exhaustion_message or "no measurement")
         # CCTools logs the exhausted attempt as RETRIEVED before the task waits again with MAX_RESOURCES
         self.logs.task_done(task)
         task.label = following.value
