@@ -134,3 +134,20 @@ def test_exhausting_the_maximum_too_is_a_permanent_failure(kind, tmp_path, proce
     assert big.result == wq.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
     assert big.total_submissions == 1  # the first allocation already was the maximum: no retry can help
     assert "limit 150 MB" in big.exhaustion_message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_task_that_loses_its_measurement_is_a_monitor_error_and_the_queue_goes_on(kind, tmp_path, processes):
+    with wq.WorkQueue(port=0, host=LOOPBACK) as q:
+        q.enable_monitoring(watchdog=True)
+        q.tune("category-steady-n-tasks", 1)
+        q.specify_category_mode("analysis", wq.WORK_QUEUE_ALLOCATION_MODE_MAX)
+        start_worker(kind, processes, q.port, tmp_path / "w")
+        # the command kills the monitor that wraps it, so no summary comes back
+        lost = wq.Task("kill -9 $PPID; sleep 1")
+        lost.specify_category("analysis")
+        lost = run_one(q, lost)
+        after = run_one(q, hold_task(40, seconds=0.2, category="analysis"))
+    assert lost.result == wq.WORK_QUEUE_RESULT_RMONITOR_ERROR, lost.result_str
+    assert lost.resources_measured is None and lost.exhaustion_message == ""
+    assert after.result == wq.WORK_QUEUE_RESULT_SUCCESS and after.resources_measured.memory > 0
