@@ -72,8 +72,25 @@ def test_measure_mode_lets_the_task_finish_and_reports_its_memory(tmp_path):
 
 
 def test_short_lived_process_is_measured_at_exit(tmp_path):
-    summary, _ = run_watched([PY, "-c", "b = bytearray(150 * 2**20)"], tmp_path, interval=5)
-    assert summary.resources["memory"] >= 150
+    # Through the standalone monitor, a small process, so the child's rusage is its own (a child
+    # forked from the big test process would report the test's peak RSS as its own).
+    argv = [PY, "-c", "b = bytearray(150 * 2**20); b[::4096] = b'x' * len(b[::4096])"]
+    done = subprocess.run(
+        coffea_wq_command("monitor", "-i", "5", "-O", "short", "--no-pprint", "--", *argv),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = Summary.read(tmp_path / "short.summary")
+    assert 150 <= summary.resources["memory"] <= 200
+
+
+def test_parent_peak_is_not_reported_as_the_childs(tmp_path):
+    ballast = b"x" * (450 * 2**20)  # make this (the forking) process's peak RSS large
+    try:
+        summary, _ = run_watched(allocate(200, 1.5), tmp_path, interval=0.5)
+    finally:
+        del ballast
+    assert 195 <= summary.resources["memory"] <= 240
 
 
 def test_whole_tree_counts_children_and_grandchildren(tmp_path):

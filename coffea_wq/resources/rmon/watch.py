@@ -9,6 +9,7 @@ sample and returns the ``Summary``; the caller reaps the process (it is its chil
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import threading
 import time
@@ -186,8 +187,12 @@ class TreeWatch:
         res = dict(sampler.peaks)
         if rusage is not None:
             res["cpu_time"] = max(res.get("cpu_time", 0.0), rusage.ru_utime + rusage.ru_stime)
-            # ru_maxrss is in KB on Linux: the largest single process, including short-lived ones.
-            res["memory"] = max(res.get("memory", 0.0), rusage.ru_maxrss / 1024.0)
+            # ru_maxrss (KB on Linux) is the largest single process, short-lived ones included. But
+            # Linux carries a forking parent's peak RSS across exec into the child's figure, so a
+            # value not above our own peak may be inherited from us: trust only the samples then.
+            child_peak_mb = rusage.ru_maxrss / 1024.0
+            if child_peak_mb > _own_peak_rss_mb():
+                res["memory"] = max(res.get("memory", 0.0), child_peak_mb)
         cpu = res.get("cpu_time", 0.0)
         res.update(start=sampler.start, end=end, wall_time=wall, cpu_time=cpu)
         res["cores_avg"] = cpu / wall
@@ -234,3 +239,8 @@ class TreeWatch:
         else:
             summary.monitor_exit_code = RM_SUCCESS
         return summary
+
+
+def _own_peak_rss_mb() -> float:
+    """This process's peak RSS in MB: what a child forked from it may report as its own."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
