@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from tests.support import Processes
+
+# How long a test module's processes may take to exit after it ends before they count as leaked.
+LEAK_GRACE_SECONDS = 10.0
 
 
 @pytest.fixture
@@ -11,3 +15,28 @@ def processes():
     procs = Processes()
     yield procs
     procs.stop_all()
+
+
+def _children() -> dict[int, psutil.Process]:
+    return {p.pid: p for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_leaked_processes(request):
+    """Every process a test module starts is stopped by it: fail the module that leaks one."""
+    before = set(_children())
+    yield
+    leaked = [p for pid, p in _children().items() if pid not in before]
+    _, alive = psutil.wait_procs(leaked, timeout=LEAK_GRACE_SECONDS)
+    if not alive:
+        return
+    described = []
+    for proc in alive:
+        try:
+            described.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(alive, timeout=5)
+    if described:
+        pytest.fail(f"{request.module.__name__} left processes running:\n  " + "\n  ".join(described))
