@@ -13,6 +13,7 @@ import coffea_wq
 from coffea_wq.coffea_tasks.errors import ExecutorConfigError
 from coffea_wq.executor import category_limits
 from coffea_wq.manager.txlog import read_transactions_log
+from tests import support
 from tests.executor import helpers, nano
 
 
@@ -52,9 +53,11 @@ def test_measure_mode_reports_measured_resources_in_verbose_lines_and_the_log(fi
 
 
 @pytest.mark.slow
-def test_auto_mode_learns_a_first_allocation_after_three_tasks(fileset, tmp_path):
+@pytest.mark.parametrize("kind", ["coffea-wq", pytest.param("cctools", marks=pytest.mark.skipif(
+    support.REAL_WORKER is None, reason="work_queue_worker not installed"))])
+def test_auto_mode_learns_a_first_allocation_after_three_tasks(fileset, tmp_path, kind):
     txlog = tmp_path / "tx.log"
-    out = _run(fileset, resources_mode="auto", memory=3000, transactions_log=str(txlog))
+    out = _run(fileset, resources_mode="auto", memory=3000, transactions_log=str(txlog), local_worker_kind=kind)
     nano.assert_same_histograms(helpers.iterative_output(fileset), out)
     text = txlog.read_text()
     assert re.search(r"CATEGORY processing FIRST MAX_THROUGHPUT", text)
