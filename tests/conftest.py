@@ -17,8 +17,21 @@ def processes():
     procs.stop_all()
 
 
+# Helpers that multiprocessing and loky (coffea's FuturesExecutor) start once and keep for the
+# life of the interpreter, by design: not a test's leak.
+INTERPRETER_LIFETIME_HELPERS = ("resource_tracker import main",)
+
+
 def _children() -> dict[int, psutil.Process]:
-    return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    children = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if not any(marker in command for marker in INTERPRETER_LIFETIME_HELPERS):
+            children[proc.pid] = proc
+    return children
 
 
 @pytest.fixture(autouse=True, scope="module")
