@@ -84,6 +84,22 @@ def test_short_lived_process_is_measured_at_exit(tmp_path):
     assert 150 <= summary.resources["memory"] <= 200
 
 
+def test_short_lived_process_is_measured_at_exit_under_a_monitor_started_by_a_big_process(tmp_path):
+    # The monitor inherits its starter's peak RSS in its own ru_maxrss (a worker, or this pytest process
+    # with everything it imported); that must not make it distrust the task's exact figure at exit.
+    ballast = b"x" * (400 * 2**20)
+    try:
+        argv = [PY, "-c", "b = bytearray(150 * 2**20); b[::4096] = b'x' * len(b[::4096])"]
+        done = subprocess.run(
+            coffea_wq_command("monitor", "-i", "30", "-O", "short", "--no-pprint", "--", *argv),
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        del ballast
+    assert done.returncode == 0, done.stderr
+    assert 150 <= Summary.read(tmp_path / "short.summary").resources["memory"] <= 200
+
+
 def test_parent_peak_is_not_reported_as_the_childs(tmp_path):
     ballast = b"x" * (450 * 2**20)  # make this (the forking) process's peak RSS large
     try:

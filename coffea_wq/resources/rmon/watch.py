@@ -242,5 +242,18 @@ class TreeWatch:
 
 
 def _own_peak_rss_mb() -> float:
-    """This process's peak RSS in MB: what a child forked from it may report as its own."""
+    """The peak RSS of this process's memory since its exec (VmHWM), in MB: the most a child forked
+    (or vforked) from it can inherit into its ``ru_maxrss``.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: that also holds what *our* parent passed on to us
+    across our exec (a monitor started by a big pytest or worker process would then distrust every
+    task's exact figure and fall back to samples that can miss a short peak).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
