@@ -28,7 +28,7 @@ def catalog_records(port: int) -> list[dict]:
 @pytest.mark.skipif(REAL_CATALOG is None, reason="catalog_server is not installed")
 def test_named_manager_appears_in_the_real_catalog(processes, tmp_path):
     port = free_port()
-    processes.start([REAL_CATALOG, "-p", str(port), "-I", LOOPBACK, "-u", f"{LOOPBACK}:1"],
+    processes.start([REAL_CATALOG, "-p", str(port), "-I", LOOPBACK, "-u", f"{LOOPBACK}:1"], cwd=tmp_path,
                     stdout=open(tmp_path / "catalog.out", "w"), stderr=open(tmp_path / "catalog.err", "w"))
     wait_until(lambda: _connectable(port), 10, "the catalog server")
     project = f"adv-test-{uuid.uuid4().hex[:8]}"

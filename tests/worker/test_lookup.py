@@ -28,7 +28,7 @@ def _listening(port: int) -> bool:
 @pytest.fixture
 def catalog_port(processes, tmp_path):
     port = free_port()
-    processes.start([REAL_CATALOG, "-p", str(port), "-I", "127.0.0.1"], stdout=open(tmp_path / "catalog.log", "wb"),
+    processes.start([REAL_CATALOG, "-p", str(port), "-I", "127.0.0.1"], cwd=tmp_path, stdout=open(tmp_path / "catalog.log", "wb"),
                     stderr=open(tmp_path / "catalog.err", "wb"))
     wait_until(lambda: _listening(port), 10, "catalog_server to listen")
     return port
