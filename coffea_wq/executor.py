@@ -20,6 +20,7 @@ from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
 from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
+from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
 from coffea_wq.coffea_tasks.session import (
     ManagerSession,
     SessionConfig,
@@ -84,7 +85,13 @@ class WorkQueueExecutor(ExecutorBase):
     port : int or [low, high] (None)  listening port or range; default 0 (any free port) with a
                                       name or local workers, else 9123.
     local_workers : int (None)        start N coffea-wq workers on 127.0.0.1 and stop them at the end.
-                                      None: one per CPU core unless ``manager_name`` is set (then 0).
+                                      None: one per CPU core unless ``manager_name`` or ``factory``
+                                      is set (then 0).
+    factory : dict (None)             run a ``coffea_wq.Factory`` for the manager during the run
+                                      (preprocessing and processing), e.g. ``{"batch_type": "slurm",
+                                      "max_workers": 20, "cores": 4}`` (keys as ``Factory`` settings
+                                      or the factory's JSON file); stopped, its workers removed, at
+                                      the end, also on failure.
     local_worker_kind : str ("auto")  "coffea-wq", "cctools" (work_queue_worker) or "auto".
     filepath : str (".")              where the per-run staging directory is made.
     environment_file : str (None)     packed Python environment (envtools / conda-pack / venv-pack
@@ -125,6 +132,7 @@ class WorkQueueExecutor(ExecutorBase):
     port: int | list[int] | tuple[int, int] | None = None
     local_workers: int | None = None
     local_worker_kind: str = "auto"
+    factory: dict[str, Any] | None = None
     filepath: str = "."
     events_total: int | None = None
     x509_proxy: str | bool | None = None
@@ -218,7 +226,7 @@ class WorkQueueExecutor(ExecutorBase):
             filepath=str(self.filepath), local_workers=resolved_local_workers(self),
             local_worker_kind=self.local_worker_kind, stats_log=self.stats_log,
             transactions_log=self.transactions_log, debug_log=self.debug_log,
-            resource_monitor=resolved_monitor(self))
+            resource_monitor=resolved_monitor(self), factory=freeze_factory_options(self.factory))
 
     def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
         fixed = RESOURCE_MODES[self.resources_mode] == "fixed"
@@ -267,6 +275,7 @@ def validate_options(ex: WorkQueueExecutor) -> None:
     if ex.local_worker_kind not in ("auto", "coffea-wq", "cctools"):
         raise ExecutorConfigError(f"local_worker_kind={ex.local_worker_kind!r}: expected auto, coffea-wq or cctools")
     _validate_category_resources(ex.category_resources)
+    validate_factory_options(ex.factory)
     for name in RESOURCE_NAMES:
         value = getattr(ex, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
@@ -335,7 +344,8 @@ def category_limits(ex: WorkQueueExecutor, category: str) -> dict[str, float]:
 def resolved_local_workers(ex: WorkQueueExecutor) -> int:
     if ex.local_workers is not None:
         return ex.local_workers
-    return 0 if ex.manager_name else (os.cpu_count() or 1)
+    # a name or a factory means workers come from elsewhere
+    return 0 if ex.manager_name or ex.factory is not None else (os.cpu_count() or 1)
 
 
 def resolved_monitor(ex: WorkQueueExecutor) -> str:

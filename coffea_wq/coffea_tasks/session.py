@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coffea_wq.coffea_tasks.backend import load_work_queue_module
+from coffea_wq.coffea_tasks.factory_pool import FrozenOptions, start_factory, stop_factory
 from coffea_wq.coffea_tasks.local_workers import LocalWorkerPool, LocalWorkerSpec
 from coffea_wq.coffea_tasks.staging import StagingArea
 
@@ -41,13 +42,15 @@ class SessionConfig:
     debug_log: str | None
     resource_monitor: str  # off, measure or watchdog
     manager_impl: str | None = None  # None: backend's default choice
+    factory: FrozenOptions | None = None  # the ``factory={...}`` option, frozen
+
 
     def listen_port(self) -> int | tuple[int, int]:
-        """The port (or range) to listen on: explicit, else 0 (any free port) when a name or local
-        workers find the manager, else CCTools' default 9123."""
+        """The port (or range) to listen on: explicit, else 0 (any free port) when a name, local
+        workers or a factory find the manager, else CCTools' default 9123."""
         if self.port is not None:
             return self.port
-        if self.manager_name or self.local_workers > 0:
+        if self.manager_name or self.local_workers > 0 or self.factory is not None:
             return 0
         return DEFAULT_PORT
 
@@ -61,6 +64,7 @@ class ManagerSession:
         self.staging = StagingArea(Path(config.filepath))
         self.queue: Any = None
         self.workers: LocalWorkerPool | None = None
+        self.factory: Any = None
         self.calls = 0
 
     def open(self) -> None:
@@ -76,6 +80,8 @@ class ManagerSession:
                 password_file=self.config.password_file, kind=self.config.local_worker_kind,
                 workdir=self.staging.root / "workers"))
             self.workers.start()
+            if self.config.factory is not None:
+                self.factory = start_factory(self.config.factory, self.queue, self.config.password_file)
         except BaseException:
             self.close()
             raise
@@ -98,6 +104,10 @@ class ManagerSession:
         return int(self.queue.port)
 
     def close(self) -> None:
+        if self.factory is not None:
+            # first, so that no cycle submits workers while the others are told to leave
+            stop_factory(self.factory)
+            self.factory = None
         if self.queue is not None:
             try:
                 self.queue.shutdown_workers(0)
