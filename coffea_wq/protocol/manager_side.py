@@ -23,6 +23,7 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -418,6 +419,8 @@ class WorkerConnection:
         if len(fields) != 4:
             raise ProtocolError(f"malformed update line {line[:80]!r}")
         task_id, offset, length = _int(fields[0], line), _int(fields[2], line), _int(fields[3], line)
+        if offset < 0 or length < 0:
+            raise ProtocolError(f"negative offset or length in {line[:80]!r}")
         self._pending_update = (task_id, url_decode(fields[1]), offset, length)
         self._reading = _Reading.WATCH_DATA
 
@@ -561,17 +564,19 @@ def _int(text: str, line: str) -> int:
     try:
         return int(text)
     except ValueError:
-        try:
-            return int(float(text))
-        except ValueError:
-            raise ProtocolError(f"expected a number, got {text[:20]!r} in {line[:80]!r}") from None
+        # the C worker prints some counts with %lf; "inf"/"nan" must not escape as OverflowError
+        return int(_float(text, line))
 
 
 def _float(text: str, line: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ProtocolError(f"expected a number, got {text[:20]!r} in {line[:80]!r}") from None
+    if not math.isfinite(value):
+        # a NaN resource would compare false with everything and silently starve matching
+        raise ProtocolError(f"expected a finite number, got {text[:20]!r} in {line[:80]!r}")
+    return value
 
 
 _LINE_HANDLERS = {
