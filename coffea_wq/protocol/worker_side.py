@@ -68,6 +68,13 @@ from coffea_wq.protocol.worker_messages import (
 )
 
 PAYLOAD_CHUNK = 1 << 20
+# Payloads held in memory (a command, an env setting, a URL, a symlink target) are capped so
+# that a broken or hostile manager cannot make the worker buffer gigabytes before it errs;
+# file contents (``put``) stream out in chunks and have no cap.
+MAX_INLINE_PAYLOAD = 64 << 20
+# ``dir`` blocks nest by recursion; a bound keeps a hostile nesting a ProtocolError rather than
+# a RecursionError (Linux paths stop at 4096 bytes long before real trees reach this depth).
+MAX_DIR_DEPTH = 200
 
 
 # ---------------------------------------------------------------- names and numbers
@@ -260,7 +267,7 @@ class WorkerConnection:
             yield from self._parse_put(line, parent=None)
         elif keyword == "dir":
             name = check_relative_path(url_decode(_fields(line, 2)[1]), "dir")
-            yield from self._parse_dir_block(name, top_level=True)
+            yield from self._parse_dir_block(name, top_level=True, depth=1)
         elif keyword == "url":
             yield from self._parse_url(line)
         elif keyword == "task":
@@ -315,7 +322,9 @@ class WorkerConnection:
             self._emit(FileChunk(chunk))
         self._emit(FileEnd(path))
 
-    def _parse_dir_block(self, path: str, top_level: bool) -> _Parser:
+    def _parse_dir_block(self, path: str, top_level: bool, depth: int) -> _Parser:
+        if depth > MAX_DIR_DEPTH:
+            raise ProtocolError(f"dir {path[:200]!r}: directories nested deeper than {MAX_DIR_DEPTH} levels")
         self._emit(DirStart(path, top_level))
         while True:
             line = yield READ_LINE
@@ -327,23 +336,18 @@ class WorkerConnection:
                 yield from self._parse_put(line, parent=path)
             elif keyword == "dir":
                 entry = _check_basename(url_decode(_fields(line, 2)[1]), f"dir inside dir {path!r}")
-                yield from self._parse_dir_block(f"{path}/{entry}", top_level=False)
+                yield from self._parse_dir_block(f"{path}/{entry}", top_level=False, depth=depth + 1)
             elif keyword == "symlink":
                 parts = _fields(line, 3)
                 entry = _check_basename(url_decode(parts[1]), f"symlink inside dir {path!r}")
-                length = _parse_int(parts[2], line)
-                if length < 0:
-                    raise ProtocolError(f"negative length in {line!r}")
-                target = yield _ReadExact(length)
+                target = yield _ReadExact(self._length(parts[2], line))
                 self._emit(SymlinkReceived(f"{path}/{entry}", bytes(target).decode("utf-8", "surrogateescape")))
             # CCTools' worker ignores other lines inside a dir block; so do we.
 
     def _parse_url(self, line: str) -> _Parser:
         parts = _fields(line, 4)
         name = check_relative_path(url_decode(parts[1]), "url")
-        length = _parse_int(parts[2], line)
-        if length < 0:
-            raise ProtocolError(f"negative length in {line!r}")
+        length = self._length(parts[2], line)
         flags = _parse_int(parts[4], line) if len(parts) > 4 else 0
         url = yield _ReadExact(length)
         self._emit(UrlReceived(name, bytes(url).decode("utf-8", "surrogateescape"), _parse_mode(parts[3], line), flags))
@@ -391,9 +395,12 @@ class WorkerConnection:
 
     @staticmethod
     def _length(text: str, line: str) -> int:
+        """The length of a payload read into memory: not negative, not over MAX_INLINE_PAYLOAD."""
         length = _parse_int(text.strip(), line)
         if length < 0:
             raise ProtocolError(f"negative length in {line!r}")
+        if length > MAX_INLINE_PAYLOAD:
+            raise ProtocolError(f"payload of {length} bytes is over the {MAX_INLINE_PAYLOAD}-byte limit in {line!r}")
         return length
 
     @staticmethod

@@ -281,6 +281,12 @@ def test_close_in_the_middle_of_a_payload_is_not_clean():
         (b"task x\n", "expected an integer"),
         (b"kill\n", "needs 1 argument"),
         (b"get ..\n", "leaves its directory"),
+        (b"task 1\ncmd 99999999999\n", "over the 67108864-byte limit"),
+        (b"task 1\nenv 99999999999\n", "over the 67108864-byte limit"),
+        (b"url f 99999999999 0644\n", "over the 67108864-byte limit"),
+        (b"dir d\nsymlink l 99999999999\n", "over the 67108864-byte limit"),
+        (b"dir d\nsymlink l -1\n", "negative length"),
+        (b"dir d\n" + b"dir d\n" * 3000, "nested deeper than 200 levels"),
     ],
 )
 def test_malformed_input_raises_a_protocol_error_naming_the_culprit(data, message):
@@ -291,6 +297,13 @@ def test_malformed_input_raises_a_protocol_error_naming_the_culprit(data, messag
             pass
     with pytest.raises(ProtocolError):  # the connection stays failed
         conn.next_event()
+
+
+def test_directories_nested_to_the_depth_limit_are_accepted():
+    depth = 200
+    events = events_of(b"dir d\n" + b"dir d\n" * (depth - 1) + b"end\n" * depth)
+    assert sum(isinstance(e, DirStart) for e in events) == depth
+    assert events[-1] == DirEnd("d", True)
 
 
 def test_line_too_long():
