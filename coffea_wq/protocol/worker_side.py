@@ -170,6 +170,7 @@ class WorkerConnection:
     _names_expected: int = field(default=0, init=False)
     _error: ProtocolError | None = field(default=None, init=False)
     _finished: bool = field(default=False, init=False)
+    _between_messages: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if self.password is not None:
@@ -203,6 +204,15 @@ class WorkerConnection:
     @property
     def authenticating(self) -> bool:
         return self._auth is not None and not self._auth.done
+
+    @property
+    def waiting_for_manager(self) -> bool:
+        """Whether the manager owes us bytes: the password exchange or a ``name`` reply is not
+        over, or a message has begun and is not complete. The I/O layer bounds how long this
+        may last (CCTools' ``active_timeout``), so a stalled manager cannot hold a worker."""
+        if self._finished:
+            return False
+        return self.authenticating or self._names_expected > 0 or not self._between_messages or len(self._stream) > 0
 
     def next_event(self) -> Event | NeedData:
         """The next parsed message, ``NEED_DATA``, or ProtocolError for a malformed one."""
@@ -254,7 +264,9 @@ class WorkerConnection:
                 return
             self._emit(AuthSucceeded())
         while True:
+            self._between_messages = True
             line = yield READ_LINE
+            self._between_messages = False
             if self._names_expected:
                 self._names_expected -= 1
                 self._emit(ProjectName(line))

@@ -66,7 +66,7 @@ from coffea_wq.worker.tasks import TaskTable
 
 log = logging.getLogger(__name__)
 
-ACTIVE_TIMEOUT = 3600.0  # seconds a single send may take (CCTools' active_timeout)
+ACTIVE_TIMEOUT = 3600.0  # seconds a send, or a stall inside a message, may take (CCTools' active_timeout)
 BUSY_POLL = 0.05
 IDLE_POLL = 0.5
 SEND_CHUNK = 1 << 20
@@ -94,6 +94,7 @@ class SessionSettings:
     idle_timeout: float = 900.0
     end_time: float = 0.0  # worker's own deadline (seconds since the epoch), 0 = none
     features: tuple[str, ...] = ()
+    active_timeout: float = ACTIVE_TIMEOUT
 
 
 @dataclass
@@ -141,6 +142,7 @@ class ManagerSession:
         self._results_announced = False
         self._last_tag = 0
         self._last_work = time.monotonic()
+        self._last_received = time.monotonic()
 
     # -- the loop
 
@@ -148,7 +150,7 @@ class ManagerSession:
         """Run until the connection ends; always kills the tasks and wipes the workspace."""
         selector = selectors.DefaultSelector()
         try:
-            self.sock.settimeout(ACTIVE_TIMEOUT)
+            self.sock.settimeout(self.settings.active_timeout)
             selector.register(self.sock, selectors.EVENT_READ)
             self._send(self.conn.start())
             if self.settings.password is None:
@@ -171,6 +173,7 @@ class ManagerSession:
             data = self.sock.recv(1 << 16)
         except (ConnectionError, TimeoutError, OSError):
             data = b""
+        self._last_received = time.monotonic()
         self.conn.receive_data(data)
 
     def _handle_events(self) -> None:
@@ -210,6 +213,10 @@ class ManagerSession:
             self._send_quietly(encode_info("vacating", signal_name))
             raise _Stop(SessionEnd.ABORTED, f"received {signal_name}")
         now = time.monotonic()
+        if self.conn.waiting_for_manager and now - self._last_received > self.settings.active_timeout:
+            # the idle timeout does not cover this: it is off before the handshake and while tasks run
+            raise _Stop(SessionEnd.ERROR, f"manager {self.peer} sent nothing for {self.settings.active_timeout:g} s "
+                                          "in the middle of a message (or of the password exchange)")
         if self.settings.end_time and time.time() >= self.settings.end_time:
             self._send_quietly(encode_info("wall_time_exhausted", int(self.settings.end_time)))
             raise _Stop(SessionEnd.WALL_TIME, "the worker's --wall-time is used up")
