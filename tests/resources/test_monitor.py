@@ -112,16 +112,18 @@ def test_parent_peak_is_not_reported_as_the_childs(tmp_path):
 def test_whole_tree_counts_children_and_grandchildren(tmp_path):
     child = f"{PY} -c 'import time; b = bytearray(80 * 2**20); time.sleep(1.5)'"
     summary, _ = run_watched(["/bin/sh", "-c", f"{child} & {child} & wait"], tmp_path, interval=0.2)
-    assert summary.resources["memory"] >= 160
-    assert summary.resources["max_concurrent_processes"] >= 3
-    assert summary.resources["total_processes"] >= 3
+    # upper bounds too: a peak inherited from this (big) pytest process must not pass for the tree's
+    assert 160 <= summary.resources["memory"] <= 240
+    # the shell and its two children (dash execs a simple background command in the forked child)
+    assert summary.resources["max_concurrent_processes"] == 3
+    assert summary.resources["total_processes"] == 3
 
 
 def test_cpu_time_of_busy_children_is_counted(tmp_path):
     # Burn 0.6 s of CPU (however long that takes on a shared machine), in a grandchild.
     busy = f"{PY} -c 'import time; [0 for _ in iter(lambda: time.process_time() < 0.6, False)]'"
     summary, _ = run_watched(["/bin/sh", "-c", busy], tmp_path, interval=0.2)
-    assert summary.resources["cpu_time"] >= 0.55
+    assert 0.55 <= summary.resources["cpu_time"] <= 1.5
     assert summary.resources["cores"] >= summary.resources["cpu_time"] / summary.resources["wall_time"] > 0
 
 
@@ -129,7 +131,7 @@ def test_sandbox_disk_is_measured_and_limited(tmp_path):
     write = [PY, "-c", "import time; open('big', 'wb').write(bytes(20 * 2**20)); time.sleep(30)"]
     summary, monitor = run_watched(write, tmp_path, limits={"disk": 5}, watchdog=True, interval=0.2)
     assert monitor.killed and summary.limits_exceeded == {"disk": 5}
-    assert summary.resources["disk"] >= 20
+    assert 20 <= summary.resources["disk"] <= 25
 
 
 def test_wall_time_limit_kills_a_sleeping_task(tmp_path):
