@@ -35,6 +35,9 @@ from coffea_wq.protocol.urlcode import url_decode, url_encode
 STATUS_REQUESTS = ("queue_status", "task_status", "worker_status", "wable_status", "resources_status")
 RESOURCE_NAMES = ("workers", "disk", "memory", "gpus", "cores")
 FILE_CHUNK = 1 << 20
+# CCTools' MAX_TASK_STDOUT_STORAGE: a task's output beyond this is read and dropped, and the
+# result says so (``output_truncated``), so one chatty task cannot exhaust the manager's memory
+MAX_TASK_STDOUT_STORAGE = 1 << 30
 
 
 # ----------------------------------------------------------------------------------------- events
@@ -94,13 +97,18 @@ class ResultsAvailable:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """One ``result STATUS EXIT LEN TIME_US ID`` record with its stdout+stderr."""
+    """One ``result STATUS EXIT LEN TIME_US ID`` record with its stdout+stderr.
+
+    ``output_truncated``: the worker sent more than the connection keeps (1 GB by default); the
+    manager should mark the task STDOUT_MISSING, as CCTools does.
+    """
 
     status: int
     exit_code: int
     output: bytes
     execution_time_us: int
     task_id: int
+    output_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,7 @@ class WorkerConnection:
     Args:
         password: the password file's raw bytes, or None for no authentication.
         challenge: our 63-character challenge (random by default; fixed only to replay transcripts).
+        max_result_output: bytes of a task's output kept in memory; the rest is read and dropped.
 
     Example::
 
@@ -233,8 +242,12 @@ class WorkerConnection:
         sock.sendall(conn.send_kill(7))
     """
 
-    def __init__(self, password: bytes | None = None, challenge: str | None = None) -> None:
+    def __init__(self, password: bytes | None = None, challenge: str | None = None,
+                 max_result_output: int = MAX_TASK_STDOUT_STORAGE) -> None:
         self._stream = ByteStream()
+        self._max_result_output = max_result_output
+        self._result_output: bytes | None = None  # what is kept while the excess is dropped
+        self._result_excess = 0
         self._events: deque[Event] = deque()
         self._auth: PasswordAuth | None = None
         if password is not None:
@@ -368,12 +381,21 @@ class WorkerConnection:
     def _read_result_output(self) -> bool:
         assert self._pending_result is not None
         status, exit_code, length, exec_time, task_id = self._pending_result
-        data = self._stream.read_exact(length)
-        if data is None:
-            return False
-        self._pending_result = None
+        if self._result_output is None:
+            kept = self._stream.read_exact(min(length, self._max_result_output))
+            if kept is None:
+                return False
+            self._result_output, self._result_excess = kept, length - len(kept)
+        if self._result_excess:
+            dropped = self._stream.read_upto(min(self._result_excess, FILE_CHUNK))
+            if not dropped:
+                return False
+            self._result_excess -= len(dropped)
+            return True
+        truncated = length > len(self._result_output)
+        self._events.append(TaskResult(status, exit_code, self._result_output, exec_time, task_id, truncated))
+        self._pending_result, self._result_output = None, None
         self._reading = _Reading.LINES
-        self._events.append(TaskResult(status, exit_code, data, exec_time, task_id))
         return True
 
     def _on_file(self, rest: str, line: str) -> None:

@@ -75,6 +75,17 @@ def test_result_output_may_contain_protocol_words():
     assert events == [m.TaskResult(0, 0, output, 10, 3), m.ReplyEnd()]
 
 
+def test_result_output_over_the_storage_limit_is_dropped_and_flagged():
+    conn = m.WorkerConnection(max_result_output=4)
+    chunks = [b"result 0 0 10 5 7\n", b"abcdef", b"ghij", b"info tasks_running 0\nresult 0 0 3 5 8\nxyzend\n"]
+    assert events_of(chunks, conn) == [
+        m.TaskResult(0, 0, b"abcd", 5, 7, output_truncated=True),
+        m.Info("tasks_running", "0"),
+        m.TaskResult(0, 0, b"xyz", 5, 8),
+        m.ReplyEnd(),
+    ]
+
+
 def test_get_replies_file_dir_missing():
     data = (
         b"file file-0-y-out.txt 4\nabc\nend\n"
