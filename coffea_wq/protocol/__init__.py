@@ -3,7 +3,8 @@
 - ``framing``: lines and length-prefixed payloads;
 - ``urlcode``: CCTools' name encoding;
 - ``auth``: the password challenge-response;
-- ``manager_side``: the manager's view of one worker connection;
+- ``manager_side``: the manager's view of one worker connection (its events and the task
+  block in ``manager_messages``);
 - ``worker_side``: the worker's view of its manager connection.
 
 Nothing here touches sockets, threads or the clock.

@@ -25,11 +25,35 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from dataclasses import dataclass
 
 from coffea_wq.protocol import PROTOCOL_VERSION
 from coffea_wq.protocol.auth import AuthState, PasswordAuth
 from coffea_wq.protocol.framing import ByteStream, ProtocolError, encode_line
+from coffea_wq.protocol.manager_messages import (  # noqa: F401  (re-exported: the events are this module's API)
+    Alive,
+    AuthSucceeded,
+    ConnectionFailed,
+    DirectoryStart,
+    Event,
+    Feature,
+    FileData,
+    FileMissing,
+    FileStart,
+    Handshake,
+    HttpRequest,
+    Info,
+    InputFile,
+    NameRequest,
+    ReplyEnd,
+    ResourceReport,
+    ResourceTag,
+    ResultsAvailable,
+    StatusRequest,
+    TaskMessage,
+    TaskResult,
+    WatchUpdate,
+    WorkerIdentified,
+)
 from coffea_wq.protocol.urlcode import url_decode, url_encode
 
 STATUS_REQUESTS = ("queue_status", "task_status", "worker_status", "wable_status", "resources_status")
@@ -38,153 +62,6 @@ FILE_CHUNK = 1 << 20
 # CCTools' MAX_TASK_STDOUT_STORAGE: a task's output beyond this is read and dropped, and the
 # result says so (``output_truncated``), so one chatty task cannot exhaust the manager's memory
 MAX_TASK_STDOUT_STORAGE = 1 << 30
-
-
-# ----------------------------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class Handshake:
-    """``workqueue 9 HOST OS ARCH VERSION``: the peer is a worker."""
-
-    protocol: int
-    hostname: str
-    os: str
-    arch: str
-    version: str
-
-
-@dataclass(frozen=True)
-class WorkerIdentified:
-    worker_id: str
-
-
-@dataclass(frozen=True)
-class ResourceReport:
-    """``resource NAME TOTAL SMALLEST LARGEST`` (cores/memory/disk/gpus/workers)."""
-
-    name: str
-    total: float
-    smallest: float
-    largest: float
-
-
-@dataclass(frozen=True)
-class ResourceTag:
-    tag: int
-
-
-@dataclass(frozen=True)
-class Info:
-    """``info FIELD VALUE`` (tasks_running, end_of_resource_update, worker-end-time, ...)."""
-
-    field: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Alive:
-    pass
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-
-
-@dataclass(frozen=True)
-class ResultsAvailable:
-    pass
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """One ``result STATUS EXIT LEN TIME_US ID`` record with its stdout+stderr.
-
-    ``output_truncated``: the worker sent more than the connection keeps (1 GB by default); the
-    manager should mark the task STDOUT_MISSING, as CCTools does.
-    """
-
-    status: int
-    exit_code: int
-    output: bytes
-    execution_time_us: int
-    task_id: int
-    output_truncated: bool = False
-
-
-@dataclass(frozen=True)
-class FileStart:
-    """``file NAME LEN``: LEN bytes follow as :class:`FileData` events (at least one, maybe empty)."""
-
-    name: str
-    size: int
-
-
-@dataclass(frozen=True)
-class FileData:
-    data: bytes
-    last: bool
-
-
-@dataclass(frozen=True)
-class DirectoryStart:
-    """``dir NAME 0`` in a ``get`` reply: the entries follow with NAME as their prefix."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class FileMissing:
-    name: str
-    errno: int
-
-
-@dataclass(frozen=True)
-class ReplyEnd:
-    """``end``: the end of a ``send_results`` or ``get`` reply."""
-
-
-@dataclass(frozen=True)
-class WatchUpdate:
-    """``update ID PATH OFFSET LEN`` + bytes, inside a ``send_results`` reply."""
-
-    task_id: int
-    path: str
-    offset: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class StatusRequest:
-    kind: str  # one of STATUS_REQUESTS
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    path: str
-
-
-@dataclass(frozen=True)
-class NameRequest:
-    pass
-
-
-@dataclass(frozen=True)
-class AuthSucceeded:
-    pass
-
-
-@dataclass(frozen=True)
-class ConnectionFailed:
-    """The peer broke the protocol, failed authentication or closed; close the connection."""
-
-    reason: str
-
-
-Event = (
-    Handshake | WorkerIdentified | ResourceReport | ResourceTag | Info | Alive | Feature | ResultsAvailable
-    | TaskResult | FileStart | FileData | DirectoryStart | FileMissing | ReplyEnd | WatchUpdate
-    | StatusRequest | HttpRequest | NameRequest | AuthSucceeded | ConnectionFailed
-)
 
 
 class _Reading(enum.Enum):
@@ -196,33 +73,6 @@ class _Reading(enum.Enum):
     HTTP_HEADERS = "http-headers"
     CLOSED = "closed"
 
-
-@dataclass(frozen=True)
-class InputFile:
-    """One ``infile``/``outfile`` line of a task block."""
-
-    cached_name: str
-    remote_name: str
-    flags: int = 0
-
-
-@dataclass(frozen=True)
-class TaskMessage:
-    """Everything a ``task`` block carries (wq-protocol.md §4.5)."""
-
-    task_id: int
-    command: str
-    category: str = "default"
-    cores: float = 1.0
-    gpus: float = 0
-    memory: float = 0
-    disk: float = 0
-    end_time: float = 0  # s since the epoch; 0 = none
-    wall_time: float = 0  # s; 0 = none
-    env: tuple[tuple[str, str], ...] = ()
-    empty_dirs: tuple[str, ...] = ()
-    inputs: tuple[InputFile, ...] = ()
-    outputs: tuple[InputFile, ...] = ()
 
 
 # ------------------------------------------------------------------------------ the state machine
