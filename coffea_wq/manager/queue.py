@@ -58,6 +58,9 @@ class TaskQueue:
         self._next_id = first_task_id
         self.ready_count = 0
         self.category_totals: dict[str, dict[str, int]] = {}  # category -> tasks_dispatched/done/...
+        # field-wise largest request of every task ever submitted (CCTools' max_task_resources_requested,
+        # shown as the "whole queue" maxima of work_queue_status -A even after those tasks are gone)
+        self.largest_requested: dict[str, float] = {}
 
     def count_for_category(self, category: str, key: str) -> None:
         totals = self.category_totals.setdefault(category, {})
@@ -70,6 +73,8 @@ class TaskQueue:
         task.time_when_submitted = now_us
         self.tasks[task.task_id] = task
         self.counters.tasks_submitted += 1
+        for resource, value in task.requested.as_dict().items():
+            self.largest_requested[resource] = max(self.largest_requested.get(resource, value), value)
         self.make_ready(task)
         return task.task_id
 

@@ -223,10 +223,15 @@ class StatusReporter:
         return records
 
     def _largest_requests(self) -> dict[str, float]:
-        largest: dict[str, float] = {}
-        for task in self.server.queue.tasks.values():
-            for resource, value in task.requested.as_dict().items():
-                largest[resource] = max(largest.get(resource, 0.0), value)
+        """The "whole queue" maxima: every request ever submitted and every category's explicit max.
+
+        As CCTools (``q->max_task_resources_requested`` merged with each ``c->max_allocation``), so
+        the row keeps its values once the tasks that declared them are gone.
+        """
+        largest = dict(self.server.queue.largest_requested)
+        for category in self.server.core.categories.values():
+            for resource, value in category.max_allocation.as_dict().items():
+                largest[resource] = max(largest.get(resource, value), value)
         return largest
 
     def _category_record(self, name: str, counts: dict[str, int], able: int,

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 import coffea_wq.work_queue as wq
-from tests.manager.helpers import start_real_worker
+from tests.manager.helpers import start_real_worker, start_worker
 from tests.support import LOOPBACK, REAL_STATUS, Processes, requires_cctools, wait_until
 
 
@@ -103,3 +103,30 @@ def test_http_get_answers_the_same_json(tmp_path):
         with urllib.request.urlopen(f"http://{LOOPBACK}:{q.port}/", timeout=10) as reply:
             assert b"/task_status" in reply.read()
         assert q.stats.workers_connected == 0  # status clients are not workers
+
+
+@requires_cctools
+def test_whole_queue_maxima_keep_every_request_ever_made_and_category_maxima(processes, tmp_path):
+    """As CCTools (samples/py-manager/full/status-A.txt): the only task that declared resources is
+    gone, yet "whole queue" still shows its 1.000/100/50; an explicit category max joins them."""
+    with wq.WorkQueue(port=0, host=LOOPBACK) as q:
+        start_worker("coffea-wq", processes, q.port, tmp_path / "w", cores=2, memory=500, disk=500)
+        declared = wq.Task("true")
+        declared.specify_category("cat-a")
+        declared.specify_cores(1)
+        declared.specify_memory(100)
+        declared.specify_disk(50)
+        q.submit(declared)
+        assert wait_until(lambda: q.wait(1), 60, "the declared task to come back").id == declared.id
+        q.submit(wq.Task("sleep 30"))  # declares nothing
+        wait_until(lambda: q.stats.tasks_running == 1, 30, "the undeclared task to run")
+
+        def categories() -> dict[str, dict]:
+            return {c["category"]: c for c in json.loads(status("-A", "-l", port=q.port))}
+
+        shown = categories()
+        assert [shown["whole queue"][f"max_{r}"] for r in ("cores", "memory", "disk")] == ["1.000", "100", "50"]
+        assert shown["cat-a"]["tasks_done"] == 1
+        assert not {"max_cores", "max_memory", "max_disk"} & set(shown["default"])
+        q.specify_category_max_resources("big", {"memory": 700})
+        assert categories()["whole queue"]["max_memory"] == "700"
