@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from coffea import processor
@@ -29,7 +30,8 @@ DEMO = REPO / "analysis_examples" / "demo.py"
 DEMO_CFG = REPO / "analysis_examples" / "topeft" / "cfg" / "demo.cfg"
 
 
-def run_script(*args: str, cwd=REPO, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_script(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run work_queue_run.py in ``cwd`` (a tmp dir: its default output directory is ./histos)."""
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -68,7 +70,7 @@ def test_executor_args_are_topcoffea_style():
 
 
 def test_pretend_prints_samples_and_chunk_plan_and_writes_nothing(tmp_path):
-    proc = run_script(str(DEMO_CFG), "--pretend", "-s", "1000", "-c", "2", "-p", str(tmp_path))
+    proc = run_script(str(DEMO_CFG), "--pretend", "-s", "1000", "-c", "2", "-p", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ttH_like" in proc.stdout and "demo.cfg:8" in proc.stdout
     assert "Chunk plan" in proc.stdout
@@ -90,7 +92,7 @@ def test_iterative_run_writes_the_output_file_and_summary(tmp_path):
 def test_a_bad_cfg_line_is_named(tmp_path):
     cfg = tmp_path / "bad.cfg"
     cfg.write_text(f"# fine so far\n{REPO}/analysis_examples/data/sample/ttH_like.json\nttZ_missing.json\n")
-    proc = run_script(str(cfg), "--pretend")
+    proc = run_script(str(cfg), "--pretend", cwd=tmp_path)
     assert proc.returncode == 2
     assert f"{cfg}:3: sample file 'ttZ_missing.json' not found" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -98,15 +100,16 @@ def test_a_bad_cfg_line_is_named(tmp_path):
 
 def test_a_failed_run_is_one_clear_line_not_a_traceback(tmp_path):
     (tmp_path / "broken.root").write_bytes(b"this is not a ROOT file")
-    proc = run_script(str(tmp_path / "broken.root"), "--executor", "iterative", "-p", str(tmp_path), "--no-status")
+    proc = run_script(str(tmp_path / "broken.root"), "--executor", "iterative", "-p", str(tmp_path), "--no-status",
+                      cwd=tmp_path)
     assert proc.returncode == 1
     assert "work_queue_run.py: error: the analysis failed" in proc.stderr and "broken.root" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.pkl.gz"))
 
 
-def test_a_bad_option_is_refused():
-    proc = run_script(str(DEMO_CFG), "--port", "nine")
+def test_a_bad_option_is_refused(tmp_path):
+    proc = run_script(str(DEMO_CFG), "--port", "nine", cwd=tmp_path)
     assert proc.returncode == 2 and "port 'nine' is not a number" in proc.stderr
 
 
