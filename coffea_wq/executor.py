@@ -231,10 +231,11 @@ class WorkQueueExecutor(ExecutorBase):
     def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
         fixed = RESOURCE_MODES[self.resources_mode] == "fixed"
         declared = category_limits(self, category) if fixed else {}
-        env, env_runner = resolve_environment(self.environment_file)
+        env, env_runner, env_name = resolve_environment(self.environment_file)
         return TaskTemplate(
             function=session.staging.write_function(function, self.function_name, self.compression),
             script=session.staging.script, category=category, environment=env, env_runner=env_runner,
+            environment_name=env_name,
             extra_inputs=[(Path(p).resolve(), Path(p).name) for p in self.extra_input_files],
             x509_proxy=resolve_x509_proxy(self.x509_proxy),
             cores=declared.get("cores"), memory=declared.get("memory"), disk=declared.get("disk"),
@@ -367,18 +368,29 @@ def resolve_x509_proxy(option: str | bool | None) -> Path | None:
     return Path(candidate).resolve() if Path(candidate).is_file() else None
 
 
-def resolve_environment(environment_file: str | None) -> tuple[Path | None, Path | None]:
-    """The environment tarball and the ``coffea_wq_env_run`` script that unpacks it on workers."""
+def resolve_environment(environment_file: str | None) -> tuple[Path | None, Path | None, str | None]:
+    """The environment tarball, the ``coffea_wq_env_run`` script that unpacks it on workers, and the
+    tarball's name on workers: ``envtools.unpack_key(tarball) + ".tar.gz"`` (name, size and gzip
+    trailer), so a tarball rebuilt under the same name (an ``_HEAD`` one) is cached anew.
+
+    Example:
+        >>> resolve_environment(None)
+        (None, None, None)
+    """
     if environment_file is None:
-        return None, None
+        return None, None, None
     try:
         import envtools
 
         runner = Path(envtools.runner_script_path())
+        tarball = Path(environment_file).resolve()
+        remote = f"{envtools.unpack_key(tarball)}.tar.gz"
     except (ImportError, AttributeError) as exc:
         raise ExecutorConfigError(f"environment_file={environment_file!r} needs envtools.runner_script_path(), "
                                   f"which is not available: {exc}") from exc
-    return Path(environment_file).resolve(), runner
+    except OSError as exc:
+        raise ExecutorConfigError(f"environment_file={environment_file!r} cannot be read: {exc}") from exc
+    return tarball, runner, remote
 
 
 def configure_category(session: ManagerSession, ex: WorkQueueExecutor, category: str) -> None:

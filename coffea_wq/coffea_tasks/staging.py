@@ -60,6 +60,9 @@ class TaskTemplate:
     python: str = "python3"
     environment: Path | None = None
     env_runner: Path | None = None
+    # the tarball's name on workers (its content key), so a rebuilt tarball is never mistaken for
+    # an older one a long-lived worker cached under the same file name
+    environment_name: str | None = None
     extra_inputs: Sequence[tuple[Path, str]] = ()
     x509_proxy: Path | None = None
     cores: int | None = None
@@ -74,8 +77,15 @@ class TaskTemplate:
         """The shell command of every task of this template."""
         argv = [self.python, TASK_SCRIPT_NAME, self.function.remote_name, ITEM_REMOTE_NAME, OUTPUT_REMOTE_NAME]
         if self.environment is not None:
-            argv = [f"./{ENV_RUNNER_NAME}", self.environment.name, *argv]
+            argv = [f"./{ENV_RUNNER_NAME}", self.environment_remote_name, *argv]
         return " ".join(shlex.quote(a) for a in argv)
+
+    @property
+    def environment_remote_name(self) -> str:
+        """The environment tarball's file name in the task sandbox (and the worker's cache)."""
+        if self.environment is None:
+            raise ValueError("this template has no environment")
+        return self.environment_name or self.environment.name
 
 
 class StagingArea:
@@ -141,7 +151,7 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
     task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
     if template.environment is not None and template.env_runner is not None:
         task.specify_input_file(str(template.env_runner), ENV_RUNNER_NAME, cache=True)
-        task.specify_input_file(str(template.environment), template.environment.name, cache=True)
+        task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
     for local, remote in template.extra_inputs:
         task.specify_input_file(str(local), remote, cache=True)
     if template.x509_proxy is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,18 @@ def clean_analysis(analysis: Analysis) -> Analysis:
     analysis.git("checkout", "--", ".")
     yield analysis
     analysis.git("checkout", "--", ".")
+
+
+@pytest.fixture(scope="session")
+def project_environment(tmp_path_factory) -> Path:
+    """The project venv (coffea, awkward, uproot; coffea-wq editable) packed ONCE per session (~20-40 s)."""
+    import envtools
+    from tests.support import REPO
+
+    cache = tmp_path_factory.mktemp("project-env-cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checkout has uncommitted edits while engineers work
+        return envtools.get_environment(cache, analysis_dir=REPO, prefix=sys.prefix, compress_level=1)
 
 
 @pytest.fixture(scope="session")

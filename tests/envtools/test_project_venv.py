@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 import envtools
-from tests.support import REPO
 
 
 @pytest.mark.slow
-def test_project_venv_runs_coffea_after_unpacking_elsewhere(tmp_path: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the checkout has uncommitted edits while engineers work
-        tarball = envtools.get_environment(tmp_path / "envs", analysis_dir=REPO, prefix=sys.prefix)
+def test_project_venv_runs_coffea_after_unpacking_elsewhere(tmp_path: Path, project_environment: Path):
+    tarball = project_environment
     env_dir = envtools.ensure_unpacked(tarball, tmp_path / "worker" / "coffea-wq-envs")
     probe = ("import sys, coffea, coffea.processor, awkward, uproot, coffea_wq, envtools; "
              "print(sys.prefix); print(coffea_wq.__file__)")
