@@ -12,7 +12,6 @@ Neither has a ``PYTHONPATH``; everything a task imports comes from the packed pr
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,13 +67,23 @@ def manager_address_of(pid: int, port: int) -> str | None:
     return None
 
 
-def tasks_run_by(transactions_log: Path) -> dict[str, int]:
-    """How many task attempts each worker address started, from the manager's transactions log."""
-    counts: dict[str, int] = {}
+def tasks_done_by(transactions_log: Path) -> dict[tuple[str, str], int]:
+    """How many tasks of each category each worker address completed, from the transactions log."""
+    category: dict[str, str] = {}
+    where: dict[str, str] = {}
+    counts: dict[tuple[str, str], int] = {}
     for line in transactions_log.read_text().splitlines():
-        match = re.match(r"\d+ \d+ TASK \d+ RUNNING (\S+) ", line)
-        if match:
-            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        words = line.split()
+        if len(words) < 5 or words[2] != "TASK":
+            continue
+        task, event = words[3], words[4]
+        if event == "WAITING":
+            category[task] = words[5]
+        elif event == "RUNNING":
+            where[task] = words[5]
+        elif event == "DONE" and words[5] == "SUCCESS":
+            key = (where[task], category[task])
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -128,8 +137,10 @@ def test_example_with_environment_file_on_workers_without_coffea(tmp_path, proce
     assert_outputs_equal(reference, out)
     report = last_report("Processing")
     assert len(report.accumulated) == 12 and report.failed == []
-    ran = tasks_run_by(transactions)
-    assert ran.get(addresses["cctools"], 0) >= 1 and ran.get(addresses["coffea-wq"], 0) >= 1, (addresses, ran)
+    done = tasks_done_by(transactions)
+    for name, address in addresses.items():
+        assert done.get((address, "processing"), 0) >= 1, f"the {name} worker ran no processing task: {done}"
+    assert sum(n for (_, category), n in done.items() if category == "processing") == 12, done
 
 
 def test_tarball_name_on_workers_is_its_content_key(tmp_path):
