@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,9 @@ MANAGER = textwrap.dedent(
         t = q.wait(1)
         if t:
             done.append([t.id, t.result, t.return_status])
-    json.dump({"done": done, "seconds": time.time() - began}, open("result.json", "w"))
+    seconds = time.time() - began
+    q.shutdown()  # MANAGER END and the final stats row are written before the test reads the logs
+    json.dump({"done": done, "seconds": seconds}, open("result.tmp", "w")); __import__("os").rename("result.tmp", "result.json")
     """
 )
 
@@ -80,19 +83,34 @@ def test_workers_started_first_find_our_named_manager_through_our_catalog(proces
     assert ours.poll() is None
 
     events = read_transactions_log(tmp_path / "tr.log")  # every line parses against the grammar
+    assert (events[0].kind, events[0].event) == ("MANAGER", "START")
+    assert (events[-1].kind, events[-1].event) == ("MANAGER", "END")
+    assert [e.event for e in events if e.kind == "MANAGER"] == ["START", "END"]
     connections = [e for e in events if e.kind == "WORKER" and e.event == "CONNECTION"]
     assert len(connections) >= 2 and all(e.address.startswith("127.0.0.1:") for e in connections)
-    runs: dict[str, int] = {}
+    per_task: dict[str, list] = {}
     for e in events:
-        if e.kind == "TASK" and e.event == "RUNNING":
-            runs[e.subject] = runs.get(e.subject, 0) + 1
+        if e.kind == "TASK":
+            per_task.setdefault(e.subject, []).append(e)
+    assert sorted(per_task, key=int) == [str(i) for i in range(1, 25)]
+    for task_id, task_events in per_task.items():
+        assert task_events[0].event == "WAITING", task_id
+        assert [e.event for e in task_events].count("DONE") == 1, task_id
+        assert (task_events[-1].event, task_events[-1].result, task_events[-1].exit_code) == ("DONE", "SUCCESS", 0)
+        assert task_events[-2].event == "RETRIEVED" and task_events[-2].result == "SUCCESS", task_id
+    runs = {task_id: [e.event for e in task_events].count("RUNNING") for task_id, task_events in per_task.items()}
     assert max(runs.values()) >= 2, "no task was retried after the worker died"
-    assert {e.subject for e in events if e.event == "RETRIEVED"} == {str(i) for i in range(1, 25)}
 
     rows = read_stats_log(tmp_path / "stats.log")
-    # the manager's last row may precede the last task (a forced final row is the manager's call)
-    assert max(r["tasks_done"] for r in rows) >= 20
-    assert (rows[-1]["timestamp"] - rows[0]["timestamp"]) / 1e6 > 0.5 * result["seconds"]  # rows span the run
+    assert rows[-1]["tasks_submitted"] == 24 and rows[-1]["tasks_done"] == 24  # the final row counts every task
+    assert rows[-1]["tasks_waiting"] == rows[-1]["tasks_running"] == 0
+    assert (rows[-1]["timestamp"] - rows[0]["timestamp"]) / 1e6 >= 0.9 * result["seconds"]  # rows span the run
+    if shutil.which("work_queue_graph_log") and shutil.which("gnuplot"):
+        real = subprocess.run(["work_queue_graph_log", "-T", "png", "-o", str(tmp_path / "real"),
+                               str(tmp_path / "stats.log")], capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+        output = real.stdout + real.stderr
+        assert "invalid value" not in output and "Aborting" not in output, output
+        assert (tmp_path / "real.tasks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", output
     plot = subprocess.run(coffea_wq_command("graph-log", str(tmp_path / "stats.log"), "-o", str(tmp_path / "g")),
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert plot.returncode == 0, plot.stderr
