@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 URL_TIMEOUT = 300.0
 
 
+def remove_path(path: Path) -> None:
+    """Delete a file, a symlink (not what it points to) or a directory tree; missing is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 class CacheError(Exception):
     """A cache operation the manager asked for cannot be done (the connection must end)."""
 
@@ -131,14 +142,7 @@ class FileCache:
 
     def remove(self, name: str) -> None:
         """Delete ``cache/<name>`` recursively; a missing name is fine (as in CCTools)."""
-        path = self.path_of(name)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        remove_path(self.path_of(name))
 
     def describe_for_get(self, name: str, recursive: bool = True) -> list[GetEntry]:
         """The entries of the reply to ``get <name>``: a file, a directory tree, or missing."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coffea_wq.protocol.worker_messages import TaskSpec
-from coffea_wq.worker.cache import FileCache
+from coffea_wq.worker.cache import FileCache, remove_path
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Workspace:
         if not self.root.exists():
             return
         for entry in os.listdir(self.root):
-            _remove_path(self.root / entry)
+            remove_path(self.root / entry)
         self.cache_dir.mkdir(exist_ok=True)
 
     def remove(self) -> None:
@@ -82,7 +82,7 @@ def prepare_sandbox(workspace: Workspace, cache: FileCache, task: TaskSpec) -> P
     """
     sandbox = workspace.sandbox_dir(task.taskid)
     if sandbox.exists():
-        _remove_path(sandbox)
+        remove_path(sandbox)
     sandbox.mkdir(parents=True)
     for name in task.empty_dirs:
         (sandbox / name).mkdir(parents=True, exist_ok=True)
@@ -157,15 +157,6 @@ def directory_size_mb(path: Path) -> float:
 
 
 def remove_sandbox(workspace: Workspace, taskid: int) -> None:
-    _remove_path(workspace.sandbox_dir(taskid))
-    _remove_path(workspace.output_file(taskid))
+    remove_path(workspace.sandbox_dir(taskid))
+    remove_path(workspace.output_file(taskid))
 
-
-def _remove_path(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
