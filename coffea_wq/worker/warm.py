@@ -119,6 +119,10 @@ class _Zygote:
                 op = message.get("op")
                 if op in ("started", "failed"):
                     self.started[message["id"]] = message
+                    if op == "started":
+                        # a reused pid starts with a clean slate; done here, in stream order, because
+                        # this child's own "exit" may follow at once, before run() wakes up
+                        self.exits.pop(int(message["pid"]), None)
                 elif op == "exit":
                     self.exits[message["pid"]] = int(message["returncode"])
                 self.cond.notify_all()
@@ -148,7 +152,6 @@ class _Zygote:
             answer = self.started.pop(request_id)
             if answer["op"] == "failed":
                 raise RuntimeError(f"zygote {self.proc.pid}: {answer.get('error')}")
-            self.exits.pop(answer["pid"], None)  # a reused pid starts with a clean slate
             return int(answer["pid"])
 
     def returncode(self, pid: int) -> int | None:
