@@ -9,6 +9,7 @@
 * ``splitting``: cutting a WorkItem into smaller ones (split on exhaustion).
 * ``backend``: which Work Queue implementation the executor drives.
 * ``local_workers``: the worker processes an executor starts on 127.0.0.1.
+* ``factory_pool``: the ``factory={...}`` option, a ``coffea_wq.Factory`` serving the run's manager.
 * ``session``: the manager, staging area and local workers that must outlive ``copy()``.
 * ``task_loop``: submit, wait, retry, split and accumulate until every item is done.
 * ``progress``: the rich progress bars.
