@@ -288,7 +288,7 @@ def verbose_report(task: Any, item: Any) -> list[str]:
 def _resources(task: Any, attribute: str) -> dict[str, Any]:
     try:
         summary = getattr(task, attribute)
-    except Exception:  # a manager without measurements
+    except (AttributeError, TypeError, ValueError):  # a manager without measurements
         return {}
     if summary is None:
         return {}
@@ -300,7 +300,7 @@ def _resources(task: Any, attribute: str) -> dict[str, Any]:
 def _runtime_s(task: Any) -> float | None:
     try:
         return float(task.cmd_execution_time) / 1e6
-    except Exception:
+    except (AttributeError, TypeError, ValueError):
         return None
 
 
@@ -308,12 +308,12 @@ def _connected_workers(queue: Any) -> int:
     try:
         stats = queue.stats
         return int(getattr(stats, "workers_connected", 0) or 0)
-    except Exception:
+    except (AttributeError, TypeError, ValueError):
         return 0
 
 
 def _result_name(task: Any) -> str:
     try:
         return str(task.result_str)
-    except Exception:
+    except (AttributeError, TypeError, ValueError):
         return str(task.result)
