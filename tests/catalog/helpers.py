@@ -11,16 +11,23 @@ from tests.support import LOOPBACK, REAL_CATALOG, SYSTEM_PYTHON, Processes, free
 
 
 def start_real_catalog(processes: Processes, workdir: Path) -> int:
-    """CCTools' catalog_server on a free loopback port (it reports itself only to itself)."""
-    port = free_port()
-    history = workdir / "catalog.history"
-    processes.start(
-        [REAL_CATALOG, "-p", port, "-I", LOOPBACK, "-u", f"{LOOPBACK}:{port}", "-H", history,
-         "-o", workdir / "catalog.debug", "-d", "all"],
-        cwd=workdir,
-    )  # fmt: skip
-    wait_until(lambda: _accepts(port), 10, "catalog_server to listen")
-    return port
+    """CCTools' catalog_server on a free loopback port (it reports itself only to itself).
+
+    catalog_server also takes port+1 (TCP updates), which free_port() cannot promise: one that
+    exits at start is tried again on another port.
+    """
+    for _attempt in range(3):
+        port = free_port()
+        history = workdir / "catalog.history"
+        proc = processes.start(
+            [REAL_CATALOG, "-p", port, "-I", LOOPBACK, "-u", f"{LOOPBACK}:{port}", "-H", history,
+             "-o", workdir / "catalog.debug", "-d", "all"],
+            cwd=workdir,
+        )  # fmt: skip
+        if wait_until(lambda proc=proc, port=port: proc.poll() is not None or _accepts(port), 30,
+                      "catalog_server to listen") and proc.poll() is None:  # fmt: skip
+            return port
+    raise AssertionError(f"catalog_server exited at start three times; see {workdir / 'catalog.debug'}")
 
 
 def _accepts(port: int) -> bool:
