@@ -263,8 +263,9 @@ class WorkQueue:
     def tune(self, name: str, value: float) -> int:
         """CCTools' tuning knobs. Honoured: ``keepalive-interval``, ``keepalive-timeout`` and
         ``category-steady-n-tasks`` (completions a category measures before it computes a first
-        allocation in an automatic mode; CCTools' default 25, coffea's executor uses 3); others are
-        accepted and ignored.
+        allocation in an automatic mode; CCTools' default 25, coffea's executor uses 3), and
+        ``max-task-stdout-storage`` (bytes of a task's output kept, default 1 GB as CCTools; the
+        rest is dropped and the task's result is STDOUT_MISSING); others are accepted and ignored.
 
         Example: ``q.tune("category-steady-n-tasks", 3)``.
         """
@@ -277,6 +278,12 @@ class WorkQueue:
                 raise ValueError(f"tune('category-steady-n-tasks', {value!r}): expected an integer >= 1")
             with self._server.lock:
                 self._server.core.set_steady_n_tasks(int(value))
+            return 1
+        if name == "max-task-stdout-storage":  # coffea-wq's: CCTools fixes it at 1 GB
+            if int(value) < 0:
+                raise ValueError(f"tune('max-task-stdout-storage', {value!r}): expected bytes >= 0")
+            with self._server.lock:
+                self._server.max_task_output = int(value)
             return 1
         log.info("tune(%r, %r): not used by coffea-wq's manager; ignored", name, value)
         return 0

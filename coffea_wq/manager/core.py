@@ -179,6 +179,9 @@ class ManagerCore:
             self._requeue(task)
             return
         task.result = _result_code(result.status)
+        if result.output_truncated and task.result is ResultCode.SUCCESS:
+            # as CCTools: output beyond what the manager keeps is dropped and the task says so
+            task.result = ResultCode.STDOUT_MISSING
         task.return_status = result.exit_code
         task.output = result.output.decode("utf-8", errors="replace")
         task.cmd_execution_time = exec_time

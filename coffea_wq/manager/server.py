@@ -54,6 +54,7 @@ class ManagerServer:
         self.project: str | None = None
         self.keepalive_interval = 120.0
         self.keepalive_timeout = 30.0
+        self.max_task_output = msg.MAX_TASK_STDOUT_STORAGE  # bytes of one task's output kept
         self.status_provider: Callable[[str], object] | None = None
         self.on_tick: Callable[[], None] | None = None
         self.on_workers_changed: Callable[[], None] | None = None
@@ -179,10 +180,15 @@ class ManagerServer:
                 peer = self.core.peers.get(key.data)
                 if peer is None:
                     continue
-                if mask & selectors.EVENT_READ:
-                    self._read(peer)
-                if mask & selectors.EVENT_WRITE and peer.key in self.core.peers:
-                    self._write(peer)
+                try:
+                    if mask & selectors.EVENT_READ:
+                        self._read(peer)
+                    if mask & selectors.EVENT_WRITE and peer.key in self.core.peers:
+                        self._write(peer)
+                except Exception:  # a bug triggered by one peer: drop that peer, keep serving the others
+                    log.exception("worker %s (%s): internal error while serving it; disconnecting it",
+                                  peer.hostname, peer.address)
+                    self._close_peer(peer, "FAILURE")
 
     def _drain_wake(self) -> None:
         self._wake_pending = False
@@ -202,7 +208,7 @@ class ManagerServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             key = self._next_key
             self._next_key += 1
-            peer = Peer(key, sock, msg.WorkerConnection(self.password), f"{address[0]}:{address[1]}")
+            peer = Peer(key, sock, msg.WorkerConnection(self.password, max_result_output=self.max_task_output), f"{address[0]}:{address[1]}")
             peer.handshake_deadline = time.monotonic() + self.keepalive_timeout
             self.core.peers[key] = peer
             self._selector.register(sock, selectors.EVENT_READ, key)
