@@ -67,7 +67,9 @@ from coffea_wq.worker.tasks import TaskTable
 log = logging.getLogger(__name__)
 
 ACTIVE_TIMEOUT = 3600.0  # seconds a send, or a stall inside a message, may take (CCTools' active_timeout)
-BUSY_POLL = 0.05
+# While tasks run, finished ones are noticed by polling: 5 ms keeps a short task's result from
+# waiting for the loop (50 ms cost ~10% of throughput at 10k-event chunks in bench_e2e).
+BUSY_POLL = 0.005
 IDLE_POLL = 0.5
 SEND_CHUNK = 1 << 20
 
