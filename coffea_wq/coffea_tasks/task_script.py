@@ -18,10 +18,17 @@ even that was possible (the manager then reports the missing output with the tas
 The process ends with ``os._exit`` so that library finalisers (xrootd is known to crash in
 them) cannot turn a finished task into a failed one, and so that a warm slot's forked child
 never runs the zygote's exit handlers.
+
+In a warm slot (``coffea_wq/worker/zygote.py``) the zygote provides a module
+``coffea_wq_warm_slot``: its ``function_cache`` keeps the unpickled function across the tasks
+forked from one warmed template (keyed by the file's size and SHA-256, so a changed file is
+loaded again), and its ``task_finished(code)`` ends the task instead of ``os._exit`` (it lets a
+succeeded task's process seed the template). Run cold, neither exists and nothing changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import socket
@@ -30,6 +37,7 @@ import time
 import traceback
 
 RECORD_VERSION = 1
+WARM_SLOT_MODULE = "coffea_wq_warm_slot"
 
 
 def _write_record(path: str, record: dict, level: int) -> None:
@@ -72,13 +80,27 @@ def _error_record(exc: BaseException, started: float) -> dict:
     }
 
 
+def _load_function(fn_path: str) -> dict:
+    """The function file's payload; in a warm slot, unpickled once per distinct file content."""
+    with open(fn_path, "rb") as f:
+        data = f.read()
+    slot = sys.modules.get(WARM_SLOT_MODULE)
+    cache = getattr(slot, "function_cache", None)
+    if not isinstance(cache, dict):
+        return pickle.loads(data)
+    key = (len(data), hashlib.sha256(data).hexdigest())
+    if key not in cache:
+        cache.clear()  # one function per run: keep the memory of one
+        cache[key] = pickle.loads(data)
+    return cache[key]
+
+
 def run_task(fn_path: str, item_path: str, out_path: str) -> int:
     """Apply the function in ``fn_path`` to the item in ``item_path``; write the record to ``out_path``."""
     started = time.time()
     level = 1
     try:
-        with open(fn_path, "rb") as f:
-            payload = pickle.load(f)
+        payload = _load_function(fn_path)
         level = int(payload.get("compression") or 1)
         with open(item_path, "rb") as f:
             item = pickle.load(f)
@@ -112,4 +134,7 @@ if __name__ == "__main__":
     code = main(sys.argv)
     sys.stdout.flush()
     sys.stderr.flush()
+    finished = getattr(sys.modules.get(WARM_SLOT_MODULE), "task_finished", None)
+    if callable(finished):
+        finished(code)  # never returns
     os._exit(code)

@@ -19,6 +19,17 @@ changes into the sandbox, takes the task's environment, sends fds 1 and 2 to the
 file and runs the script as ``__main__``, exactly as ``python3 script args`` would. Preload
 modules named by a request and not yet imported are imported by the zygote before it forks, so
 the next tasks get them for free. End of stdin ends the zygote.
+
+Warmed template: a fresh fork still pays the first-use work of the libraries (~50 ms per coffea
+chunk) and the task script unpickles the function again. So the first child of a preload set is
+a *candidate*: when its task succeeds (``task_finished(0)``, called by the task script), it forks
+a grandchild that drops the task's state (cwd, fds, argv, sys.path) and becomes the *template*:
+a zygote of its own, spoken to by this one over a socket, from which the later tasks of that
+preload set fork. Task pids, exit codes, signals and sessions are exactly those of a root fork.
+A failed or killed candidate never becomes a template (the next fork is the next candidate), and
+a template that dies is replaced the same way; requests it had not answered are forked by
+this zygote instead. This zygote is made a child subreaper, so orphans of
+a dead template are reaped (and reported) here; where that is impossible, no template is made.
 """
 
 from __future__ import annotations
@@ -29,8 +40,13 @@ import os
 import runpy
 import select
 import signal
+import socket
 import sys
 import traceback
+import types
+
+SLOT_MODULE = "coffea_wq_warm_slot"  # how the task script finds task_finished and its cache
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def preload(modules: list[str], done: set[str], failed: set[str]) -> None:
@@ -44,7 +60,68 @@ def preload(modules: list[str], done: set[str], failed: set[str]) -> None:
             failed.add(name)
 
 
-def run_child(request: dict, channel_fds: tuple[int, ...]) -> None:
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (a dead template's children), so their exits reach us (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def slot_module() -> types.ModuleType:
+    """The module the task script looks for: ``task_finished(code)`` and ``function_cache``."""
+    module = sys.modules.get(SLOT_MODULE)
+    if module is None:
+        module = types.ModuleType(SLOT_MODULE)
+        module.function_cache = {}  # type: ignore[attr-defined]
+        sys.modules[SLOT_MODULE] = module
+    return module
+
+
+def finish_task(code: int, template_fd: int | None) -> None:
+    """End a task child; a candidate whose task succeeded first forks the next template."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        code = code or 1
+    if code == 0 and template_fd is not None:
+        try:
+            if os.fork() == 0:
+                become_template(template_fd)
+        except OSError:
+            pass  # no template this time: the root forks the next candidate
+    os._exit(code)
+
+
+def become_template(sock_fd: int) -> None:
+    """In the grandchild of a succeeded candidate: drop the task's state, serve forks, never return."""
+    code = 0
+    try:
+        os.setsid()  # out of the finished task's session: a signal to it must not reach us
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # let go of the task's output file
+        os.close(null)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptors
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        task_dir = getattr(slot_module(), "task_path_entry", None)
+        if task_dir is not None and task_dir in sys.path:
+            sys.path.remove(task_dir)
+        sys.argv = [SLOT_MODULE]
+        Zygote(sock_fd, os.dup(sock_fd), template=True).serve([])
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def run_child(request: dict, channel_fds: tuple[int, ...], template_fd: int | None = None) -> None:
     """In the forked child: become the task and never return."""
     code = 1
     try:
@@ -70,7 +147,11 @@ def run_child(request: dict, channel_fds: tuple[int, ...]) -> None:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
         script = request["argv"][0]
         sys.argv = list(request["argv"])
-        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python3 script` would
+        task_dir = os.path.dirname(os.path.abspath(script))
+        sys.path.insert(0, task_dir)  # as `python3 script` would
+        slot = slot_module()
+        slot.task_path_entry = task_dir  # type: ignore[attr-defined]
+        slot.task_finished = lambda status: finish_task(status, template_fd)  # type: ignore[attr-defined]
         runpy.run_path(script, run_name="__main__")
         code = 0
     except SystemExit as exit_:
@@ -95,7 +176,9 @@ def returncode_of(status: int) -> int:
 
 
 class Zygote:
-    def __init__(self, requests_fd: int, answers_fd: int):
+    """Serves run requests by forking; the root one also keeps a warmed template (see the module doc)."""
+
+    def __init__(self, requests_fd: int, answers_fd: int, template: bool = False):
         self.requests_fd = requests_fd
         self.answers = os.fdopen(answers_fd, "w", buffering=1)
         self.wake_r, self.wake_w = os.pipe()
@@ -103,6 +186,13 @@ class Zygote:
         self.buffer = b""
         self.imported: set[str] = set()
         self.failed: set[str] = set()
+        self.is_template = template
+        self.can_template = not template and become_subreaper()
+        self.slot_fd: int | None = None  # our end of the candidate's (later the template's) socket
+        self.slot_ready = False
+        self.slot_key: tuple[str, ...] = ()
+        self.slot_buffer = b""
+        self.forwarded: dict = {}  # requests sent to the template and not yet answered, by id
 
     def send(self, message: dict) -> None:
         self.answers.write(json.dumps(message) + "\n")
@@ -114,32 +204,94 @@ class Zygote:
         self.send({"op": "ready", "pid": os.getpid(), "preloaded": sorted(self.imported),
                    "failed": sorted(self.failed)})
         while True:
-            readable, _, _ = select.select([self.requests_fd, self.wake_r], [], [], 1.0)
+            watched = [self.requests_fd, self.wake_r] + ([self.slot_fd] if self.slot_fd is not None else [])
+            readable, _, _ = select.select(watched, [], [], 1.0)
             if self.wake_r in readable:
                 os.read(self.wake_r, 4096)
+            if self.slot_fd is not None and self.slot_fd in readable:
+                self.read_slot()
             self.reap_children()
             if self.requests_fd in readable:
                 data = os.read(self.requests_fd, 65536)
                 if not data:
-                    return  # the worker is gone
+                    return  # the worker is gone (a template's own end: the root is gone)
                 self.buffer += data
                 while b"\n" in self.buffer:
                     line, self.buffer = self.buffer.split(b"\n", 1)
                     if line.strip():
                         self.handle(json.loads(line))
 
+    def read_slot(self) -> None:
+        """Answers of the template, passed on; the end of its socket means it (or the candidate) is gone."""
+        assert self.slot_fd is not None
+        try:
+            data = os.read(self.slot_fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop_slot()
+            return
+        self.slot_buffer += data
+        while b"\n" in self.slot_buffer:
+            line, self.slot_buffer = self.slot_buffer.split(b"\n", 1)
+            if not line.strip():
+                continue
+            message = json.loads(line)
+            if message.get("op") == "ready":
+                self.slot_ready = True
+                continue
+            if message.get("op") in ("started", "failed"):
+                self.forwarded.pop(message.get("id"), None)
+            self.send(message)
+
+    def drop_slot(self) -> None:
+        if self.slot_fd is not None:
+            os.close(self.slot_fd)
+        self.slot_fd, self.slot_ready, self.slot_buffer = None, False, b""
+        unanswered, self.forwarded = list(self.forwarded.values()), {}
+        for request in unanswered:  # the template died before forking them: fork them here
+            self.fork_child(request, tuple(sorted(set(request.get("preload") or []))))
+
     def handle(self, request: dict) -> None:
         if request.get("op") != "run":
             self.send({"op": "failed", "id": request.get("id"), "error": f"unknown op {request.get('op')!r}"})
             return
         preload(list(request.get("preload") or []), self.imported, self.failed)
+        key = tuple(sorted(set(request.get("preload") or [])))
+        if self.slot_ready and key == self.slot_key and self.forward(request):
+            return
+        self.fork_child(request, key)
+
+    def forward(self, request: dict) -> bool:
+        assert self.slot_fd is not None
+        try:
+            os.write(self.slot_fd, (json.dumps(request) + "\n").encode())
+        except OSError:
+            self.drop_slot()
+            return False
+        self.forwarded[request["id"]] = request
+        return True
+
+    def fork_child(self, request: dict, key: tuple[str, ...]) -> None:
+        candidate_fd = None
+        if self.can_template and self.slot_fd is None:
+            ours, theirs = socket.socketpair()
+            self.slot_fd, candidate_fd, self.slot_key = ours.detach(), theirs.detach(), key
+        channel = [self.requests_fd, self.answers.fileno(), self.wake_r, self.wake_w]
+        if self.slot_fd is not None:
+            channel.append(self.slot_fd)
         try:
             pid = os.fork()
         except OSError as exc:
+            if candidate_fd is not None:
+                os.close(candidate_fd)
+                self.drop_slot()
             self.send({"op": "failed", "id": request["id"], "error": f"fork: {exc}"})
             return
         if pid == 0:
-            run_child(request, (self.requests_fd, self.answers.fileno(), self.wake_r, self.wake_w))
+            run_child(request, tuple(channel), candidate_fd)
+        if candidate_fd is not None:
+            os.close(candidate_fd)
         self.send({"op": "started", "id": request["id"], "pid": pid})
 
     def reap_children(self) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import cloudpickle
+import psutil
 import pytest
 
 from coffea_wq.coffea_tasks import task_script
@@ -83,7 +84,8 @@ def test_warm_result_equals_cold_result(tmp_path, pool):
         assert (tmp_path / f"t.{n}.out").read_text() == "running item 5\n"  # stdout goes to the output file
     zygote_pid = pool.zygotes[next(iter(pool.zygotes))].proc.pid
     for n, value in zip((2, 3), warm_values, strict=True):
-        assert value["ppid"] == zygote_pid  # forked from the zygote, not a fresh interpreter
+        # forked from the zygote or from its warmed template (which the zygote adopted), never cold
+        assert zygote_pid in (value["ppid"], _parent_of(value["ppid"]))
         assert value["cwd"] == str(tmp_path / f"t.{n}") and value["tmp"] == str(tmp_path / f"t.{n}")
         assert {k: v for k, v in value.items() if k not in ("pid", "ppid", "cwd", "tmp")} == \
             {k: v for k, v in cold_value.items() if k not in ("pid", "ppid", "cwd", "tmp")}
@@ -112,6 +114,84 @@ def test_warm_task_can_be_killed_and_reports_failures(tmp_path, pool):
     assert process.wait(timeout=60) == 1
     assert "remote failure x" in read_outcome(sandbox / "out.lz4").remote.message
     assert "remote failure x" in (tmp_path / "t.2.out").read_text()
+
+
+def _parent_of(pid):
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.NoSuchProcess:
+        return None
+
+
+_calls = 0  # a module-level counter: per process state, as a library's first-use caches are
+
+
+def _count_calls(item):
+    global _calls
+    _calls += 1
+    if item == "fail":
+        raise RuntimeError("failed after counting")
+    if item == "hang":
+        import time
+
+        time.sleep(60)
+    return {"calls": _calls, "pid": os.getpid(), "ppid": os.getppid()}
+
+
+def _run_count(tmp_path, pool, name, item, expected_code=0):
+    sandbox = _sandbox(tmp_path, name, _count_calls, item)
+    env = _env()
+    process = pool.start(pool.parse_warm_command(COMMAND, env), sandbox, env, tmp_path / f"{name}.out")
+    assert isinstance(process, WarmProcess)
+    if item == "hang":
+        process.kill()
+        assert process.wait(timeout=10) == -signal.SIGKILL
+        return None
+    assert process.wait(timeout=60) == expected_code
+    return read_outcome(sandbox / "out.lz4").value if expected_code == 0 else None
+
+
+def _run_until_forked_from_template(tmp_path, pool, zygote_pid, prefix="w"):
+    # the template announces itself just after its task exits: a task started before runs from the zygote
+    for n in range(40):
+        value = _run_count(tmp_path, pool, f"{prefix}.{n}", 0)
+        if value["ppid"] != zygote_pid:
+            return value
+    raise AssertionError("no task was forked from a warmed template")
+
+
+def test_warm_slot_reuses_the_state_of_a_succeeded_task(tmp_path, pool):
+    first = _run_count(tmp_path, pool, "t.1", 0)
+    zygote_pid = next(iter(pool.zygotes.values())).proc.pid
+    assert first["calls"] == 1 and first["ppid"] == zygote_pid
+    second = _run_until_forked_from_template(tmp_path, pool, zygote_pid)
+    # the template is the first task's process state: counter and unpickled function carried over
+    assert second["calls"] == 2 and _parent_of(second["ppid"]) == zygote_pid
+    third = _run_count(tmp_path, pool, "t.3", 0)
+    # each task is a fresh fork of the template: the second task's own call is not seen
+    assert third["calls"] == 2 and third["ppid"] == second["ppid"] and third["pid"] != second["pid"]
+
+
+@pytest.mark.parametrize("bad_item, code", [("fail", 1), ("hang", None)])
+def test_a_failed_or_killed_task_never_seeds_the_template(tmp_path, pool, bad_item, code):
+    _run_count(tmp_path, pool, "t.1", bad_item, code)
+    zygote_pid = next(iter(pool.zygotes.values())).proc.pid
+    clean = _run_count(tmp_path, pool, "t.2", 0)
+    assert clean["calls"] == 1 and clean["ppid"] == zygote_pid  # a fresh fork of the zygote
+    # a failing task forked from the template leaves the template as it was
+    assert _run_until_forked_from_template(tmp_path, pool, zygote_pid)["calls"] == 2
+    _run_count(tmp_path, pool, "t.4", "fail", 1)
+    assert _run_count(tmp_path, pool, "t.5", 0)["calls"] == 2
+
+
+def test_a_dead_template_is_replaced(tmp_path, pool):
+    _run_count(tmp_path, pool, "t.1", 0)
+    zygote_pid = next(iter(pool.zygotes.values())).proc.pid
+    template_pid = _run_until_forked_from_template(tmp_path, pool, zygote_pid)["ppid"]
+    os.kill(template_pid, signal.SIGKILL)
+    values = [_run_count(tmp_path, pool, f"t.{n}", 0) for n in range(2, 6)]  # never lost, never hung
+    assert all(value["ppid"] != template_pid for value in values)
+    assert _run_until_forked_from_template(tmp_path, pool, zygote_pid, "v")["ppid"] != template_pid
 
 
 def test_crashed_zygote_falls_back_and_recovers(tmp_path, pool):
