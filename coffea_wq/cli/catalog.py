@@ -45,9 +45,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"catalog listening on {args.interface} port {server.port} (UDP+HTTP) and {server.port + 1} (TCP updates)",
           flush=True)  # fmt: skip
     if args.port_file:
-        with open(args.port_file + ".tmp", "w") as f:
-            f.write(f"{server.port}\n")
-        os.replace(args.port_file + ".tmp", args.port_file)
+        try:
+            with open(args.port_file + ".tmp", "w") as f:
+                f.write(f"{server.port}\n")
+            os.replace(args.port_file + ".tmp", args.port_file)
+        except OSError as exc:
+            print(f"coffea-wq catalog: cannot write the port file {args.port_file}: {exc.strerror}", file=sys.stderr)
+            server.stop()
+            return 1
     while not stop.wait(1.0):
         pass
     server.stop()

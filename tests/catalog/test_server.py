@@ -103,6 +103,15 @@ def test_port_in_use_is_a_clear_error(catalog):
         CatalogServer(LOOPBACK, catalog.port)
 
 
+def test_unwritable_port_file_is_a_clear_error(tmp_path):
+    port_file = tmp_path / "no-such-dir" / "catalog.port"
+    done = subprocess.run(coffea_wq_command("catalog", "-p", "0", "-I", LOOPBACK, "-Z", str(port_file)),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot write the port file {port_file}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def start_our_catalog(processes, tmp_path) -> int:
     port_file = tmp_path / "catalog.port"
     processes.start(coffea_wq_command("catalog", "-p", "0", "-Z", str(port_file)), cwd=tmp_path)
