@@ -43,6 +43,26 @@ class BatchBackend(Protocol):
     def remove(self, job_ids: Iterable[JobId]) -> None: ...
 
 
+class CommandLineBackend:
+    """What the Slurm, HTCondor and SGE back-ends share: the jobs this object submitted, and
+    removal with the batch system's remove command (``scancel``, ``condor_rm``, ``qdel``)."""
+
+    name = ""
+    system = ""  # the batch system's name, for error messages
+    remove_command = ""
+
+    def __init__(self, scratch_dir: Path, batch_options: str = "") -> None:
+        self.scratch_dir = Path(scratch_dir)
+        self.batch_options = batch_options
+        self._jobs: set[JobId] = set()
+
+    def remove(self, job_ids: Iterable[JobId]) -> None:
+        ids = [job_id for job_id in job_ids if job_id in self._jobs]
+        if ids:
+            run_batch_command([self.remove_command, *ids], self.system)
+        self._jobs.difference_update(ids)
+
+
 def run_batch_command(argv: Sequence[str], system: str, input_text: str | None = None,
                       timeout: float = COMMAND_TIMEOUT) -> str:
     """Run one batch-system client command and return its standard output.

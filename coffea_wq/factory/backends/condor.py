@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from coffea_wq.factory.backends.base import (
     BatchError,
+    CommandLineBackend,
     JobId,
     integer,
     run_batch_command,
@@ -89,15 +90,12 @@ def condor_submit_description(count: int, worker_argv: Sequence[str], resources:
     return "\n".join(lines) + "\n"
 
 
-class CondorBackend:
+class CondorBackend(CommandLineBackend):
     """Submit workers with ``condor_submit``; list with ``condor_q``; remove with ``condor_rm``."""
 
     name = "condor"
-
-    def __init__(self, scratch_dir: Path, batch_options: str = "") -> None:
-        self.scratch_dir = Path(scratch_dir)
-        self.batch_options = batch_options
-        self._jobs: set[JobId] = set()
+    system = "HTCondor"
+    remove_command = "condor_rm"
 
     def submit(self, count: int, worker_argv: Sequence[str], resources: Resources) -> list[JobId]:
         if count <= 0:
@@ -127,9 +125,3 @@ class CondorBackend:
                 alive.add(f"{parts[0]}.{parts[1]}")
         self._jobs = alive
         return sorted(alive)
-
-    def remove(self, job_ids: Iterable[JobId]) -> None:
-        ids = [job_id for job_id in job_ids if job_id in self._jobs]
-        if ids:
-            run_batch_command(["condor_rm", *ids], "HTCondor")
-        self._jobs.difference_update(ids)

@@ -13,11 +13,12 @@ import getpass
 import logging
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from coffea_wq.factory.backends.base import (
     BatchError,
+    CommandLineBackend,
     JobId,
     integer,
     run_batch_command,
@@ -65,15 +66,12 @@ def sge_job_script(worker_argv: Sequence[str], resources: Resources, scratch_dir
     return "\n".join(lines) + "\n"
 
 
-class SgeBackend:
+class SgeBackend(CommandLineBackend):
     """Submit workers with ``qsub``; list with ``qstat``; remove with ``qdel``."""
 
     name = "sge"
-
-    def __init__(self, scratch_dir: Path, batch_options: str = "") -> None:
-        self.scratch_dir = Path(scratch_dir)
-        self.batch_options = batch_options
-        self._jobs: set[JobId] = set()
+    system = "Grid Engine"
+    remove_command = "qdel"
 
     def submit(self, count: int, worker_argv: Sequence[str], resources: Resources) -> list[JobId]:
         script = sge_job_script(worker_argv, resources, self.scratch_dir, self.batch_options)
@@ -97,9 +95,3 @@ class SgeBackend:
         listed = {line.split()[0] for line in out.splitlines() if line.split() and line.split()[0].isdigit()}
         self._jobs &= listed
         return sorted(self._jobs, key=int)
-
-    def remove(self, job_ids: Iterable[JobId]) -> None:
-        ids = [job_id for job_id in job_ids if job_id in self._jobs]
-        if ids:
-            run_batch_command(["qdel", *ids], "Grid Engine")
-        self._jobs.difference_update(ids)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import getpass
 import logging
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from coffea_wq.factory.backends.base import (
     BatchError,
+    CommandLineBackend,
     JobId,
     integer,
     run_batch_command,
@@ -53,15 +54,12 @@ def sbatch_argv(worker_argv: Sequence[str], resources: Resources, scratch_dir: P
     return argv + ["--wrap", "exec " + shlex.join(worker_argv)]
 
 
-class SlurmBackend:
+class SlurmBackend(CommandLineBackend):
     """Submit workers with ``sbatch``; list them with ``squeue``; remove them with ``scancel``."""
 
     name = "slurm"
-
-    def __init__(self, scratch_dir: Path, batch_options: str = "") -> None:
-        self.scratch_dir = Path(scratch_dir)
-        self.batch_options = batch_options
-        self._jobs: set[JobId] = set()
+    system = "Slurm"
+    remove_command = "scancel"
 
     def submit(self, count: int, worker_argv: Sequence[str], resources: Resources) -> list[JobId]:
         submitted = []
@@ -89,11 +87,6 @@ class SlurmBackend:
         self._jobs &= alive | {j for j in self._jobs if _still_completing(out, j)}
         return sorted(alive, key=int)
 
-    def remove(self, job_ids: Iterable[JobId]) -> None:
-        ids = [job_id for job_id in job_ids if job_id in self._jobs]
-        if ids:
-            run_batch_command(["scancel", *ids], "Slurm")
-        self._jobs.difference_update(ids)
 
 
 def _still_completing(squeue_out: str, job_id: JobId) -> bool:
