@@ -55,15 +55,16 @@ class WarmRequest:
 class WarmProcess:
     """A task running in a child of a zygote, with the part of ``subprocess.Popen`` the worker uses."""
 
-    def __init__(self, zygote: _Zygote, pid: int, command: str):
+    def __init__(self, zygote: _Zygote, request_id: int, pid: int, command: str):
         self.zygote = zygote
-        self.pid = pid
+        self.request_id = request_id
+        self.pid = pid  # the slot's: it leads the session the task runs in
         self.args = command
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self.zygote.returncode(self.pid)
+            self.returncode = self.zygote.returncode(self.request_id, self.pid)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -78,8 +79,10 @@ class WarmProcess:
     def send_signal(self, sig: int) -> None:
         if self.poll() is not None:
             return
+        if self.zygote.signal(self.request_id, sig):
+            return  # the zygote delivers it only while the slot still runs this task
         try:
-            os.killpg(self.pid, sig)  # the child leads its own session: reach what it started too
+            os.killpg(self.pid, sig)  # no zygote to ask: the slot leads the task's session
         except (ProcessLookupError, PermissionError):
             try:
                 os.kill(self.pid, sig)
@@ -105,6 +108,7 @@ class _Zygote:
         self.exits: dict[int, int] = {}
         self.dead = False
         self.next_id = 0
+        self.write_lock = threading.Lock()
         self.reader = threading.Thread(target=self._read_answers, args=(self.proc.stdout,), daemon=True,
                                        name=f"zygote-{self.proc.pid}")
         self.reader.start()
@@ -119,28 +123,24 @@ class _Zygote:
                 op = message.get("op")
                 if op in ("started", "failed"):
                     self.started[message["id"]] = message
-                    if op == "started":
-                        # a reused pid starts with a clean slate; done here, in stream order, because
-                        # this child's own "exit" may follow at once, before run() wakes up
-                        self.exits.pop(int(message["pid"]), None)
                 elif op == "exit":
-                    self.exits[message["pid"]] = int(message["returncode"])
+                    # keyed by request: a slot runs many tasks under one pid
+                    self.exits[message["id"]] = int(message["returncode"])
                 self.cond.notify_all()
         with self.cond:
             self.dead = True
             self.cond.notify_all()
 
-    def run(self, argv: list[str], cwd: Path, env: dict[str, str], output: Path, preload: tuple[str, ...]) -> int:
-        """Fork a child for one task; its pid. Raises RuntimeError when the zygote cannot."""
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str], output: Path,
+            preload: tuple[str, ...]) -> tuple[int, int]:
+        """Start one task in a slot; its request id and the slot's pid. RuntimeError when impossible."""
         with self.cond:
             self.next_id += 1
             request_id = self.next_id
         request = {"op": "run", "id": request_id, "argv": argv, "cwd": str(cwd), "env": env,
                    "output": str(output), "preload": list(preload)}
         try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+            self._send(request)
         except (BrokenPipeError, OSError) as exc:
             raise RuntimeError(f"zygote {self.proc.pid} is gone: {exc}") from exc
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -152,15 +152,31 @@ class _Zygote:
             answer = self.started.pop(request_id)
             if answer["op"] == "failed":
                 raise RuntimeError(f"zygote {self.proc.pid}: {answer.get('error')}")
-            return int(answer["pid"])
+            return request_id, int(answer["pid"])
 
-    def returncode(self, pid: int) -> int | None:
+    def _send(self, message: dict) -> None:
+        assert self.proc.stdin is not None
+        with self.write_lock:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+
+    def signal(self, request_id: int, sig: int) -> bool:
+        """Ask the zygote to signal the slot running ``request_id``; False when it cannot be asked."""
+        if self.dead:
+            return False
+        try:
+            self._send({"op": "signal", "id": request_id, "signal": int(sig)})
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def returncode(self, request_id: int, pid: int) -> int | None:
         with self.cond:
-            if pid in self.exits:
-                return self.exits[pid]
+            if request_id in self.exits:
+                return self.exits.pop(request_id)
             if not self.dead:
                 return None
-        # the zygote died before reporting: the child is no longer ours to wait for
+        # the zygote died before reporting: the slot is no longer ours to wait for
         try:
             os.kill(pid, 0)
             return None
@@ -231,8 +247,8 @@ class WarmPythonPool:
         try:
             python, task_env = self._interpreter(request, cwd, env)
             zygote = self._zygote(python, task_env, cwd.parent)
-            pid = zygote.run(list(request.argv), cwd, task_env, Path(output_path), request.preload)
-            return WarmProcess(zygote, pid, request.command)
+            request_id, pid = zygote.run(list(request.argv), cwd, task_env, Path(output_path), request.preload)
+            return WarmProcess(zygote, request_id, pid, request.command)
         except Exception as exc:
             log.warning("warm slot unavailable (%s); running the task cold", exc)
             from coffea_wq.worker.execution import start_cold

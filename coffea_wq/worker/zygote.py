@@ -1,4 +1,4 @@
-"""A warm Python zygote: imports heavy modules once, then forks one child per task.
+"""A warm Python zygote: imports heavy modules once, then runs tasks in long-lived forked slots.
 
 Run by path with any ``python3`` (standard library only; it never imports coffea_wq):
 
@@ -10,26 +10,37 @@ being imported cannot corrupt the channel):
 
     <- {"op": "run", "id": 7, "argv": ["coffea_wq_task.py", "fn.pkl", "item.pkl", "out.lz4"],
         "cwd": "/w/t.7", "env": {...}, "output": "/w/t.7.out", "preload": ["coffea.processor"]}
+    <- {"op": "signal", "id": 7, "signal": 9}             (to the slot running task 7, if it still does)
     -> {"op": "started", "id": 7, "pid": 1234}           or  {"op": "failed", "id": 7, "error": "..."}
-    -> {"op": "exit", "pid": 1234, "returncode": 0}      (negative: killed by that signal, as Popen)
+    -> {"op": "exit", "id": 7, "pid": 1234, "returncode": 0}   (negative: killed by that signal)
     -> {"op": "ready", "pid": <zygote pid>, "preloaded": [...], "failed": [...]}   once, at start
 
-A child starts its own session (so a signal to its process group reaches everything it starts),
-changes into the sandbox, takes the task's environment, sends fds 1 and 2 to the task's output
-file and runs the script as ``__main__``, exactly as ``python3 script args`` would. Preload
-modules named by a request and not yet imported are imported by the zygote before it forks, so
-the next tasks get them for free. End of stdin ends the zygote.
+Why slots and not a fork per task: a fork of a process holding coffea, awkward and numba pays
+for copy-on-write faults, first-use work of the libraries and the teardown of the address
+space on every task (~50 ms of a ~150 ms coffea chunk). A *slot* is a child forked once that
+runs successive tasks in its own interpreter, as a process pool does, so those costs are paid
+once per slot. Each task still gets what ``python3 script args`` would give it: the sandbox as
+cwd, the task's environment, stdin from /dev/null, fds 1 and 2 on the task's output file,
+``sys.argv``, the script's directory first on ``sys.path``, and the script run as ``__main__``.
 
-Warmed template: a fresh fork still pays the first-use work of the libraries (~50 ms per coffea
-chunk) and the task script unpickles the function again. So the first child of a preload set is
-a *candidate*: when its task succeeds (``task_finished(0)``, called by the task script), it forks
-a grandchild that drops the task's state (cwd, fds, argv, sys.path) and becomes the *template*:
-a zygote of its own, spoken to by this one over a socket, from which the later tasks of that
-preload set fork. Task pids, exit codes, signals and sessions are exactly those of a root fork.
-A failed or killed candidate never becomes a template (the next fork is the next candidate), and
-a template that dies is replaced the same way; requests it had not answered are forked by
-this zygote instead. This zygote is made a child subreaper, so orphans of
-a dead template are reaped (and reported) here; where that is impossible, no template is made.
+A slot leads its own session, so a signal to the task (``signal`` op, or ``killpg`` of the pid
+reported in ``started``, which is sent once the slot has taken the task: a slot found dead
+before that never started it, and the task goes to another slot) reaches the slot and everything the task started; a killed slot's
+task exits with the negative signal number, as ``Popen`` reports it. Signals go through the
+zygote, which delivers them only while the slot still runs that task: a slot that moved on to
+the next task is never hit by a late kill of the previous one.
+
+A slot retires (exits; the next task forks a fresh one) after a task that did not exit 0, so
+a failure never leaves its state to the next task; after ``COFFEA_WQ_SLOT_TASKS`` tasks
+(default 100), which bounds what a slow leak can grow to; and after ``COFFEA_WQ_SLOT_IDLE``
+seconds without a task (default 60), so an idle worker gives its memory back. Preload modules
+named by a request and not yet imported are imported by the zygote before it forks, so the
+next slots get them for free; slots serve only requests with their own preload set. End of
+stdin ends the zygote and its slots.
+
+The task script ends a task by calling ``coffea_wq_warm_slot.task_finished(code)`` (here: an
+exception unwinding to the slot's loop) where a cold run calls ``os._exit``, and may keep what
+it unpickled in ``coffea_wq_warm_slot.function_cache`` across the tasks of a slot.
 """
 
 from __future__ import annotations
@@ -42,11 +53,22 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
 import types
+from dataclasses import dataclass
 
 SLOT_MODULE = "coffea_wq_warm_slot"  # how the task script finds task_finished and its cache
-PR_SET_CHILD_SUBREAPER = 36
+DEFAULT_SLOT_TASKS = 100
+DEFAULT_SLOT_IDLE_S = 60.0
+
+
+class TaskEnded(BaseException):
+    """Raised by ``task_finished(code)`` in a slot: unwinds the task script back to the slot loop."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
 
 def preload(modules: list[str], done: set[str], failed: set[str]) -> None:
@@ -60,17 +82,6 @@ def preload(modules: list[str], done: set[str], failed: set[str]) -> None:
             failed.add(name)
 
 
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (a dead template's children), so their exits reach us (Linux)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except Exception:
-        return False
-
-
 def slot_module() -> types.ModuleType:
     """The module the task script looks for: ``task_finished(code)`` and ``function_cache``."""
     module = sys.modules.get(SLOT_MODULE)
@@ -81,92 +92,139 @@ def slot_module() -> types.ModuleType:
     return module
 
 
-def finish_task(code: int, template_fd: int | None) -> None:
-    """End a task child; a candidate whose task succeeded first forks the next template."""
+def _end_task(code: int) -> None:
+    raise TaskEnded(int(code))
+
+
+def _env_number(name: str, default: float) -> float:
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        code = code or 1
-    if code == 0 and template_fd is not None:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _exit_code(exit_: SystemExit) -> int:
+    if exit_.code is None:
+        return 0
+    if isinstance(exit_.code, int):
+        return exit_.code & 0xFF
+    print(exit_.code, file=sys.stderr)
+    return 1
+
+
+class SlotProcess:
+    """In a forked slot: runs the tasks the zygote sends over ``sock_fd``, one at a time."""
+
+    def __init__(self, sock_fd: int):
+        self.sock_fd = sock_fd
+        self.buffer = b""
+        self.base_env = dict(os.environ)
+        self.max_tasks = max(1, int(_env_number("COFFEA_WQ_SLOT_TASKS", DEFAULT_SLOT_TASKS)))
+
+    def serve(self) -> None:
+        slot_module().task_finished = _end_task  # type: ignore[attr-defined]
+        done = 0
+        while True:
+            request = self.next_request()
+            if request is None:
+                return  # the zygote let go of us (idle too long) or is gone
+            os.write(self.sock_fd, (json.dumps({"op": "took", "id": request["id"]}) + "\n").encode())
+            code = self.run_task(request)
+            done += 1
+            # a failed task's state is never handed to the next one; the count bounds slow leaks
+            retiring = code != 0 or done >= self.max_tasks
+            message = {"op": "done", "id": request["id"], "returncode": code, "retiring": retiring}
+            os.write(self.sock_fd, (json.dumps(message) + "\n").encode())
+            if retiring:
+                return
+
+    def next_request(self) -> dict | None:
+        while b"\n" not in self.buffer:
+            data = os.read(self.sock_fd, 65536)
+            if not data:
+                return None
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def run_task(self, request: dict) -> int:
+        code = 1
+        task_dir = None
         try:
-            if os.fork() == 0:
-                become_template(template_fd)
-        except OSError:
-            pass  # no template this time: the root forks the next candidate
-    os._exit(code)
+            os.chdir(request["cwd"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            self.reset_tempdir()
+            self.point_fds(request["output"])
+            script = request["argv"][0]
+            sys.argv = list(request["argv"])
+            task_dir = os.path.dirname(os.path.abspath(script))
+            sys.path.insert(0, task_dir)  # as `python3 script` would
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except TaskEnded as ended:
+            code = ended.code & 0xFF
+        except SystemExit as exit_:
+            code = _exit_code(exit_)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            code = self.clean_up(task_dir, code)
+        return code
 
+    @staticmethod
+    def reset_tempdir() -> None:
+        if "tempfile" in sys.modules:
+            sys.modules["tempfile"].tempdir = None  # found again from this task's TMPDIR
 
-def become_template(sock_fd: int) -> None:
-    """In the grandchild of a succeeded candidate: drop the task's state, serve forks, never return."""
-    code = 0
-    try:
-        os.setsid()  # out of the finished task's session: a signal to it must not reach us
-        os.chdir("/")
+    @staticmethod
+    def point_fds(output: str | None) -> None:
+        """fds 0, 1, 2 (and ``sys.std*``) on /dev/null, or 1 and 2 on the task's output file."""
         null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)  # let go of the task's output file
-        os.close(null)
+        os.dup2(null, 0)
+        target = null if output is None else os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        for fd in {null, target} - {0, 1, 2}:  # the slot closed the zygote's stdin: null may be fd 0
+            os.close(fd)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptors
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-        task_dir = getattr(slot_module(), "task_path_entry", None)
+
+    def clean_up(self, task_dir: str | None, code: int) -> int:
+        """Let go of the task: its output file, cwd, environment and path entry."""
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            code = code or 1
+        self.point_fds(None)
         if task_dir is not None and task_dir in sys.path:
             sys.path.remove(task_dir)
         sys.argv = [SLOT_MODULE]
-        Zygote(sock_fd, os.dup(sock_fd), template=True).serve([])
+        os.chdir("/")
+        os.environ.clear()
+        os.environ.update(self.base_env)
+        self.reset_tempdir()
+        return code
+
+
+def become_slot(sock_fd: int, inherited: list[int]) -> None:
+    """In a freshly forked child: serve tasks until retired, never return."""
+    code = 0
+    try:
+        for fd in inherited:
+            os.close(fd)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setsid()  # signals to the task's process group reach the slot and what the task started
+        SlotProcess(sock_fd).serve()
     except BaseException:
         code = 1
     finally:
         os._exit(code)
-
-
-def run_child(request: dict, channel_fds: tuple[int, ...], template_fd: int | None = None) -> None:
-    """In the forked child: become the task and never return."""
-    code = 1
-    try:
-        for fd in channel_fds:
-            os.close(fd)
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.setsid()
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        if "tempfile" in sys.modules:
-            sys.modules["tempfile"].tempdir = None  # found again from this task's TMPDIR
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptors
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-        script = request["argv"][0]
-        sys.argv = list(request["argv"])
-        task_dir = os.path.dirname(os.path.abspath(script))
-        sys.path.insert(0, task_dir)  # as `python3 script` would
-        slot = slot_module()
-        slot.task_path_entry = task_dir  # type: ignore[attr-defined]
-        slot.task_finished = lambda status: finish_task(status, template_fd)  # type: ignore[attr-defined]
-        runpy.run_path(script, run_name="__main__")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        if exit_.code is not None and not isinstance(exit_.code, int):
-            print(exit_.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
 
 
 def returncode_of(status: int) -> int:
@@ -175,10 +233,24 @@ def returncode_of(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-class Zygote:
-    """Serves run requests by forking; the root one also keeps a warmed template (see the module doc)."""
+@dataclass
+class Slot:
+    """The zygote's view of one slot process."""
 
-    def __init__(self, requests_fd: int, answers_fd: int, template: bool = False):
+    pid: int
+    fd: int  # our end of the slot's socket
+    key: tuple[str, ...]  # the preload set it was forked with
+    task: int | None = None  # id of the request it runs, None when idle
+    request: dict | None = None  # that request, until the slot says it took it
+    buffer: bytes = b""
+    retiring: bool = False  # said it exits after its task: never given another
+    idle_since: float = 0.0
+
+
+class Zygote:
+    """Serves run requests with slots forked from this process (see the module doc)."""
+
+    def __init__(self, requests_fd: int, answers_fd: int):
         self.requests_fd = requests_fd
         self.answers = os.fdopen(answers_fd, "w", buffering=1)
         self.wake_r, self.wake_w = os.pipe()
@@ -186,13 +258,9 @@ class Zygote:
         self.buffer = b""
         self.imported: set[str] = set()
         self.failed: set[str] = set()
-        self.is_template = template
-        self.can_template = not template and become_subreaper()
-        self.slot_fd: int | None = None  # our end of the candidate's (later the template's) socket
-        self.slot_ready = False
-        self.slot_key: tuple[str, ...] = ()
-        self.slot_buffer = b""
-        self.forwarded: dict = {}  # requests sent to the template and not yet answered, by id
+        self.slots: dict[int, Slot] = {}  # by pid
+        self.let_go: set[int] = set()  # pids of slots told to exit (socket closed), not yet reaped
+        self.idle_s = max(0.1, _env_number("COFFEA_WQ_SLOT_IDLE", DEFAULT_SLOT_IDLE_S))
 
     def send(self, message: dict) -> None:
         self.answers.write(json.dumps(message) + "\n")
@@ -203,98 +271,117 @@ class Zygote:
         preload(initial_preload, self.imported, self.failed)
         self.send({"op": "ready", "pid": os.getpid(), "preloaded": sorted(self.imported),
                    "failed": sorted(self.failed)})
+        try:
+            self.loop()
+        finally:
+            self.stop_slots()
+
+    def loop(self) -> None:
         while True:
-            watched = [self.requests_fd, self.wake_r] + ([self.slot_fd] if self.slot_fd is not None else [])
+            watched = [self.requests_fd, self.wake_r, *(slot.fd for slot in self.slots.values())]
             readable, _, _ = select.select(watched, [], [], 1.0)
             if self.wake_r in readable:
                 os.read(self.wake_r, 4096)
-            if self.slot_fd is not None and self.slot_fd in readable:
-                self.read_slot()
-            self.reap_children()
+            for slot in list(self.slots.values()):
+                if slot.fd in readable:
+                    self.read_slot(slot)
+            self.reap_slots()
+            self.let_go_of_idle_slots()
             if self.requests_fd in readable:
                 data = os.read(self.requests_fd, 65536)
                 if not data:
-                    return  # the worker is gone (a template's own end: the root is gone)
+                    return  # the worker is gone
                 self.buffer += data
                 while b"\n" in self.buffer:
                     line, self.buffer = self.buffer.split(b"\n", 1)
                     if line.strip():
                         self.handle(json.loads(line))
 
-    def read_slot(self) -> None:
-        """Answers of the template, passed on; the end of its socket means it (or the candidate) is gone."""
-        assert self.slot_fd is not None
-        try:
-            data = os.read(self.slot_fd, 65536)
-        except OSError:
-            data = b""
-        if not data:
-            self.drop_slot()
-            return
-        self.slot_buffer += data
-        while b"\n" in self.slot_buffer:
-            line, self.slot_buffer = self.slot_buffer.split(b"\n", 1)
-            if not line.strip():
-                continue
-            message = json.loads(line)
-            if message.get("op") == "ready":
-                self.slot_ready = True
-                continue
-            if message.get("op") in ("started", "failed"):
-                self.forwarded.pop(message.get("id"), None)
-            self.send(message)
-
-    def drop_slot(self) -> None:
-        if self.slot_fd is not None:
-            os.close(self.slot_fd)
-        self.slot_fd, self.slot_ready, self.slot_buffer = None, False, b""
-        unanswered, self.forwarded = list(self.forwarded.values()), {}
-        for request in unanswered:  # the template died before forking them: fork them here
-            self.fork_child(request, tuple(sorted(set(request.get("preload") or []))))
-
     def handle(self, request: dict) -> None:
-        if request.get("op") != "run":
-            self.send({"op": "failed", "id": request.get("id"), "error": f"unknown op {request.get('op')!r}"})
-            return
+        op = request.get("op")
+        if op == "signal":
+            self.signal_task(request.get("id"), int(request.get("signal", signal.SIGKILL)))
+        elif op == "run":
+            self.run(request)
+        else:
+            self.send({"op": "failed", "id": request.get("id"), "error": f"unknown op {op!r}"})
+
+    def run(self, request: dict) -> None:
         preload(list(request.get("preload") or []), self.imported, self.failed)
         key = tuple(sorted(set(request.get("preload") or [])))
-        if self.slot_ready and key == self.slot_key and self.forward(request):
+        while True:
+            slot = self.idle_slot(key) or self.fork_slot(key)
+            if slot is None:
+                self.send({"op": "failed", "id": request["id"], "error": "fork failed"})
+                return
+            payload = {k: request[k] for k in ("id", "argv", "cwd", "env", "output")}
+            try:
+                os.write(slot.fd, (json.dumps(payload) + "\n").encode())
+            except OSError:
+                self.forget(slot)  # it retired or died while idle: try the next one
+                continue
+            slot.task, slot.request = request["id"], request  # "started" is sent when the slot takes it
             return
-        self.fork_child(request, key)
 
-    def forward(self, request: dict) -> bool:
-        assert self.slot_fd is not None
-        try:
-            os.write(self.slot_fd, (json.dumps(request) + "\n").encode())
-        except OSError:
-            self.drop_slot()
-            return False
-        self.forwarded[request["id"]] = request
-        return True
+    def idle_slot(self, key: tuple[str, ...]) -> Slot | None:
+        return next((s for s in self.slots.values() if s.task is None and not s.retiring and s.key == key), None)
 
-    def fork_child(self, request: dict, key: tuple[str, ...]) -> None:
-        candidate_fd = None
-        if self.can_template and self.slot_fd is None:
-            ours, theirs = socket.socketpair()
-            self.slot_fd, candidate_fd, self.slot_key = ours.detach(), theirs.detach(), key
-        channel = [self.requests_fd, self.answers.fileno(), self.wake_r, self.wake_w]
-        if self.slot_fd is not None:
-            channel.append(self.slot_fd)
+    def let_go_of_idle_slots(self) -> None:
+        """Close the socket of slots idle for ``idle_s``: they exit, and an idle worker gives memory back."""
+        now = time.monotonic()
+        for slot in list(self.slots.values()):
+            if slot.task is None and now - slot.idle_since > self.idle_s:
+                self.let_go.add(slot.pid)
+                self.forget(slot)
+
+    def fork_slot(self, key: tuple[str, ...]) -> Slot | None:
+        ours, theirs = socket.socketpair()
+        inherited = [self.requests_fd, self.answers.fileno(), self.wake_r, self.wake_w, ours.fileno(),
+                     *(slot.fd for slot in self.slots.values())]
         try:
             pid = os.fork()
-        except OSError as exc:
-            if candidate_fd is not None:
-                os.close(candidate_fd)
-                self.drop_slot()
-            self.send({"op": "failed", "id": request["id"], "error": f"fork: {exc}"})
-            return
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
         if pid == 0:
-            run_child(request, tuple(channel), candidate_fd)
-        if candidate_fd is not None:
-            os.close(candidate_fd)
-        self.send({"op": "started", "id": request["id"], "pid": pid})
+            become_slot(theirs.detach(), inherited)
+        theirs.close()
+        slot = Slot(pid=pid, fd=ours.detach(), key=key)
+        self.slots[pid] = slot
+        return slot
 
-    def reap_children(self) -> None:
+    def read_slot(self, slot: Slot) -> None:
+        """A slot's ``done`` messages; end of its socket means it is exiting (its exit is reaped)."""
+        try:
+            data = os.read(slot.fd, 65536)
+        except OSError:
+            data = b""
+        slot.buffer += data
+        while b"\n" in slot.buffer:
+            line, slot.buffer = slot.buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if message.get("op") == "took" and message.get("id") == slot.task:
+                slot.request = None
+                self.send({"op": "started", "id": slot.task, "pid": slot.pid})
+            elif message.get("op") == "done" and message.get("id") == slot.task:
+                self.send({"op": "exit", "id": slot.task, "pid": slot.pid, "returncode": message["returncode"]})
+                slot.task, slot.idle_since = None, time.monotonic()
+                slot.retiring = bool(message.get("retiring"))
+
+    def signal_task(self, request_id: object, sig: int) -> None:
+        slot = next((s for s in self.slots.values() if s.task is not None and s.task == request_id), None)
+        if slot is None:
+            return  # already finished: the signal must not reach the slot's next task
+        try:
+            os.killpg(slot.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(slot.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def reap_slots(self) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -302,7 +389,52 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            self.send({"op": "exit", "pid": pid, "returncode": returncode_of(status)})
+            self.let_go.discard(pid)
+            slot = self.slots.get(pid)
+            if slot is None:
+                continue
+            self.drain(slot)  # a "done" written just before it retired is still in the socket
+            self.forget(slot)
+            if slot.request is not None:
+                self.run(slot.request)  # it died before taking the task (killed while idle): not started
+            elif slot.task is not None:
+                self.send({"op": "exit", "id": slot.task, "pid": pid, "returncode": returncode_of(status)})
+
+    def drain(self, slot: Slot) -> None:
+        os.set_blocking(slot.fd, False)
+        try:
+            while select.select([slot.fd], [], [], 0)[0]:
+                before = len(slot.buffer)
+                self.read_slot(slot)
+                if len(slot.buffer) == before and b"\n" not in slot.buffer:
+                    break
+        except OSError:
+            pass
+
+    def forget(self, slot: Slot) -> None:
+        self.slots.pop(slot.pid, None)
+        try:
+            os.close(slot.fd)
+        except OSError:
+            pass
+
+    def stop_slots(self) -> None:
+        """End of requests: no slot outlives the zygote."""
+        pids = set(self.slots) | self.let_go
+        for slot in list(self.slots.values()):
+            self.forget(slot)
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # not yet its own session leader
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def main() -> int:

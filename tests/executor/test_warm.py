@@ -7,6 +7,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import time
 
 import cloudpickle
 import psutil
@@ -151,47 +152,101 @@ def _run_count(tmp_path, pool, name, item, expected_code=0):
     return read_outcome(sandbox / "out.lz4").value if expected_code == 0 else None
 
 
-def _run_until_forked_from_template(tmp_path, pool, zygote_pid, prefix="w"):
-    # the template announces itself just after its task exits: a task started before runs from the zygote
-    for n in range(40):
-        value = _run_count(tmp_path, pool, f"{prefix}.{n}", 0)
-        if value["ppid"] != zygote_pid:
-            return value
-    raise AssertionError("no task was forked from a warmed template")
+def _slot_pids(pool):
+    zygote = next(iter(pool.zygotes.values()))
+    return {child.pid for child in psutil.Process(zygote.proc.pid).children()}
 
 
-def test_warm_slot_reuses_the_state_of_a_succeeded_task(tmp_path, pool):
-    first = _run_count(tmp_path, pool, "t.1", 0)
+def test_a_slot_runs_successive_tasks_in_one_interpreter(tmp_path, pool):
+    values = [_run_count(tmp_path, pool, f"t.{n}", 0) for n in range(3)]
     zygote_pid = next(iter(pool.zygotes.values())).proc.pid
-    assert first["calls"] == 1 and first["ppid"] == zygote_pid
-    second = _run_until_forked_from_template(tmp_path, pool, zygote_pid)
-    # the template is the first task's process state: counter and unpickled function carried over
-    assert second["calls"] == 2 and _parent_of(second["ppid"]) == zygote_pid
-    third = _run_count(tmp_path, pool, "t.3", 0)
-    # each task is a fresh fork of the template: the second task's own call is not seen
-    assert third["calls"] == 2 and third["ppid"] == second["ppid"] and third["pid"] != second["pid"]
+    # one process, forked once from the zygote, kept its state (counter, unpickled function)
+    assert [v["calls"] for v in values] == [1, 2, 3]
+    assert {v["pid"] for v in values} == {values[0]["pid"]} and values[0]["ppid"] == zygote_pid
 
 
 @pytest.mark.parametrize("bad_item, code", [("fail", 1), ("hang", None)])
-def test_a_failed_or_killed_task_never_seeds_the_template(tmp_path, pool, bad_item, code):
-    _run_count(tmp_path, pool, "t.1", bad_item, code)
-    zygote_pid = next(iter(pool.zygotes.values())).proc.pid
-    clean = _run_count(tmp_path, pool, "t.2", 0)
-    assert clean["calls"] == 1 and clean["ppid"] == zygote_pid  # a fresh fork of the zygote
-    # a failing task forked from the template leaves the template as it was
-    assert _run_until_forked_from_template(tmp_path, pool, zygote_pid)["calls"] == 2
-    _run_count(tmp_path, pool, "t.4", "fail", 1)
-    assert _run_count(tmp_path, pool, "t.5", 0)["calls"] == 2
+def test_a_failed_or_killed_task_retires_its_slot(tmp_path, pool, bad_item, code):
+    first = _run_count(tmp_path, pool, "t.1", 0)
+    _run_count(tmp_path, pool, "t.2", bad_item, code)
+    after = _run_count(tmp_path, pool, "t.3", 0)
+    # the failed task's process is not reused: a fresh slot, forked from the zygote, with fresh state
+    assert after["calls"] == 1 and after["pid"] != first["pid"] and after["ppid"] == first["ppid"]
+    assert first["pid"] not in _slot_pids(pool)
 
 
-def test_a_dead_template_is_replaced(tmp_path, pool):
-    _run_count(tmp_path, pool, "t.1", 0)
-    zygote_pid = next(iter(pool.zygotes.values())).proc.pid
-    template_pid = _run_until_forked_from_template(tmp_path, pool, zygote_pid)["ppid"]
-    os.kill(template_pid, signal.SIGKILL)
-    values = [_run_count(tmp_path, pool, f"t.{n}", 0) for n in range(2, 6)]  # never lost, never hung
-    assert all(value["ppid"] != template_pid for value in values)
-    assert _run_until_forked_from_template(tmp_path, pool, zygote_pid, "v")["ppid"] != template_pid
+def test_a_dead_idle_slot_is_replaced(tmp_path, pool):
+    slot_pid = _run_count(tmp_path, pool, "t.1", 0)["pid"]
+    os.kill(slot_pid, signal.SIGKILL)
+    values = [_run_count(tmp_path, pool, f"t.{n}", 0) for n in range(2, 5)]  # never lost, never hung
+    assert all(value["pid"] != slot_pid for value in values)
+    assert [value["calls"] for value in values] == [1, 2, 3]
+
+
+def test_a_late_kill_of_a_finished_task_spares_the_next_task_of_its_slot(tmp_path, pool):
+    first = pool.start(pool.parse_warm_command(COMMAND, _env()), _sandbox(tmp_path, "t.1", _count_calls, 0),
+                       _env(), tmp_path / "t.1.out")
+    assert first.wait(timeout=60) == 0
+    sandbox = _sandbox(tmp_path, "t.2", _sleep_then_count, 1.0)
+    second = pool.start(pool.parse_warm_command(COMMAND, _env()), sandbox, _env(), tmp_path / "t.2.out")
+    assert second.pid == first.pid  # the same slot runs it
+    first.zygote.signal(first.request_id, signal.SIGKILL)  # what a stale kill of the first task sends
+    assert second.wait(timeout=60) == 0
+    assert read_outcome(sandbox / "out.lz4").value["pid"] == first.pid
+
+
+def _sleep_then_count(item):
+    import time
+
+    time.sleep(item)
+    return _count_calls(0)
+
+
+def test_slots_retire_after_their_task_count_and_when_idle(tmp_path, pool):
+    env = _env(COFFEA_WQ_SLOT_TASKS="2", COFFEA_WQ_SLOT_IDLE="0.5")
+    pids = []
+    for n in range(3):
+        sandbox = _sandbox(tmp_path, f"t.{n}", _count_calls, 0)
+        assert pool.start(pool.parse_warm_command(COMMAND, env), sandbox, env, tmp_path / f"t.{n}.out").wait(60) == 0
+        pids.append(read_outcome(sandbox / "out.lz4").value["pid"])
+    assert pids[0] == pids[1] != pids[2]  # two tasks, then a fresh slot
+    deadline = time.monotonic() + 30
+    while pids[2] in _slot_pids(pool) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _slot_pids(pool) == set(), "an idle slot outlived COFFEA_WQ_SLOT_IDLE"
+
+
+def _leak_state(item):
+    os.environ["LEAKED_BY_TASK"] = "1"
+    print("from the first task")
+    return {"path": list(sys.path), "cwd": os.getcwd()}
+
+
+def _observe_state(item):
+    return {"path": list(sys.path), "leaked": os.environ.get("LEAKED_BY_TASK"), "cwd": os.getcwd(),
+            "argv": list(sys.argv)}
+
+
+def test_a_reused_slot_gives_each_task_its_own_cwd_environment_path_and_output(tmp_path, pool):
+    env = _env()
+    first = _sandbox(tmp_path, "t.1", _leak_state, 0)
+    assert pool.start(pool.parse_warm_command(COMMAND, env), first, env, tmp_path / "o1").wait(60) == 0
+    second = _sandbox(tmp_path, "t.2", _observe_state, 0)
+    assert pool.start(pool.parse_warm_command(COMMAND, env), second, env, tmp_path / "o2").wait(60) == 0
+    seen = read_outcome(second / "out.lz4").value
+    assert seen["leaked"] is None and seen["cwd"] == str(second)
+    assert seen["path"][0] == str(second) and str(first) not in seen["path"]
+    assert seen["argv"] == ["coffea_wq_task.py", "fn.pkl", "item.pkl", "out.lz4"]
+    assert (tmp_path / "o1").read_text() == "from the first task\n" and (tmp_path / "o2").read_text() == ""
+
+
+def test_closing_the_pool_stops_every_slot(tmp_path):
+    pool = WarmPythonPool()
+    try:
+        slot_pid = _run_count(tmp_path, pool, "t.1", 0)["pid"]
+    finally:
+        pool.close()
+    assert not psutil.pid_exists(slot_pid) or psutil.Process(slot_pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_crashed_zygote_falls_back_and_recovers(tmp_path, pool):

@@ -36,23 +36,24 @@ def test_warm_tasks_report_their_exit_codes(tmp_path, pool):
 
 
 def test_an_exit_read_before_run_wakes_up_is_not_lost():
-    # Replays the zygote's answers in the order that lost exit codes: a child that exits at once
-    # has its "exit" line right behind "started", and the reader thread may handle both before
-    # run() wakes up. run() then used to clear that pid's exit as if it were a stale one, and the
-    # task waited forever.
+    # Replays the zygote's answers in the order that once lost exit codes: a task that exits at
+    # once has its "exit" line right behind "started", and the reader thread may handle both
+    # before run() wakes up. Exits are keyed by request id (a slot runs many tasks under one
+    # pid), so neither that early exit nor an earlier task's exit under the same pid is confused.
     sink = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # takes the request
     try:
         zygote = _Zygote.__new__(_Zygote)
         zygote.proc, zygote.cond, zygote.started, zygote.exits = sink, threading.Condition(), {}, {}
-        zygote.dead, zygote.next_id = False, 0
+        zygote.dead, zygote.next_id, zygote.write_lock = False, 1, threading.Lock()
         pid = 2**22 + 12345  # above the default pid_max: no live process can have it
         zygote._read_answers(io.BytesIO(
-            b'{"op": "exit", "pid": %d, "returncode": 9}\n'  # a stale exit of an earlier child with that pid
             b'{"op": "started", "id": 1, "pid": %d}\n'
-            b'{"op": "exit", "pid": %d, "returncode": 3}\n' % (pid, pid, pid)
+            b'{"op": "exit", "id": 1, "pid": %d, "returncode": 9}\n'  # the slot's previous task
+            b'{"op": "started", "id": 2, "pid": %d}\n'
+            b'{"op": "exit", "id": 2, "pid": %d, "returncode": 3}\n' % (pid, pid, pid, pid)
         ))
-        assert zygote.run(["coffea_wq_task.py"], Path("."), {}, Path("out"), ()) == pid
-        assert zygote.returncode(pid) == 3
+        assert zygote.run(["coffea_wq_task.py"], Path("."), {}, Path("out"), ()) == (2, pid)
+        assert zygote.returncode(2, pid) == 3
     finally:
         sink.stdin.close()
         sink.wait(timeout=10)
