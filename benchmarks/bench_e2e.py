@@ -51,7 +51,7 @@ def ensure_data(events: int, data_dir: Path) -> Path:
 
 
 def _total_events(cfg: Path) -> int:
-    return sum(spec.metadata().get("nEvents", 0) or 0 for spec in read_cfg(cfg).values())
+    return sum(spec.n_events or 0 for spec in read_cfg(cfg).values())
 
 
 def make_executor(name: str, workers: int) -> processor.executor.ExecutorBase:

@@ -21,9 +21,9 @@ never runs the zygote's exit handlers.
 
 In a warm slot (``coffea_wq/worker/zygote.py``) the zygote provides a module
 ``coffea_wq_warm_slot``: its ``function_cache`` keeps the unpickled function across the tasks
-forked from one warmed template (keyed by the file's size and SHA-256, so a changed file is
-loaded again), and its ``task_finished(code)`` ends the task instead of ``os._exit`` (it lets a
-succeeded task's process seed the template). Run cold, neither exists and nothing changes.
+a slot runs one after another (keyed by the file's size and SHA-256, so a changed file is
+loaded again), and its ``task_finished(code)`` ends the task instead of ``os._exit`` (it hands
+the slot back for the next task). Run cold, neither exists and nothing changes.
 """
 
 from __future__ import annotations
