@@ -1,13 +1,14 @@
-"""Warm Python slots: coffea tasks forked from a zygote that imported coffea once, not a cold ``python3``.
+"""Warm Python slots: coffea tasks run by long-lived processes forked from a zygote, not a cold ``python3``.
 
-A cold interpreter pays ~0.7 s importing coffea for every task (baseline.md); a warm slot pays a
-fork. The worker asks ``WarmPythonPool.parse_warm_command(command, env)`` about each task; the
+A cold interpreter pays ~0.7 s importing coffea for every task (baseline.md); a warm slot pays it
+once. The worker asks ``WarmPythonPool.parse_warm_command(command, env)`` about each task; the
 executor marks its tasks with ``COFFEA_WQ_WARM=1`` and runs one of exactly two commands:
 
     python3 coffea_wq_task.py FN ITEM OUT
     ./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT
 
-Anything else runs cold. ``start`` finds the interpreter (``python3`` on the task's PATH, or the
+either as they are or wrapped by the manager's monitor (``./cctools-monitor ... --sh 'CMD'``),
+whose job the worker then does itself (``warm_monitor.py``). Anything else runs cold. ``start`` finds the interpreter (``python3`` on the task's PATH, or the
 environment tarball's ``bin/python`` unpacked once with ``envtools.ensure_unpacked``), keeps one
 zygote per interpreter (``zygote.py``, standard library only) and returns a Popen-like
 ``WarmProcess``. If a zygote cannot start or dies, the task runs cold: results never depend on
@@ -16,6 +17,7 @@ which path ran them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -25,9 +27,12 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
+
+from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
+from coffea_wq.worker.warm_monitor import MonitoredWarmProcess, split_monitored
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ class WarmRequest:
     argv: tuple[str, ...]  # the script and its arguments
     preload: tuple[str, ...]
     env_tarball: str | None = None  # relative to the sandbox
+    # the options of ./cctools-monitor when the command is wrapped in it (measured by the worker)
+    monitor: argparse.Namespace | None = field(default=None, compare=False)
 
 
 class WarmProcess:
@@ -226,6 +233,11 @@ class WarmPythonPool:
         """The warm form of ``command``, or None when it must run cold (no marker, other shape)."""
         if env.get(WARM_ENV) != "1":
             return None
+        split = split_monitored(command)
+        if split is not None:
+            options, inner_command = split
+            inner = WarmPythonPool.parse_warm_command(inner_command, env)
+            return None if inner is None else replace(inner, command=command, monitor=options)
         try:
             words = shlex.split(command)
         except ValueError:
@@ -245,15 +257,28 @@ class WarmPythonPool:
         """Run ``request`` in a warm slot; falls back to a cold process if that is impossible."""
         cwd = Path(cwd)
         try:
+            # a bad monitor option is found before the task starts: the wrapper, run cold, reports it
+            plan = None if request.monitor is None else plan_from_args(request.monitor, str(cwd))
             python, task_env = self._interpreter(request, cwd, env)
             zygote = self._zygote(python, task_env, cwd.parent)
+            started = time.time()
             request_id, pid = zygote.run(list(request.argv), cwd, task_env, Path(output_path), request.preload)
-            return WarmProcess(zygote, request_id, pid, request.command)
+            process = WarmProcess(zygote, request_id, pid, request.command)
+            return process if plan is None else self._monitor(process, plan, started)
         except Exception as exc:
             log.warning("warm slot unavailable (%s); running the task cold", exc)
             from coffea_wq.worker.execution import start_cold
 
             return start_cold(request.command, cwd, env, output_path)
+
+    @staticmethod
+    def _monitor(process: WarmProcess, plan: MonitorPlan, started: float) -> MonitoredWarmProcess:
+        try:
+            return MonitoredWarmProcess(process, plan, started)
+        except Exception:
+            process.kill()  # never run a task twice: stop the unmonitored one before the cold start
+            process.wait(timeout=30)
+            raise
 
     def _interpreter(self, request: WarmRequest, cwd: Path, env: dict[str, str]) -> tuple[str, dict[str, str]]:
         if request.env_tarball is None:

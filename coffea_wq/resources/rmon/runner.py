@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from .limits import RM_MONITOR_ERROR, LimitError, parse_limits
 from .summary import Summary
@@ -215,6 +216,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass
+class MonitorPlan:
+    """What a monitor command line asks for, resolved against the directory it runs in."""
+
+    argv: list[str]
+    command_text: str
+    limits: dict[str, float]
+    summary_path: str
+    series_path: str | None
+    pretty: bool
+    verbatim: dict[str, str]
+    watch_args: dict  # TreeWatch's keyword arguments, but the series file
+
+
+def plan_from_args(args: argparse.Namespace, cwd: str | None = None) -> MonitorPlan:
+    """The monitor's settings; raises ``LimitError`` (or ``ValueError``) naming a bad option."""
+    cwd = os.path.abspath(cwd or os.getcwd())
+    limits = read_limits(args)
+    argv, command_text = _command_argv(args)
+    if not argv and args.pid is None:
+        raise ValueError("no command to run: give -- CMD ARGS, --sh 'CMD' or --pid PID")
+    if args.interval <= 0:
+        raise ValueError(f"the interval must be positive, not {args.interval}")
+    prefix = os.path.join(cwd, args.with_output_files or f"resource-pid-{os.getpid()}")
+    dirs = [] if args.without_disk_footprint else [os.path.join(cwd, d) for d in (args.measure_dir or [cwd])]
+    return MonitorPlan(
+        argv=argv, command_text=command_text, limits=limits, summary_path=prefix + ".summary",
+        series_path=prefix + ".series" if args.with_time_series else None, pretty=not args.no_pprint,
+        verbatim=verbatim_fields(args.verbatim_to_summary),
+        watch_args=dict(limits=limits, interval=args.interval, enforce=not args.measure_only, measure_dirs=dirs),
+    )  # fmt: skip
+
+
+def finish(summary: Summary, plan: MonitorPlan) -> int:
+    """Write the summary; the monitor's exit code (resource_monitor's: 0, 1, 2, or 4 on failure)."""
+    summary.verbatim = plan.verbatim
+    try:
+        summary.write(plan.summary_path, pretty=plan.pretty)
+    except OSError as err:
+        print(f"monitor: cannot write {plan.summary_path}: {err.strerror}", file=sys.stderr)
+        return RM_MONITOR_ERROR
+    if summary.exhausted:
+        log.info("%s: %s", plan.command_text, summary.exhaustion_message())
+    return summary.monitor_exit_code
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run as resource_monitor does; returns its exit code."""
     if args.version:
@@ -222,43 +269,21 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 0
     _configure_debug(args)
     try:
-        limits = read_limits(args)
-    except LimitError as err:
+        plan = plan_from_args(args)
+    except ValueError as err:  # LimitError included
         print(f"monitor: {err}", file=sys.stderr)
         return RM_MONITOR_ERROR
-    argv, command_text = _command_argv(args)
-    if not argv and args.pid is None:
-        print("monitor: no command to run: give -- CMD ARGS, --sh 'CMD' or --pid PID", file=sys.stderr)
-        return RM_MONITOR_ERROR
-    if args.interval <= 0:
-        print(f"monitor: the interval must be positive, not {args.interval}", file=sys.stderr)
-        return RM_MONITOR_ERROR
-    prefix = args.with_output_files or f"resource-pid-{os.getpid()}"
-    dirs = (
-        []
-        if args.without_disk_footprint
-        else [os.path.abspath(d) for d in (args.measure_dir or [os.getcwd()])]
-    )
-    series = open(prefix + ".series", "w") if args.with_time_series else None
-    watch_args = dict(limits=limits, interval=args.interval, enforce=not args.measure_only,
-                      measure_dirs=dirs, series=series)  # fmt: skip
+    series = open(plan.series_path, "w") if plan.series_path else None  # noqa: SIM115 - closed below
+    watch_args = dict(plan.watch_args, series=series)
     try:
         if args.pid is not None:
-            summary = watch_existing(args.pid, command_text, watch_args)
+            summary = watch_existing(args.pid, plan.command_text, watch_args)
         else:
-            summary = run_command(argv, command_text, watch_args)
+            summary = run_command(plan.argv, plan.command_text, watch_args)
     finally:
         if series is not None:
             series.close()
-    summary.verbatim = verbatim_fields(args.verbatim_to_summary)
-    try:
-        summary.write(prefix + ".summary", pretty=not args.no_pprint)
-    except OSError as err:
-        print(f"monitor: cannot write {prefix}.summary: {err.strerror}", file=sys.stderr)
-        return RM_MONITOR_ERROR
-    if summary.exhausted:
-        log.info("%s: %s", command_text, summary.exhaustion_message())
-    return summary.monitor_exit_code
+    return finish(summary, plan)
 
 
 def _configure_debug(args: argparse.Namespace) -> None:

@@ -44,6 +44,19 @@ class ProcFSReader:
     def pids(self) -> list[int]:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
+    def links(self) -> dict[int, tuple[int, int]]:
+        """pid -> (parent pid, process group) of every process: one small read each."""
+        found = {}
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    stat = f.read().decode("ascii", "replace")
+                fields_ = stat[stat.rindex(")") + 2 :].split(maxsplit=3)
+                found[pid] = (int(fields_[1]), int(fields_[2]))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
     def read(self, pid: int) -> ProcSample | None:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
@@ -101,6 +114,15 @@ class PsutilReader:
 
     def pids(self) -> list[int]:
         return self.psutil.pids()
+
+    def links(self) -> dict[int, tuple[int, int]]:
+        found = {}
+        for pid in self.pids():
+            try:
+                found[pid] = (self.psutil.Process(pid).ppid(), os.getpgid(pid))
+            except (self.psutil.Error, OSError):
+                continue
+        return found
 
     def read(self, pid: int) -> ProcSample | None:
         ps = self.psutil
@@ -198,6 +220,8 @@ class TreeSampler:
     group: int | None = None  # a process group that belongs to the tree (the task's own group)
     exclude: set = field(default_factory=lambda: {os.getpid()})  # never measure the monitor itself
     last_disk_walk: float = 0.0
+    # cumulative counters of the tree when measuring began (a task run by a long-lived process)
+    zero: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.reader is None:
@@ -205,27 +229,42 @@ class TreeSampler:
         self.cpu_window.append((0.0, 0.0))
 
     def _tree(self) -> dict[int, ProcSample]:
-        samples = {}
-        for pid in self.reader.pids():
-            s = self.reader.read(pid)
-            if s is not None:
-                samples[pid] = s
-        tree: dict[int, ProcSample] = {}
-        if self.root in samples:
-            tree[self.root] = samples[self.root]
+        # Every process's parent and group (one small read each), then the full reading only for
+        # the tree's members: a batch node runs hundreds of processes that are none of ours.
+        links = self.reader.links()
+        members: set[int] = {self.root} if self.root in links else set()
         children: dict[int, list[int]] = {}
-        for s in samples.values():
-            children.setdefault(s.ppid, []).append(s.pid)
+        for pid, (ppid, pgid) in links.items():
+            children.setdefault(ppid, []).append(pid)
             # Processes that left the tree by double-forking keep the task's process group.
-            if self.group is not None and s.pgid == self.group and s.pid not in self.exclude:
-                tree[s.pid] = s
-        stack = [self.root, *(pid for pid in self.tracked if pid in samples)]
+            if self.group is not None and pgid == self.group and pid not in self.exclude:
+                members.add(pid)
+        stack = [self.root, *(pid for pid in self.tracked if pid in links)]
         while stack:
             for child in children.get(stack.pop(), ()):
-                if child not in tree:
-                    tree[child] = samples[child]
+                if child not in members:
+                    members.add(child)
                     stack.append(child)
+        tree: dict[int, ProcSample] = {}
+        for pid in members:
+            sample = self.reader.read(pid)
+            if sample is not None:
+                tree[pid] = sample
         return tree
+
+    def zero_counters(self) -> None:
+        """Count CPU time, I/O and context switches from now on, not from the processes' starts.
+
+        For a root process that ran other work before (a warm slot running its next task): its
+        cumulative counters so far are not this measurement's.
+        """
+        tree = self._tree()
+        self.zero = {
+            "cpu_time": sum(s.cpu + s.children_cpu for s in tree.values()),
+            "bytes_read": sum(s.read_bytes for s in tree.values()),
+            "bytes_written": sum(s.written_bytes for s in tree.values()),
+            "context_switches": sum(s.ctx_switches for s in tree.values()),
+        }
 
     def sample(self, now: float | None = None) -> dict[str, float]:
         """Read the tree once; returns the values of this sample (and updates the peaks)."""
@@ -238,8 +277,12 @@ class TreeSampler:
                 self.seen.add((pid, s.start_ticks))
             self.tracked[pid] = _Tracked(s.start_ticks, s)
         wall = max(0.0, now - self.start)
-        cpu = self.finished_cpu + sum(s.cpu + s.children_cpu for s in tree.values())
-        cpu = max(cpu, self.peaks.get("cpu_time", 0.0))
+        zero = self.zero
+        cpu = self.finished_cpu + sum(s.cpu + s.children_cpu for s in tree.values()) - zero.get("cpu_time", 0.0)
+        cpu = max(cpu, self.peaks.get("cpu_time", 0.0), 0.0)
+        read = self.finished_io[0] + sum(s.read_bytes for s in tree.values()) - zero.get("bytes_read", 0.0)
+        written = self.finished_io[1] + sum(s.written_bytes for s in tree.values()) - zero.get("bytes_written", 0.0)
+        switches = self.finished_io[2] + sum(s.ctx_switches for s in tree.values()) - zero.get("context_switches", 0)
         mb = 1024.0 * 1024.0
         values = {
             "wall_time": wall,
@@ -247,9 +290,9 @@ class TreeSampler:
             "memory": sum(s.rss for s in tree.values()) / mb,
             "virtual_memory": sum(s.vms for s in tree.values()) / mb,
             "swap_memory": sum(s.swap for s in tree.values()) / mb,
-            "bytes_read": (self.finished_io[0] + sum(s.read_bytes for s in tree.values())) / mb,
-            "bytes_written": (self.finished_io[1] + sum(s.written_bytes for s in tree.values())) / mb,
-            "context_switches": self.finished_io[2] + sum(s.ctx_switches for s in tree.values()),
+            "bytes_read": max(0.0, read) / mb,
+            "bytes_written": max(0.0, written) / mb,
+            "context_switches": max(0, switches),
             "max_concurrent_processes": len(tree),
             "total_processes": len(self.seen),
             "cores": self._peak_cores(wall, cpu),
