@@ -114,7 +114,7 @@ def start_task_process(
             log.exception("task %d: the warm pool could not parse the command; running it cold", task.taskid)
             request = None
         if request is not None:
-            return warm_pool.start(request, cwd, env, output_path)  # type: ignore[attr-defined]
+            return warm_pool.start_async(request, cwd, env, output_path)  # type: ignore[attr-defined]
     return start_cold(task.command, cwd, env, output_path)
 
 

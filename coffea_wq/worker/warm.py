@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
+from coffea_wq.worker.pending import PendingStart
 from coffea_wq.worker.warm_monitor import MonitoredWarmProcess, split_monitored
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class WarmPythonPool:
     def __init__(self) -> None:
         self.zygotes: dict[str, _Zygote] = {}
         self.lock = threading.Lock()
+        self.generation = 0  # counts close() calls: the pool serves one manager session after another
 
     @staticmethod
     def parse_warm_command(command: str, env: dict[str, str]) -> WarmRequest | None:
@@ -253,9 +255,20 @@ class WarmPythonPool:
         return WarmRequest(command=command, python=words[0], argv=tuple(words[1:]), preload=preload,
                            env_tarball=tarball)
 
-    def start(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path) -> Any:
-        """Run ``request`` in a warm slot; falls back to a cold process if that is impossible."""
+    def start_async(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path) -> PendingStart:
+        """``start`` in a thread: the worker's loop never waits for unpacking or imports (pending.py)."""
+        generation = self.generation
+        return PendingStart(lambda: self.start(request, cwd, env, output_path, generation), request.command,
+                            Path(output_path))
+
+    def start(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path,
+              generation: int | None = None) -> Any:
+        """Run ``request`` in a warm slot; falls back to a cold process if that is impossible.
+
+        With ``generation`` (``start_async``), a pool closed since then starts nothing: raises.
+        """
         cwd = Path(cwd)
+        self._check_generation(generation)
         try:
             # a bad monitor option is found before the task starts: the wrapper, run cold, reports it
             plan = None if request.monitor is None else plan_from_args(request.monitor, str(cwd))
@@ -266,10 +279,15 @@ class WarmPythonPool:
             process = WarmProcess(zygote, request_id, pid, request.command)
             return process if plan is None else self._monitor(process, plan, started)
         except Exception as exc:
+            self._check_generation(generation)  # a zygote stopped by close() is no reason to run cold
             log.warning("warm slot unavailable (%s); running the task cold", exc)
             from coffea_wq.worker.execution import start_cold
 
             return start_cold(request.command, cwd, env, output_path)
+
+    def _check_generation(self, generation: int | None) -> None:
+        if generation is not None and generation != self.generation:
+            raise RuntimeError("the worker's session ended before the task started")
 
     @staticmethod
     def _monitor(process: WarmProcess, plan: MonitorPlan, started: float) -> MonitoredWarmProcess:
@@ -305,6 +323,7 @@ class WarmPythonPool:
             return zygote
 
     def close(self) -> None:
+        self.generation += 1  # a start not yet under way in its thread fails instead of starting a task
         with self.lock:
             zygotes, self.zygotes = list(self.zygotes.values()), {}
         for zygote in zygotes:

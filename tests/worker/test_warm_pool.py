@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from coffea_wq.worker.pending import PendingStart
 from coffea_wq.worker.warm import WarmProcess, WarmPythonPool, _Zygote
 
 
@@ -57,3 +60,79 @@ def test_an_exit_read_before_run_wakes_up_is_not_lost():
     finally:
         sink.stdin.close()
         sink.wait(timeout=10)
+
+
+def _slow_import_env(tmp_path, seconds: float) -> dict[str, str]:
+    """A task environment whose zygote preloads a module that takes ``seconds`` to import."""
+    modules = tmp_path / "modules"
+    modules.mkdir(exist_ok=True)
+    (modules / "slow_to_import.py").write_text(f"import time\ntime.sleep({seconds})\n")
+    return {"PATH": os.environ["PATH"], "COFFEA_WQ_WARM": "1", "COFFEA_WQ_PRELOAD": "slow_to_import",
+            "PYTHONPATH": str(modules)}
+
+
+def _sandbox_with(tmp_path, name: str, script: str) -> Path:
+    sandbox = tmp_path / name
+    sandbox.mkdir()
+    (sandbox / "coffea_wq_task.py").write_text(script)
+    return sandbox
+
+
+def test_a_slow_warm_start_does_not_hold_up_the_worker(tmp_path, pool):
+    env = _slow_import_env(tmp_path, 2.0)
+    request = pool.parse_warm_command("python3 coffea_wq_task.py fn item out", env)
+    sandbox = _sandbox_with(tmp_path, "t.1", "import sys\nsys.exit(4)\n")
+    before = time.monotonic()
+    pending = pool.start_async(request, sandbox, env, tmp_path / "t.1.out")
+    assert time.monotonic() - before < 1.0  # the zygote's 2 s import happens in the start thread
+    assert pending.poll() is None and pending.pid == 0
+    assert pending.wait(timeout=60) == 4
+    assert isinstance(pending.process, WarmProcess) and pending.pid == pending.process.pid > 0
+
+
+def test_a_kill_during_a_warm_start_stops_the_task_once_it_exists(tmp_path, pool):
+    env = _slow_import_env(tmp_path, 1.0)
+    request = pool.parse_warm_command("python3 coffea_wq_task.py fn item out", env)
+    sandbox = _sandbox_with(tmp_path, "t.1", "import time\ntime.sleep(2)\nopen('ran', 'w').close()\n")
+    pending = pool.start_async(request, sandbox, env, tmp_path / "t.1.out")
+    pending.kill()  # before the zygote has even imported its modules
+    assert pending.wait(timeout=60) == -signal.SIGKILL
+    time.sleep(2.5)
+    assert not (sandbox / "ran").exists(), "the cancelled task ran on"
+
+
+def test_closing_the_pool_during_a_start_starts_nothing(tmp_path):
+    pool = WarmPythonPool()
+    env = _slow_import_env(tmp_path, 2.0)
+    request = pool.parse_warm_command("python3 coffea_wq_task.py fn item out", env)
+    sandbox = _sandbox_with(tmp_path, "t.1", "open('ran', 'w').close()\n")
+    pending = pool.start_async(request, sandbox, env, tmp_path / "t.1.out")
+    time.sleep(0.3)  # the start thread is waiting for the zygote
+    pool.close()  # the session ended: neither warm nor cold may the task start now
+    assert pending.wait(timeout=60) == 1
+    assert "session ended" in (tmp_path / "t.1.out").read_text()
+    assert not (sandbox / "ran").exists()
+    pool.close()
+
+
+def test_a_start_that_raises_fails_the_task_with_the_reason_in_its_output(tmp_path):
+    def impossible():
+        raise OSError("fork: resource temporarily unavailable")
+
+    pending = PendingStart(impossible, "python3 coffea_wq_task.py a b c", tmp_path / "out")
+    assert pending.wait(timeout=10) == 1 and pending.poll() == 1
+    assert "fork: resource temporarily unavailable" in (tmp_path / "out").read_text()
+    pending.kill()  # nothing to kill: no error
+
+
+def test_a_kill_during_a_cold_start_reaches_the_started_process_group(tmp_path):
+    release = threading.Event()
+
+    def gated_start():
+        release.wait(10)
+        return subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"], start_new_session=True)
+
+    pending = PendingStart(gated_start, "sh", tmp_path / "out")
+    pending.kill()
+    release.set()
+    assert pending.wait(timeout=30) == -signal.SIGKILL
