@@ -99,8 +99,8 @@ def run_uproot_job(fileset: Any, treename: str | None, processor_instance: Any,
     ``treename``, ``processor_instance``, ``executor`` (an executor class or instance; default
     coffea-wq's), ``executor_args`` (executor and Runner options in one dict, dashes or underscores),
     ``pre_executor``/``pre_args`` (the same for preprocessing; default: the executor and its
-    arguments), ``chunksize``, ``maxchunks``, ``metadata_cache``, ``dynamic_chunksize`` (accepted,
-    not implemented yet), ``format`` ("root" or "parquet").
+    arguments), ``chunksize``, ``maxchunks``, ``metadata_cache``, ``dynamic_chunksize`` (targets
+    for the executor's dynamic chunk sizes), ``format`` ("root" or "parquet").
 
     Returns what the Runner returns: the output, or ``(output, metrics)`` with ``savemetrics``.
 

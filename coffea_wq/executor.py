@@ -19,6 +19,7 @@ from typing import Any
 from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
+from coffea_wq.coffea_tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
 from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
 from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
 from coffea_wq.coffea_tasks.session import (
@@ -48,7 +49,6 @@ MONITOR_MODES = {"off": "off", "measure": "measure", "watchdog": "watchdog", Fal
 
 # options kept for coffea 0.7 scripts whose feature is not built yet: accepted, warned about, ignored
 NOT_YET_IMPLEMENTED = {
-    "dynamic_chunksize": None,
     "tasks_accum_log": None,
     "ssl": False,
     "wrapper": None,
@@ -121,7 +121,9 @@ class WorkQueueExecutor(ExecutorBase):
     preload_modules : tuple           modules a warm slot imports once.
     treereduction, chunksize, events_total, status_display_interval : accepted for coffea 0.7
                                       compatibility; results are accumulated in this process.
-    dynamic_chunksize, tasks_accum_log, ssl, wrapper, bar_format, chunks_accum_in_mem,
+    dynamic_chunksize : dict (None)   re-cut the chunks to targets, e.g. {"wall_time": 60, "memory": 2000}
+                                      (s, MB; memory needs resource_monitor): see dynamic_chunks.py.
+    tasks_accum_log, ssl, wrapper, bar_format, chunks_accum_in_mem,
     chunks_per_accum : accepted for coffea 0.7 scripts; not implemented yet (a warning says so).
     """
 
@@ -209,7 +211,9 @@ class WorkQueueExecutor(ExecutorBase):
         template = self.task_template(session, function, category)
         options = CallOptions(retries=self.retries, split_on_exhaustion=self.split_on_exhaustion and not preprocessing,
                               verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,
-                              desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode])
+                              desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode],
+                              dynamic_chunksize=None if preprocessing or self.dynamic_chunksize is None
+                              else parse_targets(self.dynamic_chunksize))
         loop = TaskLoop(session, template, options)
         try:
             return loop.run(items, accumulator)
@@ -281,6 +285,11 @@ def validate_options(ex: WorkQueueExecutor) -> None:
         value = getattr(ex, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise ExecutorConfigError(f"{name}={value!r}: expected a positive number (MB for memory and disk)")
+    if ex.dynamic_chunksize is not None:
+        try:
+            parse_targets(ex.dynamic_chunksize)
+        except DynamicChunksizeError as exc:
+            raise ExecutorConfigError(str(exc)) from None
     if ex.treereduction < 2:
         raise ExecutorConfigError(f"treereduction={ex.treereduction!r}: expected an integer >= 2")
     _validate_port(ex.port)

@@ -19,6 +19,7 @@ from coffea.processor import accumulate
 
 from coffea_wq.catalog.verbose import task_report_lines
 from coffea_wq.coffea_tasks.backend import module_constant
+from coffea_wq.coffea_tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
 from coffea_wq.coffea_tasks.errors import RemoteError, TaskFailedError, describe_item
 from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
 from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
@@ -33,6 +34,7 @@ RESULT_SUCCESS = 0
 RESULT_RESOURCE_EXHAUSTION = 16
 WAIT_TIMEOUT_S = 1
 MIN_QUEUED = 200  # tasks kept submitted beyond what the manager calls hungry
+DYNAMIC_AHEAD = 2  # with dynamic chunk sizes: chunks cut beyond one per connected core
 LOCAL_WORKERS_GONE_GRACE_S = 10.0
 
 
@@ -55,6 +57,7 @@ class CallOptions:
     desc: str = "Processing"
     unit: str = "items"
     resources_mode: str = "fixed"
+    dynamic_chunksize: dict[str, float] | None = None  # targets (parsed); None: chunks as given
 
 
 @dataclass
@@ -98,15 +101,25 @@ class TaskLoop:
         self.exhaustion = module_constant(session.wq, "WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION",
                                           RESULT_RESOURCE_EXHAUSTION)
         self.success = module_constant(session.wq, "WORK_QUEUE_RESULT_SUCCESS", RESULT_SUCCESS)
+        self.ranges: EntryRanges | None = None  # with dynamic chunk sizes: the events not yet cut
+        self.model: ChunkSizeModel | None = None
 
     def run(self, items: list[Any], accumulator: Any) -> tuple[Any, Any]:
         """Process every item; return ``(accumulated, 0)`` or ``(partial, TaskFailedError)``."""
         started = time.monotonic()
         self.accumulated = accumulator
         self.report.items = len(items)
-        for item in items:
-            self.pending.append(self._new_unit(item))
-        with ProgressBars(self.options.desc, self.options.unit, len(items), self.options.status) as bars:
+        unit_name, total = self.options.unit, len(items)
+        if self.options.dynamic_chunksize and items and all(hasattr(i, "entrystart") for i in items):
+            self.ranges = EntryRanges(items)
+            self.model = ChunkSizeModel(self.options.dynamic_chunksize,
+                                        base=max(i.entrystop - i.entrystart for i in items))
+            self.report.items = 0  # counted as chunks are cut
+            unit_name, total = "event", self.ranges.events  # as coffea 0.7's dynamic mode counted
+        else:
+            for item in items:
+                self.pending.append(self._new_unit(item))
+        with ProgressBars(self.options.desc, unit_name, total, self.options.status) as bars:
             self.bars = bars
             try:
                 self._loop_until_done()
@@ -120,7 +133,7 @@ class TaskLoop:
 
     def _loop_until_done(self) -> None:
         gone_since: float | None = None
-        while (self.pending or self.in_flight) and self.failure is None:
+        while (self.pending or self.in_flight or self._more_to_cut()) and self.failure is None:
             self._submit_ready()
             task = self.queue.wait(WAIT_TIMEOUT_S)
             if task is None:
@@ -139,9 +152,28 @@ class TaskLoop:
         self.session.staging.write_item(unit.key, item)
         return unit
 
+    def _more_to_cut(self) -> bool:
+        return self.ranges is not None and bool(self.ranges.ranges)
+
     def _submit_ready(self) -> None:
+        if self.ranges is not None:
+            # cut a chunk only when a core can take it, so that it gets the size learnt so far
+            while (self.pending or self._more_to_cut()) and \
+                    len(self.in_flight) < DYNAMIC_AHEAD + _connected_cores(self.queue):
+                self.submit_unit(self.pending.popleft() if self.pending else self._cut_unit())
+            return
         while self.pending and (len(self.in_flight) < MIN_QUEUED or self.queue.hungry()):
             self.submit_unit(self.pending.popleft())
+
+    def _cut_unit(self) -> WorkUnit:
+        assert self.ranges is not None and self.model is not None
+        chunk = self.ranges.cut(self.model.size())
+        self.report.items += 1
+        return self._new_unit(chunk)
+
+    def _amount(self, item: Any) -> int:
+        """What an item counts for in the progress bars: one chunk, or its events when sizes are dynamic."""
+        return item.entrystop - item.entrystart if self.ranges is not None else 1
 
     def submit_unit(self, unit: WorkUnit) -> None:
         staging = self.session.staging
@@ -152,7 +184,7 @@ class TaskLoop:
         self.in_flight[task_id] = unit
         self.report.tasks_submitted += 1
         if unit.failures == 0 and self.bars:
-            self.bars.advance("submitted")
+            self.bars.advance("submitted", self._amount(unit.item))
         if self.options.verbose and self.bars:
             self.bars.print(f"Submitted task (id #{task_id}): {describe_item(unit.item)}")
 
@@ -163,6 +195,7 @@ class TaskLoop:
         if result == self.success:
             outcome = read_outcome(self.session.staging.output_path(unit.key))
             if outcome.kind is OutcomeKind.OK:
+                self._learn_chunk_size(unit, task, outcome.wall_time)
                 self.accept_value(unit, outcome.value)
                 return
             if outcome.kind is OutcomeKind.REMOTE_ERROR:
@@ -181,6 +214,13 @@ class TaskLoop:
             return
         self.retry_or_fail(unit, f"task result {_result_name(task)} (exit status {task.return_status})", task)
 
+    def _learn_chunk_size(self, unit: WorkUnit, task: Any, wall_time: float | None) -> None:
+        if self.model is None:
+            return
+        memory = _resources(task, "resources_measured").get("memory")
+        self.model.observe(self._amount(unit.item), wall_time or _runtime_s(task),
+                           float(memory) if isinstance(memory, (int, float)) and memory > 0 else None)
+
     def accept_value(self, unit: WorkUnit, value: Any) -> None:
         if unit.key in self.done_keys:  # a result can only count once
             self.report.duplicates_ignored += 1
@@ -188,7 +228,7 @@ class TaskLoop:
         self.done_keys.add(unit.key)
         self.session.staging.discard(unit.key)
         if self.bars:
-            self.bars.advance("processed")
+            self.bars.advance("processed", self._amount(unit.item))
         if value is None:
             # Runner's closure returns None when skipbadfiles swallowed the error
             self.report.skipped.append(unit.item)
@@ -197,7 +237,7 @@ class TaskLoop:
             self.accumulated = accumulate([value], self.accumulated)
             self.report.accumulated.append(unit.item)
         if self.bars:
-            self.bars.advance("accumulated")
+            self.bars.advance("accumulated", self._amount(unit.item))
 
     def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
         unit.failures += 1
@@ -237,9 +277,12 @@ class TaskLoop:
         self.report.split.append((unit.item, pieces))
         log.warning("%s exhausted its resources on %s (%s); split into %d pieces", describe_item(unit.item),
                     getattr(task, "hostname", "?"), exhaustion_reason(task), len(pieces))
+        if self.model is not None:
+            self.model.lower_to(max(1, self._amount(unit.item) // 2))  # later chunks shrink too
         if self.bars:
-            self.bars.grow(len(pieces) - 1)
-            self.bars.advance("submitted", -1)  # each piece counts as submitted on its own
+            if self.ranges is None:
+                self.bars.grow(len(pieces) - 1)
+            self.bars.advance("submitted", -self._amount(unit.item))  # each piece counts as submitted on its own
         for piece in pieces:
             self.submit_unit(self._new_unit(piece))
 
@@ -308,6 +351,13 @@ def _connected_workers(queue: Any) -> int:
     try:
         stats = queue.stats
         return int(getattr(stats, "workers_connected", 0) or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _connected_cores(queue: Any) -> int:
+    try:
+        return int(getattr(queue.stats, "total_cores", 0) or 0)
     except (AttributeError, TypeError, ValueError):
         return 0
 

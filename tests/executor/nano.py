@@ -60,13 +60,15 @@ class LeptonJetProcessor(processor.ProcessorABC):
     ``fail_on``: (file basename, entrystart) of a chunk on which ``process`` raises ValueError.
     ``hog``: (file basename, start, stop, bytes per event, "memory" or "disk"): a chunk inside that
     entry range holds that much memory, or writes that much into its working directory.
-    ``sleep``: seconds each chunk takes at least.
+    ``sleep``: seconds each chunk takes at least; ``sleep_per_event``: and this much more per event.
     """
 
-    def __init__(self, fail_on: tuple[str, int] | None = None, hog: tuple | None = None, sleep: float = 0.0):
+    def __init__(self, fail_on: tuple[str, int] | None = None, hog: tuple | None = None, sleep: float = 0.0,
+                 sleep_per_event: float = 0.0):
         self.fail_on = fail_on
         self.hog = hog
         self.sleep = sleep
+        self.sleep_per_event = sleep_per_event
 
     def process(self, events):
         dataset = events.metadata["dataset"]
@@ -74,8 +76,8 @@ class LeptonJetProcessor(processor.ProcessorABC):
         if self.fail_on == where:
             raise ValueError(f"deliberate failure in {where[0]} at entry {where[1]}")
         ballast = self._hog(where, events.metadata["entrystop"], len(events))
-        if self.sleep:
-            time.sleep(self.sleep)
+        if self.sleep or self.sleep_per_event:
+            time.sleep(self.sleep + self.sleep_per_event * len(events))
         electrons = events.Electron[(events.Electron.pt > 20) & (abs(events.Electron.eta) < 2.5)]
         muons = events.Muon[(events.Muon.pt > 20) & (abs(events.Muon.eta) < 2.5)]
         jets = events.Jet[(events.Jet.pt > 30) & (abs(events.Jet.eta) < 2.4)]

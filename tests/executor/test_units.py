@@ -54,8 +54,8 @@ def test_bad_option_is_named(option, value, culprit):
 
 
 def test_not_implemented_option_is_accepted_with_a_warning():
-    with pytest.warns(UserWarning, match="dynamic_chunksize"):
-        WorkQueueExecutor(dynamic_chunksize={"wall_time": 60})
+    with pytest.warns(UserWarning, match="tasks_accum_log"):
+        WorkQueueExecutor(tasks_accum_log="accum.log")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         WorkQueueExecutor()  # defaults warn about nothing
