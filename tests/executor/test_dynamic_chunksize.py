@@ -90,3 +90,13 @@ def test_dynamic_chunks_follow_the_target_and_give_the_iterative_output(tmp_path
     assert sum(sizes) == 5000 and not report.failed
     # the first chunks have the Runner's size (as a power of two); once two came back, the target's
     assert sizes[0] == 512 and max(sizes[-5:]) <= 256 and report.items == len(report.accumulated) > 7
+
+
+def test_run_uproot_job_passes_dynamic_chunksize_to_the_executor(tmp_path):
+    # checked before anything runs: a bad target from either spelling is the executor's error
+    with pytest.raises(ExecutorConfigError, match="'walltime'"):
+        coffea_wq.run_uproot_job({"d": [str(tmp_path / "none.root")]}, "Events", nano.LeptonJetProcessor(),
+                                 executor_args={"local-workers": 0}, dynamic_chunksize={"walltime": 60})
+    with pytest.raises(ExecutorConfigError, match="'walltime'"):
+        coffea_wq.run_uproot_job({"d": [str(tmp_path / "none.root")]}, "Events", nano.LeptonJetProcessor(),
+                                 executor_args={"local-workers": 0, "dynamic-chunksize": {"walltime": 60}})
