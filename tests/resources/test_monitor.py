@@ -306,3 +306,13 @@ def _has_child_sleep(pid: int) -> bool:
             if "(sleep)" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 return True
     return False
+
+
+def test_a_limit_is_broken_only_by_a_peak_that_the_summary_shows_above_it():
+    from coffea_wq.resources.rmon.sampler import exceeded_limits
+
+    # memory is reported in whole MB: 100.5 MB reads "100 MB", which does not break a 100 MB limit
+    assert exceeded_limits({"memory": 100.5}, {"memory": 100}) == {}
+    assert exceeded_limits({"memory": 101.2}, {"memory": 100}) == {"memory": 100}
+    assert exceeded_limits({"wall_time": 1.0000004}, {"wall_time": 1}) == {}  # seconds to 6 decimals
+    assert exceeded_limits({"cores": 1.3}, {"cores": 1}) == {"cores": 1}  # beyond the quarter-core forgiveness

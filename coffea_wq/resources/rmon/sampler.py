@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .limits import CORES_FORGIVENESS
+from .limits import CORES_FORGIVENESS, RESOURCE_TABLE, number_with_decimals
 
 # --- reading processes ---------------------------------------------------------------------------------
 
@@ -346,6 +346,9 @@ def exceeded_limits(peaks: dict[str, float], limits: dict[str, float]) -> dict[s
         measured = peaks.get(name)
         if measured is None or measured <= 0:
             continue
+        # compared as the summary reports it (memory in whole MB): a peak of 100.5 MB written as
+        # "100 MB" must not break a 100 MB limit, or the report would read "peak 100 > limit 100"
+        measured = number_with_decimals(measured, RESOURCE_TABLE.get(name, ("", 6))[1])
         forgiven = CORES_FORGIVENESS if name == "cores" else 0.0
         if limit < measured - forgiven:
             broken[name] = limit
