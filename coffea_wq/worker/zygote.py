@@ -61,6 +61,7 @@ from dataclasses import dataclass
 SLOT_MODULE = "coffea_wq_warm_slot"  # how the task script finds task_finished and its cache
 DEFAULT_SLOT_TASKS = 100
 DEFAULT_SLOT_IDLE_S = 60.0
+MAX_TRIES = 3  # slots a request may be handed to that die before taking it
 
 
 class TaskEnded(BaseException):
@@ -310,6 +311,10 @@ class Zygote:
         preload(list(request.get("preload") or []), self.imported, self.failed)
         key = tuple(sorted(set(request.get("preload") or [])))
         while True:
+            request["tries"] = request.get("tries", 0) + 1
+            if request["tries"] > MAX_TRIES:  # slots die before taking it: the worker runs it cold
+                self.send({"op": "failed", "id": request["id"], "error": f"{MAX_TRIES} slots died before starting it"})
+                return
             slot = self.idle_slot(key) or self.fork_slot(key)
             if slot is None:
                 self.send({"op": "failed", "id": request["id"], "error": "fork failed"})

@@ -136,3 +136,20 @@ def test_a_kill_during_a_cold_start_reaches_the_started_process_group(tmp_path):
     pending.kill()
     release.set()
     assert pending.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_slots_that_die_before_taking_a_task_end_in_a_cold_run_not_a_loop(tmp_path, pool):
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    # every process the zygote forks dies at once: no slot ever takes the task
+    (modules / "fork_killer.py").write_text("import os\nos.register_at_fork(after_in_child=lambda: os._exit(3))\n")
+    env = {"PATH": os.environ["PATH"], "COFFEA_WQ_WARM": "1", "COFFEA_WQ_PRELOAD": "fork_killer",
+           "PYTHONPATH": str(modules)}
+    request = pool.parse_warm_command("python3 coffea_wq_task.py fn item out", env)
+    sandbox = _sandbox_with(tmp_path, "t.1", "import os, sys\nopen('ppid', 'w').write(str(os.getppid()))\n"
+                                              "sys.exit(5)\n")
+    process = pool.start(request, sandbox, env, tmp_path / "t.1.out")
+    assert not isinstance(process, WarmProcess)  # given up on warm after a few slots, run cold
+    assert process.wait(timeout=60) == 5
+    zygote_pid = next(iter(pool.zygotes.values())).proc.pid
+    assert int((sandbox / "ppid").read_text()) != zygote_pid
