@@ -120,11 +120,16 @@ def start_task_process(
 
 def kill_process(handle: ProcessHandle) -> None:
     """SIGKILL a task and everything in its process group."""
+    signal_process(handle, signal.SIGKILL)
+
+
+def signal_process(handle: ProcessHandle, sig: int) -> None:
+    """Signal a task: all of a cold task's process group (it leads one), or through its handle."""
     try:
         if isinstance(handle, subprocess.Popen) and os.getpgid(handle.pid) == handle.pid:
-            os.killpg(handle.pid, signal.SIGKILL)
+            os.killpg(handle.pid, sig)
         else:
-            handle.kill()
+            handle.send_signal(sig)
     except (ProcessLookupError, PermissionError):
         pass
 

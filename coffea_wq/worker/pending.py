@@ -11,7 +11,6 @@ delivered as soon as the process exists, so a cancelled task never runs on unatt
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -19,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from coffea_wq.worker.execution import signal_process
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class PendingStart:
             pending = self.pending_signal
         self.done.set()
         if process is not None and pending is not None:
-            _signal(process, pending)
+            signal_process(process, pending)
 
     def poll(self) -> int | None:
         if not self.done.is_set():
@@ -83,22 +84,10 @@ class PendingStart:
                     self.pending_signal = sig  # delivered by the starting thread once it has a process
                 return
             process = self.process
-        _signal(process, sig)
+        signal_process(process, sig)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-
-
-def _signal(process: Any, sig: int) -> None:
-    """A cold task leads its own process group: signal all of it, as the worker does."""
-    if isinstance(process, subprocess.Popen):
-        try:
-            if os.getpgid(process.pid) == process.pid:
-                os.killpg(process.pid, sig)
-                return
-        except (ProcessLookupError, PermissionError):
-            return
-    process.send_signal(sig)

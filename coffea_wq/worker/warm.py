@@ -8,10 +8,11 @@ executor marks its tasks with ``COFFEA_WQ_WARM=1`` and runs one of exactly two c
     ./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT
 
 either as they are or wrapped by the manager's monitor (``./cctools-monitor ... --sh 'CMD'``),
-whose job the worker then does itself (``warm_monitor.py``). Anything else runs cold. ``start`` finds the interpreter (``python3`` on the task's PATH, or the
-environment tarball's ``bin/python`` unpacked once with ``envtools.ensure_unpacked``), keeps one
-zygote per interpreter (``zygote.py``, standard library only) and returns a Popen-like
-``WarmProcess``. If a zygote cannot start or dies, the task runs cold: results never depend on
+whose job the worker then does itself (``warm_monitor.py``). Anything else runs cold. ``start``
+finds the interpreter (``python3`` on the task's PATH, or the environment tarball's
+``bin/python`` unpacked once with ``envtools.ensure_unpacked``), keeps one zygote per
+interpreter (``zygote.py``, standard library only) and returns a Popen-like ``WarmProcess``
+(``start_async``: the same, started in a thread). If a zygote cannot start or dies, the task runs cold: results never depend on
 which path ran them.
 """
 

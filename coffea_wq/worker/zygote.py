@@ -228,6 +228,17 @@ def become_slot(sock_fd: int, inherited: list[int]) -> None:
         os._exit(code)
 
 
+def signal_slot(pid: int, sig: int) -> None:
+    """Signal a slot's session (what its task started too), or the slot alone if it has none yet."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def returncode_of(status: int) -> int:
     if os.WIFSIGNALED(status):
         return -os.WTERMSIG(status)
@@ -356,8 +367,8 @@ class Zygote:
         self.slots[pid] = slot
         return slot
 
-    def read_slot(self, slot: Slot) -> None:
-        """A slot's ``done`` messages; end of its socket means it is exiting (its exit is reaped)."""
+    def read_slot(self, slot: Slot) -> bool:
+        """A slot's ``took``/``done`` messages; False at the end of its socket (it is exiting)."""
         try:
             data = os.read(slot.fd, 65536)
         except OSError:
@@ -373,18 +384,13 @@ class Zygote:
                 self.send({"op": "exit", "id": slot.task, "pid": slot.pid, "returncode": message["returncode"]})
                 slot.task, slot.idle_since = None, time.monotonic()
                 slot.retiring = bool(message.get("retiring"))
+        return bool(data)
 
     def signal_task(self, request_id: object, sig: int) -> None:
         slot = next((s for s in self.slots.values() if s.task is not None and s.task == request_id), None)
         if slot is None:
             return  # already finished: the signal must not reach the slot's next task
-        try:
-            os.killpg(slot.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(slot.pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_slot(slot.pid, sig)
 
     def reap_slots(self) -> None:
         while True:
@@ -406,13 +412,9 @@ class Zygote:
                 self.send({"op": "exit", "id": slot.task, "pid": pid, "returncode": returncode_of(status)})
 
     def drain(self, slot: Slot) -> None:
-        os.set_blocking(slot.fd, False)
         try:
-            while select.select([slot.fd], [], [], 0)[0]:
-                before = len(slot.buffer)
-                self.read_slot(slot)
-                if len(slot.buffer) == before and b"\n" not in slot.buffer:
-                    break
+            while select.select([slot.fd], [], [], 0)[0] and self.read_slot(slot):
+                pass
         except OSError:
             pass
 
@@ -429,13 +431,7 @@ class Zygote:
         for slot in list(self.slots.values()):
             self.forget(slot)
         for pid in pids:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):  # not yet its own session leader
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            signal_slot(pid, signal.SIGKILL)
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
