@@ -258,13 +258,7 @@ class TreeSampler:
         For a root process that ran other work before (a warm slot running its next task): its
         cumulative counters so far are not this measurement's.
         """
-        tree = self._tree()
-        self.zero = {
-            "cpu_time": sum(s.cpu + s.children_cpu for s in tree.values()),
-            "bytes_read": sum(s.read_bytes for s in tree.values()),
-            "bytes_written": sum(s.written_bytes for s in tree.values()),
-            "context_switches": sum(s.ctx_switches for s in tree.values()),
-        }
+        self.zero = _counters(self._tree().values())
 
     def sample(self, now: float | None = None) -> dict[str, float]:
         """Read the tree once; returns the values of this sample (and updates the peaks)."""
@@ -277,12 +271,12 @@ class TreeSampler:
                 self.seen.add((pid, s.start_ticks))
             self.tracked[pid] = _Tracked(s.start_ticks, s)
         wall = max(0.0, now - self.start)
-        zero = self.zero
-        cpu = self.finished_cpu + sum(s.cpu + s.children_cpu for s in tree.values()) - zero.get("cpu_time", 0.0)
+        now_counters, zero = _counters(tree.values()), self.zero
+        cpu = self.finished_cpu + now_counters["cpu_time"] - zero.get("cpu_time", 0.0)
         cpu = max(cpu, self.peaks.get("cpu_time", 0.0), 0.0)
-        read = self.finished_io[0] + sum(s.read_bytes for s in tree.values()) - zero.get("bytes_read", 0.0)
-        written = self.finished_io[1] + sum(s.written_bytes for s in tree.values()) - zero.get("bytes_written", 0.0)
-        switches = self.finished_io[2] + sum(s.ctx_switches for s in tree.values()) - zero.get("context_switches", 0)
+        read = self.finished_io[0] + now_counters["bytes_read"] - zero.get("bytes_read", 0.0)
+        written = self.finished_io[1] + now_counters["bytes_written"] - zero.get("bytes_written", 0.0)
+        switches = self.finished_io[2] + now_counters["context_switches"] - zero.get("context_switches", 0)
         mb = 1024.0 * 1024.0
         values = {
             "wall_time": wall,
@@ -337,6 +331,17 @@ class TreeSampler:
             if name not in self.peaks or value > self.peaks[name]:
                 self.peaks[name] = value
                 self.peak_times[name] = at
+
+
+def _counters(samples) -> dict[str, float]:
+    """The cumulative counters of some processes, summed: CPU time (s), bytes read and written, switches."""
+    samples = list(samples)
+    return {
+        "cpu_time": sum(s.cpu + s.children_cpu for s in samples),
+        "bytes_read": sum(s.read_bytes for s in samples),
+        "bytes_written": sum(s.written_bytes for s in samples),
+        "context_switches": sum(s.ctx_switches for s in samples),
+    }
 
 
 def exceeded_limits(peaks: dict[str, float], limits: dict[str, float]) -> dict[str, float]:
