@@ -1,81 +1,22 @@
-"""CCTools' ``work_queue`` Python API, on coffea-wq's pure-Python manager.
-
-A script written for ``import work_queue as wq`` runs with ``import coffea_wq.work_queue as wq``::
-
-    import coffea_wq.work_queue as wq
-
-    q = wq.WorkQueue(port=9123)
-    t = wq.Task("wc -l < data.txt > count.txt")
-    t.specify_input_file("data.txt", cache=True)
-    t.specify_output_file("count.txt")
-    q.submit(t)
-    while not q.empty():
-        t = q.wait(5)
-        if t:
-            print(t.id, t.result, t.return_status, t.output)
-
-Workers are the real ``work_queue_worker`` or ``coffea-wq worker``:
-``work_queue_worker 127.0.0.1 9123``.
-"""
+"""``WorkQueue``: the manager object of CCTools' Python API (queue, tasks, settings, catalog, shutdown)."""
 
 from __future__ import annotations
 
 import logging
-import socket
-import time
 
-from coffea_wq.manager.api_task import Task, work_queue_result_str  # noqa: F401 (re-exported API)
 from coffea_wq.manager.logs import ManagerLogs, attach_debug_log
 from coffea_wq.manager.server import ManagerServer
 from coffea_wq.manager.stats import QueueStats, collect_stats
-from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
+from coffea_wq.protocol.codes import TaskState
+from coffea_wq.work_queue.categories import CategorySettings
+from coffea_wq.work_queue.constants import WORK_QUEUE_DEFAULT_PORT, WORK_QUEUE_WAITFORTASK
+from coffea_wq.work_queue.task import Task
+from coffea_wq.work_queue.workers import WorkerControl
 
 log = logging.getLogger("coffea_wq.work_queue")
 
-# --- the constants CCTools' module exports, with its values
-WORK_QUEUE_DEFAULT_PORT = 9123
-WORK_QUEUE_RANDOM_PORT = 0
-WORK_QUEUE_WAITFORTASK = -1
-WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL = 120
-WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT = 30
-WORK_QUEUE_INPUT = 0
-WORK_QUEUE_OUTPUT = 1
-WORK_QUEUE_NOCACHE = int(FileFlags.NOCACHE)
-WORK_QUEUE_CACHE = int(FileFlags.CACHE)
-WORK_QUEUE_SYMLINK = int(FileFlags.SYMLINK)
-WORK_QUEUE_PREEXIST = int(FileFlags.PREEXIST)
-WORK_QUEUE_THIRDGET = int(FileFlags.THIRDGET)
-WORK_QUEUE_THIRDPUT = int(FileFlags.THIRDGET)
-WORK_QUEUE_WATCH = int(FileFlags.WATCH)
-WORK_QUEUE_FAILURE_ONLY = int(FileFlags.FAILURE_ONLY)
-WORK_QUEUE_SUCCESS_ONLY = int(FileFlags.SUCCESS_ONLY)
-WORK_QUEUE_FILE = 1
-WORK_QUEUE_BUFFER = 2
-WORK_QUEUE_REMOTECMD = 3
-WORK_QUEUE_FILE_PIECE = 4
-WORK_QUEUE_DIRECTORY = 5
-WORK_QUEUE_URL = 6
-WORK_QUEUE_SCHEDULE_UNSET = 0
-WORK_QUEUE_SCHEDULE_FCFS = 1
-WORK_QUEUE_SCHEDULE_FILES = 2
-WORK_QUEUE_SCHEDULE_TIME = 3
-WORK_QUEUE_SCHEDULE_RAND = 4
-WORK_QUEUE_SCHEDULE_WORST = 5
-WORK_QUEUE_TASK_ORDER_FIFO = 0
-WORK_QUEUE_TASK_ORDER_LIFO = 1
-WORK_QUEUE_MANAGER_MODE_STANDALONE = 0
-WORK_QUEUE_MANAGER_MODE_CATALOG = 1
-WORK_QUEUE_ALLOCATION_MODE_FIXED = 0
-WORK_QUEUE_ALLOCATION_MODE_MAX = 1
-WORK_QUEUE_ALLOCATION_MODE_MIN_WASTE = 2
-WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT = 3
-for _code in ResultCode:
-    globals()[f"WORK_QUEUE_RESULT_{_code.name}"] = int(_code)
-for _state in TaskState:
-    globals()[f"WORK_QUEUE_TASK_{_state.name}"] = int(_state)
-del _code, _state
 
-class WorkQueue:
+class WorkQueue(WorkerControl, CategorySettings):
     """The manager: listens for workers, runs submitted tasks on them (CCTools' ``WorkQueue``).
 
     Args:
@@ -179,81 +120,6 @@ class WorkQueue:
             spec = self._server.queue.tasks.get(int(taskid))
             return int(spec.state) if spec is not None else int(TaskState.UNKNOWN)
 
-    # ---------------------------------------------------------------- workers
-    def shutdown_workers(self, n: int) -> int:
-        """Tell up to ``n`` idle workers (0: all idle workers) to exit; returns how many were told."""
-        from coffea_wq.manager.workers import PeerKind
-        from coffea_wq.protocol.manager_side import WorkerConnection
-
-        def tell() -> int:
-            told = 0
-            for peer in list(self._server.core.peers.values()):
-                if peer.kind is PeerKind.WORKER and not peer.tasks and not peer.closing and (n <= 0 or told < n):
-                    peer.send(WorkerConnection.send_exit())
-                    peer.closing = True
-                    peer.disconnect_reason = "EXPLICIT"
-                    told += 1
-            return told
-
-        return int(self._server.call(tell))
-
-    def block_host(self, host: str) -> int:
-        """Refuse workers from ``host`` (their hostname as they report it); connected ones are released."""
-        return self.block_host_with_timeout(host, float("inf"))
-
-    def block_host_with_timeout(self, host: str, timeout: float) -> int:
-        from coffea_wq.protocol.manager_side import WorkerConnection
-
-        def block() -> int:
-            self._server.blocked_hosts[host] = time.monotonic() + float(timeout)
-            for peer in list(self._server.core.peers.values()):
-                if peer.hostname == host and not peer.closing:
-                    peer.send(WorkerConnection.send_release())
-                    peer.closing = True
-                    peer.disconnect_reason = "EXPLICIT"
-            return 1
-
-        return int(self._server.call(block))
-
-    blacklist = block_host
-    blacklist_with_timeout = block_host_with_timeout
-
-    def unblock_host(self, host: str | None = None) -> int:
-        """Accept ``host`` again (every host when None)."""
-        def unblock() -> int:
-            if host is None:
-                self._server.blocked_hosts.clear()
-            else:
-                self._server.blocked_hosts.pop(host, None)
-            return 1
-
-        return int(self._server.call(unblock))
-
-    blacklist_clear = unblock_host
-
-    def specify_draining_by_hostname(self, hostname: str, drain_mode: bool = True) -> int:
-        """Let workers on ``hostname`` finish their tasks but give them no new ones (or undo it)."""
-        def drain() -> int:
-            count = 0
-            for peer in self._server.core.peers.values():
-                if peer.hostname == hostname:
-                    peer.draining = bool(drain_mode)
-                    count += 1
-            return count
-
-        return int(self._server.call(drain))
-
-    def workers_summary(self) -> list[dict]:
-        """One dict per distinct worker size: workers, cores, memory, disk, gpus (CCTools' shape)."""
-        sizes: dict[tuple, int] = {}
-        with self._server.lock:
-            for peer in self._server.core.peers.values():
-                if peer.ready_for_tasks:
-                    total = peer.total
-                    key = tuple(int(getattr(total, n) or 0) for n in ("cores", "memory", "disk", "gpus"))
-                    sizes[key] = sizes.get(key, 0) + 1
-        return [{"workers": n, "cores": c, "memory": m, "disk": d, "gpus": g} for (c, m, d, g), n in sizes.items()]
-
     def specify_min_taskid(self, minid: int) -> int:
         """The next task gets at least this id."""
         with self._server.lock:
@@ -300,17 +166,6 @@ class WorkQueue:
     specify_manager_preferred_connection = _accepted_and_ignored
     specify_master_preferred_connection = _accepted_and_ignored
     estimate_capacity = _accepted_and_ignored
-
-    def wait_for_workers(self, count: int, timeout: float) -> bool:
-        """Block until ``count`` workers are ready for tasks (True) or ``timeout`` s pass (False)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._server.lock:
-                ready = sum(1 for p in self._server.core.peers.values() if p.ready_for_tasks)
-            if ready >= count:
-                return True
-            time.sleep(0.05)
-        return False
 
     # ---------------------------------------------------------------- configuration
     def specify_password(self, password: str | bytes) -> int:
@@ -367,70 +222,6 @@ class WorkQueue:
             self._logs.open_transactions(logfile)
         return 1
 
-    # ---------------------------------------------------------------- categories and monitoring
-    def specify_category_mode(self, category: str, mode) -> int:
-        """Allocation mode of a category: WORK_QUEUE_ALLOCATION_MODE_FIXED/MAX/MIN_WASTE/MAX_THROUGHPUT."""
-        from coffea_wq.resources.allocation import AllocationMode
-
-        chosen = AllocationMode(int(mode)) if isinstance(mode, int) else AllocationMode.parse(mode)
-        with self._server.lock:
-            self._server.core.category(category).mode = chosen
-            self._logs.category_first(category, chosen.log_name, self._server.core.category(category).first_allocation)
-        return 1
-
-    def specify_category_max_resources(self, category: str, resources: dict) -> int:
-        """The most any task of ``category`` may use, e.g. ``{"cores": 4, "memory": 2000}``."""
-        return self._set_category_limit(category, "max_allocation", resources)
-
-    def specify_category_min_resources(self, category: str, resources: dict) -> int:
-        """The least any task of ``category`` is given."""
-        return self._set_category_limit(category, "min_allocation", resources)
-
-    def specify_category_first_resources(self, category: str, resources: dict) -> int:
-        """The first allocation to try in an automatic mode, before enough tasks were measured."""
-        return self._set_category_limit(category, "first_allocation", resources)
-
-    specify_category_first_allocation_guess = specify_category_first_resources
-
-    def _set_category_limit(self, category: str, attribute: str, resources: dict) -> int:
-        from coffea_wq.resources.types import RESOURCE_NAMES, Resources
-
-        unknown = set(resources) - set(RESOURCE_NAMES)
-        if unknown:
-            raise ValueError(f"category {category!r}: unknown resource(s) {sorted(unknown)}; use {RESOURCE_NAMES}")
-        value = Resources(**{k: (None if v is None or v < 0 else float(v)) for k, v in resources.items()})
-        with self._server.lock:
-            setattr(self._server.core.category(category), attribute, value)
-            self._status.categories.setdefault(category, {})[attribute.split("_")[0]] = value.as_dict()
-            log_method = {"max_allocation": "category_max", "min_allocation": "category_min"}.get(attribute)
-            if log_method:
-                getattr(self._logs, log_method)(category, value)
-        self._server.wake()
-        return 1
-
-    def enable_monitoring(self, dirname: str | None = None, watchdog: bool = False) -> int:
-        """Measure every task with the shipped resource monitor; ``watchdog=True`` also enforces limits.
-
-        Measured peaks appear as ``task.resources_measured`` (``.memory``, ``.cores``, ``.wall_time``,
-        ...); with ``dirname`` the summaries are kept there as ``wq-<pid>-task-<id>.summary``.
-        """
-        from coffea_wq.manager.monitoring import MonitorSettings
-
-        with self._server.lock:
-            self._server.core.monitor = MonitorSettings.create(dirname, watchdog)
-        return 1
-
-    def enable_monitoring_full(self, dirname: str | None = None, watchdog: bool = False) -> int:
-        return self.enable_monitoring(dirname, watchdog)
-
-    def activate_fast_abort(self, multiplier: float) -> int:
-        """Accepted for compatibility; fast abort is not implemented (tasks are never aborted as slow)."""
-        log.info("fast abort (multiplier %s) is not implemented; ignored", multiplier)
-        return 0
-
-    def activate_fast_abort_category(self, name: str, multiplier: float) -> int:
-        return self.activate_fast_abort(multiplier)
-
     # ---------------------------------------------------------------- catalog
     def _start_advertising(self) -> None:
         from coffea_wq.manager.advertise import start_advertiser
@@ -481,6 +272,3 @@ class WorkQueue:
         except Exception:
             pass
 
-
-def hostname() -> str:
-    return socket.gethostname()

@@ -1,4 +1,4 @@
-"""The ``Task`` of the CCTools-compatible API (re-exported by ``coffea_wq.work_queue``)."""
+"""``Task``: a shell command with its files and resources (CCTools' ``work_queue.Task``)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import os
 from typing import Any
 
 from coffea_wq.manager.task import Direction, FileKind, FileSpec, TaskSpec, cached_name_for
-from coffea_wq.protocol.codes import FileFlags, ResultCode
+from coffea_wq.protocol.codes import ResultCode
 from coffea_wq.resources.types import Resources
-
-WORK_QUEUE_INPUT = 0
-WORK_QUEUE_OUTPUT = 1
-WORK_QUEUE_NOCACHE = int(FileFlags.NOCACHE)
-WORK_QUEUE_CACHE = int(FileFlags.CACHE)
-WORK_QUEUE_FAILURE_ONLY = int(FileFlags.FAILURE_ONLY)
+from coffea_wq.work_queue.constants import (
+    WORK_QUEUE_CACHE,
+    WORK_QUEUE_FAILURE_ONLY,
+    WORK_QUEUE_INPUT,
+    WORK_QUEUE_NOCACHE,
+    WORK_QUEUE_OUTPUT,
+)
 
 _RESULT_STRINGS = {code: code.log_name for code in ResultCode}
 _RESULT_STRINGS[ResultCode.TASK_TIMEOUT] = "END_TIME"

@@ -1,0 +1,38 @@
+"""CCTools' ``work_queue`` Python API, on coffea-wq's pure-Python manager.
+
+A script written for ``import work_queue as wq`` runs with ``import coffea_wq.work_queue as wq``::
+
+    import coffea_wq.work_queue as wq
+
+    q = wq.WorkQueue(port=9123)
+    t = wq.Task("wc -l < data.txt > count.txt")
+    t.specify_input_file("data.txt", cache=True)
+    t.specify_output_file("count.txt")
+    q.submit(t)
+    while not q.empty():
+        t = q.wait(5)
+        if t:
+            print(t.id, t.result, t.return_status, t.output)
+
+Workers are the real ``work_queue_worker`` or ``coffea-wq worker``:
+``work_queue_worker 127.0.0.1 9123``. See docs/manager.md.
+
+Modules: ``constants`` (CCTools' ``WORK_QUEUE_*`` values), ``task`` (``Task``), ``queue``
+(``WorkQueue``), ``workers`` and ``categories`` (the parts of ``WorkQueue`` acting on workers and on
+categories/monitoring).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from coffea_wq.work_queue.constants import *  # noqa: F403 (CCTools' module exports every WORK_QUEUE_* name)
+from coffea_wq.work_queue.queue import WorkQueue
+from coffea_wq.work_queue.task import Task, work_queue_result_str
+
+_CONSTANTS = [name for name in dir() if name.startswith(("WORK_QUEUE_", "CATEGORY_ALLOCATION_MODE_"))]
+__all__ = ["WorkQueue", "Task", "work_queue_result_str", "hostname", *_CONSTANTS]
+
+
+def hostname() -> str:
+    return socket.gethostname()
