@@ -180,8 +180,12 @@ class RunningTask:
     limit_status: ResultCode | None = None
 
     def enforce_limits(self, now_wall: float) -> None:
-        """Kill the task if it ran past its ``end_time`` or ``wall_time``."""
-        if self.limit_status is not None:
+        """Kill the task if it is still running past its ``end_time`` or ``wall_time``.
+
+        The process is polled first: one that already exited (the loop noticed it only now, after
+        a tiny limit passed) finished in time and is not flagged (CCTools' worker reaps first too).
+        """
+        if self.limit_status is not None or self.handle.poll() is not None:
             return
         exceeded = exceeded_time_limit(self.task, self.started_wall, now_wall)
         if exceeded is not None:
