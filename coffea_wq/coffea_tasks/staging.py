@@ -132,13 +132,32 @@ class StagingArea:
     def output_path(self, key: int) -> Path:
         return self.root / "outputs" / f"out-{key}.lz4"
 
+    def reset_output(self, key: int) -> Path:
+        """An empty file at task ``key``'s output path, before each submission.
+
+        Never a previous attempt's output; and the manager never turns an existing file into a
+        directory (docs/manager.md, "Sandbox"), so no worker's reply can make it one.
+        """
+        path = self.output_path(key)
+        _remove(path)
+        path.write_bytes(b"")
+        return path
+
     def discard(self, key: int) -> None:
         """Forget the files of task ``key`` (its result is accumulated or abandoned)."""
         for path in (self.item_path(key), self.output_path(key)):
-            path.unlink(missing_ok=True)
+            _remove(path)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, or a directory a foreign manager's worker may have made there; missing is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path) -> Any:

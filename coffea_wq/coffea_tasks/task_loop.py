@@ -177,8 +177,7 @@ class TaskLoop:
 
     def submit_unit(self, unit: WorkUnit) -> None:
         staging = self.session.staging
-        output = staging.output_path(unit.key)
-        output.unlink(missing_ok=True)  # never read a previous attempt's output
+        output = staging.reset_output(unit.key)  # never read a previous attempt's output
         task = build_task(self.session.wq, self.template, unit.key, staging.item_path(unit.key), output)
         task_id = self.queue.submit(task)
         self.in_flight[task_id] = unit

@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor_files, wrapped_command
+from coffea_wq.manager.outputs import OutputWriter, RefusedName
 from coffea_wq.manager.queue import TaskQueue
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
-from coffea_wq.manager.transfers import InputMissing, OutputWriter, input_pieces, inputs_to_send
+from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_send
 from coffea_wq.manager.workers import Peer, PeerKind, PendingReply, ReplyKind, now_us
 from coffea_wq.protocol import manager_side as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
@@ -247,6 +248,10 @@ class ManagerCore:
                 writer.make_directory(event.name)
             elif isinstance(event, msg.FileMissing):
                 writer.missing = True
+        except RefusedName as error:
+            # a hostile or broken peer: the server drops it, its tasks go back to the queue
+            raise RefusedName(f"task {head.task and head.task.task_id}, output {writer.local_path}: {error}; "
+                              "refused") from None
         except OSError as error:
             log.warning("task %s: cannot write output %s: %s", head.task and head.task.task_id, writer.local_path, error)
             writer.close()
@@ -327,7 +332,7 @@ class ManagerCore:
         self.peers.pop(peer.key, None)
         for reply in peer.replies:
             if reply.writer is not None:
-                reply.writer.close()
+                reply.writer.abort()  # an unfinished reply leaves nothing behind
         peer.replies.clear()
         peer.outbox.close()
         counters = self.queue.counters

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from coffea_wq.manager.outputs import OutputWriter, RefusedName  # noqa: F401  (re-exported)
 from coffea_wq.manager.task import FileKind, FileSpec, TaskSpec
 from coffea_wq.protocol.manager_side import WorkerConnection
 
@@ -182,43 +183,3 @@ def inputs_to_send(task: TaskSpec, worker_cache: dict[str, tuple[int, int]]) -> 
             continue
         wanted.append((spec, signature))
     return wanted
-
-
-@dataclass
-class OutputWriter:
-    """Writes one ``get`` reply (file, directory tree or missing) under a local path."""
-
-    local_path: str
-    cached_name: str
-    missing: bool = False
-    bytes_received: int = 0
-    _handle: object = None
-
-    def local_for(self, name: str) -> str:
-        """The reply names ``cachedname[/sub/path]``: swap the cached name for the local path."""
-        if not name.startswith(self.cached_name):
-            raise ValueError(f"worker replied with {name!r} to a request for {self.cached_name!r}")
-        return self.local_path + name[len(self.cached_name) :]
-
-    def start_file(self, name: str) -> None:
-        path = self.local_for(name)
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self._handle = open(path, "wb")  # noqa: SIM115 (closed on the last chunk)
-
-    def write(self, data: bytes, last: bool) -> None:
-        if self._handle is None:
-            return
-        self._handle.write(data)
-        self.bytes_received += len(data)
-        if last:
-            self.close()
-
-    def make_directory(self, name: str) -> None:
-        os.makedirs(self.local_for(name), exist_ok=True)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None

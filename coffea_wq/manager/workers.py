@@ -8,8 +8,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from coffea_wq.manager.outputs import OutputWriter
 from coffea_wq.manager.task import FileSpec, TaskSpec
-from coffea_wq.manager.transfers import Outbox, OutputWriter
+from coffea_wq.manager.transfers import Outbox
+from coffea_wq.protocol.codes import TaskState
 from coffea_wq.protocol.manager_side import WorkerConnection
 from coffea_wq.resources.types import Resources
 
@@ -85,6 +87,15 @@ class Peer:
     transfer_time_us: int = 0
     disconnect_reason: str = "UNKNOWN"
     draining: bool = False  # finish what it runs, take nothing new (specify_draining_by_hostname)
+
+    def __post_init__(self) -> None:
+        # the connection reads and drops a result for any task not running here (docs/manager.md)
+        self.conn.holds_task = self.runs_task
+
+    def runs_task(self, task_id: int) -> bool:
+        """Whether task ``task_id`` was dispatched to this peer and its result is still awaited."""
+        task = self.tasks.get(task_id)
+        return task is not None and task.state is TaskState.RUNNING
 
     @property
     def ready_for_tasks(self) -> bool:

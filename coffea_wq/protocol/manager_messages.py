@@ -111,7 +111,8 @@ class ReplyEnd:
 
 @dataclass(frozen=True)
 class WatchUpdate:
-    """``update ID PATH OFFSET LEN`` + bytes, inside a ``send_results`` reply."""
+    """``update ID PATH OFFSET LEN`` + bytes, inside a ``send_results`` reply: one event per chunk
+    received, ``offset`` advancing, so a large update is never held whole."""
 
     task_id: int
     path: str

@@ -14,8 +14,11 @@ Rules of this module:
   to ``send_results`` or ``get`` (pitfall 2); the caller knows which request is pending;
 - the first line decides what the peer is: a worker (``workqueue ...``), a status client
   (``queue_status`` ...), an HTTP client (``GET ...``) or a ``name`` query (pitfall 20);
-- payloads are read by length: result output is buffered (CCTools keeps it in memory too), output
-  file contents are handed out in chunks as they arrive so large files never sit in memory;
+- payloads are read by length, a chunk at a time, so what a peer *announces* never decides what
+  is held: the output of a task this peer holds is kept up to ``max_result_output`` (CCTools keeps
+  it in memory too) and the rest dropped; the output of a task it does not hold (``holds_task``
+  says) is read and dropped whole; output file contents and watched-file updates are handed out
+  in chunks as they arrive (docs/manager.md, "Bounded memory");
 - anything malformed raises :class:`ProtocolError` internally, which becomes one final
   :class:`ConnectionFailed` event; after it the connection produces nothing more.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from collections.abc import Callable
 
 from coffea_wq.protocol import PROTOCOL_VERSION
 from coffea_wq.protocol.auth import AuthState, PasswordAuth
@@ -83,6 +87,8 @@ class WorkerConnection:
         password: the password file's raw bytes, or None for no authentication.
         challenge: our 63-character challenge (random by default; fixed only to replay transcripts).
         max_result_output: bytes of a task's output kept in memory; the rest is read and dropped.
+        holds_task: whether this peer runs task ``id`` now; a ``result`` for any other task is read
+            and dropped without being kept (None: every task counts as held).
 
     Example::
 
@@ -93,11 +99,14 @@ class WorkerConnection:
     """
 
     def __init__(self, password: bytes | None = None, challenge: str | None = None,
-                 max_result_output: int = MAX_TASK_STDOUT_STORAGE) -> None:
+                 max_result_output: int = MAX_TASK_STDOUT_STORAGE,
+                 holds_task: Callable[[int], bool] | None = None) -> None:
         self._stream = ByteStream()
         self._max_result_output = max_result_output
-        self._result_output: bytes | None = None  # what is kept while the excess is dropped
-        self._result_excess = 0
+        self.holds_task = holds_task
+        self._result_output = bytearray()  # what is kept of the result being read
+        self._result_keep = 0  # how much of it may be kept
+        self._result_left = 0  # bytes of it still to read
         self._events: deque[Event] = deque()
         self._auth: PasswordAuth | None = None
         if password is not None:
@@ -226,25 +235,27 @@ class WorkerConnection:
         if length < 0:
             raise ProtocolError(f"negative output length in {line[:80]!r}")
         self._pending_result = (status, exit_code, length, exec_time, task_id)
+        held = self.holds_task is None or self.holds_task(task_id)
+        self._result_keep = min(length, self._max_result_output) if held else 0
+        self._result_left = length
+        self._result_output = bytearray()
         self._reading = _Reading.RESULT_OUTPUT
 
     def _read_result_output(self) -> bool:
         assert self._pending_result is not None
-        status, exit_code, length, exec_time, task_id = self._pending_result
-        if self._result_output is None:
-            kept = self._stream.read_exact(min(length, self._max_result_output))
-            if kept is None:
+        if self._result_left:
+            data = self._stream.read_upto(min(self._result_left, FILE_CHUNK))
+            if not data:
                 return False
-            self._result_output, self._result_excess = kept, length - len(kept)
-        if self._result_excess:
-            dropped = self._stream.read_upto(min(self._result_excess, FILE_CHUNK))
-            if not dropped:
-                return False
-            self._result_excess -= len(dropped)
+            self._result_left -= len(data)
+            room = self._result_keep - len(self._result_output)
+            if room > 0:
+                self._result_output += data[:room]
             return True
-        truncated = length > len(self._result_output)
-        self._events.append(TaskResult(status, exit_code, self._result_output, exec_time, task_id, truncated))
-        self._pending_result, self._result_output = None, None
+        status, exit_code, length, exec_time, task_id = self._pending_result
+        output = bytes(self._result_output)
+        self._events.append(TaskResult(status, exit_code, output, exec_time, task_id, length > len(output)))
+        self._pending_result, self._result_output = None, bytearray()
         self._reading = _Reading.LINES
         return True
 
@@ -297,14 +308,22 @@ class WorkerConnection:
         self._reading = _Reading.WATCH_DATA
 
     def _read_watch_data(self) -> bool:
+        """One :class:`WatchUpdate` per chunk that arrives (offsets advance), none held back."""
         assert self._pending_update is not None
         task_id, path, offset, length = self._pending_update
-        data = self._stream.read_exact(length)
-        if data is None:
-            return False
+        if length == 0:
+            self._events.append(WatchUpdate(task_id, path, offset, b""))
+        else:
+            data = self._stream.read_upto(min(length, FILE_CHUNK))
+            if not data:
+                return False
+            self._events.append(WatchUpdate(task_id, path, offset, data))
+            offset, length = offset + len(data), length - len(data)
+            if length:
+                self._pending_update = (task_id, path, offset, length)
+                return True
         self._pending_update = None
         self._reading = _Reading.LINES
-        self._events.append(WatchUpdate(task_id, path, offset, data))
         return True
 
     def _on_status(self, rest: str, line: str) -> None:
