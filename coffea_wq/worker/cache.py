@@ -4,6 +4,12 @@ The manager names every file it sends (``put``, ``dir`` blocks, ``url``); tasks 
 through links in their sandboxes. Files arrive in a temporary name and are renamed into
 place when complete, so a task that has an older version linked keeps its own copy intact.
 The cache is emptied whenever the connection ends (the manager forgets it too).
+
+Every name comes from the manager, so every operation resolves it first (docs/worker.md,
+"Sandbox"): the directory it lands in, with symlinks resolved (``realpath``), must be the cache or
+below it, so a symlink the manager planted (``dir d`` + ``symlink d/link -> /elsewhere``) is never
+followed by ``put``, ``dir``, ``get``, ``unlink`` or ``url``. Symlinks themselves may be created
+(directory inputs carry them, as in CCTools); the worker only never follows one out of the cache.
 """
 
 from __future__ import annotations
@@ -75,21 +81,38 @@ class GetEntry:
     error: int = 0
 
 
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or below it (both already resolved)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 class FileCache:
     """``cache/`` inside a workspace. Names are relative paths already checked by the protocol."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(os.path.realpath(root))
         self._temp_counter = 0
 
     def path_of(self, name: str) -> Path:
-        """``cache/<name>``; refuses names that would leave the cache."""
-        path = self.root / name
-        root = os.path.abspath(self.root)
-        if os.path.commonpath([root, os.path.abspath(path)]) != root or os.path.abspath(path) == root:
+        """``cache/<name>``; refuses names that leave the cache, through ``..`` or through a symlink.
+
+        The returned path's directory is resolved and inside the cache; its last component may
+        itself be a symlink (the caller decides whether to follow it: ``get`` does only when it
+        stays inside).
+        """
+        root = str(self.root)
+        lexical = os.path.normpath(os.path.join(root, name))
+        if lexical == root or not is_inside(lexical, root):
             raise CacheError(f"cache name {name!r} leaves the cache directory")
-        return path
+        parent = os.path.realpath(os.path.dirname(lexical))
+        if not is_inside(parent, root):
+            raise CacheError(f"cache name {name!r} leads through a symlink out of the cache (to {parent!r})")
+        return Path(parent) / os.path.basename(lexical)
+
+    def resolves_inside(self, path: Path) -> bool:
+        """Whether ``path``, with every symlink resolved, is still in the cache."""
+        return is_inside(os.path.realpath(path), str(self.root))
 
     def contains(self, name: str) -> bool:
         return os.path.lexists(self.path_of(name))
@@ -145,11 +168,19 @@ class FileCache:
         remove_path(self.path_of(name))
 
     def describe_for_get(self, name: str, recursive: bool = True) -> list[GetEntry]:
-        """The entries of the reply to ``get <name>``: a file, a directory tree, or missing."""
+        """The entries of the reply to ``get <name>``: a file, a directory tree, or missing.
+
+        Nothing outside the cache is ever read: a name through a symlink that leaves is ``missing``
+        (EACCES); inside a directory, a symlink that leaves, and any symlink to a directory (a
+        loop), is left out of the reply.
+        """
         try:
             path = self.path_of(name)
-        except CacheError:
-            log.warning("refusing get of %r: it leaves the cache directory", name)
+        except CacheError as exc:
+            log.warning("refusing get of %r: %s", name, exc)
+            return [GetEntry("missing", name, error=errno.EACCES)]
+        if os.path.lexists(path) and not self.resolves_inside(path):
+            log.warning("refusing get of %r: it is a symlink out of the cache", name)
             return [GetEntry("missing", name, error=errno.EACCES)]
         return self._describe(name, path, recursive)
 
@@ -162,7 +193,12 @@ class FileCache:
             entries = [GetEntry("dir", name, path)]
             if recursive:
                 for child in sorted(os.listdir(path)):
-                    entries += self._describe(f"{name}/{child}", path / child, recursive)
+                    child_path = path / child
+                    if child_path.is_symlink() and (child_path.is_dir() or not self.resolves_inside(child_path)):
+                        log.warning("get of %r: leaving out the symlink %s (it leaves the cache or is a "
+                                    "directory)", name, child)
+                        continue
+                    entries += self._describe(f"{name}/{child}", child_path, recursive)
             return entries
         return [GetEntry("file", name, path, info.st_size)]
 

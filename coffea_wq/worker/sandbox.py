@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coffea_wq.protocol.worker_messages import TaskSpec
-from coffea_wq.worker.cache import FileCache, remove_path
+from coffea_wq.worker.cache import CacheError, FileCache, is_inside, remove_path
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,27 @@ def prepare_sandbox(workspace: Workspace, cache: FileCache, task: TaskSpec) -> P
         remove_path(sandbox)
     sandbox.mkdir(parents=True)
     for name in task.empty_dirs:
-        (sandbox / name).mkdir(parents=True, exist_ok=True)
+        _inside_sandbox(sandbox, name).mkdir(parents=True, exist_ok=True)
     for spec in task.inputs:
         source = cache.path_of(spec.cached_name)
         if not os.path.lexists(source):
             raise MissingInput(f"input {spec.remote_name!r} (cached as {spec.cached_name!r}) was never sent")
-        target = sandbox / spec.remote_name
+        target = _inside_sandbox(sandbox, spec.remote_name)
         target.parent.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(target):
             continue  # as in CCTools, an existing target is fine
         link_into_sandbox(source, target)
     return sandbox
+
+
+def _inside_sandbox(sandbox: Path, name: str) -> Path:
+    """``sandbox/name``, refused (CacheError: the task fails INPUT_MISSING) when a symlink an earlier
+    input put in the sandbox would carry it outside (docs/worker.md, "Sandbox")."""
+    path = sandbox / name
+    parent = os.path.realpath(path.parent)
+    if not is_inside(parent, os.path.realpath(sandbox)):
+        raise CacheError(f"sandbox name {name!r} leads through a symlink out of the sandbox (to {parent!r})")
+    return path
 
 
 def make_task_tmpdir(sandbox: Path, taskid: int) -> Path:
@@ -128,6 +138,10 @@ def move_outputs_to_cache(sandbox: Path, cache: FileCache, task: TaskSpec) -> No
     for spec in task.outputs:
         source = sandbox / spec.remote_name
         if not os.path.lexists(source):
+            continue
+        if not is_inside(os.path.realpath(source.parent), os.path.realpath(sandbox)):
+            log.warning("task %d: output %r lies through a symlink out of its sandbox; not taken",
+                        task.taskid, spec.remote_name)
             continue
         target = cache.path_of(spec.cached_name)
         if os.path.lexists(target):
