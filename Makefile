@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the test-suite drives for real (interoperability, Slurm).
-SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge gnuplot-nox
+# Debian packages the test-suite drives for real (interoperability, Slurm, the dashboard in a browser).
+SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge gnuplot-nox chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: venv install demo test test-fast bench lint data clean system-packages

@@ -32,6 +32,7 @@ from coffea_wq.coffea_tasks.session import (
 )
 from coffea_wq.coffea_tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
+from coffea_wq.dashboard.live import finish_session, stop_dashboards, tracker_for_session
 from coffea_wq.resources.categories import COFFEA_CATEGORIES
 
 __all__ = ["WorkQueueExecutor", "TaskFailedError", "ExecutorConfigError", "last_report", "shutdown"]
@@ -121,6 +122,11 @@ class WorkQueueExecutor(ExecutorBase):
     preload_modules : tuple           modules a warm slot imports once.
     treereduction, chunksize, events_total, status_display_interval : accepted for coffea 0.7
                                       compatibility; results are accumulated in this process.
+    dashboard : bool or int (False)   serve a live dashboard of the run (True: any free port; or a
+                                      port), with Prometheus ``/metrics``; its address is printed at
+                                      the start. See docs/dashboard.md.
+    dashboard_host : str ("127.0.0.1") the dashboard's bind address ("0.0.0.0": every interface);
+                                      with ``password_file`` the page asks for the password.
     dynamic_chunksize : dict (None)   re-cut the chunks to targets, e.g. {"wall_time": 60, "memory": 2000}
                                       (s, MB; memory needs resource_monitor): see dynamic_chunks.py.
     tasks_accum_log, ssl, wrapper, bar_format, chunks_accum_in_mem,
@@ -168,6 +174,8 @@ class WorkQueueExecutor(ExecutorBase):
     chunks_per_accum: int | None = None
     warm_python: bool = True
     preload_modules: tuple[str, ...] = DEFAULT_PRELOAD
+    dashboard: bool | int = False
+    dashboard_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.master_name is not None:
@@ -192,6 +200,7 @@ class WorkQueueExecutor(ExecutorBase):
             keep_open = preprocessing and exception == 0
         finally:
             if not keep_open:
+                finish_session(session)  # the dashboard keeps the run's final state
                 close_session(config)
         if exception != 0 and (accumulated is None or preprocessing):
             # Runner ignores a preprocessing call's exception and would blame another file, and with
@@ -214,7 +223,9 @@ class WorkQueueExecutor(ExecutorBase):
                               desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode],
                               dynamic_chunksize=None if preprocessing or self.dynamic_chunksize is None
                               else parse_targets(self.dynamic_chunksize))
-        loop = TaskLoop(session, template, options)
+        tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
+            if self.dashboard is not False and self.dashboard is not None else None
+        loop = TaskLoop(session, template, options, tracker)
         try:
             return loop.run(items, accumulator)
         finally:
@@ -265,6 +276,7 @@ def last_report(desc: str | None = None) -> CallReport | None:
 def shutdown() -> None:
     """Stop every manager and local worker this process started (also done at exit)."""
     close_all_sessions()
+    stop_dashboards()
 
 
 def validate_options(ex: WorkQueueExecutor) -> None:
@@ -293,6 +305,7 @@ def validate_options(ex: WorkQueueExecutor) -> None:
     if ex.treereduction < 2:
         raise ExecutorConfigError(f"treereduction={ex.treereduction!r}: expected an integer >= 2")
     _validate_port(ex.port)
+    _validate_dashboard(ex.dashboard, ex.dashboard_host)
     for path in ex.extra_input_files:
         if not Path(path).is_file():
             raise ExecutorConfigError(f"extra_input_files: {str(path)!r} is not a file")
@@ -313,6 +326,14 @@ def _validate_port(port: Any) -> None:
         if 0 < port[0] <= port[1] < 65536:
             return
     raise ExecutorConfigError(f"port={port!r}: expected a port number or a [low, high] range")
+
+
+def _validate_dashboard(option: Any, host: Any) -> None:
+    if option is not None and option is not False and option is not True and not (
+            isinstance(option, int) and not isinstance(option, bool) and 0 <= option < 65536):
+        raise ExecutorConfigError(f"dashboard={option!r}: expected True (any free port), a port number or False")
+    if not isinstance(host, str) or not host:
+        raise ExecutorConfigError(f"dashboard_host={host!r}: expected an address such as '127.0.0.1' or '0.0.0.0'")
 
 
 def _validate_category_resources(option: Any) -> None:

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "factory": ("coffea_wq.cli.factory", "keep a pool of workers alive on a batch system (like work_queue_factory)"),
     "submit-workers": ("coffea_wq.cli.submit_workers", "submit N workers to a batch system"),
     "monitor": ("coffea_wq.cli.monitor", "measure and limit a command's resources (like resource_monitor)"),
+    "dashboard": ("coffea_wq.cli.dashboard", "serve a live dashboard of a running manager in the browser"),
     "graph-log": ("coffea_wq.cli.graph_log", "plot a stats log (like work_queue_graph_log)"),
     "env": ("coffea_wq.cli.env", "build, list and clean packed Python environments"),
 }

@@ -27,6 +27,7 @@ from coffea_wq.coffea_tasks.progress import ProgressBars
 from coffea_wq.coffea_tasks.session import ManagerSession
 from coffea_wq.coffea_tasks.splitting import split_work_item
 from coffea_wq.coffea_tasks.staging import TaskTemplate, build_task
+from coffea_wq.dashboard.tracker import RunTracker
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,10 @@ class TaskLoop:
         >>> accumulated, exception = loop.run(work_items, accumulator)   # doctest: +SKIP
     """
 
-    def __init__(self, session: ManagerSession, template: TaskTemplate, options: CallOptions):
+    def __init__(self, session: ManagerSession, template: TaskTemplate, options: CallOptions,
+                 tracker: RunTracker | None = None):
         self.session = session
+        self.tracker = tracker  # the dashboard's view of the run (dashboard/tracker.py), if any
         self.queue = session.queue
         self.template = template
         self.options = options
@@ -119,6 +122,8 @@ class TaskLoop:
         else:
             for item in items:
                 self.pending.append(self._new_unit(item))
+        if self.tracker:
+            self.tracker.call_started(self.options.desc, unit_name, items if self.ranges is None else [])
         with ProgressBars(self.options.desc, unit_name, total, self.options.status) as bars:
             self.bars = bars
             try:
@@ -126,6 +131,8 @@ class TaskLoop:
             finally:
                 self._cancel_in_flight()
                 self.report.wall_time = time.monotonic() - started
+                if self.tracker:
+                    self.tracker.call_ended()
         if self.failure is not None:
             self.report.failed.append(self.failure)
             return self.accumulated, self.failure
@@ -169,6 +176,8 @@ class TaskLoop:
         assert self.ranges is not None and self.model is not None
         chunk = self.ranges.cut(self.model.size())
         self.report.items += 1
+        if self.tracker:
+            self.tracker.chunks_added([chunk])
         return self._new_unit(chunk)
 
     def _amount(self, item: Any) -> int:
@@ -190,6 +199,8 @@ class TaskLoop:
     def handle_completion(self, task: Any, unit: WorkUnit) -> None:
         """Decide what a returned task means: accumulate, split, retry or fail."""
         self._report_task(task, unit)
+        if self.tracker:
+            self.tracker.task_returned(task, self.template.category)
         result = int(task.result)
         if result == self.success:
             outcome = read_outcome(self.session.staging.output_path(unit.key))
@@ -228,6 +239,8 @@ class TaskLoop:
         self.session.staging.discard(unit.key)
         if self.bars:
             self.bars.advance("processed", self._amount(unit.item))
+        if self.tracker:
+            self.tracker.item_processed(unit.item)
         if value is None:
             # Runner's closure returns None when skipbadfiles swallowed the error
             self.report.skipped.append(unit.item)
@@ -243,6 +256,8 @@ class TaskLoop:
         host = getattr(task, "hostname", None)
         if unit.failures <= self.options.retries:
             self.report.retried += 1
+            if self.tracker:
+                self.tracker.attempt_failed(unit.item, reason, host, unit.failures, final=False)
             log.warning("%s failed on %s (%s); retry %d of %d", describe_item(unit.item), host, reason,
                         unit.failures, self.options.retries)
             self.submit_unit(unit)
@@ -253,6 +268,8 @@ class TaskLoop:
         """Stop the call softly: the item failed for good."""
         if unit.failures == 0:
             unit.failures = 1
+        if self.tracker:
+            self.tracker.attempt_failed(unit.item, reason, getattr(task, "hostname", None), unit.failures, final=True)
         self.session.staging.discard(unit.key)
         self.failure = TaskFailedError(unit.item, unit.failures, reason, remote=remote,
                                        host=getattr(task, "hostname", None), stdout=getattr(task, "output", None))
@@ -274,6 +291,9 @@ class TaskLoop:
         pieces = split_work_item(unit.item, 2)
         self.session.staging.discard(unit.key)
         self.report.split.append((unit.item, pieces))
+        if self.tracker:
+            self.tracker.item_split(unit.item, pieces, exhaustion_reason(task), getattr(task, "hostname", None),
+                                    self.template.category)
         log.warning("%s exhausted its resources on %s (%s); split into %d pieces", describe_item(unit.item),
                     getattr(task, "hostname", "?"), exhaustion_reason(task), len(pieces))
         if self.model is not None:

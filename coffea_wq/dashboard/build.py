@@ -1,0 +1,217 @@
+"""``RunView``: turns a manager's status records (and the executor's tracker, when there is one)
+into ``Snapshot``s, remembering what single status answers cannot tell: workers that left, and
+tasks done over time for a foreign manager's throughput.
+
+One ``RunView`` serves one dashboard. The executor ``attach``es each run's manager and tracker
+and ``finish``es it at the end (the last snapshot stays on the page); ``coffea-wq dashboard``
+attaches a ``StatusQuerySource`` for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from coffea_wq.catalog.query import StatusQueryError
+from coffea_wq.dashboard.snapshot import (
+    CategoryView,
+    Progress,
+    RunState,
+    Snapshot,
+    SourceInfo,
+    TaskCounts,
+    WorkerView,
+)
+from coffea_wq.dashboard.sources import ManagerSource, ManagerState
+from coffea_wq.dashboard.tracker import RunTracker, SampleSeries
+
+log = logging.getLogger(__name__)
+
+CACHE_S = 0.25  # snapshots asked for within this time share one reading of the manager
+DEPARTED_KEPT = 100  # workers that left, still listed
+WHOLE_QUEUE = "whole queue"
+
+
+class WorkerHistory:
+    """Workers seen across status answers: when each joined, and when it left."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, WorkerView] = {}
+
+    def update(self, records: list[dict[str, Any]], last_contact: dict[str, float], now: float) -> list[WorkerView]:
+        present = set()
+        for record in records:
+            address = str(record.get("address_port", ""))
+            present.add(address)
+            view = self._views.get(address)
+            joined = _seconds(record.get("start_time")) or now
+            if view is None or view.left is not None or (view.joined and abs(view.joined - joined) > 1):
+                view = self._views[address] = WorkerView(host=str(record.get("hostname", "?")), address=address,
+                                                         joined=joined)
+            view.cores = _num(record.get("cores_total"))
+            view.memory = _num(record.get("memory_total"))
+            view.disk = _num(record.get("disk_total"))
+            view.gpus = _num(record.get("gpus_total"))
+            view.running = int(_num(record.get("total_tasks_running")))
+            view.done = int(_num(record.get("total_tasks_complete")))
+            view.last_contact = last_contact.get(address, now)
+            view.warm = view.done > 0
+        for address, view in self._views.items():
+            if address not in present and view.left is None:
+                view.left = now
+        departed = [a for a, v in self._views.items() if v.left is not None]
+        for address in departed[:-DEPARTED_KEPT]:
+            del self._views[address]
+        return sorted(self._views.values(), key=lambda v: (v.left is not None, v.host, v.address))
+
+
+class RunView:
+    """The dashboard's model: the current source (if any), tracker (if any), and the latest snapshot."""
+
+    def __init__(self, password: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.password = password
+        self.source: ManagerSource | None = None
+        self.tracker: RunTracker | None = None
+        self.state = RunState.WAITING
+        self.history = WorkerHistory()
+        self.series = SampleSeries()
+        self._last: Snapshot | None = None
+        self._last_at = 0.0
+        self._started: float | None = None
+
+    def attach(self, source: ManagerSource, tracker: RunTracker | None) -> None:
+        """A new run (its manager and, from the executor, its tracker) replaces the previous one."""
+        with self._lock:
+            self.source, self.tracker = source, tracker
+            self.state = RunState.RUNNING
+            self.history = WorkerHistory()
+            self.series = SampleSeries()
+            self._started = tracker.started_wall if tracker is not None else time.time()
+            self._last, self._last_at = None, 0.0
+
+    def finish(self) -> None:
+        """The run ended: read the manager one last time, then keep that snapshot."""
+        with self._lock:
+            if self.source is None:
+                return
+            self._last = self._build()
+            self._last.state = RunState.FINISHED
+            self.state = RunState.FINISHED
+            self.source = None
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            now = time.monotonic()
+            if self.source is None and self._last is not None:
+                return self._last
+            if self._last is None or now - self._last_at >= CACHE_S:
+                self._last, self._last_at = self._build(), now
+            return self._last
+
+    # ------------------------------------------------------------------ building (lock held)
+    def _build(self) -> Snapshot:
+        now = time.time()
+        info = SourceInfo(kind="executor" if self.tracker is not None else "status",
+                          manager=self.source.address if self.source is not None else "", password=self.password)
+        if self.source is None:
+            return Snapshot(time=now, state=self.state, source=info, progress=Progress(), tasks=TaskCounts())
+        try:
+            state = self.source.read()
+        except (StatusQueryError, OSError) as exc:
+            log.debug("dashboard: cannot read the manager: %s", exc)
+            previous = self._last
+            if previous is not None:
+                previous.state, previous.error, previous.time = RunState.UNREACHABLE, str(exc), now
+                return previous
+            return Snapshot(time=now, state=RunState.UNREACHABLE, source=info, progress=Progress(),
+                            tasks=TaskCounts(), error=str(exc))
+        queue = state.queue
+        info.project = str(queue.get("project", "") or "")
+        info.version = str(queue.get("version", "") or "")
+        if self._started is None or self.tracker is None:
+            self._started = _seconds(queue.get("time_when_started")) or self._started
+        tasks = task_counts(queue, self.tracker)
+        workers = self.history.update(state.workers, state.last_contact, now)
+        if self.tracker is not None:
+            progress = self.tracker.progress()
+            throughput = self.tracker.throughput()
+            failures = self.tracker.failures()
+            totals = {"chunks": self.tracker.chunks_done_total, "events": self.tracker.events_done_total}
+        else:
+            self.series.add(tasks.done)
+            progress = foreign_progress(tasks, self.series.recent_rate(), now - (self._started or now))
+            throughput = self.series.points()
+            failures, totals = [], {}
+        return Snapshot(time=now, state=self.state, source=info, progress=progress, tasks=tasks,
+                        throughput=throughput, workers=workers, categories=category_views(state, self.tracker),
+                        failures=failures, workers_connected=sum(1 for w in workers if w.connected),
+                        started=self._started, run_totals=totals)
+
+
+def task_counts(queue: dict[str, Any], tracker: RunTracker | None) -> TaskCounts:
+    counts = TaskCounts(
+        waiting=int(_num(queue.get("tasks_waiting"))), running=int(_num(queue.get("tasks_running"))),
+        on_workers=int(_num(queue.get("tasks_on_workers"))), submitted=int(_num(queue.get("tasks_submitted"))),
+        dispatched=int(_num(queue.get("tasks_dispatched"))), done=int(_num(queue.get("tasks_done"))),
+        failed=int(_num(queue.get("tasks_failed"))), cancelled=int(_num(queue.get("tasks_cancelled"))),
+        exhaustions=int(_num(queue.get("tasks_exhausted_attempts"))),
+        bytes_sent=int(_num(queue.get("bytes_sent"))), bytes_received=int(_num(queue.get("bytes_received"))))
+    if tracker is not None:
+        counts.retries, counts.splits = tracker.retries, tracker.splits
+    return counts
+
+
+def foreign_progress(tasks: TaskCounts, rate: float | None, elapsed: float) -> Progress:
+    """A foreign manager's progress in tasks: done out of everything submitted and not cancelled."""
+    total = tasks.done + tasks.waiting + tasks.on_workers
+    eta = (total - tasks.done) / rate if rate else None
+    return Progress(phase="tasks", unit="task", chunks_done=tasks.done, chunks_total=total, rate_chunks_s=rate,
+                    eta_s=eta, elapsed_s=max(0.0, elapsed))
+
+
+def category_views(state: ManagerState, tracker: RunTracker | None) -> list[CategoryView]:
+    """The manager's categories (counts, maxima) merged with the tracker's measurements."""
+    measured = {c.name: c for c in tracker.categories()} if tracker is not None else {}
+    views = []
+    for record in state.categories:
+        name = str(record.get("category", ""))
+        if name == WHOLE_QUEUE:
+            continue
+        view = measured.pop(name, None) or CategoryView(name=name)
+        view.waiting = int(_num(record.get("tasks_waiting")))
+        view.running = int(_num(record.get("tasks_running")))
+        view.done = int(_num(record.get("tasks_done")))
+        view.failed = int(_num(record.get("tasks_failed")))
+        if not view.allocation:
+            view.allocation = _category_maxima(record)
+        views.append(view)
+    return views + list(measured.values())
+
+
+def _category_maxima(record: dict[str, Any]) -> dict[str, float]:
+    """``max_cores``/``max_memory``/``max_disk`` of a category record ("~2000", ">1000", "???")."""
+    maxima = {}
+    for name in ("cores", "memory", "disk", "gpus"):
+        text = str(record.get(f"max_{name}", "")).lstrip("~>")
+        try:
+            maxima[name] = float(text)
+        except ValueError:
+            continue
+    return maxima
+
+
+def _num(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number >= 0 and number == number and number != float("inf") else 0.0
+
+
+def _seconds(microseconds: Any) -> float | None:
+    """CCTools' times are microseconds since the epoch (sometimes as strings)."""
+    value = _num(microseconds)
+    return value / 1e6 if value > 0 else None

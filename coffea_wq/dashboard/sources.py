@@ -1,0 +1,92 @@
+"""Where the dashboard reads a manager's state: the same four records ``work_queue_status`` reads.
+
+A ``ManagerState`` holds the answers to ``queue_status``, ``worker_status``, ``task_status`` and
+``wable_status`` (``work_queue_status -l``, ``-W``, ``-T``, ``-A``; see docs/manager.md §5), as
+CCTools' JSON. Two sources fill it:
+
+* ``EmbeddedSource``: coffea-wq's manager in this process, asked directly under its lock. This
+  works with a password (the status protocol has none) and also gives each worker's last contact.
+* ``StatusQuerySource``: any manager, ours or CCTools' C manager, over the status protocol on
+  its port (``coffea_wq.catalog.query``). Used by ``coffea-wq dashboard HOST PORT`` and by the
+  executor when it drives CCTools' manager.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from coffea_wq.catalog.query import StatusQueryError, query_manager
+
+QUERY_TIMEOUT_S = 5.0
+
+
+@dataclass
+class ManagerState:
+    queue: dict[str, Any]
+    workers: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    categories: list[dict[str, Any]]
+    last_contact: dict[str, float] = field(default_factory=dict)  # worker address -> epoch seconds
+    read_at: float = field(default_factory=time.time)
+
+
+class ManagerSource(Protocol):
+    address: str
+
+    def read(self) -> ManagerState:
+        """The manager's state now; raises ``StatusQueryError`` when it cannot be read."""
+        ...
+
+
+class StatusQuerySource:
+    """A manager at ``host:port`` asked with the status protocol (no password possible).
+
+    Example:
+        >>> StatusQuerySource("127.0.0.1", 9123).address
+        '127.0.0.1:9123'
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = QUERY_TIMEOUT_S) -> None:
+        self.host, self.port, self.timeout = host, int(port), timeout
+        self.address = f"{host}:{self.port}"
+
+    def read(self) -> ManagerState:
+        queue = query_manager(self.host, self.port, "queue_status", self.timeout)
+        if not queue or not isinstance(queue[0], dict):
+            raise StatusQueryError(f"manager {self.address}: empty queue_status reply")
+        return ManagerState(queue=queue[0],
+                            workers=query_manager(self.host, self.port, "worker_status", self.timeout),
+                            tasks=query_manager(self.host, self.port, "task_status", self.timeout),
+                            categories=query_manager(self.host, self.port, "wable_status", self.timeout))
+
+
+class EmbeddedSource:
+    """coffea-wq's manager running in this process (a ``coffea_wq.work_queue.WorkQueue``)."""
+
+    def __init__(self, queue: Any) -> None:
+        # the manager's status reporter builds the very records its port answers (manager/status.py)
+        self._server = queue._server
+        self._status = queue._status
+        self.address = f"127.0.0.1:{queue.port}"
+
+    def read(self) -> ManagerState:
+        server = self._server
+        with server.lock:
+            queue = self._status.queue_record()
+            workers = self._status.worker_records()
+            tasks = self._status.task_records()
+            categories = self._status.category_records()
+            now_wall, now_mono = time.time(), time.monotonic()
+            # last_received is monotonic; the status records carry no last-contact time
+            last_contact = {peer.address: now_wall - (now_mono - peer.last_received)
+                            for peer in server.core.peers.values()}
+        return ManagerState(queue, workers, tasks, categories, last_contact)
+
+
+def source_for_queue(queue: Any, host: str = "127.0.0.1") -> ManagerSource:
+    """The best way to read the executor's own manager: in-process for ours, status queries for CCTools'."""
+    if hasattr(queue, "_server") and hasattr(queue, "_status"):
+        return EmbeddedSource(queue)
+    return StatusQuerySource(host, int(queue.port))
