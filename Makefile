@@ -4,8 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the test-suite drives for real (interoperability, Slurm, the dashboard in a browser).
-SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge gnuplot-nox chromium chromium-driver
+# Debian packages the test-suite drives for real (interoperability, Slurm, Grid Engine, the dashboard
+# in a browser).
+SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge gnuplot-nox chromium chromium-driver \
+  gridengine-master gridengine-exec gridengine-client
+# Grid Engine's packages ask debconf questions. The tests start their own cell
+# (tests/factory/sge_cluster.py), so the answer to "configure SGE automatically?" is no: no
+# system-wide cell and no daemons at boot; the cell and master answers are there for completeness.
+GRIDENGINE_DEBCONF := "gridengine-common shared/gridengineconfig boolean false" \
+  "gridengine-common shared/gridenginecell string default" \
+  "gridengine-common shared/gridenginemaster string $$(hostname)"
 PYTEST_ARGS ?=
 
 .PHONY: venv install demo test test-fast bench lint data clean system-packages
@@ -21,13 +29,14 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 venv: $(STAMP)
 install: $(STAMP)
 
-# Installs the CCTools, Slurm and munge packages the tests use, only when missing.
+# Installs the CCTools, Slurm, munge and Grid Engine packages the tests use, only when missing.
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  printf '%s\n' $(GRIDENGINE_DEBCONF) | $$SUDO debconf-set-selections && \
 	  $$SUDO apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q \
 	    --no-install-recommends $$missing; \

@@ -1,4 +1,5 @@
-"""Fixtures of the factory tests: a local Slurm cluster started (and stopped) by the test."""
+"""Fixtures of the factory tests: a local Slurm cluster and a Grid Engine cell, started (and stopped)
+by the tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factory.sge_cluster import MISSING_BINARIES as SGE_MISSING
+from tests.factory.sge_cluster import start_sge_cell, stop_sge_cell
 from tests.factory.slurm_cluster import (
     MISSING_BINARIES,
     process_alive,
@@ -37,3 +40,25 @@ def slurm_cluster():
         assert not problems, "; ".join(problems)
         remove_cluster_files(root)
 
+
+
+@pytest.fixture(scope="module")
+def sge_cell():
+    """A one-host Grid Engine cell (tests/factory/sge_cluster.py), shared by a module's tests: its
+    daemons take seconds to start and about ten to stop. At teardown no job, no daemon and no job
+    process may be left."""
+    if SGE_MISSING:
+        pytest.skip(f"Grid Engine not installed ({', '.join(SGE_MISSING)} missing); make test installs "
+                    "gridengine-master, gridengine-exec and gridengine-client")
+    root = Path(tempfile.mkdtemp(prefix="coffea-wq-sge-"))
+    try:
+        cell = start_sge_cell(root)
+        try:
+            yield cell
+        finally:
+            problems = stop_sge_cell(cell)
+            alive = [pid for pid in cell.daemon_pids() if process_alive(pid)]
+            assert not alive, f"Grid Engine daemons still running after teardown: {alive}"
+            assert not problems, "; ".join(problems)
+    finally:
+        remove_cluster_files(root)
