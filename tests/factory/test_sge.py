@@ -80,8 +80,7 @@ def test_example_analysis_on_sge_workers_equals_iterative(sge_cell, tmp_path, mo
     from analysis_examples.topeft.compare import assert_outputs_equal
     from analysis_examples.topeft.work_queue_run import make_processor, quiet_crossref_warnings
 
-    for name in ("SGE_ROOT", "SGE_CELL", "SGE_QMASTER_PORT", "SGE_EXECD_PORT"):
-        monkeypatch.setenv(name, sge_cell.env[name])  # qsub/qstat/qdel run from this process
+    _sge_env(monkeypatch, sge_cell)  # the factory runs qsub/qstat/qdel from this process
     quiet_crossref_warnings()
     fileset = fileset_from_samples(read_cfg(SAMPLE_CFG))
     scratch = tmp_path / "factory"
@@ -101,3 +100,47 @@ def test_example_analysis_on_sge_workers_equals_iterative(sge_cell, tmp_path, mo
     wait_for_no_jobs(sge_cell)  # the executor stopped its factory, which qdel'ed its jobs
     assert seen_jobs <= set(job_logs(scratch)), "every worker job should have run and written its output"
     assert_outputs_equal(_iterative_reference(fileset), out)
+
+
+def _sge_env(monkeypatch, cell) -> None:
+    """Point qsub, qstat and qdel run from this process at the test's cell."""
+    for name in ("SGE_ROOT", "SGE_CELL", "SGE_QMASTER_PORT", "SGE_EXECD_PORT"):
+        monkeypatch.setenv(name, cell.env[name])
+
+
+def test_a_job_in_error_state_is_no_worker_and_is_deleted_with_its_reason(sge_cell, tmp_path, monkeypatch, caplog):
+    from coffea_wq.factory.backends import make_backend
+    from coffea_wq.resources.types import Resources
+
+    _sge_env(monkeypatch, sge_cell)
+    # A later -wd overrides the script's: the job cannot chdir, Grid Engine holds it in Eqw for ever.
+    backend = make_backend("sge", tmp_path, batch_options=f"-wd {tmp_path / 'missing'}")
+    [job] = backend.submit(1, ["/bin/sleep", "60"], Resources(cores=1))
+    deadline = time.monotonic() + 60
+    while "E" not in sge_cell.job_states().get(job, ("", ""))[1] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert sge_cell.job_states()[job][1] == "Eqw", sge_cell.job_states()
+
+    assert backend.list() == []
+    assert f"SGE worker job {job} is in an error state" in caplog.text
+    assert f"can't chdir to {tmp_path / 'missing'}" in caplog.text
+    wait_for_no_jobs(sge_cell)
+
+
+def test_removing_jobs_of_which_one_already_ended_is_no_error(sge_cell, tmp_path, monkeypatch):
+    from coffea_wq.factory.backends import make_backend
+    from coffea_wq.resources.types import Resources
+
+    _sge_env(monkeypatch, sge_cell)
+    backend = make_backend("sge", tmp_path)
+    [short] = backend.submit(1, ["/bin/true"], Resources(cores=1))
+    [long] = backend.submit(1, ["/bin/sleep", "60"], Resources(cores=1))
+    deadline = time.monotonic() + 60
+    while (short in sge_cell.job_ids() or sge_cell.job_states().get(long, ("", ""))[1] != "r") \
+            and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert short not in sge_cell.job_ids() and sge_cell.job_states()[long][1] == "r", sge_cell.job_states()
+
+    backend.remove([short, long])  # as the factory's shutdown does, without a list() in between
+    assert backend.list() == []
+    wait_for_no_jobs(sge_cell)
