@@ -9,7 +9,7 @@ parallel environment ``smp`` (what the SGE back-end asks for), no load threshold
 machine must not put the queue in alarm), a one-second scheduler, and ``min_uid 0`` so that root
 may submit (Grid Engine refuses uids under 1000 by default). ``stop()`` deletes every job, stops
 the execd then the qmaster by the pids in their pid files, kills what the jobs left behind, and
-reports what needed force. How and why: docs/factory.md ("Grid Engine in the tests").
+reports what needed force. How and why: docs/factory.md, "Trying Grid Engine on one machine".
 """
 
 from __future__ import annotations
