@@ -73,6 +73,13 @@ class ByteStream:
         self._scan_from = 0
         return data
 
+    def skip(self, size: int) -> int:
+        """Drop up to ``size`` bytes available now without copying them; returns how many."""
+        count = min(size, len(self._buffer))
+        del self._buffer[:count]
+        self._scan_from = 0
+        return count
+
 
 def encode_line(text: str) -> bytes:
     """One control line as bytes; refuses lines the C peers could not read."""

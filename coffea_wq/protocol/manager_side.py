@@ -244,13 +244,16 @@ class WorkerConnection:
     def _read_result_output(self) -> bool:
         assert self._pending_result is not None
         if self._result_left:
-            data = self._stream.read_upto(min(self._result_left, FILE_CHUNK))
+            room = self._result_keep - len(self._result_output)
+            if room <= 0:  # dropped bytes are never copied
+                count = self._stream.skip(self._result_left)
+                self._result_left -= count
+                return count > 0
+            data = self._stream.read_upto(min(self._result_left, room, FILE_CHUNK))
             if not data:
                 return False
             self._result_left -= len(data)
-            room = self._result_keep - len(self._result_output)
-            if room > 0:
-                self._result_output += data[:room]
+            self._result_output += data
             return True
         status, exit_code, length, exec_time, task_id = self._pending_result
         output = bytes(self._result_output)
