@@ -177,7 +177,7 @@ function showWorkers(snap) {
 
 function resourceText(r, withTime) {
   const parts = [];
-  if (r.cores !== undefined) parts.push(fmt(r.cores, 2) + " cores");
+  if (r.cores !== undefined) parts.push(fmt(r.cores, 2) + (r.cores === 1 ? " core" : " cores"));
   if (r.memory !== undefined) parts.push(megabytes(r.memory));
   if (r.disk !== undefined) parts.push(megabytes(r.disk) + " disk");
   if (withTime && r.wall_time !== undefined) parts.push(duration(r.wall_time));
