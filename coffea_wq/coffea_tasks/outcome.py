@@ -1,9 +1,12 @@
-"""Decode a task's output file into a ``TaskOutcome``: the function's value or a ``RemoteError``."""
+"""Decode a task's output file into a ``TaskOutcome``: the function's value or a ``RemoteError``.
+
+The file comes from a worker, so it is unpickled under a ``ResultPolicy`` (``safe_results.py``):
+a result that would build anything off the allow-list is ``REFUSED``, never loaded.
+"""
 
 from __future__ import annotations
 
 import enum
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,8 @@ from typing import Any
 import lz4.frame
 
 from coffea_wq.coffea_tasks.errors import RemoteError
+from coffea_wq.coffea_tasks.remote_exceptions import rebuild_chain
+from coffea_wq.coffea_tasks.safe_results import RefusedResultError, ResultPolicy, load_result
 
 
 class OutcomeKind(enum.Enum):
@@ -18,6 +23,7 @@ class OutcomeKind(enum.Enum):
     REMOTE_ERROR = "remote-error"  # the function raised; ``remote`` says what
     MISSING = "missing"  # no output file came back
     UNREADABLE = "unreadable"  # an output came back but is not a runner record
+    REFUSED = "refused"  # the output would build a type off the allow-list: not loaded
 
 
 @dataclass
@@ -27,10 +33,12 @@ class TaskOutcome:
     remote: RemoteError | None = None
     detail: str = ""
     wall_time: float | None = None
+    refused: str = ""  # with REFUSED: the class or function the output tried to build
 
 
-def read_outcome(path: Path) -> TaskOutcome:
-    """Read the record ``coffea_wq_task.py`` wrote at ``path``.
+def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "") -> TaskOutcome:
+    """Read the record ``coffea_wq_task.py`` wrote at ``path`` under ``policy`` (default: the built-in
+    allow-list); ``worker`` names the peer that sent it, for the refusal message.
 
     Example:
         >>> read_outcome(Path("/nonexistent")).kind
@@ -38,7 +46,12 @@ def read_outcome(path: Path) -> TaskOutcome:
     """
     try:
         with lz4.frame.open(path, mode="rb") as f:
-            record = pickle.load(f)
+            record = load_result(f, policy or ResultPolicy())
+    except RefusedResultError as exc:
+        where = f" from worker {worker}" if worker else ""
+        return TaskOutcome(OutcomeKind.REFUSED, refused=exc.qualified,
+                           detail=f"refused the result{where}: {exc}; if you trust it, add its module to the "
+                                  "executor option allowed_result_modules")
     except FileNotFoundError:
         return TaskOutcome(OutcomeKind.MISSING, detail=f"output file {path} did not come back")
     except Exception as exc:  # truncated transfer, foreign file, unpicklable class on this side
@@ -55,22 +68,6 @@ def _remote_error(record: dict) -> RemoteError:
         type_name=str(record.get("type", "?")),
         message=str(record.get("message", "")),
         traceback=str(record.get("traceback", "")),
-        exception=_rebuild_chain(record.get("exception_chain") or []),
+        exception=rebuild_chain(record.get("exception_chain") or []),
         host=str(record.get("host", "?")),
     )
-
-
-def _rebuild_chain(pickled: list) -> BaseException | None:
-    """Unpickle the remote exception and re-link its ``__cause__``s (pickle does not keep them)."""
-    chain: list[BaseException] = []
-    for data in pickled:
-        try:
-            exc = pickle.loads(data) if data else None
-        except Exception:  # its class does not exist on this side: keep the text only
-            exc = None
-        if not isinstance(exc, BaseException):
-            break
-        chain.append(exc)
-    for exc, cause in zip(chain[:-1], chain[1:], strict=True):
-        exc.__cause__ = cause
-    return chain[0] if chain else None

@@ -10,8 +10,9 @@ dependencies), never coffea_wq.
 * ``OUT``: written as an lz4 frame holding a pickled record, either
   ``{"status": "ok", "value": <function(item)>}`` or
   ``{"status": "error", "type", "message", "traceback", "exception_chain", "host", "python"}``
-  where ``exception_chain`` holds the pickled exception and its ``__cause__``s (None where one
-  cannot be pickled), so the manager can rebuild the chain coffea's ``skipbadfiles`` inspects.
+  where ``exception_chain`` describes the exception and its ``__cause__``s as plain data (classes,
+  args, attributes), so the manager can rebuild the chain coffea's ``skipbadfiles`` inspects
+  without unpickling exception classes (it reads results through an allow-list of types).
 
 Exit status: 0 when the function returned, 1 when the error record was written, 2 when not
 even that was possible (the manager then reports the missing output with the task's stdout).
@@ -36,7 +37,7 @@ import sys
 import time
 import traceback
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 WARM_SLOT_MODULE = "coffea_wq_warm_slot"
 
 
@@ -47,21 +48,44 @@ def _write_record(path: str, record: dict, level: int) -> None:
         pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _picklable(exc: BaseException) -> bytes | None:
-    try:
-        data = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(data)  # only keep it if it can be rebuilt
-        return data
-    except Exception:
-        return None
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """Data the manager rebuilds without running code: scalars, and short tuples/lists of them."""
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (tuple, list)) and depth < 3 and len(value) <= 64:
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
+def _describe_exception(exc: BaseException) -> dict:
+    """An exception as plain data: its classes (most derived first), args and plain attributes.
+
+    The manager unpickles results through an allow-list of types (docs/executor.md, Security), so
+    exceptions travel as data and are rebuilt there from classes it has already imported.
+    """
+    attrs = {k: v for k, v in getattr(exc, "__dict__", {}).items()
+             if isinstance(k, str) and not k.startswith("__") and _plain(v)}
+    return {
+        "classes": [[k.__module__, k.__qualname__] for k in type(exc).__mro__ if issubclass(k, BaseException)],
+        "args": list(exc.args) if _plain(exc.args) else [str(exc)],
+        "attrs": attrs,
+        "text": str(exc),
+    }
 
 
 def _cause_chain(exc: BaseException) -> list:
-    """The exception and its ``__cause__``s, each pickled (pickle drops ``__cause__`` itself)."""
+    """The exception and its ``__cause__``s, each described as data (pickle would drop ``__cause__``)."""
     chain, seen = [], set()
     while isinstance(exc, BaseException) and id(exc) not in seen and len(chain) < 20:
         seen.add(id(exc))
-        chain.append(_picklable(exc))
+        try:
+            chain.append(_describe_exception(exc))
+        except Exception:  # a broken __str__: the type still helps
+            chain.append({"classes": [[type(exc).__module__, type(exc).__qualname__]], "args": [], "attrs": {},
+                          "text": "?"})
         exc = exc.__cause__
     return chain
 

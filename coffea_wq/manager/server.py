@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from coffea_wq.manager.core import ManagerCore
 from coffea_wq.manager.listener import bind_listener
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.queue import TaskQueue
+from coffea_wq.manager.refusals import RefusalLog
 from coffea_wq.manager.task import TaskSpec
+from coffea_wq.manager.tls import HandshakeStep, advance_handshake, explain_server_handshake_failure
 from coffea_wq.manager.workers import Peer, PeerKind, now_us
 from coffea_wq.protocol import manager_side as msg
 from coffea_wq.protocol.codes import TaskState
@@ -39,9 +42,11 @@ class ManagerServer:
         port: an int, ``[low, high]``, ``"low-high"`` (first free port), or 0 (any).
         host: the address to listen on ("" for all interfaces).
         logs: the transactions/stats logs adapter.
+        ssl_context: a TLS server context; every connection must then start with a TLS handshake.
     """
 
-    def __init__(self, port=0, host: str = "", logs: ManagerLogs | None = None) -> None:
+    def __init__(self, port=0, host: str = "", logs: ManagerLogs | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.lock = threading.RLock()
         self.retrieved_cond = threading.Condition(self.lock)
         self.logs = logs or ManagerLogs()
@@ -50,6 +55,8 @@ class ManagerServer:
         self.listener = bind_listener(port, host)
         self.port: int = self.listener.getsockname()[1]
         self.host = host
+        self.ssl_context = ssl_context
+        self.refusals = RefusalLog()
         self.password: bytes | None = None
         self.project: str | None = None
         self.keepalive_interval = 120.0
@@ -180,6 +187,9 @@ class ManagerServer:
                 peer = self.core.peers.get(key.data)
                 if peer is None:
                     continue
+                if peer.tls_handshaking:
+                    self._advance_tls(peer)
+                    continue
                 try:
                     if mask & selectors.EVENT_READ:
                         self._read(peer)
@@ -206,23 +216,43 @@ class ManagerServer:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             key = self._next_key
             self._next_key += 1
             peer = Peer(key, sock, msg.WorkerConnection(self.password, max_result_output=self.max_task_output), f"{address[0]}:{address[1]}")
             peer.handshake_deadline = time.monotonic() + self.keepalive_timeout
             self.core.peers[key] = peer
             self._selector.register(sock, selectors.EVENT_READ, key)
-            peer.send(peer.conn.initial_bytes())
             log.debug("connection from %s", peer.address)
+            if self.ssl_context is not None:
+                peer.tls_handshaking = True
+                self._advance_tls(peer)
+            else:
+                peer.send(peer.conn.initial_bytes())
+
+    def _advance_tls(self, peer: Peer) -> None:
+        """One step of a peer's TLS handshake (never blocks); the protocol starts once it is done."""
+        try:
+            step = advance_handshake(peer.sock)
+        except (ssl.SSLError, OSError) as error:
+            why = explain_server_handshake_failure(error)
+            log.warning("refused connection from %s: %s", peer.address, why)
+            if "does not speak TLS" in why:
+                self.refusals.record(peer.address, "tls", why)
+            self._close_peer(peer, "FAILURE")
+            return
+        peer.tls_want_write = step is HandshakeStep.WANT_WRITE
+        if step is HandshakeStep.DONE:
+            peer.tls_handshaking = False
+            log.debug("TLS connection from %s (%s)", peer.address, peer.sock.version())
+            peer.send(peer.conn.initial_bytes())
+        self._update_interest(peer)
 
     def _read(self, peer: Peer) -> None:
-        try:
-            data = peer.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = self._receive(peer)
+        if data is None:
             return
-        except OSError as error:
-            data = b""
-            log.info("worker %s: %s", peer.address, error)
         peer.last_received = time.monotonic()
         peer.check_sent_at = None
         peer.conn.receive_data(data)
@@ -230,6 +260,20 @@ class ManagerServer:
         if reply:
             peer.send(reply)
         self._process_events(peer)
+
+    def _receive(self, peer: Peer) -> bytes | None:
+        """What the peer sent (b"" at its end), or None when nothing is there yet."""
+        try:
+            data = peer.sock.recv(RECV_SIZE)
+            # TLS hands records out one by one: what is decrypted already never wakes the selector
+            while isinstance(peer.sock, ssl.SSLSocket) and data and peer.sock.pending() and len(data) < RECV_SIZE:
+                data += peer.sock.recv(RECV_SIZE - len(data))
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError as error:
+            data = b""
+            log.info("worker %s: %s", peer.address, error)
+        return data
 
     def _process_events(self, peer: Peer) -> None:
         core = self.core
@@ -289,6 +333,9 @@ class ManagerServer:
         elif isinstance(event, msg.AuthSucceeded):
             log.debug("peer %s authenticated", peer.address)
         elif isinstance(event, msg.ConnectionFailed):
+            if event.refusal:
+                self.refusals.record(peer.address, event.refusal, event.reason)
+                log.warning("refused connection from %s: %s", peer.address, event.reason)
             self._on_connection_failed(peer, event.reason)
 
     def _is_blocked(self, hostname: str) -> bool:
@@ -395,7 +442,7 @@ class ManagerServer:
                 break
             try:
                 sent = peer.sock.send(data)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 return
             except OSError as error:
                 log.info("worker %s (%s): send failed: %s", peer.hostname, peer.address, error)
@@ -410,7 +457,8 @@ class ManagerServer:
     def _update_interest(self, peer: Peer) -> None:
         if peer.key not in self.core.peers:
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.outbox else 0)
+        wants_write = peer.tls_want_write if peer.tls_handshaking else bool(peer.outbox)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wants_write else 0)
         try:
             if self._selector.get_key(peer.sock).events != events:
                 self._selector.modify(peer.sock, events, peer.key)

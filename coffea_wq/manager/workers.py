@@ -87,6 +87,8 @@ class Peer:
     transfer_time_us: int = 0
     disconnect_reason: str = "UNKNOWN"
     draining: bool = False  # finish what it runs, take nothing new (specify_draining_by_hostname)
+    tls_handshaking: bool = False  # TLS manager: the handshake is not finished, nothing else is read
+    tls_want_write: bool = False  # the handshake waits until the socket can be written
 
     def __post_init__(self) -> None:
         # the connection reads and drops a result for any task not running here (docs/manager.md)

@@ -142,9 +142,14 @@ class AuthSucceeded:
 
 @dataclass(frozen=True)
 class ConnectionFailed:
-    """The peer broke the protocol, failed authentication or closed; close the connection."""
+    """The peer broke the protocol, failed authentication or closed; close the connection.
+
+    ``refusal`` is "password" when the two ends' passwords differ (or only one has one), "tls"
+    when only one end speaks TLS, else "".
+    """
 
     reason: str
+    refusal: str = ""
 
 
 Event = (

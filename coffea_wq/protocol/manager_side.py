@@ -68,6 +68,17 @@ FILE_CHUNK = 1 << 20
 MAX_TASK_STDOUT_STORAGE = 1 << 30
 
 
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte a TLS client sends (a ClientHello record)
+
+
+class RefusedPeer(ProtocolError):
+    """The peer cannot be served with this manager's settings: ``refusal`` is "password" or "tls"."""
+
+    def __init__(self, message: str, refusal: str):
+        super().__init__(message)
+        self.refusal = refusal
+
+
 class _Reading(enum.Enum):
     AUTH = "auth"
     LINES = "lines"
@@ -119,6 +130,7 @@ class WorkerConnection:
         self._auth_reply = b""
         self.is_worker = False
         self.closed = False
+        self._received_any = False
 
     # -- input
     def initial_bytes(self) -> bytes:
@@ -134,12 +146,17 @@ class WorkerConnection:
         """Feed received bytes; ``b""`` means the peer closed its end."""
         if self.closed:
             return
+        if data and not self._received_any and data[0] == TLS_HANDSHAKE_RECORD:
+            self._fail("the peer speaks TLS (a worker started with --ssl?) but this manager does not use TLS; "
+                       "give the manager ssl=... or start the worker without --ssl", "tls")
+            return
+        self._received_any = self._received_any or bool(data)
         self._stream.feed(data)
         try:
             while self._step():
                 pass
         except ProtocolError as error:
-            self._fail(str(error))
+            self._fail(str(error), getattr(error, "refusal", ""))
             return
         if self._stream.closed and not self.closed:
             self._fail("peer closed the connection")
@@ -147,8 +164,8 @@ class WorkerConnection:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
-    def _fail(self, reason: str) -> None:
-        self._events.append(ConnectionFailed(reason))
+    def _fail(self, reason: str, refusal: str = "") -> None:
+        self._events.append(ConnectionFailed(reason, refusal))
         self._reading = _Reading.CLOSED
         self.closed = True
 
@@ -182,9 +199,12 @@ class WorkerConnection:
         if self._auth.state is AuthState.WAIT_AUTH_LINE and line in STATUS_REQUESTS + ("name",):
             # a status client cannot authenticate (pitfall 19); CCTools drops it the same way
             raise ProtocolError(f"{line!r} request on a manager with a password")
+        opening = self._auth.state is AuthState.WAIT_AUTH_LINE
         self._auth_reply += self._auth.receive_line(line)
         if self._auth.state is AuthState.FAILED:
-            raise ProtocolError(f"authentication failed: {self._auth.failure_reason}")
+            # only a worker (its handshake, or a wrong digest) counts as a password mismatch, not a port scan
+            refused = "password" if not opening or line.startswith("workqueue ") else ""
+            raise RefusedPeer(f"authentication failed: {self._auth.failure_reason}", refused)
         if self._auth.state is AuthState.SUCCEEDED:
             self._reading = _Reading.LINES
             self._events.append(AuthSucceeded())
@@ -366,7 +386,7 @@ class WorkerConnection:
         elif keyword == "tlq":
             pass  # TLQ logging is not supported; CCTools ignores it without a TLQ port too
         elif keyword == "auth":
-            raise ProtocolError("worker is attempting to use a password, but I do not have one")
+            raise RefusedPeer("worker is attempting to use a password, but I do not have one", "password")
         elif keyword == "ready":
             raise ProtocolError("worker speaks a pre-protocol-9 dialect ('ready')")
 

@@ -28,6 +28,8 @@ class WorkQueue(WorkerControl, CategorySettings):
         debug_log: path of a debug log of everything the manager does.
         host: address to listen on ("" = all interfaces; "127.0.0.1" keeps it on loopback).
         catalog: catalog address(es) "host:port[,host:port]" used when ``name`` is set.
+        ssl: TLS for every connection, as CCTools 7.4+: ``(key_file, cert_file)`` (PEM), or ``True``
+            for a self-signed certificate made for this queue (needs ``openssl``); workers need ``--ssl``.
 
     Example::
 
@@ -37,12 +39,15 @@ class WorkQueue(WorkerControl, CategorySettings):
 
     def __init__(self, port=WORK_QUEUE_DEFAULT_PORT, name: str | None = None, shutdown: bool = False,
                  stats_log: str | None = None, transactions_log: str | None = None, debug_log: str | None = None,
-                 host: str = "", catalog: str | None = None) -> None:
+                 host: str = "", catalog: str | None = None, ssl=None) -> None:
+        from coffea_wq.manager.tls_setup import queue_ssl_context
+
+        ssl_context, self._tls_dir = queue_ssl_context(ssl)
         self._debug_handler = attach_debug_log(debug_log) if debug_log else None
         self._shutdown_on_exit = shutdown
         self._tasks: dict[int, Task] = {}
         self._logs = ManagerLogs(transactions_log, stats_log)
-        self._server = ManagerServer(port, host, self._logs)
+        self._server = ManagerServer(port, host, self._logs, ssl_context=ssl_context)
         self._name = name
         self._server.project = name
         self._priority = 0
@@ -57,7 +62,7 @@ class WorkQueue(WorkerControl, CategorySettings):
         self._closed = False
         if name:
             self._start_advertising()
-        log.info("manager listening on port %d", self.port)
+        log.info("manager listening on %s:%d%s", host or "0.0.0.0", self.port, " (TLS)" if ssl_context else "")
 
     # ---------------------------------------------------------------- properties
     @property
@@ -256,6 +261,9 @@ class WorkQueue(WorkerControl, CategorySettings):
         with self._server.lock:
             self._logs.write_stats(self._status.stats_row(), force=True)
         self._server.stop()
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = None
         if self._debug_handler is not None:
             logging.getLogger("coffea_wq").removeHandler(self._debug_handler)
             self._debug_handler.close()

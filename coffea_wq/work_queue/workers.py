@@ -43,6 +43,34 @@ class WorkerControl:
 
         return int(self._server.call(block))
 
+    def disconnect_worker(self, address: str) -> int:
+        """coffea-wq: release the worker connected from ``address`` ("ip:port", a task's ``host``)
+        and requeue its tasks; 1 if it was connected. The executor uses it for a worker whose
+        result it refused (docs/executor.md, Security)."""
+        from coffea_wq.protocol.manager_side import WorkerConnection
+
+        def release() -> int:
+            for peer in self._server.core.peers.values():
+                if peer.address == address and not peer.closing:
+                    peer.send(WorkerConnection.send_release())
+                    peer.closing = True
+                    peer.disconnect_reason = "EXPLICIT"
+                    return 1
+            return 0
+
+        return int(self._server.call(release))
+
+    def refused_peers(self) -> list:
+        """coffea-wq: the peers refused for a password or TLS mismatch, one ``RefusedPeer`` per IP
+        (``address``, ``kind``, ``reason``, ``count``, ``first_seen``/``last_seen`` monotonic s)."""
+        with self._server.lock:
+            return self._server.refusals.snapshot()
+
+    @property
+    def listening_host(self) -> str:
+        """coffea-wq: the address the manager listens on ("0.0.0.0" for every interface)."""
+        return self._server.listener.getsockname()[0]
+
     blacklist = block_host
     blacklist_with_timeout = block_host_with_timeout
 

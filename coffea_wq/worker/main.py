@@ -16,11 +16,13 @@ import platform
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
+from coffea_wq.manager.tls import client_context
 from coffea_wq.protocol.worker_side import WorkerIdentity
 from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
 from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
@@ -71,6 +73,7 @@ class WorkerRun:
     stop: StopFlag = field(default_factory=StopFlag)
     warm_pool: object | None = None
     last_served: object | None = None
+    tls: ssl.SSLContext | None = None  # --ssl: every connection starts with a TLS handshake
 
     def serve_until_done(self) -> int:
         """The outer loop; returns the process exit code."""
@@ -141,12 +144,12 @@ class WorkerRun:
                 log.info("no manager matching %r in the catalog yet", self.options.project_regex)
             for choice in choices:
                 for host, port in choice.candidates:
-                    sock = _try_connect(host, port)
+                    sock = _try_connect(host, port, self.tls)
                     if sock is not None:
                         return sock, f"{host}:{port}", choice
             return None
         for host, port in self.options.managers:
-            sock = _try_connect(host, port)
+            sock = _try_connect(host, port, self.tls)
             if sock is not None:
                 return sock, f"{host}:{port}", None
         return None
@@ -157,14 +160,22 @@ class WorkerRun:
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
-def _try_connect(host: str, port: int) -> socket.socket | None:
+def _try_connect(host: str, port: int, tls: ssl.SSLContext | None = None) -> socket.socket | None:
     try:
         sock = socket.create_connection((host, port), timeout=CONNECT_ATTEMPT_TIMEOUT)
     except OSError as exc:
         log.debug("could not connect to %s:%d: %s", host, port, exc)
         return None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock)  # the handshake, bounded by the connect timeout
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        notice(f"manager {host}:{port} refused the TLS handshake ({exc}): it does not use TLS, or not this "
+               "certificate; start the manager with ssl=... or this worker without --ssl")
+        return None
 
 
 def make_identity(options: WorkerOptions) -> WorkerIdentity:
@@ -231,7 +242,8 @@ def run_worker(options: WorkerOptions) -> int:
     )
     stop = StopFlag(parent_pid=os.getppid() if options.parent_death else None)
     stop.install()
-    run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool())
+    run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool(),
+                    tls=client_context(options.ssl_ca) if options.ssl else None)
     try:
         return run.serve_until_done()
     finally:

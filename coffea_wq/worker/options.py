@@ -35,6 +35,8 @@ class WorkerOptions:
     connect_timeout: float = DEFAULT_TIMEOUT
     workdir: Path | None = None
     password_file: Path | None = None
+    ssl: bool = False
+    ssl_ca: Path | None = None
     min_backoff: float = 1.0
     max_backoff: float = 60.0
     arch: str | None = None
@@ -69,6 +71,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--workdir", type=Path,
                         help="where to create the workspace worker-UID-PID (default: $TMPDIR or /tmp)")
     parser.add_argument("-P", "--password", type=Path, metavar="FILE", help="password file shared with the manager")
+    parser.add_argument("--ssl", action="store_true",
+                        help="connect with TLS (the manager must use TLS too: ssl=... / CCTools' --ssl-key)")
+    parser.add_argument("--ssl-ca", type=Path, metavar="FILE",
+                        help="with --ssl: accept only a manager whose certificate this PEM file vouches for "
+                             "(default: any certificate; the password authenticates the manager)")
     parser.add_argument("-i", "--min-backoff", type=float, default=1.0, help="first retry delay, in s (default 1)")
     parser.add_argument("-b", "--max-backoff", type=float, default=60.0, help="longest retry delay, in s (default 60)")
     parser.add_argument("-A", "--arch", help="architecture to report instead of uname's")
@@ -127,6 +134,10 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         raise OptionError("--min-backoff must be positive and not above --max-backoff")
     if args.password is not None and not args.password.is_file():
         raise OptionError(f"password file {str(args.password)!r} does not exist or is not a file")
+    if args.ssl_ca is not None and not args.ssl:
+        raise OptionError("--ssl-ca needs --ssl")
+    if args.ssl_ca is not None and not args.ssl_ca.is_file():
+        raise OptionError(f"--ssl-ca file {str(args.ssl_ca)!r} does not exist or is not a file")
     timeout = args.timeout
     return WorkerOptions(
         managers=parse_manager_addresses(args.address) if args.address else [],
@@ -141,6 +152,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         connect_timeout=_first(args.connect_timeout, timeout, DEFAULT_TIMEOUT),
         workdir=args.workdir,
         password_file=args.password,
+        ssl=args.ssl,
+        ssl_ca=args.ssl_ca,
         min_backoff=args.min_backoff,
         max_backoff=args.max_backoff,
         arch=args.arch,

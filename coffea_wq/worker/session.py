@@ -160,7 +160,7 @@ class ManagerSession:
             while True:
                 self._check_stop_conditions()
                 busy = self.tasks.active > 0
-                if selector.select(BUSY_POLL if busy else IDLE_POLL):
+                if self._tls_pending() or selector.select(BUSY_POLL if busy else IDLE_POLL):
                     self._receive()
                 self._handle_events()
                 self._advance_tasks()
@@ -169,6 +169,11 @@ class ManagerSession:
         finally:
             selector.close()
             self._close()
+
+    def _tls_pending(self) -> bool:
+        # TLS decrypts whole records: bytes already decrypted never wake the selector
+        pending = getattr(self.sock, "pending", None)
+        return callable(pending) and pending() > 0
 
     def _receive(self) -> None:
         try:

@@ -1,0 +1,69 @@
+"""TLS for the manager's connections, done without blocking the I/O loop (and the worker's side).
+
+The manager wraps each accepted socket in server mode with ``do_handshake_on_connect=False`` and
+advances the handshake whenever the socket is ready (``advance_handshake``), so a slow or silent
+peer never stalls the others; the password exchange starts once the handshake is done. As with
+CCTools' ``--ssl``, TLS covers the whole connection from its first byte, and workers do not check
+the manager's certificate by default (it is usually self-signed for the run): TLS keeps the
+traffic private and the password exchange proves both ends know the secret. A worker can pin the
+certificate with ``--ssl-ca FILE``. See docs/manager.md, "TLS".
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from pathlib import Path
+
+
+class HandshakeStep(enum.Enum):
+    DONE = "done"
+    WANT_READ = "want-read"
+    WANT_WRITE = "want-write"
+
+
+def server_context(key: str | Path, cert: str | Path) -> ssl.SSLContext:
+    """A TLS server context from PEM files; the error names the file that is wrong."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use TLS key {str(key)!r} with certificate {str(cert)!r}: {exc}") from exc
+    return context
+
+
+def client_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
+    """The worker's context: encryption always; the manager's certificate checked only against ``ca_file``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False  # a run's certificate names no host; pinning is by the CA file
+    if ca_file is None:
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.load_verify_locations(cafile=str(ca_file))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def advance_handshake(sock: ssl.SSLSocket) -> HandshakeStep:
+    """One non-blocking step of the handshake; raises ``ssl.SSLError``/``OSError`` when it fails."""
+    try:
+        sock.do_handshake()
+    except ssl.SSLWantReadError:
+        return HandshakeStep.WANT_READ
+    except ssl.SSLWantWriteError:
+        return HandshakeStep.WANT_WRITE
+    return HandshakeStep.DONE
+
+
+def explain_server_handshake_failure(error: BaseException) -> str:
+    """Why a peer failed our TLS handshake, in words a user acts on."""
+    text = str(error)
+    if isinstance(error, ssl.SSLError) and any(k in text.upper() for k in ("WRONG_VERSION", "HTTP_REQUEST",
+                                                                            "UNKNOWN_PROTOCOL", "RECORD_LAYER")):
+        return ("it does not speak TLS (a worker started without --ssl?) but this manager requires TLS; "
+                "start workers with --ssl")
+    if isinstance(error, (ConnectionError, EOFError)) or "EOF" in text.upper():
+        return "it closed the connection during the TLS handshake"
+    return f"TLS handshake failed: {text}"
