@@ -22,6 +22,7 @@ from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
 from coffea_wq.coffea_tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
 from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
 from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
+from coffea_wq.coffea_tasks.safe_results import ResultPolicy, user_modules_of
 from coffea_wq.coffea_tasks.session import (
     ManagerSession,
     SessionConfig,
@@ -51,7 +52,6 @@ MONITOR_MODES = {"off": "off", "measure": "measure", "watchdog": "watchdog", Fal
 # options kept for coffea 0.7 scripts whose feature is not built yet: accepted, warned about, ignored
 NOT_YET_IMPLEMENTED = {
     "tasks_accum_log": None,
-    "ssl": False,
     "wrapper": None,
     "bar_format": None,
     "chunks_accum_in_mem": None,
@@ -100,7 +100,16 @@ class WorkQueueExecutor(ExecutorBase):
     extra_input_files : list ([])     local files every task gets (cached on workers).
     x509_proxy : str or False (None)  proxy shipped to tasks; None: ``$X509_USER_PROXY`` or
                                       ``/tmp/x509up_u<uid>`` when present; False: none.
-    password_file : str (None)        shared secret workers must prove.
+    password_file : str (None)        shared secret workers must prove. Unset, and with neither
+                                      manager_name nor port, the run's own workers (local, factory)
+                                      get a fresh password made for the run.
+    manager_host : str (None)         address to listen on; default 127.0.0.1 when only local workers
+                                      serve the run (no manager_name, port or factory), else all.
+    ssl : bool or (key, cert) (False) TLS on every worker connection: True makes a self-signed
+                                      certificate for the run (openssl); workers need ``--ssl``.
+    allowed_result_modules : list ([]) modules whose classes results may contain beyond the built-in
+                                      allow-list ("pkg" for its classes, "pkg.mod:name" for one
+                                      global): results are never unpickled with plain pickle.
     cores, memory, disk, gpus (None)  per-task resources (MB for memory/disk); unset: a whole worker.
                                       In fixed mode what every task declares; in the other modes the
                                       most a task is given (its retry after an exhaustion).
@@ -129,7 +138,7 @@ class WorkQueueExecutor(ExecutorBase):
                                       with ``password_file`` the page asks for the password.
     dynamic_chunksize : dict (None)   re-cut the chunks to targets, e.g. {"wall_time": 60, "memory": 2000}
                                       (s, MB; memory needs resource_monitor): see dynamic_chunks.py.
-    tasks_accum_log, ssl, wrapper, bar_format, chunks_accum_in_mem,
+    tasks_accum_log, wrapper, bar_format, chunks_accum_in_mem,
     chunks_per_accum : accepted for coffea 0.7 scripts; not implemented yet (a warning says so).
     """
 
@@ -152,7 +161,9 @@ class WorkQueueExecutor(ExecutorBase):
     transactions_log: str | None = None
     tasks_accum_log: str | None = None
     password_file: str | None = None
+    manager_host: str | None = None
     ssl: bool | tuple[str, str] = False
+    allowed_result_modules: list[str] = field(default_factory=list)
     environment_file: str | None = None
     extra_input_files: list[str] = field(default_factory=list)
     wrapper: str | None = None
@@ -212,7 +223,7 @@ class WorkQueueExecutor(ExecutorBase):
                   preprocessing: bool) -> tuple[Any, Any]:
         category = "preprocessing" if preprocessing else "processing"
         if session.calls == 1:
-            message = f"Listening for work queue workers on port {session.port}."
+            message = f"Listening for work queue workers on port {session.port}. {session.describe_access()}"
             print(message, flush=True) if self.verbose else log.info(message)
         configure_category(session, self, category)
         if self.custom_init is not None:
@@ -222,7 +233,8 @@ class WorkQueueExecutor(ExecutorBase):
                               verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,
                               desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode],
                               dynamic_chunksize=None if preprocessing or self.dynamic_chunksize is None
-                              else parse_targets(self.dynamic_chunksize))
+                              else parse_targets(self.dynamic_chunksize),
+                              result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)))
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None
         loop = TaskLoop(session, template, options, tracker)
@@ -241,7 +253,8 @@ class WorkQueueExecutor(ExecutorBase):
             filepath=str(self.filepath), local_workers=resolved_local_workers(self),
             local_worker_kind=self.local_worker_kind, stats_log=self.stats_log,
             transactions_log=self.transactions_log, debug_log=self.debug_log,
-            resource_monitor=resolved_monitor(self), factory=freeze_factory_options(self.factory))
+            resource_monitor=resolved_monitor(self), factory=freeze_factory_options(self.factory),
+            manager_host=self.manager_host, ssl=_frozen_ssl(self.ssl))
 
     def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
         fixed = RESOURCE_MODES[self.resources_mode] == "fixed"
@@ -313,10 +326,33 @@ def validate_options(ex: WorkQueueExecutor) -> None:
         raise ExecutorConfigError(f"environment_file: {ex.environment_file!r} is not a file")
     if ex.password_file is not None and not Path(ex.password_file).is_file():
         raise ExecutorConfigError(f"password_file: {ex.password_file!r} is not a file")
+    _validate_trust_options(ex)
     for name, default in NOT_YET_IMPLEMENTED.items():
         if getattr(ex, name) not in (default, None, False):
             warnings.warn(f"WorkQueueExecutor option {name}={getattr(ex, name)!r} is accepted for coffea 0.7 "
                           "compatibility but not implemented yet; it has no effect", UserWarning, stacklevel=4)
+
+
+def _validate_trust_options(ex: WorkQueueExecutor) -> None:
+    if ex.manager_host is not None and not isinstance(ex.manager_host, str):
+        raise ExecutorConfigError(f"manager_host={ex.manager_host!r}: expected an address such as '0.0.0.0' "
+                                  "or '127.0.0.1'")
+    if not isinstance(ex.ssl, bool):
+        if not (isinstance(ex.ssl, (tuple, list)) and len(ex.ssl) == 2):
+            raise ExecutorConfigError(f"ssl={ex.ssl!r}: expected True, False or (key_file, cert_file)")
+        for path in ex.ssl:
+            if not Path(path).is_file():
+                raise ExecutorConfigError(f"ssl: {str(path)!r} is not a file")
+    modules = ex.allowed_result_modules
+    if isinstance(modules, str) or not all(isinstance(m, str) and m.strip(". :") for m in modules):
+        raise ExecutorConfigError(f"allowed_result_modules={modules!r}: expected a list of module names "
+                                  "('mypkg' or 'mypkg.mod:name')")
+
+
+def _frozen_ssl(option: bool | tuple[str, str] | list[str]) -> bool | tuple[str, str]:
+    if isinstance(option, bool) or not option:
+        return bool(option)
+    return (str(Path(option[0]).resolve()), str(Path(option[1]).resolve()))
 
 
 def _validate_port(port: Any) -> None:

@@ -85,10 +85,11 @@ def validate_factory_options(options: Any) -> None:
         raise ExecutorConfigError(f"factory: batch_type {batch_type!r} is not one of {', '.join(BATCH_TYPES)}")
 
 
-def start_factory(options: FrozenOptions, queue: Any, password_file: str | None = None) -> Any:
+def start_factory(options: FrozenOptions, queue: Any, password_file: str | None = None, ssl: bool = False) -> Any:
     """A started ``coffea_wq.Factory`` serving ``queue`` (an object with a ``port``).
 
-    The executor's ``password_file`` is given to the workers unless the options name their own.
+    The executor's ``password_file`` (or the run's own) is given to the workers unless the options
+    name their own; with ``ssl`` the workers connect with ``--ssl``.
 
     Raises:
         ExecutorConfigError: the factory refuses its settings (the message names the setting).
@@ -99,6 +100,10 @@ def start_factory(options: FrozenOptions, queue: Any, password_file: str | None 
     settings: dict[str, Any] = dict(options)
     if password_file and not ({"password", "password_file"} & set(settings)):
         settings["password"] = password_file
+    if ssl:
+        extra = settings.get("extra_options") or ()
+        extra = tuple(extra.split()) if isinstance(extra, str) else tuple(extra)
+        settings["extra_options"] = extra if "--ssl" in extra else (*extra, "--ssl")
     try:
         factory = Factory.from_options(settings, manager=queue)
     except (ConfigError, TypeError) as exc:

@@ -34,6 +34,7 @@ class LocalWorkerSpec:
     password_file: str | None = None
     kind: str = "auto"  # "auto", "coffea-wq" or "cctools"
     workdir: Path | None = None
+    ssl: bool = False  # the manager uses TLS: connect with --ssl
 
 
 def worker_kind(requested: str = "auto") -> str:
@@ -52,7 +53,9 @@ def worker_command(spec: LocalWorkerSpec, kind: str, index: int) -> list[str]:
     """The argv of local worker number ``index``."""
     options = ["--cores", str(spec.cores), "-t", str(IDLE_TIMEOUT_S)]
     if spec.password_file:
-        options += ["--password", str(spec.password_file)]
+        options += ["--password", str(spec.password_file)]  # the file's path: the secret stays off argv
+    if spec.ssl:
+        options.append("--ssl")
     if spec.workdir is not None:
         workdir = spec.workdir / f"worker-{index}"
         workdir.mkdir(parents=True, exist_ok=True)

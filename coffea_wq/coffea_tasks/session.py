@@ -5,6 +5,11 @@ executor instance holds only options. A ``ManagerSession`` lives in a module-lev
 by the options that define it (``SessionConfig``): the preprocessing call opens it and leaves it
 open, the processing call reuses it (connected workers keep their caches) and closes it at the
 end. Anything left open is closed when the interpreter exits.
+
+Trust boundary (docs/executor.md, "Security"): a run whose workers are all its own (no
+``manager_name``, ``port`` nor ``password_file``) listens on 127.0.0.1 when only local workers
+serve it, and gives its own workers a fresh password; a run reachable without a password from
+other hosts says so once.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +25,14 @@ from typing import Any
 from coffea_wq.coffea_tasks.backend import load_work_queue_module
 from coffea_wq.coffea_tasks.factory_pool import FrozenOptions, start_factory, stop_factory
 from coffea_wq.coffea_tasks.local_workers import LocalWorkerPool, LocalWorkerSpec
+from coffea_wq.coffea_tasks.run_secrets import write_run_password
 from coffea_wq.coffea_tasks.staging import StagingArea
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9123
 LOCAL_HOST = "127.0.0.1"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,25 @@ class SessionConfig:
     resource_monitor: str  # off, measure or watchdog
     manager_impl: str | None = None  # None: backend's default choice
     factory: FrozenOptions | None = None  # the ``factory={...}`` option, frozen
+    manager_host: str | None = None  # address to listen on; None: see listen_host()
+    ssl: bool | tuple[str, str] = False  # True: a self-signed certificate for the run; or (key, cert)
 
+    def listen_host(self) -> str:
+        """``manager_host``, else 127.0.0.1 when only local workers serve the run (no name, port or
+        factory), else every interface ("")."""
+        if self.manager_host is not None:
+            return self.manager_host
+        if not self.manager_name and self.port is None and self.factory is None:
+            return LOCAL_HOST
+        return ""
+
+    def makes_password(self) -> bool:
+        """Whether the run's own workers get a fresh password: no ``password_file``, and no name or
+        port through which other workers are expected (they could not know it); a factory whose
+        options name their own password keeps it."""
+        own_workers = self.local_workers > 0 or (
+            self.factory is not None and not {"password", "password_file"} & {k for k, _ in self.factory})
+        return own_workers and self.password_file is None and not self.manager_name and self.port is None
 
     def listen_port(self) -> int | tuple[int, int]:
         """The port (or range) to listen on: explicit, else 0 (any free port) when a name, local
@@ -66,34 +92,51 @@ class ManagerSession:
         self.workers: LocalWorkerPool | None = None
         self.factory: Any = None
         self.calls = 0
+        self.password_file: str | None = config.password_file
 
     def open(self) -> None:
         try:
             self.queue = self._create_queue()
-            if self.config.password_file:
-                self.queue.specify_password_file(self.config.password_file)
+            if self.config.makes_password():
+                self.password_file = str(write_run_password(self.staging.root))
+            if self.password_file:
+                self.queue.specify_password_file(self.password_file)
+            self._warn_if_open()
             if self.config.resource_monitor != "off":
                 queue_feature(self.queue, "enable_monitoring", "resource_monitor")(
                     watchdog=self.config.resource_monitor == "watchdog")
             self.workers = LocalWorkerPool(LocalWorkerSpec(
-                count=self.config.local_workers, host=LOCAL_HOST, port=self.port,
-                password_file=self.config.password_file, kind=self.config.local_worker_kind,
-                workdir=self.staging.root / "workers"))
+                count=self.config.local_workers, host=self.worker_host, port=self.port,
+                password_file=self.password_file, kind=self.config.local_worker_kind,
+                workdir=self.staging.root / "workers", ssl=bool(self.config.ssl)))
             self.workers.start()
             if self.config.factory is not None:
-                self.factory = start_factory(self.config.factory, self.queue, self.config.password_file)
+                self.factory = start_factory(self.config.factory, self.queue, self.password_file,
+                                             ssl=bool(self.config.ssl))
         except BaseException:
             self.close()
             raise
 
     def _create_queue(self) -> Any:
         port = self.config.listen_port()
+        extra: dict[str, Any] = {}
+        if self.config.listen_host():
+            extra["host"] = self.config.listen_host()
+        if self.config.ssl:
+            extra["ssl"] = self.config.ssl
         try:
             return self.wq.WorkQueue(port=list(port) if isinstance(port, tuple) else port,
                                      name=self.config.manager_name,
                                      stats_log=self.config.stats_log,
                                      transactions_log=self.config.transactions_log,
-                                     debug_log=self.config.debug_log)
+                                     debug_log=self.config.debug_log, **extra)
+        except TypeError as exc:
+            if extra and "unexpected keyword" in str(exc):
+                raise NotImplementedError(
+                    f"the Work Queue manager in use ({self.wq.__name__}) cannot take {sorted(extra)} (executor "
+                    "options manager_host/ssl, or 127.0.0.1 for a local-workers-only run); use coffea-wq's "
+                    "manager (COFFEA_WQ_MANAGER=coffea-wq)") from exc
+            raise
         except Exception as exc:
             raise RuntimeError(f"cannot start a Work Queue manager on port {port!r} "
                                f"(manager_name={self.config.manager_name!r}): {exc}; "
@@ -102,6 +145,35 @@ class ManagerSession:
     @property
     def port(self) -> int:
         return int(self.queue.port)
+
+    @property
+    def listening_address(self) -> str:
+        """``host:port`` the manager listens on ("0.0.0.0" for every interface)."""
+        host = getattr(self.queue, "listening_host", None) or self.config.listen_host() or "0.0.0.0"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def describe_access(self) -> str:
+        """Who can join, in one sentence: address, TLS, password."""
+        host = self.listening_address.rpartition(":")[0]
+        where = "every interface" if host in ("0.0.0.0", "[::]") else host
+        return (f"Address {where}{', TLS' if self.config.ssl else ''}, "
+                f"{'password required' if self.password_file else 'no password'}.")
+
+    @property
+    def worker_host(self) -> str:
+        """Where local workers reach the manager: its address when it listens on one, else loopback."""
+        host = self.config.listen_host()
+        return host if host and host not in ("0.0.0.0", "::") else LOCAL_HOST
+
+    def _warn_if_open(self) -> None:
+        host = self.config.listen_host()
+        if self.password_file or host in LOOPBACK_HOSTS:
+            return
+        warnings.warn(
+            f"the Work Queue manager listens on {self.listening_address} without a password: any host that can "
+            "reach this port can join as a worker and receive your tasks. Set password_file='FILE' (a secret "
+            "shared with workers: `coffea-wq worker --password FILE`, `work_queue_worker -P FILE`), and "
+            "ssl=True to encrypt; see the README's Security section", UserWarning, stacklevel=2)
 
     def close(self) -> None:
         if self.factory is not None:

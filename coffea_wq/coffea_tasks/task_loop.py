@@ -24,6 +24,8 @@ from coffea_wq.coffea_tasks.errors import RemoteError, TaskFailedError, describe
 from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
 from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
 from coffea_wq.coffea_tasks.progress import ProgressBars
+from coffea_wq.coffea_tasks.refused import RefusedWorkers, password_mismatch_error
+from coffea_wq.coffea_tasks.safe_results import ResultPolicy
 from coffea_wq.coffea_tasks.session import ManagerSession
 from coffea_wq.coffea_tasks.splitting import split_work_item
 from coffea_wq.coffea_tasks.staging import TaskTemplate, build_task
@@ -37,6 +39,7 @@ WAIT_TIMEOUT_S = 1
 MIN_QUEUED = 200  # tasks kept submitted beyond what the manager calls hungry
 DYNAMIC_AHEAD = 2  # with dynamic chunk sizes: chunks cut beyond one per connected core
 LOCAL_WORKERS_GONE_GRACE_S = 10.0
+MAX_REFUSED_RESULTS = 3  # refused results of one item (each from a worker then dropped) before it fails
 
 
 @dataclass
@@ -46,6 +49,7 @@ class WorkUnit:
     key: int
     item: Any
     failures: int = 0
+    refused: int = 0  # results refused by the allow-list: not failures of the item, but bounded
 
 
 @dataclass
@@ -59,6 +63,7 @@ class CallOptions:
     unit: str = "items"
     resources_mode: str = "fixed"
     dynamic_chunksize: dict[str, float] | None = None  # targets (parsed); None: chunks as given
+    result_policy: ResultPolicy = field(default_factory=ResultPolicy)  # what results may contain
 
 
 @dataclass
@@ -75,6 +80,7 @@ class CallReport:
     split: list[tuple[Any, list[Any]]] = field(default_factory=list)
     duplicates_ignored: int = 0
     failed: list[TaskFailedError] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # "CLASS from WORKER" for each refused result
     wall_time: float = 0.0
 
 
@@ -106,6 +112,7 @@ class TaskLoop:
         self.success = module_constant(session.wq, "WORK_QUEUE_RESULT_SUCCESS", RESULT_SUCCESS)
         self.ranges: EntryRanges | None = None  # with dynamic chunk sizes: the events not yet cut
         self.model: ChunkSizeModel | None = None
+        self.refused_workers = RefusedWorkers(self.queue)
 
     def run(self, items: list[Any], accumulator: Any) -> tuple[Any, Any]:
         """Process every item; return ``(accumulated, 0)`` or ``(partial, TaskFailedError)``."""
@@ -145,6 +152,7 @@ class TaskLoop:
             task = self.queue.wait(WAIT_TIMEOUT_S)
             if task is None:
                 gone_since = self._check_local_workers(gone_since)
+                self._check_refused_workers()
                 continue
             unit = self.in_flight.pop(task.id, None)
             if unit is None:
@@ -203,7 +211,11 @@ class TaskLoop:
             self.tracker.task_returned(task, self.template.category)
         result = int(task.result)
         if result == self.success:
-            outcome = read_outcome(self.session.staging.output_path(unit.key))
+            outcome = read_outcome(self.session.staging.output_path(unit.key), self.options.result_policy,
+                                   worker_name(task))
+            if outcome.kind is OutcomeKind.REFUSED:
+                self.refuse_result(unit, task, outcome.refused, outcome.detail)
+                return
             if outcome.kind is OutcomeKind.OK:
                 self._learn_chunk_size(unit, task, outcome.wall_time)
                 self.accept_value(unit, outcome.value)
@@ -250,6 +262,22 @@ class TaskLoop:
             self.report.accumulated.append(unit.item)
         if self.bars:
             self.bars.advance("accumulated", self._amount(unit.item))
+
+    def refuse_result(self, unit: WorkUnit, task: Any, refused: str, detail: str) -> None:
+        """A result off the allow-list was not loaded: drop the worker that sent it, run the item elsewhere.
+
+        Not a failure of the item (the processor did nothing wrong where it ran honestly), so
+        retries are not spent; but an item whose results keep being refused (a result type of
+        the user's that is not allowed) fails after MAX_REFUSED_RESULTS with the refusal as reason.
+        """
+        unit.refused += 1
+        self.report.refused.append(f"{refused} from {worker_name(task)}")
+        log.error("%s: %s; that worker is disconnected and the item resubmitted", describe_item(unit.item), detail)
+        self.refused_workers.disconnect(task)
+        if unit.refused >= MAX_REFUSED_RESULTS:
+            self.fail(unit, f"{detail} ({unit.refused} results refused)", task)
+            return
+        self.submit_unit(unit)
 
     def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
         unit.failures += 1
@@ -337,6 +365,21 @@ class TaskLoop:
             raise RuntimeError(f"all {len(codes)} local workers exited (exit codes {codes}) and no other "
                                "worker is connected; see the log above for why they stopped")
         return gone_since
+
+
+    def _check_refused_workers(self) -> None:
+        """Fail instead of waiting forever when every worker that tried was refused (password/TLS)."""
+        if _connected_workers(self.queue) > 0:
+            return
+        error = password_mismatch_error(self.queue)
+        if error is not None:
+            raise error
+
+
+def worker_name(task: Any) -> str:
+    """``hostname (ip:port)`` of the worker that ran ``task``, as far as the manager knows."""
+    hostname, address = getattr(task, "hostname", None) or "?", getattr(task, "host", None)
+    return f"{hostname} ({address})" if address and address != hostname else str(hostname)
 
 
 def verbose_report(task: Any, item: Any) -> list[str]:

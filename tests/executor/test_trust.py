@@ -1,0 +1,173 @@
+"""The trust boundary of a run, attacked for real on 127.0.0.1 (docs/executor.md, "Security").
+
+* a rogue worker (raw socket, protocol 9, no password) returns a pickle whose ``__reduce__`` runs a
+  shell command: the command never runs, the refusal names the class and the worker, and the run
+  still ends with IterativeExecutor's histograms once honest workers did the chunk;
+* a local-workers-only run listens on 127.0.0.1 (read from the socket table) and its workers get
+  a fresh password through a 0600 file, not on their command line;
+* a run whose only workers have another password fails within 60 s naming them;
+* a TLS run (ssl=True, local workers) gives the same histograms.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+
+import lz4.frame
+import psutil
+import pytest
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
+
+import coffea_wq
+from coffea_wq.coffea_tasks.refused import PeersRefusedError
+from coffea_wq.executor import last_report
+from tests import support
+from tests.executor import helpers, nano
+from tests.manager.scripted_worker import ScriptedWorker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fileset(tmp_path_factory):
+    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
+
+
+@pytest.fixture(scope="module")
+def reference(fileset):
+    return helpers.iterative_output(fileset)
+
+
+def _run(executor, fileset):
+    # preprocessing in this process: the attacks below are aimed at the processing call
+    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
+                              chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
+    return runner(fileset, nano.LeptonJetProcessor(), treename="Events")
+
+
+class WritesAFile:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _rogue(port: int, marker: Path, processes, tmp_path, errors: list) -> None:
+    """Take one task, answer it with a hostile pickle, then let honest workers in."""
+    try:
+        rogue = ScriptedWorker(port, cores=1, hostname="rogue")
+        task = rogue.next_task(timeout=30)
+        rogue.finish(task.task_id)
+        line = rogue.read_line(timeout=30)
+        assert line.startswith("get "), line
+        name = line.split()[1]
+        payload = lz4.frame.compress(pickle.dumps({"status": "ok", "value": WritesAFile(marker)}))
+        rogue.send(f"file {name} {len(payload)}\n".encode() + payload + b"end\n")
+        for index in range(2):
+            processes.start(helpers.worker_argv("coffea-wq", port, tmp_path / f"honest{index}"),
+                            env=helpers.worker_environment())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the manager drops us
+            if rogue.read_line(timeout=60) == "release":
+                break
+        rogue.close()
+    except BaseException as exc:  # reported by the test, not lost in the thread
+        errors.append(exc)
+
+
+def test_a_rogue_workers_pickle_is_refused_and_the_run_completes(fileset, reference, processes, tmp_path):
+    marker = tmp_path / "pwned"
+    errors: list = []
+    threads: list[threading.Thread] = []
+
+    def start_rogue(queue):
+        thread = threading.Thread(target=_rogue, args=(queue.port, marker, processes, tmp_path, errors), daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
+                                           filepath=str(tmp_path), custom_init=start_rogue)
+    out = _run(executor, fileset)
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert not marker.exists(), "the rogue worker's pickle ran code in the user's process"
+    report = last_report("Processing")
+    assert len(report.refused) == 1 and report.refused[0].startswith("posix.system from rogue (127.0.0.1:")
+    nano.assert_same_histograms(reference, out)
+    assert report.failed == [] and report.duplicates_ignored == 0
+    assert sorted(report.accumulated, key=repr) == sorted(helpers.all_chunks(fileset), key=repr)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    return {c.laddr.ip for c in psutil.Process().net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+def test_local_workers_only_listen_on_loopback_with_a_run_password(fileset, reference, tmp_path):
+    seen: dict = {}
+
+    def inspect(queue):
+        seen["listening"] = _listening_addresses(queue.port)
+        with socket.create_connection((support.LOOPBACK, queue.port), timeout=10) as sock:
+            seen["opening"] = sock.recv(100)
+        workers = [p for p in psutil.Process().children(recursive=True) if "worker" in p.cmdline()]
+        seen["argv"] = [p.cmdline() for p in workers]
+
+    executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, filepath=str(tmp_path), custom_init=inspect)
+    out = _run(executor, fileset)
+    nano.assert_same_histograms(reference, out)
+    assert seen["listening"] == {"127.0.0.1"}
+    assert seen["opening"].startswith(b"auth password sha1\n"), "the manager accepted a worker without a password"
+    assert len(seen["argv"]) == 2
+    for argv in seen["argv"]:
+        password_file = Path(argv[argv.index("--password") + 1])
+        assert password_file.name == "run.password" and password_file.parent.parent == tmp_path
+    assert list(tmp_path.iterdir()) == []  # the password went with the staging directory
+
+
+def test_the_run_password_file_is_private(tmp_path):
+    from coffea_wq.coffea_tasks.run_secrets import write_run_password
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_run_password(tmp_path / "a")
+    second = write_run_password(tmp_path / "b")
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    assert first.read_bytes() != second.read_bytes() and len(first.read_bytes().strip()) >= 32
+
+
+def test_workers_with_another_password_fail_the_run_within_60_s(fileset, processes, tmp_path):
+    ours, theirs = tmp_path / "ours.pw", tmp_path / "theirs.pw"
+    ours.write_bytes(b"ours\n")
+    theirs.write_bytes(b"theirs\n")
+
+    def start_wrong_worker(queue):
+        argv = helpers.worker_argv("coffea-wq", queue.port, tmp_path / "w")
+        processes.start([*argv[:-2], "--password", str(theirs), *argv[-2:]], env=helpers.worker_environment())
+
+    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
+                                           password_file=str(ours), filepath=str(tmp_path),
+                                           custom_init=start_wrong_worker)
+    started = time.monotonic()
+    with pytest.raises(PeersRefusedError) as failure:
+        _run(executor, fileset)
+    assert time.monotonic() - started < 60
+    text = str(failure.value)
+    assert "passwords differ" in text and "127.0.0.1:" in text and "does not match" in text
+
+
+def test_a_tls_run_gives_the_same_histograms(fileset, reference, tmp_path):
+    executor = coffea_wq.WorkQueueExecutor(local_workers=2, ssl=True, status=False, filepath=str(tmp_path))
+    out = _run(executor, fileset)
+    nano.assert_same_histograms(reference, out)
+    report = last_report("Processing")
+    assert report.failed == [] and report.refused == []
