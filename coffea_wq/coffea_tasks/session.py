@@ -15,6 +15,7 @@ other hosts says so once.
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import logging
 import threading
 import warnings
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9123
 LOCAL_HOST = "127.0.0.1"
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -166,14 +166,10 @@ class ManagerSession:
         return host if host and host not in ("0.0.0.0", "::") else LOCAL_HOST
 
     def _warn_if_open(self) -> None:
-        host = self.config.listen_host()
-        if self.password_file or host in LOOPBACK_HOSTS:
-            return
-        warnings.warn(
-            f"the Work Queue manager listens on {self.listening_address} without a password: any host that can "
-            "reach this port can join as a worker and receive your tasks. Set password_file='FILE' (a secret "
-            "shared with workers: `coffea-wq worker --password FILE`, `work_queue_worker -P FILE`), and "
-            "ssl=True to encrypt; see the README's Security section", UserWarning, stacklevel=2)
+        warning = open_port_warning(self.config.listen_host(), self.password_file, self.listening_address)
+        if warning:
+            warnings.warn(warning, UserWarning, stacklevel=2)
+
 
     def close(self) -> None:
         if self.factory is not None:
@@ -192,6 +188,32 @@ class ManagerSession:
             _free_queue(self.queue)
             self.queue = None
         self.staging.remove()
+
+
+def open_port_warning(host: str, password_file: str | None, address: str) -> str | None:
+    """The warning for a manager any host can join (no password, not on loopback), else None.
+
+    Example:
+        >>> open_port_warning("127.0.0.1", None, "127.0.0.1:9123") is None
+        True
+        >>> "without a password" in open_port_warning("", None, "0.0.0.0:9123")
+        True
+    """
+    if password_file or _is_loopback(host):
+        return None
+    return (f"the Work Queue manager listens on {address} without a password: any host that can reach this port "
+            "can join as a worker and receive your tasks. Set password_file='FILE' (a secret shared with workers: "
+            "`coffea-wq worker --password FILE`, `work_queue_worker -P FILE`), and ssl=True to encrypt; see the "
+            "README's Security section")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "" (every interface) or a host name
+        return False
 
 
 def queue_feature(queue: Any, method: str, option: str) -> Any:

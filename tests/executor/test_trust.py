@@ -174,3 +174,28 @@ def test_a_tls_run_gives_the_same_histograms(fileset, reference, tmp_path):
     nano.assert_same_histograms(reference, out)
     report = last_report("Processing")
     assert report.failed == [] and report.refused == []
+
+
+def test_an_open_port_without_a_password_gets_one_warning(tmp_path):
+    from coffea_wq.coffea_tasks.session import open_port_warning
+
+    assert open_port_warning("127.0.0.1", None, "127.0.0.1:1") is None
+    assert open_port_warning("::1", None, "[::1]:1") is None
+    assert open_port_warning("", "pw", "0.0.0.0:1") is None
+    text = open_port_warning("", None, "0.0.0.0:9123")
+    assert "0.0.0.0:9123 without a password" in text and "password_file=" in text and "-P FILE" in text
+    assert open_port_warning("10.1.2.3", None, "10.1.2.3:9123") is not None
+
+
+def test_a_loopback_run_without_a_password_does_not_warn(tmp_path, recwarn):
+    from coffea_wq.coffea_tasks.session import SessionConfig, acquire_session, close_session
+
+    config = SessionConfig(manager_name=None, port=0, password_file=None, filepath=str(tmp_path), local_workers=0,
+                           local_worker_kind="auto", stats_log=None, transactions_log=None, debug_log=None,
+                           resource_monitor="off", manager_host="127.0.0.1")
+    session = acquire_session(config)
+    try:
+        assert session.password_file is None and session.listening_address.startswith("127.0.0.1:")
+        assert "password" not in " ".join(str(w.message) for w in recwarn)
+    finally:
+        close_session(config)
