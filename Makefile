@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the test-suite drives for real (interoperability, Slurm, Grid Engine, the dashboard
-# in a browser).
-SYSTEM_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge gnuplot-nox openssl chromium chromium-driver \
+# Debian packages the test-suite drives for real (interoperability, CCTools' examples, Slurm, Grid
+# Engine, the dashboard in a browser).
+SYSTEM_PACKAGES := coop-computing-tools coop-computing-tools-doc python3-workqueue slurm-wlm munge gnuplot-nox openssl \
+  chromium chromium-driver \
   gridengine-master gridengine-exec gridengine-client
 # Grid Engine's packages ask debconf questions. The tests start their own cell
 # (tests/factory/sge_cluster.py), so the answer to "configure SGE automatically?" is no: no

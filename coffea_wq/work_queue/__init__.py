@@ -17,21 +17,37 @@ A script written for ``import work_queue as wq`` runs with ``import coffea_wq.wo
 Workers are the real ``work_queue_worker`` or ``coffea-wq worker``:
 ``work_queue_worker 127.0.0.1 9123``. See docs/manager.md.
 
-Modules: ``constants`` (CCTools' ``WORK_QUEUE_*`` values), ``task`` (``Task``), ``queue``
-(``WorkQueue``), ``workers`` and ``categories`` (the parts of ``WorkQueue`` acting on workers and on
-categories/monitoring).
+Modules: ``constants`` (CCTools' ``WORK_QUEUE_*`` values), ``task`` (``Task``), ``python_task``
+(``PythonTask``), ``queue`` (``WorkQueue``), ``workers`` and ``categories`` (the parts of ``WorkQueue``
+acting on workers and on categories/monitoring), ``futures`` (CCTools' ``work_queue_futures``).
+``Factory`` is coffea-wq's worker factory (``coffea_wq.Factory``), loaded on first use.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import socket
+from typing import Any
 
 from coffea_wq.work_queue.constants import *  # noqa: F403 (CCTools' module exports every WORK_QUEUE_* name)
+from coffea_wq.work_queue.python_task import PythonTask, PythonTaskNoResult
 from coffea_wq.work_queue.queue import WorkQueue
 from coffea_wq.work_queue.task import Task, work_queue_result_str
 
+#: CCTools' flag: PythonTask can pickle functions here (dill or cloudpickle importable)
+pythontask_available = importlib.util.find_spec("dill") is not None or importlib.util.find_spec("cloudpickle") is not None
+
 _CONSTANTS = [name for name in dir() if name.startswith(("WORK_QUEUE_", "CATEGORY_ALLOCATION_MODE_"))]
-__all__ = ["WorkQueue", "Task", "work_queue_result_str", "hostname", *_CONSTANTS]
+__all__ = ["WorkQueue", "Task", "PythonTask", "PythonTaskNoResult", "Factory", "work_queue_result_str", "hostname",  # noqa: F405
+           "pythontask_available", *_CONSTANTS]
+
+
+def __getattr__(name: str) -> Any:
+    # the factory pulls in its batch back-ends: loaded only by scripts that use it
+    if name == "Factory":
+        return importlib.import_module("coffea_wq.factory.api").Factory
+    raise AttributeError(f"module 'coffea_wq.work_queue' has no attribute {name!r}")
 
 
 def hostname() -> str:
