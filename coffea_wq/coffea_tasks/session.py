@@ -97,6 +97,7 @@ class ManagerSession:
     def open(self) -> None:
         try:
             self.queue = self._create_queue()
+            keep_whole_worker_rule(self.queue)
             if self.config.makes_password():
                 self.password_file = str(write_run_password(self.staging.root))
             if self.password_file:
@@ -214,6 +215,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # "" (every interface) or a host name
         return False
+
+
+def keep_whole_worker_rule(queue: Any) -> None:
+    """The executor's tasks follow coffea's rule: a resource left undeclared means the whole worker.
+
+    CCTools' API defaults to proportional shares (``tune("proportional-resources", 1)``); the
+    executor turns that off on coffea-wq's manager. (The C manager Debian ships has no such tune.)
+    """
+    if type(queue).__module__.startswith("coffea_wq."):
+        queue.tune("proportional-resources", 0)
 
 
 def queue_feature(queue: Any, method: str, option: str) -> Any:

@@ -18,6 +18,7 @@ def start_advertiser(option: str | None, record_fn: Callable[[], dict]):
     except (ImportError, AttributeError) as error:
         log.info("catalog advertisement unavailable: %s", error)
         return None
-    advertiser = advertiser_cls(addresses, record_fn, interval=60.0)
+    # every 60 s as CCTools, and within a second of a change (docs/catalog.md), at most once a second
+    advertiser = advertiser_cls(addresses, record_fn, interval=60.0, min_interval=1.0)
     advertiser.start()
     return advertiser

@@ -24,7 +24,7 @@ from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_se
 from coffea_wq.manager.workers import Peer, PeerKind, PendingReply, ReplyKind, now_us
 from coffea_wq.protocol import manager_side as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
-from coffea_wq.resources.allocation import add_resources, fits, subtract_resources, task_box
+from coffea_wq.resources.allocation import AllocationMode, add_resources, fits, subtract_resources, task_box
 from coffea_wq.resources.categories import DEFAULT_STEADY_N_TASKS, Category, RequestLabel
 from coffea_wq.resources.types import Resources
 
@@ -44,6 +44,10 @@ class ManagerCore:
         self.monitor: MonitorSettings | None = None
         # completions a category needs before it computes a first allocation (tune category-steady-n-tasks)
         self.steady_n_tasks = DEFAULT_STEADY_N_TASKS
+        # CCTools' tunes proportional-resources and proportional-whole-tasks, both on by default;
+        # coffea's executor turns the first off (undeclared resources = the whole worker)
+        self.proportional_resources = True
+        self.proportional_whole_tasks = True
         self._on_retrieved = on_retrieved
         self._rotation = 0
 
@@ -108,10 +112,8 @@ class ManagerCore:
                 continue
             if task.end_time > 0 and worker.end_time > 0 and task.end_time > worker.end_time:
                 continue
-            if mode is None:
-                box = task_box(requested, worker.largest)
-            else:
-                box = task_box(requested, worker.largest, mode, minimum)
+            box = task_box(requested, worker.largest, mode or AllocationMode.FIXED, minimum,
+                           proportional=self.proportional_resources, whole_tasks=self.proportional_whole_tasks)
             if fits(box, worker.inuse, worker.total):
                 task.allocated = box
                 return worker

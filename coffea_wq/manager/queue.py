@@ -124,14 +124,29 @@ class TaskQueue:
             self.count_for_category(task.category, "tasks_failed")
         self.retrieved.append(task)
 
-    def pop_retrieved(self) -> TaskSpec | None:
+    def pop_retrieved(self, tag: str | None = None) -> TaskSpec | None:
+        """The oldest retrieved task (with ``tag``, if given), now DONE and out of the queue."""
+        if tag is not None:
+            return self._pop_retrieved_with_tag(tag)
         while self.retrieved:
             task = self.retrieved.popleft()
             if task.state is TaskState.RETRIEVED:
-                task.state = TaskState.DONE
-                self.tasks.pop(task.task_id, None)
-                return task
+                return self._hand_over(task)
         return None
+
+    def _pop_retrieved_with_tag(self, tag: str) -> TaskSpec | None:
+        for task in list(self.retrieved):
+            if task.state is not TaskState.RETRIEVED:
+                self.retrieved.remove(task)  # cancelled after retrieval: nothing to hand over
+            elif task.tag == tag:
+                self.retrieved.remove(task)
+                return self._hand_over(task)
+        return None
+
+    def _hand_over(self, task: TaskSpec) -> TaskSpec:
+        task.state = TaskState.DONE
+        self.tasks.pop(task.task_id, None)
+        return task
 
     def forget(self, task: TaskSpec) -> None:
         """A cancelled task leaves the queue for good."""

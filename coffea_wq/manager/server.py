@@ -87,12 +87,13 @@ class ManagerServer:
         self.wake()
         return task_id
 
-    def wait(self, timeout: float | None) -> TaskSpec | None:
-        """A retrieved task, or None after ``timeout`` s (None or < 0: wait while tasks remain)."""
+    def wait(self, timeout: float | None, tag: str | None = None) -> TaskSpec | None:
+        """A retrieved task (with ``tag``, if given), or None after ``timeout`` s (None or < 0: wait
+        while tasks remain)."""
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         with self.retrieved_cond:
             while True:
-                task = self.queue.pop_retrieved()
+                task = self.queue.pop_retrieved(tag)
                 if task is not None:
                     self.logs.task_done(task, "DONE")
                     return task

@@ -21,6 +21,8 @@ class FileKind(enum.Enum):
     FILE = 1
     BUFFER = 2
     DIRECTORY = 5  # an empty directory created in the sandbox (CCTools' WORK_QUEUE_DIRECTORY)
+    COMMAND = 3  # an input the worker makes by running a command (CCTools' WORK_QUEUE_REMOTECMD)
+    URL = 6  # an input the worker downloads (CCTools' WORK_QUEUE_URL)
 
 
 class Direction(enum.Enum):
@@ -30,6 +32,7 @@ class Direction(enum.Enum):
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _nocache_counter = itertools.count(1)
+_PREFIXES = {FileKind.BUFFER: "buffer", FileKind.URL: "url", FileKind.COMMAND: "cmd"}
 
 
 def cached_name_for(kind: FileKind, source: str | bytes, cache: bool, remote_name: str) -> str:
@@ -45,9 +48,9 @@ def cached_name_for(kind: FileKind, source: str | bytes, cache: bool, remote_nam
         'file-0-'
     """
     cache_id = 0 if cache else next(_nocache_counter)
-    if kind is FileKind.BUFFER:
+    if kind in (FileKind.BUFFER, FileKind.URL, FileKind.COMMAND):
         digest = hashlib.md5(source if isinstance(source, bytes) else source.encode()).hexdigest()
-        return f"buffer-{cache_id}-{digest}"
+        return f"{_PREFIXES[kind]}-{cache_id}-{digest}"
     path = os.path.abspath(source) if isinstance(source, str) else ""
     digest = hashlib.md5(path.encode("utf-8", "surrogateescape")).hexdigest()
     base = _UNSAFE.sub("_", os.path.basename(path.rstrip("/")) or remote_name)[:64]
@@ -58,8 +61,9 @@ def cached_name_for(kind: FileKind, source: str | bytes, cache: bool, remote_nam
 class FileSpec:
     """One input or output of a task.
 
-    ``local`` is a path (FILE), the bytes (BUFFER), or "" (DIRECTORY); ``remote`` is the name in the
-    task's sandbox.
+    ``local`` is a path (FILE), the bytes (BUFFER), "" (DIRECTORY), the URL (URL) or the shell
+    command (COMMAND, ``%%`` standing for the file it makes); ``remote`` is the name in the task's
+    sandbox.
     """
 
     kind: FileKind

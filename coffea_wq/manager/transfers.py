@@ -119,6 +119,12 @@ def input_pieces(spec: FileSpec) -> Iterator[Piece]:
         data = spec.local if isinstance(spec.local, bytes) else str(spec.local).encode()
         yield WorkerConnection.send_buffer(spec.cached_name, data)
         return
+    if spec.kind is FileKind.URL:
+        yield WorkerConnection.send_url(spec.cached_name, str(spec.local), spec.flags)
+        return
+    if spec.kind is FileKind.COMMAND:
+        yield WorkerConnection.send_command_input(spec.cached_name, str(spec.local))
+        return
     path = str(spec.local)
     try:
         info = os.stat(path)
@@ -170,8 +176,8 @@ def inputs_to_send(task: TaskSpec, worker_cache: dict[str, tuple[int, int]]) -> 
     for spec in task.inputs():
         if spec.kind is FileKind.DIRECTORY:
             continue  # created by the task block itself
-        if spec.kind is FileKind.BUFFER:
-            signature: tuple = (len(spec.local), 0)
+        if spec.kind in (FileKind.BUFFER, FileKind.URL, FileKind.COMMAND):
+            signature: tuple = (len(spec.local), 0)  # made on the worker, or literal: nothing to stat
         else:
             try:
                 signature = file_signature(str(spec.local))

@@ -402,6 +402,17 @@ class WorkerConnection:
         return encode_line(f"put {url_encode(cached_name)} {len(data)} 777") + data
 
     @staticmethod
+    def send_url(cached_name: str, url: str, flags: int) -> bytes:
+        """``url NAME LEN 0777 FLAGS`` + the URL: the worker downloads it into its cache."""
+        data = url.encode("utf-8")
+        return encode_line(f"url {cached_name} {len(data)} 0777 {flags}") + data
+
+    @staticmethod
+    def send_command_input(cached_name: str, command: str) -> bytes:
+        """``thirdget 1 NAME COMMAND``: the worker runs COMMAND, ``%%`` being the file to make."""
+        return encode_line(f"thirdget 1 {cached_name} {command}")
+
+    @staticmethod
     def send_dir_start(name: str) -> bytes:
         return encode_line(f"dir {url_encode(name)}")
 

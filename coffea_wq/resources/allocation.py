@@ -6,8 +6,10 @@ This is CCTools Work Queue's sizing contract, re-stated in Python (pure function
   resource completed to the whole worker (the whole-worker rule: a task that declares nothing takes
   the whole worker, and a task that declares only cores and memory takes the whole disk, so it runs
   alone). With ``proportional=True`` in FIXED mode (CCTools' ``proportional-resources`` tune, on by
-  default in the 2021 C manager) the undeclared resources get a proportional share instead: a task
-  asking for 1 of 4 cores gets a quarter of the memory and disk too.
+  default in CCTools' manager, off in coffea-wq's executor) the undeclared resources get a
+  proportional share instead: a task asking for 1 of 4 cores gets a quarter of the memory and disk
+  too. With ``whole_tasks=True`` as well (``proportional-whole-tasks``) the share is first rounded
+  so that a whole number of such tasks fills the worker (0.3 becomes 1/3). See docs/resources.md.
 * ``fits`` says whether that box still fits next to what a worker already runs. Cores, memory and gpus
   may be overcommitted by a multiplier (default 1.0, i.e. not at all); disk never is.
 
@@ -117,6 +119,7 @@ def task_box(
     mode: AllocationMode = AllocationMode.FIXED,
     minimum: Resources | None = None,
     proportional: bool = False,
+    whole_tasks: bool = False,
 ) -> Resources:
     """The allocation (box) a task gets on a worker: CCTools' ``task_worker_box_size``.
 
@@ -128,7 +131,8 @@ def task_box(
         mode: the task's category mode. Only FIXED gives a proportional share of the worker.
         minimum: never go below this (``Category.task_min_resources``); ``None`` for no minimum.
         proportional: in FIXED mode, give undeclared resources the same share of the worker as the
-            largest declared one, instead of the whole worker.
+            largest declared one, instead of the whole worker. Declared amounts stay as declared.
+        whole_tasks: with ``proportional``, round that share down to 1/n (n tasks fill the worker).
 
     Returns:
         A ``Resources`` with all four fields set.
@@ -142,6 +146,10 @@ def task_box(
         Resources(cores=1.0, memory=8000.0, disk=4000.0, gpus=0.0)
         >>> task_box(Resources(cores=1), worker, proportional=True)
         Resources(cores=1.0, memory=2000.0, disk=1000.0, gpus=0.0)
+        >>> task_box(Resources(memory=2400), worker, proportional=True)
+        Resources(cores=1.0, memory=2400.0, disk=1200.0, gpus=0.0)
+        >>> task_box(Resources(memory=2400), worker, proportional=True, whole_tasks=True)
+        Resources(cores=1.0, memory=2400.0, disk=1333.0, gpus=0.0)
         >>> task_box(Resources(), worker)
         Resources(cores=4.0, memory=8000.0, disk=4000.0, gpus=0.0)
     """
@@ -151,8 +159,11 @@ def task_box(
     whole_worker = True
     if proportional and mode is AllocationMode.FIXED:
         share = _fixed_mode_share(limits, largest)
-        if share > 0:
+        # above 1 the declared amounts do not fit this worker anyway: undeclared ones get it whole
+        if 0 < share <= 1:
             whole_worker = False
+            if whole_tasks:
+                share = 1.0 / math.floor(1.0 / share + 1e-9)
             _fill_proportional_share(limits, largest, share)
 
     if all(limits[name] < 1 for name in RESOURCE_NAMES):

@@ -282,6 +282,27 @@ class Category:
             if value >= 0:
                 self.limits_exceeded_seen[name] = max(value, self.limits_exceeded_seen.get(name, -1))
 
+    def set_first_allocation_guess(self, guess: Resources) -> None:
+        """CCTools' first-allocation guess: used from the very next task, as if the category were
+        already in steady state; the first measured completion (with monitoring) ends that steady
+        state as usual, and the histograms take over after ``steady_n_tasks`` completions.
+
+        Example::
+
+            >>> c = Category("auto", mode=AllocationMode.MIN_WASTE)
+            >>> c.set_first_allocation_guess(Resources(cores=1, memory=2, disk=3))
+            >>> c.task_max_resources(Resources(), RequestLabel.FIRST)
+            Resources(cores=1.0, memory=2.0, disk=3.0, gpus=None)
+        """
+        self.steady_state = True
+        seen = {name: getattr(self.max_resources_seen, name) for name in RESOURCE_NAMES}
+        for name in RESOURCE_NAMES:
+            value = _value(guess, name)
+            if value >= 0:
+                seen[name] = max(value, _value(self.max_resources_seen, name))
+        self.max_resources_seen = _as_resources(seen)
+        self.first_allocation = _as_resources({name: getattr(guess, name) for name in RESOURCE_NAMES})
+
     def update_first_allocation(self, max_worker: Resources | None = None) -> bool:
         """Recompute the first allocation from the histograms; False in FIXED mode or with no data."""
         if not self._automatic or self.total_tasks < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from coffea_wq.manager.logs import ManagerLogs, attach_debug_log
 from coffea_wq.manager.server import ManagerServer
@@ -14,6 +15,14 @@ from coffea_wq.work_queue.task import Task
 from coffea_wq.work_queue.workers import WorkerControl
 
 log = logging.getLogger("coffea_wq.work_queue")
+
+# tune() names (with CCTools' older spellings) -> the manager's switch; see docs/manager.md
+PROPORTIONAL_TUNES = {
+    "proportional-resources": "proportional_resources",
+    "force-proportional-resources": "proportional_resources",
+    "proportional-whole-tasks": "proportional_whole_tasks",
+    "force-proportional-resources-whole-tasks": "proportional_whole_tasks",
+}
 
 
 class WorkQueue(WorkerControl, CategorySettings):
@@ -53,6 +62,7 @@ class WorkQueue(WorkerControl, CategorySettings):
         self._priority = 0
         self._catalog_option = catalog
         self._advertiser = None
+        self._catalog_seen: tuple = ()
         from coffea_wq.manager.status import StatusReporter
 
         self._status = StatusReporter(self._server, self)
@@ -88,6 +98,7 @@ class WorkQueue(WorkerControl, CategorySettings):
         task._spec.reset_results()
         task._spec.try_count = 0
         task_id = self._server.submit(task._spec)
+        self._notify_catalog()  # the catalog shows the new WAITING count within a second
         self._tasks[task_id] = task
         return task_id
 
@@ -97,6 +108,42 @@ class WorkQueue(WorkerControl, CategorySettings):
         if spec is None:
             return None
         return self._tasks.pop(spec.task_id, None)
+
+    def wait_for_tag(self, tag: str, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
+        """The next finished task tagged ``tag`` (``Task.specify_tag``), or None after ``timeout`` s.
+
+        Other finished tasks stay for later ``wait`` calls. ``tag=None`` is ``wait(timeout)``.
+        """
+        spec = self._server.wait(None if timeout is None or timeout < 0 else timeout,
+                                 None if tag is None else str(tag))
+        if spec is None:
+            return None
+        return self._tasks.pop(spec.task_id, None)
+
+    @property
+    def stats_hierarchy(self) -> QueueStats:
+        """CCTools' statistics including foremen's: the same as ``stats`` (coffea-wq has no foremen)."""
+        return self.stats
+
+    def invalidate_cache_file(self, local_name: str) -> int:
+        """Make every worker drop its cached copy of ``local_name`` (sent again to the next task).
+
+        Tasks already running keep the copy in their sandbox (CCTools requeues them instead).
+        """
+        from coffea_wq.manager.task import FileKind, cached_name_for
+        from coffea_wq.protocol.manager_side import WorkerConnection
+
+        name = cached_name_for(FileKind.FILE, str(local_name), True, os.path.basename(str(local_name)) or "file")
+
+        def drop() -> int:
+            count = 0
+            for peer in self._server.core.peers.values():
+                if peer.cache.pop(name, None) is not None:
+                    peer.send(WorkerConnection.send_unlink(name))
+                    count += 1
+            return count
+
+        return int(self._server.call(drop))
 
     def empty(self) -> bool:
         """True when no submitted task is still to be returned by ``wait``."""
@@ -136,9 +183,12 @@ class WorkQueue(WorkerControl, CategorySettings):
         ``category-steady-n-tasks`` (completions a category measures before it computes a first
         allocation in an automatic mode; CCTools' default 25, coffea's executor uses 3), and
         ``max-task-stdout-storage`` (bytes of a task's output kept, default 1 GB as CCTools; the
-        rest is dropped and the task's result is STDOUT_MISSING); others are accepted and ignored.
+        rest is dropped and the task's result is STDOUT_MISSING), ``proportional-resources`` (1, the
+        default: a task that declares some resources gets the same share of the worker in the others;
+        0: it gets the whole worker in the others) and ``proportional-whole-tasks`` (1, the default:
+        that share is rounded down to 1/n); others are accepted and ignored.
 
-        Example: ``q.tune("category-steady-n-tasks", 3)``.
+        Example: ``q.tune("category-steady-n-tasks", 3)``, ``q.tune("proportional-resources", 0)``.
         """
         if name == "keepalive-interval":
             return self.specify_keepalive_interval(value)
@@ -149,6 +199,11 @@ class WorkQueue(WorkerControl, CategorySettings):
                 raise ValueError(f"tune('category-steady-n-tasks', {value!r}): expected an integer >= 1")
             with self._server.lock:
                 self._server.core.set_steady_n_tasks(int(value))
+            return 1
+        if name in PROPORTIONAL_TUNES:
+            with self._server.lock:
+                setattr(self._server.core, PROPORTIONAL_TUNES[name], int(value) > 0)
+            self._server.wake()
             return 1
         if name == "max-task-stdout-storage":  # coffea-wq's: CCTools fixes it at 1 GB
             if int(value) < 0:
@@ -245,6 +300,13 @@ class WorkQueue(WorkerControl, CategorySettings):
             self._advertiser.notify_change()
 
     def _on_tick(self) -> None:
+        # once a second, with the manager lock held: a task that started or finished, or a worker
+        # that came or went, is advertised at the next second (the advertiser sends at most 1/s)
+        if self._advertiser is not None:
+            seen = queue_snapshot(self._server)
+            if seen != self._catalog_seen:
+                self._catalog_seen = seen
+                self._advertiser.notify_change()
         self._logs.write_stats(self._status.stats_row())
 
     # ---------------------------------------------------------------- shutdown
@@ -280,3 +342,10 @@ class WorkQueue(WorkerControl, CategorySettings):
         except Exception:
             pass
 
+
+def queue_snapshot(server: ManagerServer) -> tuple[int, ...]:
+    """What the catalog record counts (tasks by state, workers, cores), cheaply; call with the lock held."""
+    peers = server.core.peers.values()
+    on_workers = sum(len(peer.tasks) for peer in peers)
+    return (server.queue.ready_count, server.queue.outstanding, on_workers, server.queue.counters.tasks_done,
+            len(server.core.peers), sum(1 for peer in peers if peer.ready_for_tasks))

@@ -61,10 +61,11 @@ class Task:
         t.specify_cores(1)
     """
 
-    __slots__ = ("_spec", "__weakref__")
+    __slots__ = ("_spec", "_running_time_min", "__weakref__")
 
     def __init__(self, command: str) -> None:
         self._spec = TaskSpec(command=str(command))
+        self._running_time_min = 0.0
 
     # ---------------------------------------------------------------- specification
     def specify_command(self, command: str) -> int:
@@ -124,6 +125,29 @@ class Task:
         self._spec.files.append(FileSpec(FileKind.BUFFER, Direction.INPUT, data, remote_name, value, name))
         return 1
 
+    def specify_url(self, url: str, remote_name: str, type=None, flags=None, cache=None) -> int:
+        """An input the worker downloads from ``url`` (CCTools >= 7.4). A URL the worker cannot
+        fetch makes the task come back as INPUT_MISSING (coffea-wq's worker; CCTools' worker runs
+        ``curl -f``). Outputs to URLs are not supported."""
+        if type == WORK_QUEUE_OUTPUT:
+            raise NotImplementedError(f"specify_url({url!r}): uploading outputs to a URL is not supported")
+        return self._add_worker_made_input(FileKind.URL, str(url), remote_name, flags, cache)
+
+    def specify_file_command(self, remote_name: str, cmd: str, type=None, flags=None, cache=None) -> int:
+        """An input the worker makes by running the shell command ``cmd``, in which ``%%`` stands for
+        the file to create (CCTools >= 7.4), e.g. ``curl -o %% https://...``. Output commands are not
+        supported."""
+        if type == WORK_QUEUE_OUTPUT:
+            raise NotImplementedError(f"specify_file_command({cmd!r}): output commands are not supported")
+        return self._add_worker_made_input(FileKind.COMMAND, str(cmd), remote_name, flags, cache)
+
+    def _add_worker_made_input(self, kind: FileKind, source: str, remote_name, flags, cache) -> int:
+        remote_name = _check_remote_name(str(remote_name))
+        value = _file_flags(flags, cache)
+        name = cached_name_for(kind, source, bool(value & WORK_QUEUE_CACHE), remote_name)
+        self._spec.files.append(FileSpec(kind, Direction.INPUT, source, remote_name, value, name))
+        return 1
+
     def specify_environment_variable(self, name: str, value: str | None = None) -> int:
         self._spec.env.append((str(name), "" if value is None else str(value)))
         return 1
@@ -158,6 +182,27 @@ class Task:
 
     def specify_end_time(self, useconds: float) -> int:
         self._spec.end_time = max(0.0, float(useconds) / 1e6)
+        return 1
+
+    def specify_running_time_min(self, seconds: float) -> int:
+        """Accepted; coffea-wq's manager does not use a task's minimum running time to pick a worker."""
+        self._running_time_min = max(0.0, float(seconds))
+        return 1
+
+    def specify_algorithm(self, algorithm: int) -> int:
+        """Accepted; coffea-wq's manager has one scheduling rule (docs/manager.md)."""
+        return 1
+
+    def specify_preferred_host(self, hostname: str) -> int:
+        """Accepted; coffea-wq's manager does not prefer hosts (docs/manager.md)."""
+        return 1
+
+    def specify_monitor_output(self, monitor_output: str) -> int:
+        """Accepted; monitor summaries go where ``WorkQueue.enable_monitoring(dirname)`` says."""
+        return 1
+
+    def specify_snapshot_file(self, filename: str) -> int:
+        """Accepted; the monitor takes no snapshots (docs/manager.md)."""
         return 1
 
     def clone(self) -> Task:
@@ -241,6 +286,42 @@ class Task:
     @property
     def send_input_finish(self) -> int:
         return self._spec.time_when_commit_end
+
+    @property
+    def algorithm(self) -> int:
+        return 0  # WORK_QUEUE_SCHEDULE_UNSET: the queue's rule
+
+    @property
+    def execute_cmd_start(self) -> int:
+        """When the command started (µs since the epoch; approximated by the end of the input transfer)."""
+        return self._spec.time_when_commit_end
+
+    @property
+    def execute_cmd_finish(self) -> int:
+        return self._spec.time_when_commit_end + self._spec.cmd_execution_time if self._spec.time_when_commit_end else 0
+
+    @property
+    def receive_output_start(self) -> int:
+        return self.execute_cmd_finish
+
+    @property
+    def receive_output_finish(self) -> int:
+        return self._spec.time_when_done
+
+    @property
+    def total_transfer_time(self) -> int:
+        """µs spent sending inputs and fetching outputs (what is not the command's own time)."""
+        sent = self._spec.time_when_commit_end - self._spec.time_when_commit_start
+        back = self.receive_output_finish - self.receive_output_start
+        return max(0, sent) + max(0, back)
+
+    @property
+    def app_delay(self) -> int:
+        return 0
+
+    @property
+    def total_cmd_exhausted_execute_time(self) -> int:
+        return 0
 
     @property
     def cmd_execution_time(self) -> int:

@@ -225,6 +225,8 @@ def run_worker(options: WorkerOptions) -> int:
         run_worker(WorkerOptions(managers=[("127.0.0.1", 9123)], cores=1, single_shot=True))
     """
     setup_logging(options)
+    if not options.keep_path:
+        activate_own_interpreter(os.environ)
     password = options.password_file.read_bytes() if options.password_file is not None else None
     workspace = Workspace.create(options.workdir)
     notice(f"creating workspace {workspace.root}")
@@ -252,6 +254,28 @@ def run_worker(options: WorkerOptions) -> int:
             close()
         notice(f"deleting workspace {workspace.root}")
         workspace.remove()
+
+
+def activate_own_interpreter(environ: dict[str, str] | os._Environ) -> None:
+    """Put this interpreter's ``bin/`` first on ``PATH`` (and set ``VIRTUAL_ENV`` in a venv), as
+    ``source .venv/bin/activate`` would: ``python3`` in a task is then the worker's own Python, with
+    coffea and its dependencies, even when the worker was started as ``.venv/bin/coffea-wq worker``
+    without activating anything. Tasks inherit it (``--keep-path`` turns it off; docs/worker.md).
+
+    Example::
+
+        >>> env = {"PATH": "/usr/bin"}
+        >>> activate_own_interpreter(env)
+        >>> env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
+        True
+    """
+    bindir = os.path.dirname(sys.executable)
+    path = environ.get("PATH", os.defpath)
+    if path.split(os.pathsep)[0] != bindir:
+        environ["PATH"] = os.pathsep.join([bindir, path]) if path else bindir
+    if sys.prefix != sys.base_prefix:
+        environ["VIRTUAL_ENV"] = sys.prefix
+        environ.pop("PYTHONHOME", None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ class WorkerOptions:
     debug: list[str] = field(default_factory=list)
     debug_file: str | None = None
     parent_death: bool = False
+    keep_path: bool = False
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +87,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="log debugging messages (any subsystem name, e.g. all)")
     parser.add_argument("-o", "--debug-file", metavar="FILE", help="write the log to FILE (or :stderr, :stdout)")
     parser.add_argument("--parent-death", action="store_true", help="exit when the parent process dies")
+    parser.add_argument("--keep-path", action="store_true",
+                        help="give tasks this worker's PATH unchanged (default: the directory of the "
+                             "worker's own python first, as activating its environment would)")
 
 
 def parse_manager_addresses(words: list[str]) -> list[tuple[str, int]]:
@@ -163,6 +167,7 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         debug=list(args.debug),
         debug_file=args.debug_file,
         parent_death=args.parent_death,
+        keep_path=args.keep_path,
     )
 
 

@@ -1,7 +1,9 @@
 """Acceptance: resource packing through the coffea-wq manager, with our worker and the real one.
 
-A 4-core worker runs four fully declared 1-core tasks at once; a task that leaves disk undeclared
-takes the whole disk (the whole-worker rule), so the same four run one at a time.
+A 4-core worker runs four fully declared 1-core tasks at once. A task that leaves disk undeclared
+gets the same share of the disk as of the cores by default (CCTools' proportional-resources), so
+four still run at once; with ``tune("proportional-resources", 0)`` (what the executor sets) it takes
+the whole disk (the whole-worker rule), so the same four run one at a time.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def run_four(q, declare_disk: bool) -> list[tuple[float, float]]:
 @pytest.mark.parametrize(
     "kind", ["coffea-wq", pytest.param("cctools", marks=[requires_cctools, pytest.mark.cctools])]
 )
-def test_four_declared_tasks_share_a_four_core_worker_and_undeclared_disk_runs_alone(
+def test_four_tasks_share_a_four_core_worker_and_undeclared_disk_runs_alone_without_proportional(
     kind, tmp_path, processes
 ):
     with work_queue.WorkQueue(port=0, host=LOOPBACK) as q:
@@ -70,5 +72,8 @@ def test_four_declared_tasks_share_a_four_core_worker_and_undeclared_disk_runs_a
         wait_until(lambda: q.stats.workers_connected >= 1, 60, "the worker to connect")
         packed = run_four(q, declare_disk=True)
         assert most_at_once(packed) == 4
+        proportional = run_four(q, declare_disk=False)
+        assert most_at_once(proportional) == 4
+        q.tune("proportional-resources", 0)
         alone = run_four(q, declare_disk=False)
         assert most_at_once(alone) == 1
