@@ -2,7 +2,9 @@
 
 Runs ``work_queue_run.py analysis_examples/topeft/cfg/demo.cfg --local-workers 2 --port 0`` (the
 executor starts two ``coffea-wq worker`` processes on 127.0.0.1 and stops them at the end), writes
-``outputs/demo/topeft_demo.pkl.gz`` and prints events/s and the histogram summary.
+``outputs/demo/topeft_demo.pkl.gz`` and one PNG per histogram (``outputs/demo/<name>.png``), and
+prints events/s, the histogram summary and the plots' paths. Extra options go to
+``work_queue_run.py``, e.g. ``--dashboard`` to watch the run in the browser.
 
     .venv/bin/python analysis_examples/demo.py                      # Work Queue, 2 local workers
     .venv/bin/python analysis_examples/demo.py --executor futures   # coffea's FuturesExecutor instead
@@ -43,7 +45,7 @@ def work_queue_available() -> bool:
 def demo_argv(executor: str, outpath: Path = DEMO_OUTPATH, extra: list[str] | None = None) -> list[str]:
     """The ``work_queue_run.py`` command line the demo runs."""
     argv = [str(DEMO_CFG), "--executor", executor, "--chunksize", str(DEMO_CHUNKSIZE),
-            "--outpath", str(outpath), "--outname", DEMO_OUTNAME]
+            "--outpath", str(outpath), "--outname", DEMO_OUTNAME, "--plots", str(outpath)]
     if executor == "work_queue":
         argv += ["--local-workers", str(DEMO_WORKERS), "--port", "0"]
     elif executor == "futures":

@@ -5,10 +5,13 @@ Usage (from the repository root)::
     python analysis_examples/topeft/work_queue_run.py analysis_examples/topeft/cfg/demo.cfg --local-workers 2
     python analysis_examples/topeft/work_queue_run.py CFG --pretend
     python analysis_examples/topeft/work_queue_run.py CFG --executor futures --workers 2 -s 2000 -o test
+    python analysis_examples/topeft/work_queue_run.py CFG --local-workers 2 --dashboard --plots plots
 
 CFG is a topcoffea cfg (JSON sample files / ROOT files per line, ``#`` comments, prefix lines) or a
 comma-separated list of JSON sample files / ROOT files. Writes ``<outpath>/<outname>.pkl.gz``
-(gzip'ed cloudpickle, as topcoffea does) and prints events/s and a summary of the histograms.
+(gzip'ed cloudpickle, as topcoffea does) and prints events/s and a summary of the histograms;
+``--plots DIR`` also writes one PNG per histogram (plots.py) and prints their paths, and
+``--dashboard`` serves the run's live dashboard (docs/dashboard.md).
 With ``--executor work_queue`` (the default) workers are either started here (``--local-workers N``)
 or started by you: ``coffea-wq worker -M <manager-name>`` or ``work_queue_worker -M <manager-name>``.
 """
@@ -34,6 +37,7 @@ from rich.table import Table  # noqa: E402
 
 import analysis_examples.topeft.processor as processor_module  # noqa: E402
 from analysis_examples.topeft.cfg import CfgError, SampleSpec, fileset_from_samples, read_inputs  # noqa: E402
+from analysis_examples.topeft.plots import write_plots  # noqa: E402
 from analysis_examples.topeft.summary import print_summary, total_events  # noqa: E402
 
 EXECUTORS = ("work_queue", "futures", "iterative")
@@ -118,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     wq.add_argument("--password-file", default=None, help="shared secret the workers must prove")
     wq.add_argument("--logdir", default=None,
                     help="write the manager's debug.log, tr.log (transactions) and stats.log here")
+    wq.add_argument("--dashboard", nargs="?", const=True, default=None, type=int, metavar="PORT",
+                    help="serve a live dashboard of the run (any free port, or PORT); its address is printed")
+    wq.add_argument("--dashboard-host", default=None,
+                    help="address the dashboard is served on (default 127.0.0.1; 0.0.0.0: every interface)")
+    parser.add_argument("--plots", metavar="DIR", default=None,
+                        help="write one PNG per histogram into DIR (mplhep's CMS style) and print their paths")
     parser.add_argument("--verbose", action="store_true", help="a line per task")
     parser.add_argument("--no-status", dest="status", action="store_false", help="no progress bars")
     return parser
@@ -143,7 +153,8 @@ def work_queue_executor_args(args: argparse.Namespace, schema) -> dict:
     }
     optional = {"master-name": manager_name or None, "cores": args.cores, "memory": args.memory,
                 "disk": args.disk, "environment-file": args.environment_file,
-                "password-file": args.password_file}
+                "password-file": args.password_file, "dashboard": args.dashboard,
+                "dashboard-host": args.dashboard_host}
     executor_args.update({key: value for key, value in optional.items() if value is not None})
     if args.logdir:
         logdir = Path(args.logdir)
@@ -306,6 +317,10 @@ def run(args: argparse.Namespace, console: Console | None = None) -> RunResult:
     outfile = write_output(output, args.outpath, args.outname)
     print_summary(output, elapsed=elapsed, console=console)
     console.print(f"Output written to [bold]{outfile}[/bold]")
+    if args.plots:
+        data = {name for name, spec in samples.items() if spec.is_data}
+        for path in write_plots(output, args.plots, data_datasets=data):
+            console.print(f"Plot written to {path}", highlight=False, soft_wrap=True)
     return RunResult(output, elapsed, total_events(output), outfile)
 
 

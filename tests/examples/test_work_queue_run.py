@@ -23,6 +23,7 @@ from analysis_examples.topeft.work_queue_run import (
     parse_port,
     work_queue_executor_args,
 )
+from tests.examples.test_plots import assert_plots, printed_plots
 from tests.support import REAL_WORKER, REPO, free_port, requires_cctools
 
 SCRIPT = REPO / "analysis_examples" / "topeft" / "work_queue_run.py"
@@ -67,6 +68,21 @@ def test_executor_args_are_topcoffea_style():
         executor_options, runner_options = split_executor_args(exe)
         assert executor_options["master_name"] == exe["master-name"]
         assert set(runner_options) == {"schema", "skipbadfiles"}
+
+
+def test_dashboard_option_becomes_the_executors_dashboard_key():
+    def executor_args(*argv: str) -> dict:
+        return work_queue_executor_args(build_parser().parse_args(["x.cfg", *argv]), NanoAODSchema)
+
+    assert "dashboard" not in executor_args()
+    assert executor_args("--dashboard")["dashboard"] is True
+    wide = executor_args("--dashboard", "8787", "--dashboard-host", "0.0.0.0")
+    assert (wide["dashboard"], wide["dashboard-host"]) == (8787, "0.0.0.0")
+    if work_queue_available():
+        from coffea_wq.compat import split_executor_args
+
+        executor_options, _ = split_executor_args(wide)
+        assert (executor_options["dashboard"], executor_options["dashboard_host"]) == (8787, "0.0.0.0")
 
 
 def test_pretend_prints_samples_and_chunk_plan_and_writes_nothing(tmp_path):
@@ -126,6 +142,7 @@ def test_demo_runs_on_two_local_workers_and_equals_iterative(tmp_path, processes
     assert f"demo: {expected} executor" in text
     assert "Processed 15,000 events" in text and "Events per category" in text
     assert_outputs_equal(load_output(tmp_path / "out" / "topeft_demo.pkl.gz"), iterative_reference(1250))
+    assert_plots(printed_plots(text), tmp_path / "out")  # make demo's PNGs, one per histogram
 
 
 def wait_for(proc: subprocess.Popen, log, timeout: float) -> int:

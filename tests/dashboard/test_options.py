@@ -1,0 +1,32 @@
+"""The executor's ``dashboard`` and ``dashboard_host`` options, as values and as executor_args keys."""
+
+from __future__ import annotations
+
+import pytest
+
+import coffea_wq
+from coffea_wq.coffea_tasks.errors import ExecutorConfigError
+from coffea_wq.compat import split_executor_args
+from coffea_wq.dashboard.live import dashboard_port
+
+
+@pytest.mark.parametrize("value", ["yes", -1, 70000, 1.5])
+def test_a_bad_dashboard_value_names_the_option(value):
+    with pytest.raises(ExecutorConfigError, match=r"dashboard="):
+        coffea_wq.WorkQueueExecutor(dashboard=value)
+
+
+def test_a_bad_bind_address_names_the_option():
+    with pytest.raises(ExecutorConfigError, match=r"dashboard_host="):
+        coffea_wq.WorkQueueExecutor(dashboard=True, dashboard_host="")
+
+
+def test_true_is_any_free_port_and_a_number_is_that_port():
+    assert dashboard_port(True) == 0 and dashboard_port(8787) == 8787
+    assert coffea_wq.WorkQueueExecutor(dashboard=8787).dashboard == 8787
+    assert coffea_wq.WorkQueueExecutor().dashboard is False  # off unless asked for
+
+
+def test_executor_args_take_the_dashboard_key_with_dashes_or_underscores():
+    options, _ = split_executor_args({"dashboard": True, "dashboard-host": "0.0.0.0"})
+    assert options == {"dashboard": True, "dashboard_host": "0.0.0.0"}
