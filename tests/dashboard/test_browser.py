@@ -61,7 +61,8 @@ class BackgroundRun:
     def __init__(self, executor: coffea_wq.WorkQueueExecutor) -> None:
         self.output = None
         self.error: BaseException | None = None
-        runner = processor.Runner(executor=executor, chunksize=CHUNKSIZE, schema=NanoAODSchema)
+        # a fresh metadata cache: this run preprocesses its files itself, whatever ran before
+        runner = processor.Runner(executor=executor, chunksize=CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
         self.thread = threading.Thread(target=self._run, args=(runner,), daemon=True)
         self.thread.start()
 

@@ -28,7 +28,8 @@ def test_metrics_match_the_report_at_the_end(tmp_path, capsys):
             fileset, "Events", FailFirstTaskProcessor("ttZ_like", tmp_path / "failures", failures=2),
             executor=coffea_wq.work_queue_executor, chunksize=1250,
             executor_args={"schema": NanoAODSchema, "local-workers": 2, "status": False, "retries": 1, "dashboard": True,
-                           "resource-monitor": "measure", "filepath": str(tmp_path)})
+                           "resource-monitor": "measure", "filepath": str(tmp_path),
+                           "metadata-cache": {}})  # preprocess here, not from an earlier test's cache
         printed = capsys.readouterr().out
         url = dashboard_url(printed)
         assert url, f"no dashboard address printed: {printed!r}"
