@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "WorkQueueExecutor": "coffea_wq.executor",
+    "RunInterrupted": "coffea_wq.executor",
+    "last_report": "coffea_wq.executor",
+    "shutdown": "coffea_wq.executor",
     "work_queue_executor": "coffea_wq.compat",
     "run_uproot_job": "coffea_wq.compat",
     "Factory": "coffea_wq.factory.api",

@@ -20,8 +20,9 @@ from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
 from coffea_wq.coffea_tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
+from coffea_wq.coffea_tasks.errors import ExecutorConfigError, RunInterrupted, TaskFailedError
 from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
+from coffea_wq.coffea_tasks.interrupts import InterruptGuard, plain_runner_call
 from coffea_wq.coffea_tasks.safe_results import ResultPolicy, user_modules_of
 from coffea_wq.coffea_tasks.session import (
     ManagerSession,
@@ -36,7 +37,7 @@ from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
 from coffea_wq.dashboard.live import finish_session, stop_dashboards, tracker_for_session
 from coffea_wq.resources.categories import COFFEA_CATEGORIES
 
-__all__ = ["WorkQueueExecutor", "TaskFailedError", "ExecutorConfigError", "last_report", "shutdown"]
+__all__ = ["WorkQueueExecutor", "TaskFailedError", "RunInterrupted", "ExecutorConfigError", "last_report", "shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -197,30 +198,42 @@ class WorkQueueExecutor(ExecutorBase):
         validate_options(self)
 
     def __call__(self, items: Iterable, function: Callable, accumulator: Any) -> tuple[Any, Any]:
-        """Run ``function`` on every item as a task; return ``(accumulated, 0 | exception)``."""
+        """Run ``function`` on every item as a task; return ``(accumulated, 0 | exception)``.
+
+        The first Ctrl-C stops the call softly and the second aborts it (docs/executor.md, "Soft
+        termination"); the session is closed on every path but a successful preprocessing call.
+        """
         items = list(items)
         if not items:
             return accumulator, 0
         preprocessing = self.desc == "Preprocessing"
         config = self.session_config()
-        session = acquire_session(config)
-        keep_open = False
-        try:
-            accumulated, exception = self._run_call(session, items, function, accumulator, preprocessing)
-            # the processing call follows preprocessing: keep its workers and caches for it
-            keep_open = preprocessing and exception == 0
-        finally:
-            if not keep_open:
-                finish_session(session)  # the dashboard keeps the run's final state
-                close_session(config)
+        with InterruptGuard() as guard:
+            session = acquire_session(config)
+            keep_open = False
+            try:
+                accumulated, exception = self._run_call(session, items, function, accumulator, preprocessing,
+                                                        guard)
+                # the processing call follows preprocessing: keep its workers and caches for it
+                keep_open = preprocessing and exception == 0
+            finally:
+                guard.defer()  # a Ctrl-C now waits until the workers are stopped and the staging removed
+                if not keep_open:
+                    finish_session(session)  # the dashboard keeps the run's final state
+                    close_session(config)
+            guard.raise_if_aborted()
         if exception != 0 and (accumulated is None or preprocessing):
             # Runner ignores a preprocessing call's exception and would blame another file, and with
             # nothing accumulated it would hide the cause behind "No chunks returned results"
             raise exception
+        if isinstance(exception, RunInterrupted):
+            warnings.warn(f"{exception}; returning the partial output", UserWarning, stacklevel=2)
+            if plain_runner_call(function):
+                return accumulated, 0  # coffea 0.7's contract: a Ctrl-C'd run returns what it has
         return accumulated, exception
 
     def _run_call(self, session: ManagerSession, items: list, function: Callable, accumulator: Any,
-                  preprocessing: bool) -> tuple[Any, Any]:
+                  preprocessing: bool, guard: InterruptGuard) -> tuple[Any, Any]:
         category = "preprocessing" if preprocessing else "processing"
         if session.calls == 1:
             message = f"Listening for work queue workers on port {session.port}. {session.describe_access()}"
@@ -237,7 +250,7 @@ class WorkQueueExecutor(ExecutorBase):
                               result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)))
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None
-        loop = TaskLoop(session, template, options, tracker)
+        loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested)
         try:
             return loop.run(items, accumulator)
         finally:

@@ -147,6 +147,10 @@ class EntryRanges:
             self.ranges.popleft()
         return chunk
 
+    def remaining_items(self) -> list[Any]:
+        """The events not cut yet, as one WorkItem per contiguous range."""
+        return [dataclasses.replace(r.item, entrystart=r.start, entrystop=r.stop) for r in self.ranges]
+
 
 def _same_source(a: Any, b: Any) -> bool:
     """Whether two WorkItems differ only by their entry range."""

@@ -73,3 +73,28 @@ class TaskFailedError(RuntimeError):
 
 class ExecutorConfigError(ValueError):
     """An executor option or executor_args key is wrong; the message names it."""
+
+
+class RunInterrupted(InterruptedError):
+    """The run stopped before every work item was processed (Ctrl-C); the output is partial.
+
+    Attributes: ``unprocessed`` (the items whose results are not in the output; also
+    ``coffea_wq.last_report().unprocessed``), ``processed`` (how many are in it) and ``desc``.
+    It is an ``InterruptedError`` (an ``OSError``), so a ``Runner(skipbadfiles=True,
+    use_result_type=True)`` returns it as ``Err(exception, value=partial_output)``; see
+    docs/executor.md, "Soft termination".
+    """
+
+    def __init__(self, unprocessed: list[Any], processed: int, desc: str = "Processing"):
+        self.unprocessed = list(unprocessed)
+        self.processed = processed
+        self.desc = desc
+        events = [getattr(i, "entrystop", None) is not None for i in self.unprocessed]
+        text = (f"{desc} interrupted: {len(self.unprocessed)} work item(s) not processed, {processed} in the "
+                "output")
+        if self.unprocessed and all(events):
+            text += f" ({sum(i.entrystop - i.entrystart for i in self.unprocessed)} events missing)"
+        super().__init__(text + "; coffea_wq.last_report().unprocessed lists the missing items")
+
+    def __reduce__(self):
+        return (InterruptedError, (str(self),))

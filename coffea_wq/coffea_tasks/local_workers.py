@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT_S = 120  # a worker whose manager vanished (killed user process) exits after this
+IDLE_TIMEOUT_S = 120  # a worker whose manager vanished exits after this (a fallback: see --parent-death)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ def worker_kind(requested: str = "auto") -> str:
 
 def worker_command(spec: LocalWorkerSpec, kind: str, index: int) -> list[str]:
     """The argv of local worker number ``index``."""
-    options = ["--cores", str(spec.cores), "-t", str(IDLE_TIMEOUT_S)]
+    # --parent-death (both workers have it): a worker exits when this process dies, even by SIGKILL,
+    # instead of waiting out its idle timeout (docs/executor.md, "Nothing left behind")
+    options = ["--cores", str(spec.cores), "-t", str(IDLE_TIMEOUT_S), "--parent-death"]
     if spec.password_file:
         options += ["--password", str(spec.password_file)]  # the file's path: the secret stays off argv
     if spec.ssl:

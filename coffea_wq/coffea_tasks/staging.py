@@ -2,6 +2,7 @@
 
 Layout of a staging directory (a fresh ``coffea-wq-*`` directory under the executor's ``filepath``):
 
+    owner                      "PID START HOST" of the process that made it (stale-folder cleanup)
     coffea_wq_task.py          the task runner (cached on workers)
     fn-<name>-<hash>.pkl       the cloudpickled function of a call (cached on workers)
     items/item-<key>.pkl       one pickled WorkItem per task (not cached)
@@ -10,15 +11,22 @@ Layout of a staging directory (a fresh ``coffea-wq-*`` directory under the execu
 The command a task runs is the contract the coffea-wq worker's warm slots recognise:
 ``python3 coffea_wq_task.py FN ITEM OUT``, or with an environment tarball
 ``./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT``.
+
+The folder is removed when its session closes (every exit path of an executor call, and at
+interpreter exit). A process killed outright cannot do that: the next ``StagingArea`` made under
+the same ``filepath`` removes the folders whose owner process is gone (same host, pid dead or
+reused by a process that started later). See docs/executor.md, "Nothing left behind".
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 import shlex
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +40,8 @@ from coffea_wq.coffea_tasks import task_script
 
 log = logging.getLogger(__name__)
 
+STAGING_PREFIX = "coffea-wq-"
+OWNER_FILE = "owner"
 TASK_SCRIPT_NAME = "coffea_wq_task.py"
 ENV_RUNNER_NAME = "coffea_wq_env_run"
 ITEM_REMOTE_NAME = "item.pkl"
@@ -103,7 +113,9 @@ class StagingArea:
         parent = Path(parent)
         if not parent.is_dir():
             raise FileNotFoundError(f"executor filepath {str(parent)!r} is not a directory")
-        self.root = Path(tempfile.mkdtemp(prefix="coffea-wq-", dir=parent)).resolve()
+        remove_stale_staging(parent)
+        self.root = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)).resolve()
+        (self.root / OWNER_FILE).write_text(owner_record(os.getpid()))
         (self.root / "items").mkdir()
         (self.root / "outputs").mkdir()
         self.script = self.root / TASK_SCRIPT_NAME
@@ -158,6 +170,54 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def owner_record(pid: int) -> str:
+    """``"PID START HOST"``: START (the process's start time in clock ticks since boot, Linux) tells
+    a live owner from a later process that reuses its pid."""
+    return f"{pid} {process_start_time(pid) or 0} {socket.gethostname()}\n"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/PID/stat`` (None when the process does not exist or there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def owner_is_gone(record: str) -> bool:
+    """Whether the process an owner record names is dead (only judged for this host)."""
+    try:
+        pid_text, start_text, host = record.split()
+        pid, start = int(pid_text), int(start_text)
+    except ValueError:
+        return False  # not ours, or half-written by a live process: leave it
+    if host != socket.gethostname():
+        return False  # a shared filesystem: its owner may be alive elsewhere
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return start != 0 and process_start_time(pid) not in (None, start)
+
+
+def remove_stale_staging(parent: Path) -> list[Path]:
+    """Remove the staging folders under ``parent`` whose owner process died; return them."""
+    removed = []
+    for folder in Path(parent).glob(f"{STAGING_PREFIX}*"):
+        try:
+            record = (folder / OWNER_FILE).read_text()
+        except OSError:
+            continue  # no owner file: not a folder this version made, or being made now
+        if owner_is_gone(record):
+            log.info("removing staging folder %s left by dead process %s", folder, record.split()[0])
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path) -> Any:

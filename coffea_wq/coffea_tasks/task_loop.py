@@ -4,7 +4,9 @@ The walk of one item: ``submit_unit`` (a task from the call's ``TaskTemplate``) 
 ``wait`` -> ``handle_completion`` -> ``accept_value`` (accumulated at once) or ``retry_or_fail``
 or ``split_unit``. Worker loss is not seen here: the manager requeues those tasks itself.
 A failure that used up its retries stops the call softly: the other tasks are cancelled and the
-call returns what was accumulated, with the failure (``TaskFailedError``) as its exception.
+call returns what was accumulated, with the failure (``TaskFailedError``) as its exception. A stop
+request (the first Ctrl-C, see ``interrupts.py``) does the same with a ``RunInterrupted``. Either
+way the report's ``unprocessed`` lists the items whose results are not in what is returned.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,7 @@ from coffea.processor import accumulate
 from coffea_wq.catalog.verbose import task_report_lines
 from coffea_wq.coffea_tasks.backend import module_constant
 from coffea_wq.coffea_tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
-from coffea_wq.coffea_tasks.errors import RemoteError, TaskFailedError, describe_item
+from coffea_wq.coffea_tasks.errors import RemoteError, RunInterrupted, TaskFailedError, describe_item
 from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
 from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
 from coffea_wq.coffea_tasks.progress import ProgressBars
@@ -81,6 +84,10 @@ class CallReport:
     duplicates_ignored: int = 0
     failed: list[TaskFailedError] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # "CLASS from WORKER" for each refused result
+    # items whose results are not in the returned output (interrupted or failed call): with
+    # ``accumulated`` and ``skipped`` they cover the call's items, none twice
+    unprocessed: list[Any] = field(default_factory=list)
+    interrupted: RunInterrupted | None = None
     wall_time: float = 0.0
 
 
@@ -93,9 +100,10 @@ class TaskLoop:
     """
 
     def __init__(self, session: ManagerSession, template: TaskTemplate, options: CallOptions,
-                 tracker: RunTracker | None = None):
+                 tracker: RunTracker | None = None, stop_requested: Callable[[], bool] = lambda: False):
         self.session = session
         self.tracker = tracker  # the dashboard's view of the run (dashboard/tracker.py), if any
+        self.stop_requested = stop_requested
         self.queue = session.queue
         self.template = template
         self.options = options
@@ -105,6 +113,7 @@ class TaskLoop:
         self.next_key = 0
         self.accumulated: Any = None
         self.failure: TaskFailedError | None = None
+        self.failed_unit: WorkUnit | None = None
         self.report = CallReport(desc=options.desc)
         self.bars: ProgressBars | None = None
         self.exhaustion = module_constant(session.wq, "WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION",
@@ -136,6 +145,7 @@ class TaskLoop:
             try:
                 self._loop_until_done()
             finally:
+                self.report.unprocessed = self._unprocessed_items()
                 self._cancel_in_flight()
                 self.report.wall_time = time.monotonic() - started
                 if self.tracker:
@@ -143,11 +153,27 @@ class TaskLoop:
         if self.failure is not None:
             self.report.failed.append(self.failure)
             return self.accumulated, self.failure
+        if self.report.unprocessed:  # only a stop request leaves work undone without a failure
+            self.report.interrupted = RunInterrupted(self.report.unprocessed, len(self.report.accumulated),
+                                                     self.options.desc)
+            return self.accumulated, self.report.interrupted
         return self.accumulated, 0
+
+    def _unprocessed_items(self) -> list[Any]:
+        """The items whose results are not accumulated: failed, in flight, queued and not yet cut."""
+        units = ([self.failed_unit] if self.failed_unit is not None else []) + list(self.in_flight.values())
+        units += list(self.pending)
+        items = [unit.item for unit in units if unit.key not in self.done_keys]
+        if self.ranges is not None:
+            items += self.ranges.remaining_items()
+        return items
 
     def _loop_until_done(self) -> None:
         gone_since: float | None = None
         while (self.pending or self.in_flight or self._more_to_cut()) and self.failure is None:
+            if self.stop_requested():
+                self._announce_stop()
+                return
             self._submit_ready()
             task = self.queue.wait(WAIT_TIMEOUT_S)
             if task is None:
@@ -160,6 +186,11 @@ class TaskLoop:
                 continue
             self.report.tasks_returned += 1
             self.handle_completion(task, unit)
+
+    def _announce_stop(self) -> None:
+        message = (f"Ctrl-C: {self.options.desc.lower()} stops; {len(self.in_flight)} task(s) in flight are "
+                   "cancelled and the output so far is returned (Ctrl-C again aborts at once)")
+        self.bars.print(message) if self.bars and self.options.status else log.warning(message)
 
     def _new_unit(self, item: Any) -> WorkUnit:
         unit = WorkUnit(self.next_key, item)
@@ -299,6 +330,7 @@ class TaskLoop:
         if self.tracker:
             self.tracker.attempt_failed(unit.item, reason, getattr(task, "hostname", None), unit.failures, final=True)
         self.session.staging.discard(unit.key)
+        self.failed_unit = unit
         self.failure = TaskFailedError(unit.item, unit.failures, reason, remote=remote,
                                        host=getattr(task, "hostname", None), stdout=getattr(task, "output", None))
 

@@ -1,0 +1,92 @@
+"""InterruptGuard: real SIGINTs sent to this process, in and out of the main thread."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+import time
+
+import pytest
+from coffea.processor.executor import Runner, WorkItem
+
+from coffea_wq.coffea_tasks.dynamic_chunks import EntryRanges
+from coffea_wq.coffea_tasks.errors import RunInterrupted
+from coffea_wq.coffea_tasks.interrupts import InterruptGuard, plain_runner_call
+
+
+def sigint_self() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # the handler runs in the main thread at the next bytecode
+
+
+def test_first_sigint_only_asks_the_second_raises():
+    with InterruptGuard() as guard:
+        assert guard.installed and not guard.requested
+        sigint_self()
+        assert guard.requested
+        with pytest.raises(KeyboardInterrupt):
+            sigint_self()
+        sigint_self()  # later ones are only counted
+        assert guard.signals == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_sigint_during_cleanup_is_raised_after_it():
+    with InterruptGuard() as guard:
+        sigint_self()
+        guard.defer()
+        sigint_self()  # must not raise inside cleanup
+        cleaned = True
+        with pytest.raises(KeyboardInterrupt):
+            guard.raise_if_aborted()
+    assert cleaned
+
+
+def test_outside_the_main_thread_and_with_a_users_handler_sigint_is_left_alone():
+    seen = []
+
+    def in_thread():
+        with InterruptGuard() as guard:
+            seen.append(guard.installed)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(5)
+    assert seen == [False]
+
+    def users_handler(signum, frame):
+        seen.append("user")
+
+    previous = signal.signal(signal.SIGINT, users_handler)
+    try:
+        with InterruptGuard() as guard:
+            assert not guard.installed
+            sigint_self()
+            assert not guard.requested and seen[-1] == "user"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_plain_runner_closures_are_recognised():
+    plain = functools.partial(Runner.automatic_retries, 0, False, len, use_result_type=False)
+    typed = functools.partial(Runner.automatic_retries, 0, True, len, use_result_type=True)
+    assert plain_runner_call(plain) and not plain_runner_call(typed) and not plain_runner_call(len)
+
+
+def test_run_interrupted_counts_the_missing_events_and_is_an_oserror():
+    items = [WorkItem("d", "f.root", "Events", 0, 100, b""), WorkItem("d", "f.root", "Events", 100, 150, b"")]
+    exc = RunInterrupted(items, processed=3)
+    assert isinstance(exc, OSError) and exc.unprocessed == items
+    assert "2 work item(s) not processed, 3 in the output (150 events missing)" in str(exc)
+
+
+def test_uncut_entry_ranges_are_reported_as_work_items():
+    items = [WorkItem("d", "f.root", "Events", 0, 100, b""), WorkItem("d", "f.root", "Events", 100, 200, b""),
+             WorkItem("d", "g.root", "Events", 0, 50, b"")]
+    ranges = EntryRanges(items)
+    first = ranges.cut(60)
+    rest = ranges.remaining_items()
+    assert [(i.filename, i.entrystart, i.entrystop) for i in [first, *rest]] == \
+        [("f.root", 0, 60), ("f.root", 60, 200), ("g.root", 0, 50)]
