@@ -19,6 +19,7 @@ from typing import Any
 from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
+from coffea_wq.coffea_tasks.checkpoint import CheckpointStore, function_digest
 from coffea_wq.coffea_tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
 from coffea_wq.coffea_tasks.errors import ExecutorConfigError, RunInterrupted, TaskFailedError
 from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
@@ -139,6 +140,8 @@ class WorkQueueExecutor(ExecutorBase):
                                       with ``password_file`` the page asks for the password.
     dynamic_chunksize : dict (None)   re-cut the chunks to targets, e.g. {"wall_time": 60, "memory": 2000}
                                       (s, MB; memory needs resource_monitor): see dynamic_chunks.py.
+    checkpoint_dir : str (None)       keep every chunk's result in this folder of the submit host; a
+                                      rerun merges them and submits only the rest (checkpoint.py).
     tasks_accum_log, wrapper, bar_format, chunks_accum_in_mem,
     chunks_per_accum : accepted for coffea 0.7 scripts; not implemented yet (a warning says so).
     """
@@ -180,6 +183,7 @@ class WorkQueueExecutor(ExecutorBase):
     treereduction: int = 20
     chunksize: int = 100000
     dynamic_chunksize: dict | None = None
+    checkpoint_dir: str | os.PathLike | None = None
     custom_init: Callable | None = None
     bar_format: str | None = None
     chunks_accum_in_mem: int | None = None
@@ -250,7 +254,10 @@ class WorkQueueExecutor(ExecutorBase):
                               result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)))
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None
-        loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested)
+        store = None
+        if self.checkpoint_dir is not None and not preprocessing:
+            store = CheckpointStore(Path(self.checkpoint_dir), function_digest(function), options.result_policy)
+        loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested, store=store)
         try:
             return loop.run(items, accumulator)
         finally:
@@ -337,6 +344,9 @@ def validate_options(ex: WorkQueueExecutor) -> None:
             raise ExecutorConfigError(f"extra_input_files: {str(path)!r} is not a file")
     if ex.environment_file is not None and not Path(ex.environment_file).is_file():
         raise ExecutorConfigError(f"environment_file: {ex.environment_file!r} is not a file")
+    if ex.checkpoint_dir is not None and (not isinstance(ex.checkpoint_dir, (str, os.PathLike))
+                                          or Path(ex.checkpoint_dir).exists() and not Path(ex.checkpoint_dir).is_dir()):
+        raise ExecutorConfigError(f"checkpoint_dir={ex.checkpoint_dir!r}: expected a folder (made if missing)")
     if ex.password_file is not None and not Path(ex.password_file).is_file():
         raise ExecutorConfigError(f"password_file: {ex.password_file!r} is not a file")
     _validate_trust_options(ex)

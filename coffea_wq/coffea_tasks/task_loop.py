@@ -22,6 +22,7 @@ from coffea.processor import accumulate
 
 from coffea_wq.catalog.verbose import task_report_lines
 from coffea_wq.coffea_tasks.backend import module_constant
+from coffea_wq.coffea_tasks.checkpoint import CheckpointStore
 from coffea_wq.coffea_tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
 from coffea_wq.coffea_tasks.errors import RemoteError, RunInterrupted, TaskFailedError, describe_item
 from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
@@ -79,6 +80,7 @@ class CallReport:
     tasks_returned: int = 0
     retried: int = 0
     accumulated: list[Any] = field(default_factory=list)  # items whose result was merged, in order
+    restored: list[Any] = field(default_factory=list)  # those of them read from checkpoint_dir
     skipped: list[Any] = field(default_factory=list)  # items skipped by skipbadfiles (result None)
     split: list[tuple[Any, list[Any]]] = field(default_factory=list)
     duplicates_ignored: int = 0
@@ -100,9 +102,11 @@ class TaskLoop:
     """
 
     def __init__(self, session: ManagerSession, template: TaskTemplate, options: CallOptions,
-                 tracker: RunTracker | None = None, stop_requested: Callable[[], bool] = lambda: False):
+                 tracker: RunTracker | None = None, stop_requested: Callable[[], bool] = lambda: False,
+                 store: CheckpointStore | None = None):
         self.session = session
         self.tracker = tracker  # the dashboard's view of the run (dashboard/tracker.py), if any
+        self.store = store
         self.stop_requested = stop_requested
         self.queue = session.queue
         self.template = template
@@ -128,13 +132,17 @@ class TaskLoop:
         started = time.monotonic()
         self.accumulated = accumulator
         self.report.items = len(items)
-        unit_name, total = self.options.unit, len(items)
+        restored = self.store.restore(items) if self.store is not None else None
+        if restored is not None:
+            items = restored.remaining
+        unit_name, total = self.options.unit, len(items) + (len(restored.results) if restored else 0)
         if self.options.dynamic_chunksize and items and all(hasattr(i, "entrystart") for i in items):
             self.ranges = EntryRanges(items)
             self.model = ChunkSizeModel(self.options.dynamic_chunksize,
                                         base=max(i.entrystop - i.entrystart for i in items))
             self.report.items = 0  # counted as chunks are cut
             unit_name, total = "event", self.ranges.events  # as coffea 0.7's dynamic mode counted
+            total += sum(self._events(item) for item, _ in (restored.results if restored else []))
         else:
             for item in items:
                 self.pending.append(self._new_unit(item))
@@ -142,6 +150,8 @@ class TaskLoop:
             self.tracker.call_started(self.options.desc, unit_name, items if self.ranges is None else [])
         with ProgressBars(self.options.desc, unit_name, total, self.options.status) as bars:
             self.bars = bars
+            for item, value in restored.results if restored else []:
+                self._merge_restored(item, value)
             try:
                 self._loop_until_done()
             finally:
@@ -158,6 +168,19 @@ class TaskLoop:
                                                      self.options.desc)
             return self.accumulated, self.report.interrupted
         return self.accumulated, 0
+
+    def _merge_restored(self, item: Any, value: Any) -> None:
+        amount = self._events(item) if self.ranges is not None else 1
+        self.accumulated = accumulate([value], self.accumulated)
+        self.report.accumulated.append(item)
+        self.report.restored.append(item)
+        if self.bars:
+            for bar in ("submitted", "processed", "accumulated"):
+                self.bars.advance(bar, amount)
+
+    @staticmethod
+    def _events(item: Any) -> int:
+        return item.entrystop - item.entrystart
 
     def _unprocessed_items(self) -> list[Any]:
         """The items whose results are not accumulated: failed, in flight, queued and not yet cut."""
@@ -279,6 +302,8 @@ class TaskLoop:
             self.report.duplicates_ignored += 1
             return
         self.done_keys.add(unit.key)
+        if self.store is not None and value is not None:
+            self._store_result(unit)
         self.session.staging.discard(unit.key)
         if self.bars:
             self.bars.advance("processed", self._amount(unit.item))
@@ -309,6 +334,12 @@ class TaskLoop:
             self.fail(unit, f"{detail} ({unit.refused} results refused)", task)
             return
         self.submit_unit(unit)
+
+    def _store_result(self, unit: WorkUnit) -> None:
+        try:
+            self.store.save(unit.item, self.session.staging.output_path(unit.key))
+        except OSError as exc:  # the result is merged all the same; only a rerun would redo it
+            log.warning("checkpoint_dir: cannot store the result of %s: %s", describe_item(unit.item), exc)
 
     def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
         unit.failures += 1
