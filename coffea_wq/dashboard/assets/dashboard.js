@@ -71,8 +71,9 @@ function svgEl(name, attrs, text) {
 
 // ---------------------------------------------------------------- plots
 function linePlot(container, points, key, label) {
-  const W = 720, H = 180, L = 56, B = 24, T = 8, R = 10;
-  const svg = svgEl("svg", { width: W, height: H, role: "img", "aria-label": label });
+  const W = 1100, H = 200, L = 56, B = 24, T = 8, R = 10;
+  // drawn in its own units and scaled to the card's width
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": label });
   const values = points.map((p) => p[key] || 0);
   const tmax = points.length ? points[points.length - 1].t : 1;
   const tmin = points.length ? Math.min(points[0].t, tmax) : 0;
@@ -201,7 +202,8 @@ function showCategories(categories) {
 function showFailures(failures) {
   $("no-failures").hidden = failures.length > 0;
   fillTable("failures", failures, (tr, f) => {
-    cell(tr, clock(f.time)); cell(tr, f.dataset || "-"); cell(tr, f.file || "-");
+    cell(tr, clock(f.time)); cell(tr, f.dataset || "-");
+    cell(tr, f.file ? f.file.split("/").pop() : "-").title = f.file || "";
     cell(tr, f.entry_start !== null ? `[${f.entry_start}, ${f.entry_stop})` : "-");
     cell(tr, f.host || "-"); cell(tr, (f.final ? "final " : "") + f.attempt, "num");
     cell(tr, f.error.join("\n"), "error-text");
