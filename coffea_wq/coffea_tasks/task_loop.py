@@ -147,7 +147,8 @@ class TaskLoop:
             for item in items:
                 self.pending.append(self._new_unit(item))
         if self.tracker:
-            self.tracker.call_started(self.options.desc, unit_name, items if self.ranges is None else [])
+            planned = items + [item for item, _ in restored.results] if restored else items
+            self.tracker.call_started(self.options.desc, unit_name, planned, chunks_known=self.ranges is None)
         with ProgressBars(self.options.desc, unit_name, total, self.options.status) as bars:
             self.bars = bars
             for item, value in restored.results if restored else []:
@@ -174,6 +175,8 @@ class TaskLoop:
         self.accumulated = accumulate([value], self.accumulated)
         self.report.accumulated.append(item)
         self.report.restored.append(item)
+        if self.tracker:
+            self.tracker.item_restored(item)
         if self.bars:
             for bar in ("submitted", "processed", "accumulated"):
                 self.bars.advance(bar, amount)

@@ -71,6 +71,7 @@ class RunTracker:
         self.phase = ""
         self.unit = "chunk"
         self.active = False
+        self._chunks_known = True
         self._datasets: dict[str, DatasetProgress] = {}
         self._call_started = self._started
         self._samples: list[_Sample] = []
@@ -82,16 +83,28 @@ class RunTracker:
         self._categories: dict[str, _CategoryRecord] = {}
 
     # ------------------------------------------------------------------ hooks (the task loop's thread)
-    def call_started(self, desc: str, unit: str, items: list[Any]) -> None:
-        """A new executor call: its items (WorkItems or FileMetas) are the new totals."""
+    def call_started(self, desc: str, unit: str, items: list[Any], chunks_known: bool = True) -> None:
+        """A new executor call: its items (WorkItems or FileMetas) are the new totals.
+
+        With dynamic chunk sizes (``chunks_known=False``) ``items`` give the events; chunks are
+        counted as they are cut (``chunks_added``).
+        """
         with self._lock:
             self.phase, self.unit, self.active = desc, unit, True
             self._call_started = time.monotonic()
+            self._chunks_known = chunks_known
             self._datasets = {}
             for item in items:
-                self._dataset(item).chunks_total += 1
+                self._dataset(item).chunks_total += 1 if chunks_known else 0
                 self._dataset(item).events_total += _events(item)
             self._sample()
+
+    def item_restored(self, item: Any) -> None:
+        """An item whose result came from ``checkpoint_dir``: done without a task."""
+        if not self._chunks_known:
+            with self._lock:
+                self._dataset(item).chunks_total += 1
+        self.item_processed(item)
 
     def chunks_added(self, items: list[Any]) -> None:
         """Items that were not planned at the start (chunks cut by dynamic chunk sizes)."""

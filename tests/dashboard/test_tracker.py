@@ -110,3 +110,23 @@ def test_throughput_has_a_bounded_number_of_points(monkeypatch):
     assert len(points) <= 11 and points[-1].t >= 999 - 1e-6
     step = points[1].t - points[0].t
     assert abs(sum(p.chunks_s for p in points) * step - 999) < 1e-6  # every chunk counted once
+
+
+def test_with_dynamic_chunk_sizes_events_are_planned_and_chunks_counted_as_cut():
+    tracker = RunTracker()
+    tracker.call_started("Processing", "event", [chunk("tt", 0, 1000)], chunks_known=False)
+    assert (tracker.progress().chunks_total, tracker.progress().events_total) == (0, 1000)
+    first = chunk("tt", 0, 400)
+    tracker.chunks_added([first])
+    tracker.item_processed(first)
+    progress = tracker.progress()
+    assert (progress.chunks_done, progress.chunks_total, progress.events_done) == (1, 1, 400)
+
+
+def test_restored_items_count_as_planned_and_done():
+    tracker = RunTracker()
+    stored, remaining = chunk("tt", 0, 100), chunk("tt", 100, 200)
+    tracker.call_started("Processing", "chunk", [remaining, stored])
+    tracker.item_restored(stored)
+    progress = tracker.progress()
+    assert (progress.chunks_done, progress.chunks_total, progress.events_done) == (1, 2, 100)
