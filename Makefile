@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test-suite drives for real (interoperability, CCTools' examples, Slurm, Grid
 # Engine, the dashboard in a browser).
-SYSTEM_PACKAGES := coop-computing-tools coop-computing-tools-doc python3-workqueue slurm-wlm munge gnuplot-nox openssl \
+SYSTEM_PACKAGES := coop-computing-tools coop-computing-tools-doc python3-workqueue python3-dill slurm-wlm munge gnuplot-nox openssl \
   chromium chromium-driver \
   gridengine-master gridengine-exec gridengine-client
 # Grid Engine's packages ask debconf questions. The tests start their own cell
