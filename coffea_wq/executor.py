@@ -100,6 +100,10 @@ class WorkQueueExecutor(ExecutorBase):
     environment_file : str (None)     packed Python environment (envtools / conda-pack / venv-pack
                                       tarball) the tasks run in; default: ``python3`` on the worker.
     extra_input_files : list ([])     local files every task gets (cached on workers).
+    ship_input_files : bool (True)    data files given by a relative path (``./samples/x.root``) are
+                                      sent to the workers with their tasks (cached), as coffea 0.7
+                                      did; absolute paths and URLs are read in place. False: read
+                                      every path in place (workers that share this directory).
     x509_proxy : str or False (None)  proxy shipped to tasks; None: ``$X509_USER_PROXY`` or
                                       ``/tmp/x509up_u<uid>`` when present; False: none.
     password_file : str (None)        shared secret workers must prove. Unset, and with neither
@@ -170,6 +174,7 @@ class WorkQueueExecutor(ExecutorBase):
     allowed_result_modules: list[str] = field(default_factory=list)
     environment_file: str | None = None
     extra_input_files: list[str] = field(default_factory=list)
+    ship_input_files: bool = True
     wrapper: str | None = None
     resource_monitor: str | bool | None = "off"
     resources_mode: str = "fixed"
@@ -285,6 +290,7 @@ class WorkQueueExecutor(ExecutorBase):
             script=session.staging.script, category=category, environment=env, env_runner=env_runner,
             environment_name=env_name,
             extra_inputs=[(Path(p).resolve(), Path(p).name) for p in self.extra_input_files],
+            ship_input_files=bool(self.ship_input_files),
             x509_proxy=resolve_x509_proxy(self.x509_proxy),
             cores=declared.get("cores"), memory=declared.get("memory"), disk=declared.get("disk"),
             gpus=declared.get("gpus"),

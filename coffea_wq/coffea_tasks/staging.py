@@ -37,6 +37,7 @@ from typing import Any
 import cloudpickle
 
 from coffea_wq.coffea_tasks import task_script
+from coffea_wq.coffea_tasks.errors import ExecutorConfigError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class TaskTemplate:
     # an older one a long-lived worker cached under the same file name
     environment_name: str | None = None
     extra_inputs: Sequence[tuple[Path, str]] = ()
+    # send data files given by relative paths with the tasks (coffea 0.7's rule; shipped_input_name)
+    ship_input_files: bool = True
     x509_proxy: Path | None = None
     cores: int | None = None
     memory: int | None = None
@@ -220,8 +223,35 @@ def remove_stale_staging(parent: Path) -> list[Path]:
     return removed
 
 
-def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path) -> Any:
-    """One Work Queue task running the template's function on the item stored at ``item_path``."""
+def shipped_input_name(filename: Any) -> str | None:
+    """The name a work item's data file is sent under, or None when tasks read it in place.
+
+    coffea 0.7's rule: a relative path is sent to the worker as a cached input under that same
+    relative name, so the task opens it in its sandbox; an absolute path (a shared filesystem) or a
+    URL (``root://``, ``https://``, ...) is read where it is. See docs/executor.md.
+
+    Example:
+        >>> shipped_input_name("./samples/nano_dy.root"), shipped_input_name("/data/x.root")
+        ('samples/nano_dy.root', None)
+    """
+    if not isinstance(filename, str) or "://" in filename or os.path.isabs(filename):
+        return None
+    name = os.path.normpath(filename)
+    if name == os.pardir or name.startswith(os.pardir + os.sep):
+        raise ExecutorConfigError(
+            f"input file {filename!r} is outside the current directory, so it cannot be sent to workers under "
+            f"its relative name: give it as an absolute path (read in place) or from a directory below "
+            f"{os.getcwd()!r}")
+    return name
+
+
+def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path,
+               item: Any = None) -> Any:
+    """One Work Queue task running the template's function on the item stored at ``item_path``.
+
+    With ``template.ship_input_files``, the item's data file is a cached input when its path is
+    relative (``shipped_input_name``).
+    """
     task = wq.Task(template.command())
     task.specify_tag(str(key))
     task.specify_category(template.category)
@@ -233,6 +263,11 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
         task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
     for local, remote in template.extra_inputs:
         task.specify_input_file(str(local), remote, cache=True)
+    if template.ship_input_files:
+        filename = getattr(item, "filename", None)
+        remote = shipped_input_name(filename)
+        if remote is not None:
+            task.specify_input_file(os.path.abspath(filename), remote, cache=True)
     if template.x509_proxy is not None:
         task.specify_input_file(str(template.x509_proxy), X509_REMOTE_NAME, cache=True)
         task.specify_environment_variable("X509_USER_PROXY", X509_REMOTE_NAME)

@@ -252,7 +252,7 @@ class TaskLoop:
     def submit_unit(self, unit: WorkUnit) -> None:
         staging = self.session.staging
         output = staging.reset_output(unit.key)  # never read a previous attempt's output
-        task = build_task(self.session.wq, self.template, unit.key, staging.item_path(unit.key), output)
+        task = build_task(self.session.wq, self.template, unit.key, staging.item_path(unit.key), output, unit.item)
         task_id = self.queue.submit(task)
         self.in_flight[task_id] = unit
         self.report.tasks_submitted += 1
