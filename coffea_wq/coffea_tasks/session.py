@@ -93,6 +93,7 @@ class ManagerSession:
         self.factory: Any = None
         self.calls = 0
         self.password_file: str | None = config.password_file
+        self.bound_everywhere = False  # the manager could not take the address it was given
 
     def open(self) -> None:
         try:
@@ -126,22 +127,33 @@ class ManagerSession:
         if self.config.ssl:
             extra["ssl"] = self.config.ssl
         try:
-            return self.wq.WorkQueue(port=list(port) if isinstance(port, tuple) else port,
-                                     name=self.config.manager_name,
-                                     stats_log=self.config.stats_log,
-                                     transactions_log=self.config.transactions_log,
-                                     debug_log=self.config.debug_log, **extra)
-        except TypeError as exc:
-            if extra and "unexpected keyword" in str(exc):
-                raise NotImplementedError(
-                    f"the Work Queue manager in use ({self.wq.__name__}) cannot take {sorted(extra)} (executor "
-                    "options manager_host/ssl, or 127.0.0.1 for a local-workers-only run); use coffea-wq's "
-                    "manager (COFFEA_WQ_MANAGER=coffea-wq)") from exc
-            raise
+            return self._new_queue(port, extra)
         except Exception as exc:
             raise RuntimeError(f"cannot start a Work Queue manager on port {port!r} "
                                f"(manager_name={self.config.manager_name!r}): {exc}; "
                                "is another manager using it? pass port=0 for any free port") from exc
+
+    def _new_queue(self, port: int | tuple[int, int], extra: dict[str, Any]) -> Any:
+        def create(**options: Any) -> Any:
+            return self.wq.WorkQueue(port=list(port) if isinstance(port, tuple) else port,
+                                     name=self.config.manager_name, stats_log=self.config.stats_log,
+                                     transactions_log=self.config.transactions_log,
+                                     debug_log=self.config.debug_log, **options)
+
+        try:
+            return create(**extra)
+        except TypeError as exc:
+            if not extra or "unexpected keyword" not in str(exc):
+                raise
+            if "ssl" in extra or self.config.manager_host is not None:
+                raise NotImplementedError(
+                    f"the Work Queue manager in use ({self.wq.__name__}) cannot take {sorted(extra)} (executor "
+                    "options manager_host, ssl); use coffea-wq's manager (COFFEA_WQ_MANAGER=coffea-wq)") from exc
+        # CCTools' Python API has no listening address: the run's own password keeps strangers out
+        log.warning("the Work Queue manager in use (%s) cannot listen on 127.0.0.1 only; it listens on every "
+                    "interface", self.wq.__name__)
+        self.bound_everywhere = True
+        return create()
 
     @property
     def port(self) -> int:
@@ -151,6 +163,7 @@ class ManagerSession:
     def listening_address(self) -> str:
         """``host:port`` the manager listens on ("0.0.0.0" for every interface)."""
         host = getattr(self.queue, "listening_host", None) or self.config.listen_host() or "0.0.0.0"
+        host = "0.0.0.0" if self.bound_everywhere else host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def describe_access(self) -> str:
@@ -167,7 +180,8 @@ class ManagerSession:
         return host if host and host not in ("0.0.0.0", "::") else LOCAL_HOST
 
     def _warn_if_open(self) -> None:
-        warning = open_port_warning(self.config.listen_host(), self.password_file, self.listening_address)
+        host = "" if self.bound_everywhere else self.config.listen_host()
+        warning = open_port_warning(host, self.password_file, self.listening_address)
         if warning:
             warnings.warn(warning, UserWarning, stacklevel=2)
 

@@ -199,3 +199,48 @@ def test_a_loopback_run_without_a_password_does_not_warn(tmp_path, recwarn):
         assert "password" not in " ".join(str(w.message) for w in recwarn)
     finally:
         close_session(config)
+
+
+def _refused_handshake(port: int) -> None:
+    """A worker without a password at a manager with one: it opens with its handshake and is dropped."""
+    with socket.create_connection((support.LOOPBACK, port), timeout=10) as sock:
+        sock.sendall(b"workqueue 9 nopw Linux x86_64 8.0.0\n")
+        with contextlib.suppress(OSError):
+            while sock.recv(4096):
+                pass
+
+
+def test_refusals_fail_a_run_only_when_nobody_else_came():
+    import coffea_wq.work_queue as wq
+    from coffea_wq.coffea_tasks.refused import password_mismatch_error
+    from coffea_wq.protocol.auth import PasswordAuth
+
+    with wq.WorkQueue(port=0, host=support.LOOPBACK) as q:
+        q.specify_password(b"right\n")
+        assert password_mismatch_error(q, grace_s=0) is None  # no worker yet: keep waiting
+        with socket.create_connection((support.LOOPBACK, q.port), timeout=10) as probe:  # a port scan
+            probe.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            with contextlib.suppress(OSError):
+                probe.recv(100)
+        _refused_handshake(q.port)
+        peers = support.wait_until(q.refused_peers, 10, "the refusal to be recorded")
+        assert [p.kind for p in peers] == ["password"], "a port scan counted as a worker with a wrong password"
+        assert password_mismatch_error(q, grace_s=60) is None  # not yet: the grace period runs
+        error = password_mismatch_error(q, grace_s=0)
+        assert error is not None and peers[0].address in str(error) and "passwords differ" in str(error)
+        # an honest worker joins: from then on, waiting makes sense again
+        sock = socket.create_connection((support.LOOPBACK, q.port), timeout=10)
+        try:
+            auth = PasswordAuth(b"right\n")
+            sock.sendall(auth.start())
+            buffer = b""
+            while not auth.done:
+                buffer += sock.recv(4096)
+                while b"\n" in buffer:
+                    line, _, buffer = buffer.partition(b"\n")
+                    sock.sendall(auth.receive_line(line.decode()))
+            sock.sendall(b"workqueue 9 honest Linux x86_64 8.0.0\n")
+            support.wait_until(lambda: q.stats.workers_joined == 1, 10, "the honest worker to join")
+            assert password_mismatch_error(q, grace_s=0) is None
+        finally:
+            sock.close()
