@@ -39,9 +39,14 @@ REMOVED_KEYS = {
 }
 
 
+#: other spellings of executor options (``host``/``bind``: where the manager listens)
+KEY_ALIASES = {"host": "manager_host", "bind": "manager_host"}
+
+
 def normalize_key(key: str) -> str:
-    """``"master-name"`` -> ``"master_name"`` (coffea 0.7.5 used dashes)."""
-    return key.strip().replace("-", "_")
+    """``"master-name"`` -> ``"master_name"`` (coffea 0.7.5 used dashes); ``"bind"`` -> ``"manager_host"``."""
+    name = key.strip().replace("-", "_")
+    return KEY_ALIASES.get(name, name)
 
 
 def split_executor_args(executor_args: Mapping[str, Any] | None, executor_class: type = WorkQueueExecutor

@@ -88,6 +88,19 @@ def test_misspelt_executor_args_key_names_it_and_the_closest_valid_one():
         split_executor_args({"master-name": "a", "master_name": "b"})
 
 
+def test_trust_options_have_executor_args_keys():
+    exe, _ = split_executor_args({"manager-host": "127.0.0.1", "ssl": True, "allowed-result-modules": ["mypkg"]})
+    assert exe == {"manager_host": "127.0.0.1", "ssl": True, "allowed_result_modules": ["mypkg"]}
+    assert split_executor_args({"bind": "10.0.0.1"})[0] == {"manager_host": "10.0.0.1"}
+    assert split_executor_args({"host": "10.0.0.1"})[0] == {"manager_host": "10.0.0.1"}
+    with pytest.raises(ExecutorConfigError, match="twice"):
+        split_executor_args({"host": "a", "manager-host": "b"})
+    with pytest.raises(ExecutorConfigError, match="ssl="):
+        WorkQueueExecutor(ssl="yes")
+    with pytest.raises(ExecutorConfigError, match="allowed_result_modules"):
+        WorkQueueExecutor(allowed_result_modules="mypkg")
+
+
 def test_split_work_item_keeps_metadata_and_covers_the_range():
     item = WorkItem("ds", "f.root", "Events", 10, 17, b"u" * 16, usermeta={"k": 1}, preload=frozenset({"Jet_pt"}))
     pieces = split_work_item(item)
