@@ -28,6 +28,7 @@ from coffea_wq.manager.tls import HandshakeStep, advance_handshake, explain_serv
 from coffea_wq.manager.workers import Peer, PeerKind, now_us
 from coffea_wq.protocol import manager_side as msg
 from coffea_wq.protocol.codes import TaskState
+from coffea_wq.protocol.manager_side import TLS_HANDSHAKE_RECORD
 
 log = logging.getLogger("coffea_wq.manager")
 
@@ -217,8 +218,6 @@ class ManagerServer:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.ssl_context is not None:
-                sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             key = self._next_key
             self._next_key += 1
             peer = Peer(key, sock, msg.WorkerConnection(self.password, max_result_output=self.max_task_output), f"{address[0]}:{address[1]}")
@@ -227,20 +226,18 @@ class ManagerServer:
             self._selector.register(sock, selectors.EVENT_READ, key)
             log.debug("connection from %s", peer.address)
             if self.ssl_context is not None:
-                peer.tls_handshaking = True
-                self._advance_tls(peer)
+                peer.tls_handshaking = True  # wrapped once its first bytes show a TLS client
             else:
                 peer.send(peer.conn.initial_bytes())
 
     def _advance_tls(self, peer: Peer) -> None:
         """One step of a peer's TLS handshake (never blocks); the protocol starts once it is done."""
+        if not isinstance(peer.sock, ssl.SSLSocket) and not self._start_tls(peer):
+            return
         try:
             step = advance_handshake(peer.sock)
         except (ssl.SSLError, OSError) as error:
-            why = explain_server_handshake_failure(error)
-            log.warning("refused connection from %s: %s", peer.address, why)
-            if "does not speak TLS" in why:
-                self.refusals.record(peer.address, "tls", why)
+            log.warning("connection from %s failed: %s", peer.address, explain_server_handshake_failure(error))
             self._close_peer(peer, "FAILURE")
             return
         peer.tls_want_write = step is HandshakeStep.WANT_WRITE
@@ -249,6 +246,33 @@ class ManagerServer:
             log.debug("TLS connection from %s (%s)", peer.address, peer.sock.version())
             peer.send(peer.conn.initial_bytes())
         self._update_interest(peer)
+
+    def _start_tls(self, peer: Peer) -> bool:
+        """Wrap a new connection in TLS once its first bytes arrive, if they open a TLS handshake.
+
+        A plaintext worker (its handshake or password opening) is refused and recorded as a TLS
+        mismatch; anything else that is not TLS (a status query, a port scan) is only closed.
+        """
+        try:
+            first = peer.sock.recv(16, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            first = b""
+        if first[:1] == bytes([TLS_HANDSHAKE_RECORD]):
+            self._selector.unregister(peer.sock)
+            peer.sock = self.ssl_context.wrap_socket(peer.sock, server_side=True, do_handshake_on_connect=False)
+            self._selector.register(peer.sock, selectors.EVENT_READ, peer.key)
+            return True
+        if first.startswith((b"workqueue ", b"auth ")):
+            why = "it does not speak TLS (a worker started without --ssl?) but this manager requires TLS; " \
+                  "start workers with --ssl"
+            log.warning("refused connection from %s: %s", peer.address, why)
+            self.refusals.record(peer.address, "tls", why)
+        elif first:
+            log.info("connection from %s is not TLS (it sent %r); closed", peer.address, first)
+        self._close_peer(peer, "FAILURE")
+        return False
 
     def _read(self, peer: Peer) -> None:
         data = self._receive(peer)

@@ -2,7 +2,8 @@
 
 The manager wraps each accepted socket in server mode with ``do_handshake_on_connect=False`` and
 advances the handshake whenever the socket is ready (``advance_handshake``), so a slow or silent
-peer never stalls the others; the password exchange starts once the handshake is done. As with
+peer never stalls the others. A connection is wrapped only once its first bytes show a TLS
+ClientHello, so a plaintext worker is told apart from a status query or a port scan; the password exchange starts once the handshake is done. As with
 CCTools' ``--ssl``, TLS covers the whole connection from its first byte, and workers do not check
 the manager's certificate by default (it is usually self-signed for the run): TLS keeps the
 traffic private and the password exchange proves both ends know the secret. A worker can pin the
@@ -58,12 +59,8 @@ def advance_handshake(sock: ssl.SSLSocket) -> HandshakeStep:
 
 
 def explain_server_handshake_failure(error: BaseException) -> str:
-    """Why a peer failed our TLS handshake, in words a user acts on."""
+    """Why a TLS client failed our handshake, in words a user acts on."""
     text = str(error)
-    if isinstance(error, ssl.SSLError) and any(k in text.upper() for k in ("WRONG_VERSION", "HTTP_REQUEST",
-                                                                            "UNKNOWN_PROTOCOL", "RECORD_LAYER")):
-        return ("it does not speak TLS (a worker started without --ssl?) but this manager requires TLS; "
-                "start workers with --ssl")
     if isinstance(error, (ConnectionError, EOFError)) or "EOF" in text.upper():
-        return "it closed the connection during the TLS handshake"
+        return "it closed the connection during the TLS handshake (does it trust this certificate?)"
     return f"TLS handshake failed: {text}"

@@ -90,3 +90,13 @@ def test_a_raw_tls_client_gets_the_password_challenge(tmp_path):
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         with context.wrap_socket(socket.create_connection((LOOPBACK, q.port), timeout=10)) as sock:
             assert sock.recv(100).startswith(b"auth password sha1\n")
+
+
+def test_a_plaintext_status_query_is_closed_but_not_counted_as_a_refused_worker(caplog):
+    caplog.set_level(logging.INFO, logger="coffea_wq.manager")
+    with wq.WorkQueue(port=0, host=LOOPBACK, ssl=True) as q:
+        with socket.create_connection((LOOPBACK, q.port), timeout=10) as sock:
+            sock.sendall(b"queue_status\n")
+            assert sock.recv(100) == b""  # closed, nothing answered in plaintext
+        wait_until(lambda: any("is not TLS" in r.message for r in caplog.records), 10, "the close to be logged")
+        assert q.refused_peers() == []
