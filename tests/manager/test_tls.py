@@ -97,6 +97,10 @@ def test_a_plaintext_status_query_is_closed_but_not_counted_as_a_refused_worker(
     with wq.WorkQueue(port=0, host=LOOPBACK, ssl=True) as q:
         with socket.create_connection((LOOPBACK, q.port), timeout=10) as sock:
             sock.sendall(b"queue_status\n")
-            assert sock.recv(100) == b""  # closed, nothing answered in plaintext
+            try:
+                answer = sock.recv(100)
+            except ConnectionResetError:  # closed with our query unread
+                answer = b""
+            assert answer == b""  # nothing answered in plaintext
         wait_until(lambda: any("is not TLS" in r.message for r in caplog.records), 10, "the close to be logged")
         assert q.refused_peers() == []
