@@ -46,7 +46,9 @@ class WorkerSpy:
         self.seen: list[int] = []
 
     def __call__(self, queue) -> None:
-        self.seen.extend(p.pid for p in worker_processes())
+        workers = worker_processes()
+        self.seen.extend(p.pid for p in workers)
+        self.argv = [p.cmdline() for p in workers]
 
 
 def factory_options(tmp_path, **more) -> dict:
@@ -86,6 +88,18 @@ def test_factory_option_serves_the_run_and_removes_its_workers(tmp_path, fileset
     assert spy.seen, "no factory worker was alive when the run started"
     assert_all_gone(spy.seen)
     assert list((tmp_path / "factory" / "logs").glob("local-*.log"))
+
+
+@pytest.mark.slow
+def test_factory_workers_get_the_runs_password_and_tls(tmp_path, fileset, reference):
+    spy = WorkerSpy()
+    executor = coffea_wq.WorkQueueExecutor(local_workers=0, status=False, custom_init=spy, ssl=True,
+                                           factory=factory_options(tmp_path))
+    runner = processor.Runner(executor=executor, chunksize=CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
+    out = runner(fileset, make_processor(), treename="Events")
+    assert_outputs_equal(reference, out)
+    assert spy.argv and all("--ssl" in argv and "-P" in argv for argv in spy.argv)
+    assert_all_gone(spy.seen)
 
 
 @pytest.mark.slow
