@@ -9,9 +9,10 @@ a password only says the peer knew it. So results are read by ``ResultUnpickler`
   the ``copyreg`` helpers that rebuild instances of allowed classes;
 * numpy arrays, dtypes and scalars (not ``numpy.memmap``: it creates files) and the functions
   numpy's own pickles call to rebuild them; awkward's ``unpickle_*`` functions;
-* classes, never functions, defined in awkward, hist, boost_histogram, coffea.processor, in the
-  user's own modules that the processor refers to (``user_modules``), and in the packages named by
-  the executor option ``allowed_result_modules`` (``"module:name"`` there allows that one global);
+* classes, never functions, defined in awkward, hist, boost_histogram, coffea.processor,
+  coffea.analysis_tools (Weights, PackedSelection, cutflows), in the user's own modules that the
+  processor refers to (``user_modules``), and in the packages named by the executor option
+  ``allowed_result_modules`` (``"module:name"`` there allows that one global);
 * ``getattr(SomeEnum, "MEMBER")``, the way Python 3.12 pickles enum members, for allowed enums.
 
 A class counts where it is defined (``cls.__module__``), so ``subprocess.Popen`` re-exported by
@@ -51,7 +52,7 @@ SAFE_GLOBALS = frozenset({
     "awkward._pickle:unpickle_record_schema_1", "awkward._pickle:unpickle_record_schema_2",
 })
 # packages whose classes results are made of (numpy is handled apart: only array/dtype/scalar types)
-CLASS_PACKAGES = ("awkward", "hist", "boost_histogram", "coffea.processor")
+CLASS_PACKAGES = ("awkward", "hist", "boost_histogram", "coffea.processor", "coffea.analysis_tools")
 # never "user code", wherever they are installed
 _LIBRARY_ROOTS = frozenset({"coffea_wq", "cloudpickle", "coffea", "numpy", "awkward", "awkward_cpp", "uproot",
                             "hist", "boost_histogram", "lz4", "envtools"})
