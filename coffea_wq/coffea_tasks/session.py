@@ -185,7 +185,6 @@ class ManagerSession:
         if warning:
             warnings.warn(warning, UserWarning, stacklevel=2)
 
-
     def close(self) -> None:
         if self.factory is not None:
             # first, so that no cycle submits workers while the others are told to leave

@@ -105,6 +105,18 @@ class ManagerServer:
                     return None
                 self.retrieved_cond.wait(remaining if remaining is not None else TICK)
 
+    def set_password(self, password: bytes | None) -> None:
+        """Require ``password`` from peers; those connected before, which did not prove it, are dropped
+        (the queue listens from its creation, before the caller can set a password)."""
+        with self.lock:
+            self.password = password
+            for peer in list(self.core.peers.values()):
+                if peer.conn_password != password:
+                    log.info("dropping %s (%s): it connected before the password was set", peer.hostname,
+                             peer.address)
+                    self._close_peer(peer, "EXPLICIT")
+        self.wake()
+
     def call(self, function: Callable[[], object]) -> object:
         """Run ``function`` with the manager lock held, then wake the loop to act on it."""
         with self.lock:
@@ -221,6 +233,7 @@ class ManagerServer:
             key = self._next_key
             self._next_key += 1
             peer = Peer(key, sock, msg.WorkerConnection(self.password, max_result_output=self.max_task_output), f"{address[0]}:{address[1]}")
+            peer.conn_password = self.password
             peer.handshake_deadline = time.monotonic() + self.keepalive_timeout
             self.core.peers[key] = peer
             self._selector.register(sock, selectors.EVENT_READ, key)

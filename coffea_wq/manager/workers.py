@@ -89,6 +89,7 @@ class Peer:
     draining: bool = False  # finish what it runs, take nothing new (specify_draining_by_hostname)
     tls_handshaking: bool = False  # TLS manager: the handshake is not finished, nothing else is read
     tls_want_write: bool = False  # the handshake waits until the socket can be written
+    conn_password: bytes | None = None  # the password this connection was (or is being) checked against
 
     def __post_init__(self) -> None:
         # the connection reads and drops a result for any task not running here (docs/manager.md)

@@ -229,16 +229,17 @@ class WorkQueue(WorkerControl, CategorySettings):
 
     # ---------------------------------------------------------------- configuration
     def specify_password(self, password: str | bytes) -> int:
-        self._server.password = password.encode() if isinstance(password, str) else bytes(password)
+        self._server.set_password(password.encode() if isinstance(password, str) else bytes(password))
         return 1
 
     def specify_password_file(self, file: str) -> int:
         """Require workers to prove they know the password in ``file`` (its raw bytes)."""
         try:
             with open(file, "rb") as handle:
-                self._server.password = handle.read()
+                password = handle.read()
         except OSError as error:
             raise OSError(f"cannot read the password file {file!r}: {error.strerror}") from None
+        self._server.set_password(password)
         return 1
 
     def specify_keepalive_interval(self, interval: float) -> int:

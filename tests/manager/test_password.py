@@ -80,3 +80,21 @@ def test_worker_with_password_refuses_manager_without(processes, tmp_path, passw
         assert q.stats.workers_joined == 0
         start(processes, "real", q.port, tmp_path, "real-plain")
         assert q.wait_for_workers(1, 20), "a worker without password should be accepted"
+
+
+def test_a_peer_that_joined_before_the_password_was_set_is_dropped():
+    """The queue listens from its creation: a stranger quicker than specify_password must not stay."""
+    import socket
+
+    from tests.support import wait_until
+
+    with wq.WorkQueue(port=0, host=LOOPBACK) as q:
+        early = socket.create_connection((LOOPBACK, q.port), timeout=10)
+        try:
+            early.sendall(b"workqueue 9 early Linux x86_64 8.0.0\nresource tag 0\n")
+            wait_until(lambda: q.stats.workers_connected == 1, 10, "the early peer to join")
+            q.specify_password(b"set-late\n")
+            wait_until(lambda: q.stats.workers_connected == 0, 10, "the early peer to be dropped")
+            assert early.recv(100) == b""
+        finally:
+            early.close()
