@@ -30,6 +30,7 @@ from coffea_wq.dashboard.tracker import RunTracker, SampleSeries
 log = logging.getLogger(__name__)
 
 CACHE_S = 0.25  # snapshots asked for within this time share one reading of the manager
+POLL_S = 1.0  # the manager is read this often while a run is attached, whether a page is open or not
 DEPARTED_KEPT = 100  # workers that left, still listed
 WHOLE_QUEUE = "whole queue"
 
@@ -80,27 +81,67 @@ class RunView:
         self.series = SampleSeries()
         self._last: Snapshot | None = None
         self._last_at = 0.0
+        self._last_state: ManagerState | None = None  # the latest manager state read successfully
         self._started: float | None = None
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
 
     def attach(self, source: ManagerSource, tracker: RunTracker | None) -> None:
-        """A new run (its manager and, from the executor, its tracker) replaces the previous one."""
+        """A new run (its manager and, from the executor, its tracker) replaces the previous one.
+
+        A daemon thread reads the manager every ``POLL_S`` from now on: workers that come and go
+        and the throughput of a foreign manager are seen even while no page is open, and the last
+        reading survives a manager that stops answering (CCTools' answers only inside ``wait``).
+        """
+        self._stop()
         with self._lock:
             self.source, self.tracker = source, tracker
             self.state = RunState.RUNNING
             self.history = WorkerHistory()
             self.series = SampleSeries()
             self._started = tracker.started_wall if tracker is not None else time.time()
-            self._last, self._last_at = None, 0.0
+            self._last, self._last_at, self._last_state = None, 0.0, None
+        self._stop_polling = threading.Event()
+        self._poller = threading.Thread(target=self._poll, args=(self._stop_polling,), daemon=True,
+                                        name="coffea-wq-dashboard-poller")
+        self._poller.start()
 
     def finish(self) -> None:
-        """The run ended: read the manager one last time, then keep that snapshot."""
+        """The run ended: read the manager one last time (or keep its last reading), then keep that snapshot."""
+        self._stop_polling.set()  # not joined: a poll in flight ends within its query timeout
         with self._lock:
             if self.source is None:
                 return
-            self._last = self._build()
-            self._last.state = RunState.FINISHED
+            # a manager reached by status queries may not answer now (CCTools' answers only inside
+            # wait(), and the run has stopped waiting): its last reading, with the counters of its
+            # API where there is one, is final
+            read_final = getattr(self.source, "read_final", None)
+            if getattr(self.source, "reads_anytime", False):
+                self._last = self._build()
+            elif callable(read_final):
+                self._last = self._build(given=read_final(self._last_state))
+            else:
+                self._last = self._build(read=False)
+            self._last.state, self._last.error = RunState.FINISHED, ""
             self.state = RunState.FINISHED
             self.source = None
+
+    def close(self) -> None:
+        """Stop reading the manager (the dashboard is going away)."""
+        self._stop()
+
+    def _stop(self) -> None:
+        self._stop_polling.set()
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join(timeout=10)
+        self._poller = None
+
+    def _poll(self, stop: threading.Event) -> None:
+        while not stop.wait(POLL_S):
+            try:
+                self.snapshot()
+            except Exception:  # a bug here must not end the polling, nor the user's run
+                log.exception("dashboard: reading the manager failed")
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -112,29 +153,43 @@ class RunView:
             return self._last
 
     # ------------------------------------------------------------------ building (lock held)
-    def _build(self) -> Snapshot:
+    def _build(self, read: bool = True, given: ManagerState | None = None) -> Snapshot:
         now = time.time()
         info = SourceInfo(kind="executor" if self.tracker is not None else "status",
                           manager=self.source.address if self.source is not None else "", password=self.password)
         if self.source is None:
             return Snapshot(time=now, state=self.state, source=info, progress=Progress(), tasks=TaskCounts())
+        error = ""
         try:
-            state = self.source.read()
+            if given is not None:
+                state = given
+            elif not read and self._last_state is not None:
+                state = self._last_state
+            else:
+                state = self.source.read()
         except (StatusQueryError, OSError) as exc:
             log.debug("dashboard: cannot read the manager: %s", exc)
-            previous = self._last
-            if previous is not None:
-                previous.state, previous.error, previous.time = RunState.UNREACHABLE, str(exc), now
-                return previous
-            return Snapshot(time=now, state=RunState.UNREACHABLE, source=info, progress=Progress(),
-                            tasks=TaskCounts(), error=str(exc))
+            if self.tracker is None:  # nothing else to show: keep the last numbers, say why they are old
+                previous = self._last
+                if previous is not None:
+                    previous.state, previous.error, previous.time = RunState.UNREACHABLE, str(exc), now
+                    return previous
+                return Snapshot(time=now, state=RunState.UNREACHABLE, source=info, progress=Progress(),
+                                tasks=TaskCounts(), error=str(exc))
+            # the executor still knows its progress and failures (CCTools' manager with a password
+            # refuses status queries); the manager's tables stay as last read
+            error = f"the manager's status cannot be read: {exc}"
+            state = self._last_state or ManagerState(queue={}, workers=[], tasks=[], categories=[])
+        else:
+            self._last_state = state
         queue = state.queue
         info.project = str(queue.get("project", "") or "")
         info.version = str(queue.get("version", "") or "")
         if self._started is None or self.tracker is None:
             self._started = _seconds(queue.get("time_when_started")) or self._started
         tasks = task_counts(queue, self.tracker)
-        workers = self.history.update(state.workers, state.last_contact, now)
+        workers = self.history.update(state.workers, state.last_contact, now) if not error else \
+            (self._last.workers if self._last is not None else [])
         if self.tracker is not None:
             progress = self.tracker.progress()
             throughput = self.tracker.throughput()
@@ -148,7 +203,7 @@ class RunView:
         return Snapshot(time=now, state=self.state, source=info, progress=progress, tasks=tasks,
                         throughput=throughput, workers=workers, categories=category_views(state, self.tracker),
                         failures=failures, workers_connected=sum(1 for w in workers if w.connected),
-                        started=self._started, run_totals=totals)
+                        started=self._started, run_totals=totals, error=error)
 
 
 def task_counts(queue: dict[str, Any], tracker: RunTracker | None) -> TaskCounts:

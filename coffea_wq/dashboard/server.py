@@ -83,6 +83,7 @@ class DashboardServer:
         return f"http://{host}:{self.port}/"
 
     def stop(self) -> None:
+        self.view.close()
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)

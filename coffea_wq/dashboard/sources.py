@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from coffea_wq.catalog.query import StatusQueryError, query_manager
 
 QUERY_TIMEOUT_S = 5.0
+EXECUTOR_QUERY_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -48,6 +49,8 @@ class StatusQuerySource:
         '127.0.0.1:9123'
     """
 
+    reads_anytime = False  # CCTools' manager answers only while its program is inside wait()
+
     def __init__(self, host: str, port: int, timeout: float = QUERY_TIMEOUT_S) -> None:
         self.host, self.port, self.timeout = host, int(port), timeout
         self.address = f"{host}:{self.port}"
@@ -64,6 +67,8 @@ class StatusQuerySource:
 
 class EmbeddedSource:
     """coffea-wq's manager running in this process (a ``coffea_wq.work_queue.WorkQueue``)."""
+
+    reads_anytime = True
 
     def __init__(self, queue: Any) -> None:
         # the manager's status reporter builds the very records its port answers (manager/status.py)
@@ -85,8 +90,35 @@ class EmbeddedSource:
         return ManagerState(queue, workers, tasks, categories, last_contact)
 
 
+class CctoolsQueueSource(StatusQuerySource):
+    """CCTools' manager driven by the executor in this process: status queries while the run
+    waits, and at the end its counters from the ``WorkQueue.stats`` of the API (called from the
+    executor's own thread, the only one that may call into the C library)."""
+
+    COUNTERS = ("tasks_waiting", "tasks_on_workers", "tasks_running", "tasks_with_results", "tasks_submitted",
+                "tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled", "tasks_exhausted_attempts",
+                "bytes_sent", "bytes_received", "workers_connected")
+
+    def __init__(self, queue: Any, host: str, timeout: float) -> None:
+        super().__init__(host, int(queue.port), timeout)
+        self._queue = queue
+
+    def read_final(self, last: ManagerState | None) -> ManagerState:
+        """The last status answers with the manager's counters as they are now."""
+        stats = self._queue.stats
+        record = dict(last.queue) if last is not None else {}
+        for key in self.COUNTERS:
+            value = getattr(stats, key, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                record[key] = value
+        if last is None:
+            return ManagerState(record, [], [], [])
+        return ManagerState(record, last.workers, last.tasks, last.categories, last.last_contact)
+
+
 def source_for_queue(queue: Any, host: str = "127.0.0.1") -> ManagerSource:
     """The best way to read the executor's own manager: in-process for ours, status queries for CCTools'."""
     if hasattr(queue, "_server") and hasattr(queue, "_status"):
         return EmbeddedSource(queue)
-    return StatusQuerySource(host, int(queue.port))
+    # the C manager answers within a second (the executor waits 1 s at a time): no need to wait long
+    return CctoolsQueueSource(queue, host, timeout=EXECUTOR_QUERY_TIMEOUT_S)

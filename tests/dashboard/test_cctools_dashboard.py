@@ -72,3 +72,37 @@ def test_dashboard_shows_a_cctools_managers_tasks_and_workers(processes, tmp_pat
     manager.wait(timeout=30)
     gone = wait_until(lambda: (s := snapshot(url))["state"] == "unreachable" and s, 30, "the page to notice")
     assert gone["progress"]["chunks_done"] == TASKS and gone["error"]
+
+
+def test_executor_dashboard_on_the_cctools_manager(monkeypatch, tmp_path, capsys):
+    """``COFFEA_WQ_MANAGER=cctools``: the page reads the C manager by status queries, the run by its tracker."""
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+
+    import coffea_wq
+    from tests.dashboard.runs import dashboard_url, sample_fileset
+
+    monkeypatch.setenv("COFFEA_WQ_MANAGER", "cctools")
+    # an explicit port: the run makes no password of its own, so status queries are answered
+    executor = coffea_wq.WorkQueueExecutor(local_workers=2, port=0, status=False, dashboard=True,
+                                           filepath=str(tmp_path))
+    runner = processor.Runner(executor=executor, chunksize=2500, schema=NanoAODSchema, metadata_cache={})
+    try:
+        output = runner(sample_fileset(), processor_instance(), treename="Events")
+        url = dashboard_url(capsys.readouterr().out)
+        final = snapshot(url)
+    finally:
+        coffea_wq.executor.shutdown()
+    assert sum(output["nevents"].values()) == 15000
+    assert final["state"] == "finished" and final["source"]["kind"] == "executor" and not final["error"]
+    assert final["source"]["version"].startswith(("7.", "8.", "9."))  # CCTools' own version string
+    assert (final["progress"]["chunks_done"], final["progress"]["events_done"]) == (6, 15000)
+    assert final["tasks"]["done"] == 6 + 6  # files preprocessed, then chunks, all by the C manager
+    assert final["workers_connected"] == 2 and all(w["warm"] for w in final["workers"])
+    assert {c["name"] for c in final["categories"]} >= {"preprocessing", "processing"}
+
+
+def processor_instance():
+    from analysis_examples.topeft.processor import TopEFTLikeProcessor
+
+    return TopEFTLikeProcessor()

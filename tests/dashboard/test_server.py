@@ -126,3 +126,33 @@ def test_a_finished_run_keeps_its_last_snapshot(queue):
     queue.cancel_by_taskid(1)
     final = view.snapshot()
     assert final.state.value == "finished" and final.tasks.waiting == 2
+
+
+def test_an_unreadable_manager_still_shows_the_executors_progress():
+    from coffea.processor.executor import WorkItem
+
+    from coffea_wq.dashboard.sources import StatusQuerySource
+    from coffea_wq.dashboard.tracker import RunTracker
+    from tests.support import free_port
+
+    tracker = RunTracker()
+    item = WorkItem("tt", "a.root", "Events", 0, 100, b"u")
+    tracker.call_started("Processing", "chunk", [item, WorkItem("tt", "a.root", "Events", 100, 200, b"u")])
+    tracker.item_processed(item)
+    view = RunView()
+    view.attach(StatusQuerySource(LOOPBACK, free_port(), timeout=2), tracker)  # nothing listens there
+    snapshot = view.snapshot()
+    view.close()
+    assert snapshot.state.value == "running" and "status cannot be read" in snapshot.error
+    assert (snapshot.progress.chunks_done, snapshot.progress.events_total) == (1, 200)
+
+
+def test_without_a_tracker_an_unreadable_manager_is_unreachable():
+    from coffea_wq.dashboard.sources import StatusQuerySource
+    from tests.support import free_port
+
+    view = RunView()
+    view.attach(StatusQuerySource(LOOPBACK, free_port(), timeout=2), tracker=None)
+    snapshot = view.snapshot()
+    view.close()
+    assert snapshot.state.value == "unreachable" and snapshot.error
