@@ -14,7 +14,7 @@ import logging
 import shlex
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class Factory:
         settings = {**_manager_settings(batch_type, manager_name, manager_host_port, manager), **settings}
         settings["batch_type"] = batch_type
         object.__setattr__(self, "_loop", FactoryLoop(settings, config_file=Path(config_file) if config_file
-                                                      else None))
+                                                      else None, status_reader=_in_process_status(manager)))
         object.__setattr__(self, "_thread", None)
 
     @classmethod
@@ -163,6 +163,15 @@ def _manager_settings(batch_type: str, manager_name: str | None, host_port: str 
             raise ConfigError(f"manager_host_port must be HOST:PORT, not {host_port!r}")
         return {"manager_host": host.strip("[]") or "127.0.0.1", "manager_port": int(port)}
     return {"manager_name": manager_name} if manager_name else {}
+
+
+def _in_process_status(manager: Any) -> Callable[[], list[dict]] | None:
+    """coffea-wq's manager answers status in-process: no password or TLS stands in the way."""
+    records = getattr(manager, "status_records", None)
+    if not callable(records):
+        return None
+    name = getattr(manager, "name", None) or "127.0.0.1"
+    return lambda: [{"name": name, "port": int(manager.port), **r} for r in records("queue_status")]
 
 
 def _normalise(settings: dict[str, Any]) -> dict[str, Any]:

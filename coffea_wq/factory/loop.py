@@ -39,6 +39,8 @@ class FactoryLoop:
         config_file: a JSON file whose keys override ``config``; re-read every cycle.
         backend: the batch back-end (default: the one ``config.batch_type`` names).
         echo: where cycle status lines go (the CLI prints them; the API logs them).
+        status_reader: reads the manager's ``queue_status`` records in-process (a manager in this
+            process, whose port a password or TLS closes to status queries); default: ask its port.
 
     Raises:
         ConfigError: the first read of ``config_file`` or the scratch directory is bad.
@@ -50,7 +52,8 @@ class FactoryLoop:
     """
 
     def __init__(self, config: FactoryConfig | dict[str, Any], config_file: Path | None = None,
-                 backend: BatchBackend | None = None, echo: Callable[[str], None] = _log_only) -> None:
+                 backend: BatchBackend | None = None, echo: Callable[[str], None] = _log_only,
+                 status_reader: Callable[[], list[dict]] | None = None) -> None:
         self._lock = threading.Lock()
         # The back-end is used by the cycling thread and by callers (job_ids, shutdown).
         self._backend_lock = threading.RLock()
@@ -66,6 +69,7 @@ class FactoryLoop:
         self._last_manager_seen = time.monotonic()
         self._warned_scratch_change = False
         self._last_status_error: str | None = None
+        self.status_reader = status_reader
 
     # -- settings ---------------------------------------------------------------------------------
     def current_config(self) -> FactoryConfig:
@@ -120,7 +124,7 @@ class FactoryLoop:
     def _read_managers(self, config: FactoryConfig) -> list[dict]:
         """The managers' records; an unreachable manager is warned about once, then at DEBUG."""
         try:
-            records = read_manager_records(config)
+            records = self.status_reader() if self.status_reader is not None else read_manager_records(config)
         except ManagerUnreachable as err:
             message = str(err)
             log.log(logging.DEBUG if message == self._last_status_error else logging.WARNING,

@@ -66,6 +66,16 @@ class WorkerControl:
         with self._server.lock:
             return self._server.refusals.snapshot()
 
+    def status_records(self, kind: str = "queue_status") -> list:
+        """coffea-wq: the records a ``kind`` status query (``queue_status``, ``task_status``, ...) would
+        get, read in this process: a factory serving this queue uses it, since a password or TLS
+        closes the port to status queries."""
+        import json
+
+        with self._server.lock:
+            body = self._status.answer(kind)
+        return json.loads(body) if body else []
+
     @property
     def listening_host(self) -> str:
         """coffea-wq: the address the manager listens on ("0.0.0.0" for every interface)."""

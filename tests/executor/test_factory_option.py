@@ -92,9 +92,11 @@ def test_factory_option_serves_the_run_and_removes_its_workers(tmp_path, fileset
 
 @pytest.mark.slow
 def test_factory_workers_get_the_runs_password_and_tls(tmp_path, fileset, reference):
+    # min_workers=0: every worker comes from demand, which the factory reads in-process (a password
+    # and TLS close the manager's port to status queries)
     spy = WorkerSpy()
     executor = coffea_wq.WorkQueueExecutor(local_workers=0, status=False, custom_init=spy, ssl=True,
-                                           factory=factory_options(tmp_path))
+                                           factory=factory_options(tmp_path, min_workers=0))
     runner = processor.Runner(executor=executor, chunksize=CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
     out = runner(fileset, make_processor(), treename="Events")
     assert_outputs_equal(reference, out)
