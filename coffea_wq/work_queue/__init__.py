@@ -38,7 +38,7 @@ from coffea_wq.work_queue.task import Task, work_queue_result_str
 #: CCTools' flag: PythonTask can pickle functions here (dill or cloudpickle importable)
 pythontask_available = importlib.util.find_spec("dill") is not None or importlib.util.find_spec("cloudpickle") is not None
 
-_CONSTANTS = [name for name in dir() if name.startswith(("WORK_QUEUE_", "CATEGORY_ALLOCATION_MODE_"))]
+_CONSTANTS = [name for name in dir() if name.startswith(("WORK_QUEUE_", "CATEGORY_ALLOCATION_", "RESOURCES_"))]
 __all__ = ["WorkQueue", "Task", "PythonTask", "PythonTaskNoResult", "Factory", "work_queue_result_str", "hostname",  # noqa: F405
            "pythontask_available", *_CONSTANTS]
 

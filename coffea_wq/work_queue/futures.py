@@ -93,6 +93,8 @@ class FutureTask(Task):
     here, since ``result`` is the future's method.
     """
 
+    valid_runtime_envs = ("conda", "singularity")
+
     def __init__(self, command: str) -> None:
         super().__init__(command)
         self._queue: WorkQueueFutures | None = None
@@ -162,6 +164,24 @@ class FutureTask(Task):
             return False
         self._state = _State.RUNNING
         return True
+
+    def set_result_or_exception(self) -> None:
+        """Complete the future from the task's Work Queue result (called when the task comes back)."""
+        self._complete_from_queue()
+
+    def specify_runtime_env(self, type: str, filename: str) -> None:
+        """Run the command inside a conda-pack tarball (``"conda"``) or a Singularity image
+        (``"singularity"``) sent with the task, as CCTools' futures module does."""
+        if type == "conda":
+            self.specify_input_file(filename, "conda_env.tar.gz", cache=True)
+            self.specify_command("mkdir -p conda_env && tar xf conda_env.tar.gz -C conda_env && "
+                                 f". conda_env/bin/activate && {self.command}")
+        elif type == "singularity":
+            self.specify_input_file(filename, "sin_env.img", cache=True)
+            self.specify_command(f"singularity exec -B $(pwd):/wq-sandbox --pwd /wq-sandbox sin_env.img -- "
+                                 f"{self.command}")
+        else:
+            raise FutureTaskError(self, f"runtime environment {type!r} is not one of {self.valid_runtime_envs}")
 
     # ---------------------------------------------------------------- internals
     def _wait_done(self, timeout: float | None) -> None:

@@ -39,6 +39,7 @@ class WorkQueue(WorkerControl, CategorySettings):
         catalog: catalog address(es) "host:port[,host:port]" used when ``name`` is set.
         ssl: TLS for every connection, as CCTools 7.4+: ``(key_file, cert_file)`` (PEM), or ``True``
             for a self-signed certificate made for this queue (needs ``openssl``); workers need ``--ssl``.
+        status_display_interval: CCTools 8's Jupyter status widget; accepted and not shown.
 
     Example::
 
@@ -48,7 +49,8 @@ class WorkQueue(WorkerControl, CategorySettings):
 
     def __init__(self, port=WORK_QUEUE_DEFAULT_PORT, name: str | None = None, shutdown: bool = False,
                  stats_log: str | None = None, transactions_log: str | None = None, debug_log: str | None = None,
-                 host: str = "", catalog: str | None = None, ssl=None) -> None:
+                 host: str = "", catalog: str | None = None, ssl=None,
+                 status_display_interval: float | None = None) -> None:
         from coffea_wq.manager.tls_setup import queue_ssl_context
 
         ssl_context, self._tls_dir = queue_ssl_context(ssl)

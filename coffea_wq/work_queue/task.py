@@ -125,6 +125,23 @@ class Task:
         self._spec.files.append(FileSpec(FileKind.BUFFER, Direction.INPUT, data, remote_name, value, name))
         return 1
 
+    def specify_file_piece(self, local_name, remote_name=None, start_byte=0, end_byte=0, type=None, flags=None,
+                           cache=None, failure_only=None) -> int:
+        """Bytes ``start_byte`` to ``end_byte`` (both included, as CCTools) of a local file, as an input.
+
+        The piece is read now and sent as the file's contents. Inputs only.
+        """
+        if type == WORK_QUEUE_OUTPUT:
+            raise NotImplementedError(f"specify_file_piece({local_name!r}): only inputs can be pieces")
+        local_name = str(local_name)
+        if int(end_byte) < int(start_byte):
+            raise ValueError(f"specify_file_piece({local_name!r}): end_byte {end_byte} is before start_byte {start_byte}")
+        with open(local_name, "rb") as handle:
+            handle.seek(int(start_byte))
+            piece = handle.read(int(end_byte) - int(start_byte) + 1)
+        remote_name = str(remote_name) if remote_name else os.path.basename(local_name.rstrip("/"))
+        return self.specify_buffer(piece, remote_name, flags, cache)
+
     def specify_url(self, url: str, remote_name: str, type=None, flags=None, cache=None) -> int:
         """An input the worker downloads from ``url`` (CCTools >= 7.4). A URL the worker cannot
         fetch makes the task come back as INPUT_MISSING (coffea-wq's worker; CCTools' worker runs

@@ -94,3 +94,19 @@ def test_cancel_timeout_and_wait(futures_queue):
 def test_submit_takes_only_future_tasks():
     with WorkQueueFutures(port=0, host=LOOPBACK) as q, pytest.raises(TypeError, match="FutureTask"):
         q.submit("echo")
+
+
+@pytest.mark.slow
+def test_conda_runtime_environment_is_unpacked_and_activated(futures_queue, tmp_path):
+    import tarfile
+
+    activate = tmp_path / "activate"
+    activate.write_text("FROM_THE_ENV=activated\n")
+    with tarfile.open(tmp_path / "env.tar.gz", "w:gz") as tar:
+        tar.add(activate, "bin/activate")
+    task = FutureTask('echo "$FROM_THE_ENV"')
+    task.specify_runtime_env("conda", str(tmp_path / "env.tar.gz"))
+    futures_queue.submit(task)
+    assert task.result(timeout=60) is True and task.output == "activated\n"
+    with pytest.raises(FutureTaskError, match="not one of"):
+        FutureTask("true").specify_runtime_env("docker", "image")

@@ -1,5 +1,5 @@
 """What a Task's files and command come back as (our own checks of the behaviours CCTools' Python
-tests cover), plus the newer names: ``wait_for_tag``, ``specify_url``, ``specify_file_command``.
+tests cover), plus ``wait_for_tag``, ``specify_url``, ``specify_file_command`` and file pieces.
 Every check runs against both workers.
 """
 
@@ -127,12 +127,13 @@ def test_inputs_made_on_the_worker_from_a_url_and_a_command(kind_and_queue, http
     kind, q = kind_and_queue
     root, base = http_root
     (root / "remote.txt").write_text("served over http\n")
-    t = wq.Task("cat fetched.txt made.txt")
+    t = wq.Task("cat fetched.txt made.txt piece.txt")
     t.specify_url(f"{base}/remote.txt", "fetched.txt", cache=True)
     t.specify_file_command("made.txt", "echo made by a command > %%", cache=False)
+    t.specify_file_piece(str(root / "remote.txt"), "piece.txt", 7, 10)  # bytes 7..10 included: "over"
     t = run(q, t)
     assert (t.result, t.return_status) == (wq.WORK_QUEUE_RESULT_SUCCESS, 0), t.output
-    assert t.output == "served over http\nmade by a command\n"
+    assert t.output == "served over http\nmade by a command\nover"
     if kind == "coffea-wq":
         # a URL nobody serves: the task does not run and comes back as INPUT_MISSING
         t = wq.Task("cat gone.txt")
