@@ -18,6 +18,7 @@ from coffea_wq.catalog.query import StatusQueryError
 from coffea_wq.dashboard.snapshot import (
     CategoryView,
     Progress,
+    RunningTaskView,
     RunState,
     Snapshot,
     SourceInfo,
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 CACHE_S = 0.25  # snapshots asked for within this time share one reading of the manager
 POLL_S = 1.0  # the manager is read this often while a run is attached, whether a page is open or not
 DEPARTED_KEPT = 100  # workers that left, still listed
+RUNNING_TASKS_SHOWN = 50
+COMMAND_CHARS = 160
 WHOLE_QUEUE = "whole queue"
 
 
@@ -202,7 +205,8 @@ class RunView:
             failures, totals = [], {}
         return Snapshot(time=now, state=self.state, source=info, progress=progress, tasks=tasks,
                         throughput=throughput, workers=workers, categories=category_views(state, self.tracker),
-                        failures=failures, workers_connected=sum(1 for w in workers if w.connected),
+                        failures=failures, running_tasks=running_tasks(state.tasks),
+                        workers_connected=sum(1 for w in workers if w.connected),
                         started=self._started, run_totals=totals, error=error)
 
 
@@ -217,6 +221,20 @@ def task_counts(queue: dict[str, Any], tracker: RunTracker | None) -> TaskCounts
     if tracker is not None:
         counts.retries, counts.splits = tracker.retries, tracker.splits
     return counts
+
+
+def running_tasks(records: list[dict[str, Any]]) -> list[RunningTaskView]:
+    """The tasks running now, the longest-running first (those are the ones to look at)."""
+    views = []
+    for record in records:
+        if str(record.get("state", "")).lower() != "running":
+            continue
+        views.append(RunningTaskView(task_id=int(_num(record.get("taskid"))), category=str(record.get("category", "")),
+                                     host=str(record.get("host", "") or record.get("address_port", "")),
+                                     command=str(record.get("command", ""))[:COMMAND_CHARS],
+                                     started=_seconds(record.get("time_when_commit_end"))))
+    views.sort(key=lambda v: (v.started is None, v.started or 0.0, v.task_id))
+    return views[:RUNNING_TASKS_SHOWN]
 
 
 def foreign_progress(tasks: TaskCounts, rate: float | None, elapsed: float) -> Progress:

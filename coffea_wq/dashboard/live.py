@@ -87,11 +87,6 @@ def finish_session(session: Any) -> None:
         run[0].view.finish()
 
 
-def dashboard_of_session(session: Any) -> LiveDashboard | None:
-    run = _RUNS.get(session)
-    return run[0] if run is not None else None
-
-
 def running_dashboards() -> list[LiveDashboard]:
     with _LOCK:
         return list(_SERVERS.values())

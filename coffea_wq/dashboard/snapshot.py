@@ -145,6 +145,17 @@ class FailureView:
 
 
 @dataclass
+class RunningTaskView:
+    """A task running on a worker, from the manager's ``task_status`` (``work_queue_status -T``)."""
+
+    task_id: int
+    category: str
+    host: str
+    command: str  # cut to COMMAND_CHARS
+    started: float | None  # epoch seconds the task was sent to its worker
+
+
+@dataclass
 class SourceInfo:
     kind: str  # "executor" (the run's own manager) or "status" (any manager, by status queries)
     manager: str  # host:port
@@ -164,6 +175,7 @@ class Snapshot:
     workers: list[WorkerView] = field(default_factory=list)
     categories: list[CategoryView] = field(default_factory=list)
     failures: list[FailureView] = field(default_factory=list)
+    running_tasks: list[RunningTaskView] = field(default_factory=list)  # the longest-running first
     workers_connected: int = 0
     started: float | None = None  # epoch seconds
     error: str = ""  # why the manager could not be read (state UNREACHABLE)

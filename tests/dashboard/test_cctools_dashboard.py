@@ -53,6 +53,10 @@ def test_dashboard_shows_a_cctools_managers_tasks_and_workers(processes, tmp_pat
     assert queue["tasks_done"] - 2 <= running["tasks"]["done"] <= queue["tasks_done"]  # 2 workers, 1.5 s tasks
     assert sorted(w["address"] for w in running["workers"]) == sorted(w["address_port"] for w in workers)
     assert all(w["cores"] == 1 and w["memory"] == 1000 and w["disk"] == 2000 for w in running["workers"])
+    shown = running["running_tasks"]  # from task_status (work_queue_status -T)
+    assert len(shown) == running["tasks"]["running"] and len({t["task_id"] for t in shown}) == len(shown)
+    assert all(t["command"].startswith("sleep 1.5; echo task") and t["category"] == "sleepers" for t in shown)
+    assert all(t["host"] in {w["host"] for w in running["workers"]} and t["started"] for t in shown)
     (category,) = running["categories"]
     assert category["name"] == "sleepers" and category["running"] == running["tasks"]["running"]
     assert running["progress"]["unit"] == "task" and running["progress"]["chunks_total"] == TASKS

@@ -176,6 +176,14 @@ function showWorkers(snap) {
   });
 }
 
+function showRunning(snap) {
+  fillTable("running", snap.running_tasks, (tr, t) => {
+    cell(tr, "#" + t.task_id); cell(tr, t.category); cell(tr, t.host);
+    cell(tr, t.started ? duration(Math.max(0, snap.time - t.started)) : "-");
+    cell(tr, t.command, "mono");
+  });
+}
+
 function resourceText(r, withTime) {
   const parts = [];
   if (r.cores !== undefined) parts.push(fmt(r.cores, 2) + (r.cores === 1 ? " core" : " cores"));
@@ -223,6 +231,7 @@ function show(snap) {
   $("throughput-unit").textContent = key === "events_s" ? "(events/s)" : "(" + $("unit").textContent + "/s)";
   linePlot($("throughput"), snap.throughput, key, "throughput");
   showWorkers(snap);
+  showRunning(snap);
   showCategories(snap.categories);
   showFailures(snap.failures);
   refreshes += 1;
