@@ -36,7 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(HERE), str(REPO)]  # big_hist_processor, analysis_examples
 os.environ.setdefault("PYTHONWARNINGS", "ignore::RuntimeWarning")  # NanoAOD cross-reference chatter
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 

@@ -1,0 +1,87 @@
+"""The benchmark scripts' own logic, on the bundled sample: chunk planning and the big-output check.
+
+Only cheap, in-process pieces (a few seconds); the benchmarks themselves run in ``make bench``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import uproot
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
+
+from tests.support import REPO
+
+SAMPLE = REPO / "analysis_examples" / "data" / "sample"
+
+
+def _import_benchmark(name: str):
+    """Import a script from benchmarks/ without keeping its process-wide warning settings."""
+    saved_env = os.environ.get("PYTHONWARNINGS")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        with warnings.catch_warnings():
+            return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+        if saved_env is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = saved_env
+
+
+@pytest.fixture(scope="module")
+def bench_e2e():
+    return _import_benchmark("bench_e2e")
+
+
+@pytest.fixture(scope="module")
+def bench_big_outputs():
+    return _import_benchmark("bench_big_outputs")
+
+
+def _sample_fileset(module) -> dict:
+    return module.fileset_from_samples(module.read_cfg(SAMPLE / "samples.cfg"))
+
+
+def test_e2e_plan_caps_tiny_chunks_evenly_over_datasets(bench_e2e):
+    fileset = _sample_fileset(bench_e2e)  # 3 datasets of 2 files x 2,500 events
+    capped = bench_e2e.plan_for(fileset, chunksize=20, max_chunks=30)
+    assert (capped.maxchunks, capped.chunks, capped.events) == (10, 30, 600)
+    whole = bench_e2e.plan_for(fileset, chunksize=2500, max_chunks=30)
+    assert (whole.maxchunks, whole.chunks, whole.events) == (None, 6, 15_000)
+
+
+def test_big_hist_sizing_and_chunking(bench_big_outputs):
+    bins = bench_big_outputs.bins_per_axis(64)
+    assert 0.95 * 64 * 2**20 < bench_big_outputs.histogram_bytes(bins) < 1.05 * 64 * 2**20
+    assert bench_big_outputs.count_chunks(bench_big_outputs.chunksize_for(48)) == 48
+
+
+def test_big_hist_output_is_filled_from_the_jets_and_differences_are_found(bench_big_outputs):
+    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), chunksize=2500,
+                              schema=NanoAODSchema, metadata_cache={})
+    out = runner(bench_big_outputs.fileset(), bench_big_outputs.BigHistProcessor(0.05), treename="Events")
+    assert (out["chunks"], out["events"]) == (6, 15_000)
+    njet = np.concatenate([uproot.open(path)["Events"]["nJet"].array(library="np")
+                           for path in sorted(SAMPLE.glob("*.root"))])
+    # every jet weighs its event's jet count; flow bins catch whatever falls outside the axes
+    assert out["big"].values(flow=True).sum() == (njet**2).sum() > 0
+    assert out["big"].variances(flow=True).sum() == (njet**3).sum()
+
+    assert bench_big_outputs.output_difference(out, copy.deepcopy(out)) is None
+    changed = copy.deepcopy(out)
+    changed["big"].view(flow=True)["value"][3, 4, 5] += 1
+    assert bench_big_outputs.output_difference(out, changed) == (
+        f"1 bins' values differ, first at flow index (3, 4, 5): {out['big'].view(flow=True)['value'][3, 4, 5]} "
+        f"!= {changed['big'].view(flow=True)['value'][3, 4, 5]}")
+    changed = copy.deepcopy(out)
+    changed["events"] -= 1
+    assert bench_big_outputs.output_difference(out, changed) == "events: 15000 != 14999"
