@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coffea_wq.coffea_tasks.errors import ExecutorConfigError
 from coffea_wq.dashboard.auth import DashboardAuth
 from coffea_wq.dashboard.build import RunView
 from coffea_wq.dashboard.server import DashboardServer
@@ -59,7 +60,13 @@ def open_dashboard(host: str, port: int, password_file: str | None) -> LiveDashb
         live = _SERVERS.get((host, port))
         if live is None:
             view = RunView(password=password is not None)
-            live = LiveDashboard(DashboardServer(view, DashboardAuth(password), host, port), view, password)
+            try:
+                server = DashboardServer(view, DashboardAuth(password), host, port)
+            except OSError as exc:
+                raise ExecutorConfigError(f"dashboard={port or True!r}: cannot serve the dashboard on {host}:{port}: "
+                                          f"{exc.strerror or exc}; choose another port (dashboard=True: any free "
+                                          "port) or dashboard_host") from exc
+            live = LiveDashboard(server, view, password)
             _SERVERS[(host, port)] = live
         elif live.password != password:  # a run with another password: only it opens the page now
             live.server.auth = DashboardAuth(password)

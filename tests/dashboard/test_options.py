@@ -30,3 +30,27 @@ def test_true_is_any_free_port_and_a_number_is_that_port():
 def test_executor_args_take_the_dashboard_key_with_dashes_or_underscores():
     options, _ = split_executor_args({"dashboard": True, "dashboard-host": "0.0.0.0"})
     assert options == {"dashboard": True, "dashboard_host": "0.0.0.0"}
+
+
+def test_a_port_in_use_is_an_error_naming_the_option():
+    import socket
+
+    from coffea_wq.dashboard.live import open_dashboard
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ExecutorConfigError, match=rf"dashboard={port}: cannot serve the dashboard on 127.0.0.1:{port}"):
+            open_dashboard("127.0.0.1", port, None)
+
+
+def test_one_server_per_address_shared_by_later_runs():
+    from coffea_wq.dashboard.live import open_dashboard, running_dashboards, stop_dashboards
+
+    try:
+        first = open_dashboard("127.0.0.1", 0, None)
+        assert open_dashboard("127.0.0.1", 0, None) is first and running_dashboards() == [first]
+    finally:
+        stop_dashboards()
+    assert running_dashboards() == []
