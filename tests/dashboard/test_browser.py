@@ -33,7 +33,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--window-size=1280,1700")
 CHUNKSIZE = 500  # 30 chunks of the bundled 15,000 events
 CHUNKS = 30
-DELAY_S = 0.4  # per chunk, so that 2 workers take over 10 s even on an idle machine
+DELAY_S = 0.7  # per chunk: 2 workers need over 10 s for the 30 chunks, even on an idle machine
 ONE_REFRESH_S = 2.0  # the page polls every second; plus the time to fetch and draw
 
 pytestmark = [
@@ -61,6 +61,7 @@ class BackgroundRun:
     def __init__(self, executor: coffea_wq.WorkQueueExecutor) -> None:
         self.output = None
         self.error: BaseException | None = None
+        self.started, self.ended = time.monotonic(), 0.0
         # a fresh metadata cache: this run preprocesses its files itself, whatever ran before
         runner = processor.Runner(executor=executor, chunksize=CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
         self.thread = threading.Thread(target=self._run, args=(runner,), daemon=True)
@@ -71,6 +72,8 @@ class BackgroundRun:
             self.output = runner(sample_fileset(), SlowProcessor(DELAY_S), treename="Events")
         except BaseException as exc:  # reported by the test
             self.error = exc
+        finally:
+            self.ended = time.monotonic()
 
 
 def manager_queue():
@@ -148,6 +151,7 @@ def test_dashboard_in_chromium_follows_the_run(tmp_path):
         run.thread.join(timeout=180)
         assert not run.thread.is_alive(), "the run did not finish"
         assert run.error is None, run.error
+        assert run.ended - run.started >= 10, "the run must last long enough to watch"
         wait.until(lambda d: d.find_element(By.ID, "state").text == "finished")
         assert number(driver, "chunks-done") == CHUNKS == len(last_report("Processing").accumulated)
     finally:
