@@ -9,6 +9,7 @@ attaches a ``StatusQuerySource`` for as long as it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -174,9 +175,8 @@ class RunView:
             log.debug("dashboard: cannot read the manager: %s", exc)
             if self.tracker is None:  # nothing else to show: keep the last numbers, say why they are old
                 previous = self._last
-                if previous is not None:
-                    previous.state, previous.error, previous.time = RunState.UNREACHABLE, str(exc), now
-                    return previous
+                if previous is not None:  # a copy: pages may be serialising the previous one right now
+                    return dataclasses.replace(previous, state=RunState.UNREACHABLE, error=str(exc), time=now)
                 return Snapshot(time=now, state=RunState.UNREACHABLE, source=info, progress=Progress(),
                                 tasks=TaskCounts(), error=str(exc))
             # the executor still knows its progress and failures (CCTools' manager with a password
