@@ -151,6 +151,8 @@ class WorkerConnection:
                        "give the manager ssl=... or start the worker without --ssl", "tls")
             return
         self._received_any = self._received_any or bool(data)
+        if self._reading is _Reading.CLOSED and data:
+            return  # a status or HTTP client has asked its one question: more bytes are ignored, not kept
         self._stream.feed(data)
         try:
             while self._step():
@@ -168,6 +170,7 @@ class WorkerConnection:
         self._events.append(ConnectionFailed(reason, refusal))
         self._reading = _Reading.CLOSED
         self.closed = True
+        self._stream.skip(len(self._stream))  # a dead connection holds nothing
 
     def _step(self) -> bool:
         """Consume one unit of input; False when more bytes are needed."""
@@ -353,7 +356,12 @@ class WorkerConnection:
         if self.is_worker:
             raise ProtocolError(f"status request {line!r} from a worker")
         self._events.append(StatusRequest(line.strip()))
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """A status or HTTP client asked its one question: whatever else it sends is dropped."""
         self._reading = _Reading.CLOSED
+        self._stream.skip(len(self._stream))
 
     def _on_get(self, rest: str, line: str) -> None:
         if self.is_worker:
@@ -368,7 +376,7 @@ class WorkerConnection:
             return False
         if line.strip() == "":
             self._events.append(HttpRequest(self._http_path))
-            self._reading = _Reading.CLOSED
+            self._stop_reading()
         return True
 
     def _on_simple(self, rest: str, line: str) -> None:

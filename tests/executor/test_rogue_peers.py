@@ -1,5 +1,5 @@
 """Acceptance: rogue peers attack a real executor run (no password), and the run neither grows nor
-writes outside its staging folder, and its histograms equal IterativeExecutor's (docs/manager.md, §9)."""
+writes outside its staging folder, and its histograms equal IterativeExecutor's (docs/manager.md, §12)."""
 
 from __future__ import annotations
 
