@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 # CCTools' Python Factory spells some settings differently; both spellings work here.
 ALIASES = {"python_package": "python_env", "scratch": "scratch_dir", "password_file": "password",
            "worker_timeout": "timeout"}
+# CCTools' factory options (and constructor arguments) with no meaning here: accepted, remembered and
+# logged, so that CCTools scripts run unchanged (docs/factory.md).
+CCTOOLS_ONLY = frozenset({
+    "factory_binary", "log_file", "debug", "debug_file", "debug_file_size", "autosize", "capacity",
+    "condor_requirements", "env", "foremen_name", "runos", "wrapper", "wrapper_input", "run_factory_as_manager",
+    "amazon_config", "k8s_image", "k8s_worker_image", "mesos_master", "mesos_path", "mesos_preload",
+})
 
 
 class Factory:
@@ -60,6 +67,10 @@ class Factory:
                  manager_host_port: str | None = None, manager: Any = None,
                  config_file: str | Path | None = None, **settings: Any) -> None:
         settings = {ALIASES.get(key, key): value for key, value in settings.items()}
+        ignored = {key: settings.pop(key) for key in list(settings) if key in CCTOOLS_ONLY}
+        object.__setattr__(self, "_ignored", {})
+        for key, value in ignored.items():
+            self._ignore(key, value)
         unknown = sorted(set(settings) - set(config_field_names()))
         if unknown:
             raise TypeError(f"Factory got unknown setting(s) {', '.join(unknown)}; "
@@ -98,13 +109,23 @@ class Factory:
         name = ALIASES.get(name, name)
         if name in config_field_names():
             return getattr(self._loop.current_config(), name)
+        if name in CCTOOLS_ONLY and name in self.__dict__.get("_ignored", {}):
+            return self._ignored[name]
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         name = ALIASES.get(name, name)
+        if name in CCTOOLS_ONLY:
+            self._ignore(name, value)
+            return
         if name not in config_field_names():
             raise AttributeError(f"{name!r} is not a factory setting; known: {', '.join(config_field_names())}")
         self._loop.update(**_normalise({name: value}))
+
+    def _ignore(self, name: str, value: Any) -> None:
+        log.info("factory option %s=%r is CCTools' work_queue_factory's; coffea-wq's factory ignores it",
+                 name, value)
+        self._ignored[name] = value
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> Factory:

@@ -71,6 +71,18 @@ def test_factory_rejects_unknown_and_invalid_settings(tmp_path):
     assert factory.min_workers == 0
 
 
+def test_cctools_only_options_are_accepted_and_remembered(tmp_path, caplog):
+    # what CCTools' Python Factory takes that means nothing here: its binary, log file, debug flags
+    factory = coffea_wq.Factory("local", manager_name="x", min_workers=0, scratch_dir=tmp_path,
+                                factory_binary="/usr/bin/work_queue_factory", log_file="factory.log")
+    with caplog.at_level("INFO", logger="coffea_wq.factory.api"):
+        factory.debug = "all"
+    assert factory.debug == "all" and factory.log_file == "factory.log"
+    assert "debug='all' is CCTools' work_queue_factory's" in caplog.text
+    with pytest.raises(AttributeError, match="not a factory setting"):
+        factory.debugg = "all"
+
+
 def test_from_options_takes_the_executor_dict_in_either_spelling(tmp_path):
     class Manager:  # what the factory reads from a manager object: its port and name
         port = 9999
