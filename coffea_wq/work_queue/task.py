@@ -235,6 +235,12 @@ class Task:
 
     # ---------------------------------------------------------------- results
     @property
+    def _task(self) -> TaskSpec:
+        """What CCTools' binding calls the C task (``t._task.result``, read by CCTools' own
+        ``work_queue_futures`` module): here the task's record, which has the same fields."""
+        return self._spec
+
+    @property
     def id(self) -> int:
         return self._spec.task_id
 

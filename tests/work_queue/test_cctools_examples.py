@@ -7,7 +7,9 @@ listen on CCTools' fixed port 9123, so each run gets a network namespace of its 
 --net``, loopback only): runs never collide with each other or with anything else on the machine.
 
 Every example runs against CCTools' ``work_queue_worker`` and against ``coffea-wq worker``, and,
-as a control, under Debian's own binding (``/usr/bin/python3``, no shim) with the real worker.
+as a control, under Debian's own binding (``/usr/bin/python3``, no shim) with the real worker. The
+futures example also runs with CCTools' own ``work_queue_futures`` module on top of our
+``work_queue`` (it reads ``task._task.result``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ EXAMPLES = {
 }
 VENV_BIN = Path(sys.executable).parent
 SYSTEM_PATH = "/usr/bin:/bin"
+DEBIAN_FUTURES = Path("/usr/lib/python3/dist-packages/work_queue_futures.py")
 RUN_TIMEOUT_S = 300
 
 SHIMS = {
@@ -113,6 +116,13 @@ def run_example(name: str, binding: str, worker_kind: str | None, tmp_path: Path
     if binding == "coffea-wq":
         manager = [sys.executable, str(script), *args]
         env = {**os.environ, "PYTHONPATH": str(make_shims(tmp_path / "shims"))}
+    elif binding == "coffea-wq+debian-futures":
+        # CCTools' own work_queue_futures module (linked from where Debian puts it) on our work_queue
+        shims = make_shims(tmp_path / "shims")
+        (shims / "work_queue_futures.py").unlink()
+        (shims / "work_queue_futures.py").symlink_to(DEBIAN_FUTURES)
+        manager = [sys.executable, str(script), *args]
+        env = {**os.environ, "PYTHONPATH": str(shims)}
     else:
         manager = [SYSTEM_PYTHON, str(script), *args]
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -120,7 +130,7 @@ def run_example(name: str, binding: str, worker_kind: str | None, tmp_path: Path
     # the worker's tasks run `python3` (ours) or `python` (Debian's PythonTask): with CCTools' worker the
     # PATH decides, as a user's activated environment would; coffea-wq's worker puts its own python first
     worker_path = SYSTEM_PATH
-    if worker_kind == "cctools" and binding == "coffea-wq":
+    if worker_kind == "cctools" and binding.startswith("coffea-wq"):
         worker_path = f"{VENV_BIN}:{SYSTEM_PATH}"
     elif binding == "cctools":
         python_dir = tmp_path / "python-is-python3"
@@ -195,7 +205,9 @@ def test_work_queue_example(binding, worker, tmp_path, gzip_inputs):
 
 @requires_cctools
 @pytest.mark.slow
-@pytest.mark.parametrize(("binding", "worker"), CASES)
+@pytest.mark.parametrize(("binding", "worker"), [
+    *CASES, pytest.param("coffea-wq+debian-futures", "cctools", id="debian-futures-module-on-ours",
+                         marks=requires_cctools_python)])
 def test_work_queue_futures_example(binding, worker, tmp_path):
     check_futures(run_example("futures", binding, worker, tmp_path))
 
