@@ -76,7 +76,8 @@ def make_shims(directory: Path) -> Path:
 
 
 def worker_argv(kind: str, workdir: Path) -> list[str]:
-    options = ["--cores", "4", "--memory", "2000", "--disk", "2000", "-t", "120", "-s", str(workdir)]
+    # started before the example listens: retry every 2 s at most (the default back-off grows to 60 s)
+    options = ["--cores", "4", "--memory", "2000", "--disk", "2000", "-t", "120", "-b", "2", "-s", str(workdir)]
     if kind == "cctools":
         return [REAL_WORKER, *options, "127.0.0.1", "9123"]
     # started as a batch script would: the venv's entry point, nothing activated
