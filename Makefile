@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test-suite drives for real (interoperability, CCTools' examples, Slurm, Grid
-# Engine, the dashboard in a browser).
-SYSTEM_PACKAGES := coop-computing-tools coop-computing-tools-doc python3-workqueue python3-dill slurm-wlm munge gnuplot-nox openssl \
+# Engine, the dashboard in a browser); iproute2 brings up loopback in the examples' network namespaces.
+SYSTEM_PACKAGES := coop-computing-tools coop-computing-tools-doc python3-workqueue python3-dill iproute2 slurm-wlm munge gnuplot-nox openssl \
   chromium chromium-driver \
   gridengine-master gridengine-exec gridengine-client
 # Grid Engine's packages ask debconf questions. The tests start their own cell
