@@ -80,8 +80,10 @@ class ManagerCore:
             return 0
         sent = unfit = 0
         max_worker = self.largest_worker()
+        slots = self._category_slots_left()
         for task in self.queue.ready_in_order():
-            worker = self._find_worker(task, workers, max_worker)
+            full = slots.get(task.category, 1) <= 0
+            worker = None if full else self._find_worker(task, workers, max_worker)
             if worker is None:
                 unfit += 1
                 if unfit >= SCHEDULE_DEPTH:
@@ -89,11 +91,24 @@ class ManagerCore:
                 continue
             self.commit_task(task, worker)
             sent += 1
+            if task.category in slots:
+                slots[task.category] -= 1
             if not _has_room(worker):
                 workers.remove(worker)
                 if not workers:
                     break
         return sent
+
+    def _category_slots_left(self) -> dict[str, int]:
+        """For categories with a ``max_concurrent``: how many more of their tasks may start now."""
+        limits = {name: c.max_concurrent for name, c in self.categories.items() if c.max_concurrent >= 0}
+        if not limits:
+            return {}
+        for peer in self.peers.values():
+            for task in peer.tasks.values():
+                if task.category in limits:
+                    limits[task.category] -= 1
+        return limits
 
     def _find_worker(self, task: TaskSpec, workers: list[Peer], max_worker: Resources) -> Peer | None:
         category = self.categories.get(task.category)

@@ -124,6 +124,8 @@ class Category:
     total_tasks: int = 0
     # Largest value by which each resource was exceeded (from limits_exceeded), for status strings.
     limits_exceeded_seen: dict[str, float] = field(default_factory=dict)
+    # at most this many of the category's tasks on workers at once (< 0: no limit; CCTools 8)
+    max_concurrent: int = -1
 
     def __post_init__(self) -> None:
         self.mode = AllocationMode.parse(self.mode)

@@ -31,7 +31,7 @@ import socket
 from typing import Any
 
 from coffea_wq.work_queue.constants import *  # noqa: F403 (CCTools' module exports every WORK_QUEUE_* name)
-from coffea_wq.work_queue.python_task import PythonTask, PythonTaskNoResult
+from coffea_wq.work_queue.python_task import PythonTask, PythonTaskNoResult, RemoteTask
 from coffea_wq.work_queue.queue import WorkQueue
 from coffea_wq.work_queue.task import Task, work_queue_result_str
 
@@ -39,8 +39,8 @@ from coffea_wq.work_queue.task import Task, work_queue_result_str
 pythontask_available = importlib.util.find_spec("dill") is not None or importlib.util.find_spec("cloudpickle") is not None
 
 _CONSTANTS = [name for name in dir() if name.startswith(("WORK_QUEUE_", "CATEGORY_ALLOCATION_", "RESOURCES_"))]
-__all__ = ["WorkQueue", "Task", "PythonTask", "PythonTaskNoResult", "Factory", "work_queue_result_str", "hostname",  # noqa: F405
-           "pythontask_available", *_CONSTANTS]
+__all__ = ["WorkQueue", "Task", "PythonTask", "PythonTaskNoResult", "RemoteTask",  # noqa: F405 (Factory: lazy)
+           "Factory", "work_queue_result_str", "hostname", "pythontask_available", *_CONSTANTS]
 
 
 def __getattr__(name: str) -> Any:

@@ -174,3 +174,13 @@ class PythonTask(Task):
 
     def __repr__(self) -> str:
         return f"<PythonTask {self.id or '(unsubmitted)'} {self._spec.state.log_name}>"
+
+
+class RemoteTask(Task):
+    """CCTools 8's task for a function already loaded in a worker coprocess: not supported here."""
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("RemoteTask needs CCTools 8's worker coprocesses, which coffea-wq does not "
+                                  "have; PythonTask runs a function on any worker")

@@ -11,6 +11,7 @@ from coffea_wq.manager.stats import QueueStats, collect_stats
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.work_queue.categories import CategorySettings
 from coffea_wq.work_queue.constants import WORK_QUEUE_DEFAULT_PORT, WORK_QUEUE_WAITFORTASK
+from coffea_wq.work_queue.functional import FunctionalMethods
 from coffea_wq.work_queue.task import Task
 from coffea_wq.work_queue.workers import WorkerControl
 
@@ -25,7 +26,7 @@ PROPORTIONAL_TUNES = {
 }
 
 
-class WorkQueue(WorkerControl, CategorySettings):
+class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
     """The manager: listens for workers, runs submitted tasks on them (CCTools' ``WorkQueue``).
 
     Args:
@@ -163,6 +164,32 @@ class WorkQueue(WorkerControl, CategorySettings):
         """Remove a task from the queue (killing it if it runs); returns it, or None if unknown."""
         spec = self._server.call(lambda: self._server.core.cancel(int(id)))
         return self._tasks.pop(int(id), None) if spec is not None else None
+
+    def cancel_by_category(self, category: str) -> list[Task]:
+        """Cancel every task of ``category`` still in the queue; returns them."""
+        with self._server.lock:
+            ids = [t.task_id for t in self._server.queue.tasks.values() if t.category == category]
+        return [task for task in (self.cancel_by_taskid(i) for i in ids) if task is not None]
+
+    def status(self, request: str) -> list[dict]:
+        """What a status query gets: ``"queue_status"``, ``"task_status"``, ``"worker_status"``,
+        ``"wable_status"`` or ``"resources_status"`` (a list of dicts, as CCTools 8)."""
+        return self.status_records(request)
+
+    def using_ssl(self) -> bool:
+        """Whether workers connect with TLS (the ``ssl`` keyword)."""
+        return self._server.ssl_context is not None
+
+    def application_info(self) -> None:
+        """CCTools 8 returns None here too (kept for its Jupyter display)."""
+        return None
+
+    def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> int:
+        """Run at most ``max_concurrent`` tasks of ``category`` at once (-1: no limit)."""
+        with self._server.lock:
+            self._server.core.category(category).max_concurrent = int(max_concurrent)
+        self._server.wake()
+        return 1
 
     def cancel_by_tasktag(self, tag: str) -> Task | None:
         with self._server.lock:

@@ -206,6 +206,15 @@ class Task:
         self._running_time_min = max(0.0, float(seconds))
         return 1
 
+    def specify_start_time_min(self, useconds: float) -> int:
+        """Accepted; coffea-wq's manager does not hold tasks back until a start time (docs/manager.md)."""
+        return 1
+
+    def specify_coprocess(self, coprocess: str) -> int:
+        """CCTools 8's serverless coprocesses are not supported by coffea-wq (docs/manager.md)."""
+        raise NotImplementedError(f"specify_coprocess({coprocess!r}): coffea-wq has no worker coprocesses; "
+                                  "use PythonTask")
+
     def specify_algorithm(self, algorithm: int) -> int:
         """Accepted; coffea-wq's manager has one scheduling rule (docs/manager.md)."""
         return 1
