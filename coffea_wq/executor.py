@@ -20,6 +20,7 @@ from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
 from coffea_wq.coffea_tasks.checkpoint import CheckpointStore, function_digest
+from coffea_wq.coffea_tasks.culprits import check_gzip_header
 from coffea_wq.coffea_tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
 from coffea_wq.coffea_tasks.errors import ExecutorConfigError, RunInterrupted, TaskFailedError
 from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
@@ -485,6 +486,9 @@ def resolve_environment(environment_file: str | None) -> tuple[Path | None, Path
                                   f"which is not available: {exc}") from exc
     except OSError as exc:
         raise ExecutorConfigError(f"environment_file={environment_file!r} cannot be read: {exc}") from exc
+    problem = check_gzip_header(tarball)
+    if problem is not None:  # at once, rather than when every task has failed on it (culprits.py)
+        raise ExecutorConfigError(f"environment_file={environment_file!r} {problem}")
     return tarball, runner, remote
 
 

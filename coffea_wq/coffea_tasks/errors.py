@@ -71,6 +71,20 @@ class TaskFailedError(RuntimeError):
         return (RuntimeError, (str(self),))
 
 
+class EnvironmentFileError(TaskFailedError):
+    """The ``environment_file`` tarball cannot be unpacked: no task can run, whatever the item.
+
+    ``tarball`` is its path on the submit host; the message leads with it, then names the item
+    whose task met it (a ``TaskFailedError``, so the partial output is kept as for any failure).
+    """
+
+    def __init__(self, tarball: str, item: Any, attempts: int, reason: str, host: str | None = None,
+                 stdout: str | None = None):
+        super().__init__(item, attempts, reason, host=host, stdout=stdout)
+        self.tarball = tarball
+        self.args = (f"{reason}\n(met by the task of {describe_item(item)} on {host or '?'})",)
+
+
 class ExecutorConfigError(ValueError):
     """An executor option or executor_args key is wrong; the message names it."""
 

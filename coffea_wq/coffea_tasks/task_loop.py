@@ -23,8 +23,15 @@ from coffea.processor import accumulate
 from coffea_wq.catalog.verbose import task_report_lines
 from coffea_wq.coffea_tasks.backend import module_constant
 from coffea_wq.coffea_tasks.checkpoint import CheckpointStore
+from coffea_wq.coffea_tasks.culprits import ENV_CORRUPT_EXIT, environment_failure_reason, unchangeable_cause
 from coffea_wq.coffea_tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
-from coffea_wq.coffea_tasks.errors import RemoteError, RunInterrupted, TaskFailedError, describe_item
+from coffea_wq.coffea_tasks.errors import (
+    EnvironmentFileError,
+    RemoteError,
+    RunInterrupted,
+    TaskFailedError,
+    describe_item,
+)
 from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
 from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
 from coffea_wq.coffea_tasks.progress import ProgressBars
@@ -266,6 +273,8 @@ class TaskLoop:
         self._report_task(task, unit)
         if self.tracker:
             self.tracker.task_returned(task, self.template.category)
+        if self._environment_broke(task, unit):
+            return
         result = int(task.result)
         if result == self.success:
             outcome = read_outcome(self.session.staging.output_path(unit.key), self.options.result_policy,
@@ -279,7 +288,12 @@ class TaskLoop:
                 return
             if outcome.kind is OutcomeKind.REMOTE_ERROR:
                 remote = outcome.remote
-                self.retry_or_fail(unit, f"{remote.type_name}: {remote.message}", task, remote)
+                reason = f"{remote.type_name}: {remote.message}"
+                permanent = unchangeable_cause(remote)
+                if permanent is not None:  # the same on every worker: spend no retries on it
+                    self.fail(unit, f"{reason} (not retried: {permanent})", task, remote)
+                    return
+                self.retry_or_fail(unit, reason, task, remote)
                 return
             self.retry_or_fail(unit, f"{outcome.detail} (exit status {task.return_status})", task)
             return
@@ -292,6 +306,22 @@ class TaskLoop:
                 self.fail(unit, reason, task)
             return
         self.retry_or_fail(unit, f"task result {_result_name(task)} (exit status {task.return_status})", task)
+
+    def _environment_broke(self, task: Any, unit: WorkUnit) -> bool:
+        """A task that the environment runner failed (exit 65): fail the run if the tarball itself is
+        bad, else retry elsewhere (its copy was damaged on the way); see culprits.py."""
+        environment = self.template.environment
+        if environment is None or _exit_status(task) != ENV_CORRUPT_EXIT:
+            return False
+        reason, retry_can_help = environment_failure_reason(environment, self.template.environment_remote_name,
+                                                            worker_name(task), getattr(task, "output", ""))
+        if retry_can_help:
+            self.retry_or_fail(unit, reason, task)
+            return True
+        self.fail(unit, reason, task)
+        self.failure = EnvironmentFileError(str(environment), unit.item, unit.failures, reason,
+                                            host=getattr(task, "hostname", None), stdout=getattr(task, "output", None))
+        return True
 
     def _learn_chunk_size(self, unit: WorkUnit, task: Any, wall_time: float | None) -> None:
         if self.model is None:
@@ -488,6 +518,13 @@ def _connected_cores(queue: Any) -> int:
         return int(getattr(queue.stats, "total_cores", 0) or 0)
     except (AttributeError, TypeError, ValueError):
         return 0
+
+
+def _exit_status(task: Any) -> int | None:
+    try:
+        return int(task.return_status)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _result_name(task: Any) -> str:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,10 @@ def start_cold(command: str, cwd: Path, env: dict[str, str], output_path: Path) 
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so a task started from
+            # the warm pool's start thread (its cold fallback) would be SIGKILLed at once (exit
+            # status 9, no output); those tasks are stopped by the worker's own cleanup instead
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
 
 
