@@ -82,3 +82,30 @@ def test_pickles_are_removed_with_the_task():
 
     gc.collect()
     assert not directory.exists()
+
+
+@pytest.mark.slow
+def test_function_runs_inside_a_packed_environment(queue, tmp_path):
+    import io
+    import tarfile
+
+    # an "environment" whose bin/python3 hands over to this interpreter (no 300 MB venv to pack)
+    script = f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'.encode()
+    tarball = tmp_path / "env_pytask.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("bin/python", "bin/python3"):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(script), 0o755
+            tar.addfile(info, io.BytesIO(script))
+
+    def environment_name():
+        import os
+
+        return os.path.basename(os.environ.get("VIRTUAL_ENV", ""))
+
+    task = wq.PythonTask(environment_name)
+    task.specify_environment(str(tarball))
+    task.specify_cores(1)
+    queue.submit(task)
+    done = wait_for(queue, 90)
+    assert done.output.startswith("env_pytask"), done.std_output
