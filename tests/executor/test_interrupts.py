@@ -90,3 +90,38 @@ def test_uncut_entry_ranges_are_reported_as_work_items():
     rest = ranges.remaining_items()
     assert [(i.filename, i.entrystart, i.entrystop) for i in [first, *rest]] == \
         [("f.root", 0, 60), ("f.root", 60, 200), ("g.root", 0, 50)]
+
+
+@pytest.mark.slow
+def test_run_uproot_job_returns_the_partial_output_on_ctrl_c(tmp_path):
+    import coffea_wq
+    from tests.executor import helpers, nano
+
+    fileset = helpers.make_fileset(tmp_path)
+    calls = []
+
+    def interrupt_after_two_results(queue):
+        calls.append(queue)
+        if len(calls) != 2:  # the processing call
+            return
+
+        before = queue.stats.tasks_done  # the preprocessing tasks
+
+        def watch():
+            deadline = time.monotonic() + 120
+            while queue.stats.tasks_done < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    with pytest.warns(UserWarning, match="Processing interrupted: .* not processed"):
+        out = coffea_wq.run_uproot_job(fileset, "Events", nano.LeptonJetProcessor(sleep=1.0), chunksize=helpers.CHUNKSIZE,
+                                       executor_args={"local-workers": 2, "status": False,
+                                                      "custom-init": interrupt_after_two_results,
+                                                      "filepath": str(tmp_path)})
+    done = sum(counts["all"] for counts in out["cutflow"].values())
+    report = coffea_wq.last_report("Processing")
+    assert 0 < done < 5000 and report.interrupted is not None
+    assert done + sum(i.entrystop - i.entrystart for i in report.unprocessed) == 5000
+    assert not list(tmp_path.glob("coffea-wq-*"))
