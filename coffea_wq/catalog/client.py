@@ -1,6 +1,6 @@
 """Talking to a catalog server: where it is, advertising a manager, and finding managers.
 
-Compatible with CCTools (wq-protocol.md §7): a manager sends its record as one JSON object in a
+Compatible with CCTools (docs/catalog.md, "Formats"): a manager sends its record as one JSON object in a
 UDP datagram to the catalog's port (or over TCP to port+1 when ``CATALOG_UPDATE_PROTOCOL=tcp``);
 clients read all records with ``GET /query.json``. Nothing here may block or crash a manager:
 the advertiser runs in its own daemon thread and only logs failures.

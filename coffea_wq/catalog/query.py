@@ -1,7 +1,7 @@
 """The direct status protocol: ask a manager on its own port (``work_queue_status HOST PORT``).
 
 A client connects to the manager's worker port, sends one line ``<what>_status``, and reads one
-JSON array; the manager closes the connection after it (wq-protocol.md §8). Managers with a
+JSON array; the manager closes the connection after it (docs/catalog.md, "Formats"). Managers with a
 password cannot be asked this way (the status protocol has no authentication).
 """
 

@@ -1,6 +1,6 @@
 """The catalog's table of records: decoding updates, keys, expiry, the update and history logs.
 
-Semantics follow CCTools' catalog_server (wq-protocol.md §7.1): the server adds ``address``
+Semantics follow CCTools' catalog_server (docs/catalog.md, "Formats"): the server adds ``address``
 (the sender's IP) and ``lastheardfrom`` (unix seconds), sets ``name`` to the reverse DNS of the
 sender (keeping the sent name, or the IP, when that fails), and keys records by
 ``address:port:name[:uuid]``. A record is dropped once it has not been heard from for

@@ -1,6 +1,6 @@
 """A catalog server that CCTools' managers, workers and ``work_queue_status`` can use.
 
-Like CCTools' ``catalog_server`` (wq-protocol.md §7) it listens on one port for UDP updates and
+Like CCTools' ``catalog_server`` (docs/catalog.md, "Formats") it listens on one port for UDP updates and
 HTTP queries, and on port+1 for updates sent over TCP. Queries: ``/query.json``,
 ``/query.text``, ``/query/<base64 JX expression>`` (what workers and work_queue_status send),
 ``/detail/<key>`` and the HTML page at ``/``. Replies use bare ``\\n`` header lines and close the

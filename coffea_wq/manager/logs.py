@@ -1,26 +1,19 @@
 """The manager's logs behind one small adapter: transactions log, stats log, debug log.
 
-The writers themselves live in ``txlog.py`` and ``statslog.py`` (the catalog engineer's); this
-adapter turns manager objects into their arguments, and does nothing when a log is off or when
-a writer module is not available in this checkout.
+The writers themselves live in ``txlog.py`` and ``statslog.py`` (formats: docs/catalog.md, "Logs");
+this adapter turns manager objects into their arguments, and does nothing when a log is off.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
+from coffea_wq.manager.statslog import StatsLog
 from coffea_wq.manager.task import TaskSpec
+from coffea_wq.manager.txlog import TransactionLog
 
 log = logging.getLogger("coffea_wq.manager")
-
-
-def _load(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
 
 
 def attach_debug_log(path: str) -> logging.Handler:
@@ -49,8 +42,8 @@ class ManagerLogs:
     """Calls into the transactions and stats logs; every method is safe when they are off."""
 
     def __init__(self, transactions_log: str | None = None, stats_log: str | None = None) -> None:
-        self.tx = None
-        self.stats = None
+        self.tx: TransactionLog | None = None
+        self.stats: StatsLog | None = None
         if transactions_log:
             self.open_transactions(transactions_log)
         if stats_log:
@@ -59,19 +52,11 @@ class ManagerLogs:
     def open_transactions(self, path: str) -> None:
         if self.tx is not None:
             self._call("close")
-        cls = _load("coffea_wq.manager.txlog", "TransactionLog")
-        if cls is None:
-            log.warning("transactions log %s requested, but coffea_wq.manager.txlog is not available", path)
-            return
-        self.tx = cls(path)
+        self.tx = TransactionLog(path)
         self._call("manager_start")
 
     def open_stats(self, path: str) -> None:
-        cls = _load("coffea_wq.manager.statslog", "StatsLog")
-        if cls is None:
-            log.warning("stats log %s requested, but coffea_wq.manager.statslog is not available", path)
-            return
-        self.stats = cls(path)
+        self.stats = StatsLog(path)
 
     def _call(self, method: str, *args: Any) -> None:
         if self.tx is None:
@@ -133,8 +118,6 @@ class ManagerLogs:
         self._call("manager_end")
         self._call("close")
         if self.stats is not None:
-            close = getattr(self.stats, "close", None)
-            if close:
-                close()
+            self.stats.close()
         self.tx = None
         self.stats = None

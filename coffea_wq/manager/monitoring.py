@@ -1,10 +1,11 @@
-"""Resource monitoring of tasks, as CCTools' ``enable_monitoring`` (wq-protocol.md §10.1).
+"""Resource monitoring of tasks, as CCTools' ``enable_monitoring``.
 
-At dispatch the task's command is wrapped in the shipped monitor (``cctools-monitor``, the resources
-engineer's ``wrap_command``), the monitor goes along as a cached input and its summary comes back as
-an output. After retrieval the summary decides the task's ``return_status`` (the command's, not the
-monitor's), its measured resources, and whether it exhausted its allocation (monitor exit code 2 ->
-RESOURCE_EXHAUSTION, 3 -> TASK_TIMEOUT) or left no summary (RMONITOR_ERROR).
+See docs/resources.md, "Monitoring tasks in a run". At dispatch the task's command is wrapped in
+the shipped monitor (``cctools-monitor``, through ``coffea_wq.resources.wrapper.wrap_command``),
+the monitor goes along as a cached input and its summary comes back as an output. After retrieval
+the summary decides the task's ``return_status`` (the command's, not the monitor's), its measured
+resources, and whether it exhausted its allocation (monitor exit code 2 -> RESOURCE_EXHAUSTION,
+3 -> TASK_TIMEOUT) or left no summary (RMONITOR_ERROR).
 """
 
 from __future__ import annotations

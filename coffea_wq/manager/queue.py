@@ -17,7 +17,7 @@ from coffea_wq.protocol.codes import ResultCode, TaskState
 
 @dataclass
 class Counters:
-    """Running totals with CCTools' stats names (wq-protocol.md §7.1, §9.2)."""
+    """Running totals with CCTools' stats names (docs/catalog.md, "Formats")."""
 
     workers_joined: int = 0
     workers_removed: int = 0

@@ -1,6 +1,6 @@
 """The stats (performance) log: a header line, then one row of queue counters per second at most.
 
-Format (wq-protocol.md §9.2, CCTools ``work_queue_specify_log``/``log_queue_stats``): the header
+Format (docs/catalog.md, "Formats"; CCTools ``work_queue_specify_log``/``log_queue_stats``): the header
 names 57 columns; rows are space-separated, the timestamp and times in µs, ``bandwidth`` and
 ``manager_load`` as ``%f``, everything else as integers. One upstream quirk is kept so that
 CCTools' ``work_queue_graph_log`` reads our logs exactly as it reads its own: in the rows,

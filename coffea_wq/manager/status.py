@@ -1,7 +1,7 @@
 """Answers to ``work_queue_status HOST PORT`` and HTTP GETs, and the catalog record.
 
 The JSON follows CCTools' ``queue_to_jx``, ``task_to_jx``, ``worker_to_jx`` and
-``categories_to_jx`` (wq-protocol.md §7.1, §8): compact JSON arrays, no trailing newline.
+``categories_to_jx`` (docs/catalog.md, "Formats"): compact JSON arrays, no trailing newline.
 Everything here is called on the manager's loop thread with the manager lock held.
 """
 
@@ -22,7 +22,7 @@ from coffea_wq.protocol.codes import TaskState
 TASK_STATE_NAMES = {state: state.log_name for state in TaskState}
 TASK_STATE_NAMES[TaskState.RUNNING] = "running"
 
-# the performance log's 55 columns (wq-protocol.md §9.2), in order
+# the performance log's 55 columns (docs/catalog.md, "Formats"), in order
 STATS_LOG_COLUMNS = (
     "timestamp workers_connected workers_init workers_idle workers_busy workers_able workers_joined "
     "workers_removed workers_released workers_idled_out workers_blocked workers_fast_aborted workers_lost "

@@ -1,6 +1,6 @@
 """The transactions log: one line per manager, worker, category and task event, as CCTools writes it.
 
-Grammar (wq-protocol.md §9.1; spacing is CCTools' byte for byte, double spaces included)::
+Grammar (docs/catalog.md, "Logs" and "Formats"; spacing is CCTools' byte for byte, double spaces included)::
 
     <µs> <pid> MANAGER START|END
     <µs> <pid> WORKER <id> <host:port>  CONNECTION

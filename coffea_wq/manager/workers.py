@@ -19,7 +19,7 @@ RESOURCE_KEYS = ("workers", "cores", "memory", "disk", "gpus")
 
 
 class PeerKind(enum.Enum):
-    UNKNOWN = "unknown"  # connected, first line not read yet (pitfall 20)
+    UNKNOWN = "unknown"  # connected, first line not read yet (docs/protocol.md, "Who is calling")
     WORKER = "worker"
     STATUS = "status"
 

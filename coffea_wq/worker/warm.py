@@ -1,8 +1,9 @@
 """Warm Python slots: coffea tasks run by long-lived processes forked from a zygote, not a cold ``python3``.
 
-A cold interpreter pays ~0.7 s importing coffea for every task (baseline.md); a warm slot pays it
-once. The worker asks ``WarmPythonPool.parse_warm_command(command, env)`` about each task; the
-executor marks its tasks with ``COFFEA_WQ_WARM=1`` and runs one of exactly two commands:
+A cold interpreter pays ~0.7 s importing coffea for every task (docs/executor.md, "What a task is,
+and why it is fast"); a warm slot pays it once. The worker asks
+``WarmPythonPool.parse_warm_command(command, env)`` about each task; the executor marks its tasks
+with ``COFFEA_WQ_WARM=1`` and runs one of exactly two commands:
 
     python3 coffea_wq_task.py FN ITEM OUT
     ./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT

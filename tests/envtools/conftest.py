@@ -100,7 +100,7 @@ def project_environment(tmp_path_factory) -> Path:
 
     cache = tmp_path_factory.mktemp("project-env-cache")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the checkout has uncommitted edits while engineers work
+        warnings.simplefilter("ignore")  # a working checkout may have uncommitted edits
         return envtools.get_environment(cache, analysis_dir=REPO, prefix=sys.prefix, compress_level=1)
 
 

@@ -4,7 +4,7 @@ Everything lives in one temporary directory: the munge key, socket and pid (a pr
 the system's is neither needed nor touched), slurm.conf with free ports, state, spool and logs.
 Client commands find the cluster through ``SLURM_CONF`` (``cluster.env``). ``stop()`` cancels
 every job, stops the daemons by the pids in their pid files and checks that none is left.
-Steps from shared/research/platform.md §4a (verified with slurm-wlm 22.05 and munge 0.5.15).
+Steps as in docs/factory.md, "Trying Slurm on one machine" (verified with slurm-wlm 22.05 and munge 0.5.15).
 """
 
 from __future__ import annotations
