@@ -10,8 +10,12 @@
   stopped and the staging folder removed. Later SIGINTs are remembered, never raised, so that
   cleanup cannot be cut short.
 
+SIGTERM (``kill``, a batch system's stop), where it would otherwise kill the process outright,
+raises ``SystemExit(143)`` the same way (at once, or after cleanup if cleanup has begun), so the
+workers are stopped and the staging folder removed before the process exits.
+
 Signal handlers can only be installed from the main thread, and a handler the user installed is
-theirs: in both cases the guard does nothing and Ctrl-C behaves as Python's default.
+theirs: in both cases the guard leaves that signal alone and it behaves as without coffea-wq.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger(__name__)
+
+TERMINATED_EXIT = 128 + signal.SIGTERM  # a shell's status for a process ended by SIGTERM
 
 
 class InterruptGuard:
@@ -41,22 +47,31 @@ class InterruptGuard:
         self._deferring = False
         self._raised = False
         self._previous: object = None
+        self.terminated = False
+        self._terminate_installed = False
+        self._exited = False
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is not threading.main_thread():
             log.debug("executor called outside the main thread: Ctrl-C keeps Python's default behaviour")
             return self
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        else:
             log.debug("a SIGINT handler is installed already: the executor leaves it in place")
-            return self
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        self.installed = True
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._terminate)
+            self._terminate_installed = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.installed:
             signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
             self.installed = False
+        if self._terminate_installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._terminate_installed = False
 
     @property
     def requested(self) -> bool:
@@ -68,10 +83,19 @@ class InterruptGuard:
         self._deferring = True
 
     def raise_if_aborted(self) -> None:
-        """Raise the ``KeyboardInterrupt`` a second SIGINT asked for and cleanup deferred."""
+        """Raise what a SIGTERM or a second SIGINT asked for and cleanup deferred."""
+        if self.terminated and not self._exited:
+            self._exited = True
+            raise SystemExit(TERMINATED_EXIT)
         if self.signals >= 2 and not self._raised:
             self._raised = True
             raise KeyboardInterrupt
+
+    def _terminate(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
+        if not self._deferring and not self._exited:
+            self._exited = True
+            raise SystemExit(TERMINATED_EXIT)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1

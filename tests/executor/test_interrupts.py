@@ -125,3 +125,18 @@ def test_run_uproot_job_returns_the_partial_output_on_ctrl_c(tmp_path):
     assert 0 < done < 5000 and report.interrupted is not None
     assert done + sum(i.entrystop - i.entrystart for i in report.unprocessed) == 5000
     assert not list(tmp_path.glob("coffea-wq-*"))
+
+
+def test_sigterm_exits_at_once_or_after_cleanup():
+    with InterruptGuard() as guard:
+        with pytest.raises(SystemExit) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    with InterruptGuard() as guard:
+        guard.defer()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        with pytest.raises(SystemExit):
+            guard.raise_if_aborted()

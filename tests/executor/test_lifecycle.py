@@ -120,6 +120,17 @@ def test_second_ctrl_c_raises_keyboard_interrupt_and_still_cleans_up(tmp_path):
     assert_nothing_left(settings, workers, exited_at, within=5.0)
 
 
+def test_sigterm_cleans_up_before_the_process_exits(tmp_path):
+    child, settings = start_child(tmp_path)
+    wait_for_progress(child, settings, 0.4)
+    workers = descendants(child.pid)
+    child.send_signal(signal.SIGTERM)
+    output, exited_at = finish(child)
+    assert child.returncode == 128 + signal.SIGTERM and "RESULT" not in output, output
+    assert_nothing_left(settings, workers, exited_at, within=5.0)
+    assert time.monotonic() - exited_at < 6.0
+
+
 def test_sigkill_of_the_user_process_stops_its_workers_and_the_next_run_removes_its_staging(tmp_path):
     child, settings = start_child(tmp_path)
     wait_for_progress(child, settings, 0.5)
