@@ -4,7 +4,7 @@ A ``ManagerState`` holds the answers to ``queue_status``, ``worker_status``, ``t
 ``wable_status`` (``work_queue_status -l``, ``-W``, ``-T``, ``-A``; see docs/manager.md §5), as
 CCTools' JSON. Two sources fill it:
 
-* ``EmbeddedSource``: coffea-wq's manager in this process, asked directly under its lock. This
+* ``EmbeddedSource``: coffea-wq's manager in this process, read through ``WorkQueue.snapshot()``. This
   works with a password (the status protocol has none) and also gives each worker's last contact.
 * ``StatusQuerySource``: any manager, ours or CCTools' C manager, over the status protocol on
   its port (``coffea_wq.catalog.query``). Used by ``coffea-wq dashboard HOST PORT`` and by the
@@ -71,23 +71,14 @@ class EmbeddedSource:
     reads_anytime = True
 
     def __init__(self, queue: Any) -> None:
-        # the manager's status reporter builds the very records its port answers (manager/status.py)
-        self._server = queue._server
-        self._status = queue._status
+        # the very records the manager's port answers, read through WorkQueue.snapshot()
+        self._queue = queue
         self.address = f"127.0.0.1:{queue.port}"
 
     def read(self) -> ManagerState:
-        server = self._server
-        with server.lock:
-            queue = self._status.queue_record()
-            workers = self._status.worker_records()
-            tasks = self._status.task_records()
-            categories = self._status.category_records()
-            now_wall, now_mono = time.time(), time.monotonic()
-            # last_received is monotonic; the status records carry no last-contact time
-            last_contact = {peer.address: now_wall - (now_mono - peer.last_received)
-                            for peer in server.core.peers.values()}
-        return ManagerState(queue, workers, tasks, categories, last_contact)
+        snapshot = self._queue.snapshot()
+        return ManagerState(snapshot.queue, snapshot.workers, snapshot.tasks, snapshot.categories,
+                            snapshot.last_contact)
 
 
 class CctoolsQueueSource(StatusQuerySource):
@@ -118,7 +109,9 @@ class CctoolsQueueSource(StatusQuerySource):
 
 def source_for_queue(queue: Any, host: str = "127.0.0.1") -> ManagerSource:
     """The best way to read the executor's own manager: in-process for ours, status queries for CCTools'."""
-    if hasattr(queue, "_server") and hasattr(queue, "_status"):
+    from coffea_wq.work_queue.queue import WorkQueue
+
+    if isinstance(queue, WorkQueue):
         return EmbeddedSource(queue)
     # the C manager answers within a second (the executor waits 1 s at a time): no need to wait long
     return CctoolsQueueSource(queue, host, timeout=EXECUTOR_QUERY_TIMEOUT_S)

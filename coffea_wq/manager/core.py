@@ -403,6 +403,37 @@ class ManagerCore:
     def _peer_holding(self, task: TaskSpec) -> Peer | None:
         return next((p for p in self.peers.values() if task.task_id in p.tasks), None)
 
+    # ------------------------------------------------------------------ telling workers to leave
+    def release_workers(self, chosen: Callable[[Peer], bool], limit: int = 0) -> int:
+        """Send ``release`` to the peers ``chosen`` picks (at most ``limit``; 0: no limit) and close
+        each once that is sent: the worker goes back to its pool, its tasks are requeued. How many."""
+        return self._tell_to_leave(chosen, limit, msg.WorkerConnection.send_release())
+
+    def exit_workers(self, chosen: Callable[[Peer], bool], limit: int = 0) -> int:
+        """As ``release_workers``, with ``exit``: the worker process ends."""
+        return self._tell_to_leave(chosen, limit, msg.WorkerConnection.send_exit())
+
+    def _tell_to_leave(self, chosen: Callable[[Peer], bool], limit: int, message: bytes) -> int:
+        told = 0
+        for peer in list(self.peers.values()):
+            if limit > 0 and told >= limit:
+                break
+            if chosen(peer):
+                peer.send(message)
+                peer.closing = True
+                peer.disconnect_reason = "EXPLICIT"
+                told += 1
+        return told
+
+    def forget_cached_file(self, cached_name: str) -> int:
+        """Make every worker holding ``cached_name`` in its cache unlink it; how many did."""
+        count = 0
+        for peer in self.peers.values():
+            if peer.cache.pop(cached_name, None) is not None:
+                peer.send(msg.WorkerConnection.send_unlink(cached_name))
+                count += 1
+        return count
+
 
 def _has_room(peer: Peer) -> bool:
     """Whether the smallest possible box (1 core or 1 gpu, 1 MB, 1 MB) still fits."""

@@ -139,12 +139,8 @@ class ManagerServer:
             return
         with self.lock:
             if release_workers:
-                for peer in list(self.core.peers.values()):
-                    if peer.kind is PeerKind.WORKER:
-                        peer.send(msg.WorkerConnection.send_release())
-                        self.queue.counters.workers_released += 1
-                        peer.disconnect_reason = "EXPLICIT"
-                        peer.closing = True
+                released = self.core.release_workers(lambda peer: peer.kind is PeerKind.WORKER)
+                self.queue.counters.workers_released += released
         self.wake()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -74,12 +74,12 @@ def _number(value: float | None) -> int | float:
 
 
 class StatusReporter:
-    """Builds the status JSON of one manager (``server``) and its API object (``api``)."""
+    """Builds the status JSON of one manager: its loop (``server``) and its settings (``settings``:
+    any object with ``project`` and ``priority``, the ``Manager`` of ``manager/api.py``)."""
 
-    def __init__(self, server, api) -> None:
+    def __init__(self, server, settings) -> None:
         self.server = server
-        self.api = api
-        self.categories: dict[str, dict[str, Any]] = {}  # name -> {"max": {...}, ...} as the user set them
+        self.settings = settings
 
     # ------------------------------------------------------------------ dispatch
     def answer(self, kind: str) -> str | None:
@@ -98,10 +98,10 @@ class StatusReporter:
     # ------------------------------------------------------------------ queue
     def queue_record(self) -> dict[str, Any]:
         server = self.server
-        stats = collect_stats(server, getattr(self.api, "_priority", 0))
+        stats = collect_stats(server, self.settings.priority)
         record: dict[str, Any] = {
             "type": "wq_master",
-            "project": self.api.name or "",
+            "project": self.settings.project or "",
             "starttime": server.time_when_started // 1_000_000,
             "working_dir": os.getcwd(),
             "owner": _owner(),
@@ -259,7 +259,7 @@ class StatusReporter:
 
     # ------------------------------------------------------------------ stats log
     def stats_row(self) -> dict[str, Any]:
-        stats = collect_stats(self.server, getattr(self.api, "_priority", 0))
+        stats = collect_stats(self.server, self.settings.priority)
         values = stats.as_dict()
         values["timestamp"] = now_us()
         values["time_execute"] = stats.time_workers_execute

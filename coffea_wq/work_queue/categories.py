@@ -8,16 +8,14 @@ log = logging.getLogger("coffea_wq.work_queue")
 
 
 class CategorySettings:
-    """Methods of ``WorkQueue`` that configure task categories and monitoring (mixed into it)."""
+    """Methods of ``WorkQueue`` that configure task categories and monitoring (mixed into it; they call ``self._manager``)."""
 
     def specify_category_mode(self, category: str, mode) -> int:
         """Allocation mode of a category: WORK_QUEUE_ALLOCATION_MODE_FIXED/MAX/MIN_WASTE/MAX_THROUGHPUT."""
         from coffea_wq.resources.allocation import AllocationMode
 
         chosen = AllocationMode(int(mode)) if isinstance(mode, int) else AllocationMode.parse(mode)
-        with self._server.lock:
-            self._server.core.category(category).mode = chosen
-            self._logs.category_first(category, chosen.log_name, self._server.core.category(category).first_allocation)
+        self._manager.set_category_mode(category, chosen)
         return 1
 
     def specify_category_max_resources(self, category: str, resources: dict) -> int:
@@ -34,11 +32,7 @@ class CategorySettings:
         As CCTools: the guess is used from the next task on (the category counts as sized), until
         the first measured completion; then tasks are sized from measurements as usual.
         """
-        value = _as_resources(category, resources)
-        with self._server.lock:
-            self._server.core.category(category).set_first_allocation_guess(value)
-            self._status.categories.setdefault(category, {})["first"] = value.as_dict()
-        self._server.wake()
+        self._manager.set_first_allocation_guess(category, _as_resources(category, resources))
         return 1
 
     specify_category_first_resources = specify_category_first_allocation_guess
@@ -64,30 +58,10 @@ class CategorySettings:
 
     def stats_category(self, category: str):
         """The queue's statistics with the task counts of one category (CCTools' ``stats_category``)."""
-        from coffea_wq.manager.stats import collect_stats
-        from coffea_wq.protocol.codes import TaskState
-
-        with self._server.lock:
-            stats = collect_stats(self._server, self._priority)
-            tasks = [t for t in self._server.queue.tasks.values() if t.category == category]
-            stats.tasks_waiting = sum(1 for t in tasks if t.state is TaskState.READY)
-            stats.tasks_running = sum(1 for t in tasks if t.state is TaskState.RUNNING)
-            retrieving = sum(1 for t in tasks if t.state in (TaskState.WAITING_RETRIEVAL, TaskState.RETRIEVED))
-            stats.tasks_with_results = retrieving
-            stats.tasks_on_workers = stats.tasks_running + retrieving
-            for name in ("tasks_submitted", "tasks_done", "tasks_failed", "tasks_cancelled"):
-                setattr(stats, name, self._server.queue.category_totals.get(category, {}).get(name, 0))
-        return stats
+        return self._manager.stats(category=category)
 
     def _set_category_limit(self, category: str, attribute: str, resources: dict) -> int:
-        value = _as_resources(category, resources)
-        with self._server.lock:
-            setattr(self._server.core.category(category), attribute, value)
-            self._status.categories.setdefault(category, {})[attribute.split("_")[0]] = value.as_dict()
-            log_method = {"max_allocation": "category_max", "min_allocation": "category_min"}.get(attribute)
-            if log_method:
-                getattr(self._logs, log_method)(category, value)
-        self._server.wake()
+        self._manager.set_category_limit(category, attribute, _as_resources(category, resources))
         return 1
 
     def enable_monitoring(self, dirname: str | None = None, watchdog: bool = False) -> int:
@@ -98,8 +72,7 @@ class CategorySettings:
         """
         from coffea_wq.manager.monitoring import MonitorSettings
 
-        with self._server.lock:
-            self._server.core.monitor = MonitorSettings.create(dirname, watchdog)
+        self._manager.enable_monitoring(MonitorSettings.create(dirname, watchdog))
         return 1
 
     def enable_monitoring_full(self, dirname: str | None = None, watchdog: bool = False) -> int:

@@ -109,6 +109,9 @@ class FutureTask(Task):
     def queue(self) -> WorkQueueFutures | None:
         return self._queue
 
+    def _submitted_to(self, queue: WorkQueueFutures) -> None:
+        self._queue = queue
+
     @property
     def result_code(self) -> int:
         """The Work Queue result code (``Task.result``, which this class uses for the future)."""
@@ -309,7 +312,7 @@ class WorkQueueFutures:
             return None
         with self._lock:
             task_id = self._queue.submit(task)
-            task._queue = self
+            task._submitted_to(self)
             self._active[task_id] = task
             self._lock.notify_all()
         return task_id

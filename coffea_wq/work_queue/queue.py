@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
+from coffea_wq.manager.api import Manager
 from coffea_wq.manager.logs import ManagerLogs, attach_debug_log
-from coffea_wq.manager.server import ManagerServer
-from coffea_wq.manager.stats import QueueStats, collect_stats
+from coffea_wq.manager.stats import QueueStats
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.work_queue.categories import CategorySettings
 from coffea_wq.work_queue.constants import WORK_QUEUE_DEFAULT_PORT, WORK_QUEUE_WAITFORTASK
@@ -58,20 +58,13 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         self._debug_handler = attach_debug_log(debug_log) if debug_log else None
         self._shutdown_on_exit = shutdown
         self._tasks: dict[int, Task] = {}
-        self._logs = ManagerLogs(transactions_log, stats_log)
-        self._server = ManagerServer(port, host, self._logs, ssl_context=ssl_context)
-        self._name = name
-        self._server.project = name
-        self._priority = 0
+        self._manager = Manager(port, host, ManagerLogs(transactions_log, stats_log), ssl_context=ssl_context,
+                                project=name)
         self._catalog_option = catalog
         self._advertiser = None
         self._catalog_seen: tuple = ()
-        from coffea_wq.manager.status import StatusReporter
-
-        self._status = StatusReporter(self._server, self)
-        self._server.status_provider = self._status.answer
-        self._server.on_tick = self._on_tick
-        self._server.on_workers_changed = self._notify_catalog
+        self._manager.on_tick(self._on_tick)
+        self._manager.on_workers_changed(self._notify_catalog)
         self._closed = False
         if name:
             self._start_advertising()
@@ -80,16 +73,15 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
     # ---------------------------------------------------------------- properties
     @property
     def port(self) -> int:
-        return self._server.port
+        return self._manager.port
 
     @property
     def name(self) -> str | None:
-        return self._name
+        return self._manager.project
 
     @property
     def stats(self) -> QueueStats:
-        with self._server.lock:
-            return collect_stats(self._server, self._priority)
+        return self._manager.stats()
 
     # ---------------------------------------------------------------- tasks
     def submit(self, task: Task) -> int:
@@ -100,14 +92,14 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
             raise ValueError(f"task {task.id} is already in the queue")
         task._spec.reset_results()
         task._spec.try_count = 0
-        task_id = self._server.submit(task._spec)
+        task_id = self._manager.submit(task._spec)
         self._notify_catalog()  # the catalog shows the new WAITING count within a second
         self._tasks[task_id] = task
         return task_id
 
     def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """The next finished task, or None if none finished within ``timeout`` s (-1: forever)."""
-        spec = self._server.wait(None if timeout is None or timeout < 0 else timeout)
+        spec = self._manager.wait(None if timeout is None or timeout < 0 else timeout)
         if spec is None:
             return None
         return self._tasks.pop(spec.task_id, None)
@@ -117,8 +109,8 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
         Other finished tasks stay for later ``wait`` calls. ``tag=None`` is ``wait(timeout)``.
         """
-        spec = self._server.wait(None if timeout is None or timeout < 0 else timeout,
-                                 None if tag is None else str(tag))
+        spec = self._manager.wait(None if timeout is None or timeout < 0 else timeout,
+                                  None if tag is None else str(tag))
         if spec is None:
             return None
         return self._tasks.pop(spec.task_id, None)
@@ -134,41 +126,26 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         Tasks already running keep the copy in their sandbox (CCTools requeues them instead).
         """
         from coffea_wq.manager.task import FileKind, cached_name_for
-        from coffea_wq.protocol.manager_side import WorkerConnection
 
         name = cached_name_for(FileKind.FILE, str(local_name), True, os.path.basename(str(local_name)) or "file")
-
-        def drop() -> int:
-            count = 0
-            for peer in self._server.core.peers.values():
-                if peer.cache.pop(name, None) is not None:
-                    peer.send(WorkerConnection.send_unlink(name))
-                    count += 1
-            return count
-
-        return int(self._server.call(drop))
+        return self._manager.invalidate_cached_file(name)
 
     def empty(self) -> bool:
         """True when no submitted task is still to be returned by ``wait``."""
-        with self._server.lock:
-            return self._server.queue.outstanding == 0
+        return self._manager.empty()
 
     def hungry(self) -> int:
         """How many more tasks the queue would like: keeps twice the connected cores waiting (at least 10)."""
-        with self._server.lock:
-            cores = sum((p.resources["cores"].total or 0) for p in self._server.core.peers.values() if p.ready_for_tasks)
-            wanted = max(10, int(2 * cores))
-            return max(0, wanted - self._server.queue.ready_count)
+        return self._manager.hungry()
 
     def cancel_by_taskid(self, id: int) -> Task | None:
         """Remove a task from the queue (killing it if it runs); returns it, or None if unknown."""
-        spec = self._server.call(lambda: self._server.core.cancel(int(id)))
+        spec = self._manager.cancel(int(id))
         return self._tasks.pop(int(id), None) if spec is not None else None
 
     def cancel_by_category(self, category: str) -> list[Task]:
         """Cancel every task of ``category`` still in the queue; returns them."""
-        with self._server.lock:
-            ids = [t.task_id for t in self._server.queue.tasks.values() if t.category == category]
+        ids = self._manager.task_ids(category=category)
         return [task for task in (self.cancel_by_taskid(i) for i in ids) if task is not None]
 
     def status(self, request: str) -> list[dict]:
@@ -178,7 +155,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
     def using_ssl(self) -> bool:
         """Whether workers connect with TLS (the ``ssl`` keyword)."""
-        return self._server.ssl_context is not None
+        return self._manager.using_ssl
 
     def application_info(self) -> None:
         """CCTools 8 returns None here too (kept for its Jupyter display)."""
@@ -186,26 +163,20 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
     def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> int:
         """Run at most ``max_concurrent`` tasks of ``category`` at once (-1: no limit)."""
-        with self._server.lock:
-            self._server.core.category(category).max_concurrent = int(max_concurrent)
-        self._server.wake()
+        self._manager.set_category_max_concurrent(category, int(max_concurrent))
         return 1
 
     def cancel_by_tasktag(self, tag: str) -> Task | None:
-        with self._server.lock:
-            match = next((t for t in self._server.queue.tasks.values() if t.tag == tag), None)
-        return self.cancel_by_taskid(match.task_id) if match is not None else None
+        ids = self._manager.task_ids(tag=tag)
+        return self.cancel_by_taskid(ids[0]) if ids else None
 
     def task_state(self, taskid: int) -> int:
-        with self._server.lock:
-            spec = self._server.queue.tasks.get(int(taskid))
-            return int(spec.state) if spec is not None else int(TaskState.UNKNOWN)
+        return int(self._manager.task_state(int(taskid)))
 
     def specify_min_taskid(self, minid: int) -> int:
         """The next task gets at least this id."""
-        with self._server.lock:
-            self._server.queue.ensure_min_task_id(int(minid))
-            return int(minid)
+        self._manager.ensure_min_task_id(int(minid))
+        return int(minid)
 
     def tune(self, name: str, value: float) -> int:
         """CCTools' tuning knobs. Honoured: ``keepalive-interval``, ``keepalive-timeout`` and
@@ -226,19 +197,15 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         if name == "category-steady-n-tasks":
             if int(value) < 1:
                 raise ValueError(f"tune('category-steady-n-tasks', {value!r}): expected an integer >= 1")
-            with self._server.lock:
-                self._server.core.set_steady_n_tasks(int(value))
+            self._manager.set_steady_n_tasks(int(value))
             return 1
         if name in PROPORTIONAL_TUNES:
-            with self._server.lock:
-                setattr(self._server.core, PROPORTIONAL_TUNES[name], int(value) > 0)
-            self._server.wake()
+            self._manager.set_switch(PROPORTIONAL_TUNES[name], int(value) > 0)
             return 1
         if name == "max-task-stdout-storage":  # coffea-wq's: CCTools fixes it at 1 GB
             if int(value) < 0:
                 raise ValueError(f"tune('max-task-stdout-storage', {value!r}): expected bytes >= 0")
-            with self._server.lock:
-                self._server.max_task_output = int(value)
+            self._manager.set_max_task_output(int(value))
             return 1
         log.info("tune(%r, %r): not used by coffea-wq's manager; ignored", name, value)
         return 0
@@ -258,7 +225,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
     # ---------------------------------------------------------------- configuration
     def specify_password(self, password: str | bytes) -> int:
-        self._server.set_password(password.encode() if isinstance(password, str) else bytes(password))
+        self._manager.set_password(password.encode() if isinstance(password, str) else bytes(password))
         return 1
 
     def specify_password_file(self, file: str) -> int:
@@ -268,26 +235,25 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
                 password = handle.read()
         except OSError as error:
             raise OSError(f"cannot read the password file {file!r}: {error.strerror}") from None
-        self._server.set_password(password)
+        self._manager.set_password(password)
         return 1
 
     def specify_keepalive_interval(self, interval: float) -> int:
-        self._server.keepalive_interval = float(interval)
+        self._manager.set_keepalive(interval=float(interval))
         return 1
 
     def specify_keepalive_timeout(self, timeout: float) -> int:
-        self._server.keepalive_timeout = float(timeout)
+        self._manager.set_keepalive(timeout=float(timeout))
         return 1
 
     def specify_name(self, name: str) -> int:
-        self._name = name
-        self._server.project = name
+        self._manager.project = name
         if name and self._advertiser is None:
             self._start_advertising()
         return 1
 
     def specify_priority(self, priority: int) -> int:
-        self._priority = priority
+        self._manager.priority = priority
         return 1
 
     def specify_catalog_server(self, hostname: str, port: int) -> int:
@@ -302,27 +268,25 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
     def specify_log(self, logfile: str) -> int:
         """Write the performance (stats) log to ``logfile``."""
-        with self._server.lock:
-            self._logs.open_stats(logfile)
+        self._manager.open_stats_log(logfile)
         return 1
 
     def specify_transactions_log(self, logfile: str) -> int:
         """Write the transactions log to ``logfile``."""
-        with self._server.lock:
-            self._logs.open_transactions(logfile)
+        self._manager.open_transactions_log(logfile)
         return 1
 
     # ---------------------------------------------------------------- catalog
     def _start_advertising(self) -> None:
         from coffea_wq.manager.advertise import start_advertiser
 
-        self._advertiser = start_advertiser(self._catalog_option, self._status.queue_record_for_catalog)
+        self._advertiser = start_advertiser(self._catalog_option, self._manager.catalog_record)
 
     def _restart_advertising(self) -> None:
         if self._advertiser is not None:
             self._advertiser.stop()
             self._advertiser = None
-        if self._name:
+        if self.name:
             self._start_advertising()
 
     def _notify_catalog(self) -> None:
@@ -333,11 +297,11 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         # once a second, with the manager lock held: a task that started or finished, or a worker
         # that came or went, is advertised at the next second (the advertiser sends at most 1/s)
         if self._advertiser is not None:
-            seen = queue_snapshot(self._server)
+            seen = self._manager.counts()
             if seen != self._catalog_seen:
                 self._catalog_seen = seen
                 self._advertiser.notify_change()
-        self._logs.write_stats(self._status.stats_row())
+        self._manager.write_stats()
 
     # ---------------------------------------------------------------- shutdown
     def shutdown(self) -> None:
@@ -350,9 +314,8 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         if self._advertiser is not None:
             self._advertiser.stop()
             self._advertiser = None
-        with self._server.lock:
-            self._logs.write_stats(self._status.stats_row(), force=True)
-        self._server.stop()
+        self._manager.write_stats(force=True)
+        self._manager.stop()
         if self._tls_dir is not None:
             self._tls_dir.cleanup()
             self._tls_dir = None
@@ -372,10 +335,3 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         except Exception:
             pass
 
-
-def queue_snapshot(server: ManagerServer) -> tuple[int, ...]:
-    """What the catalog record counts (tasks by state, workers, cores), cheaply; call with the lock held."""
-    peers = server.core.peers.values()
-    on_workers = sum(len(peer.tasks) for peer in peers)
-    return (server.queue.ready_count, server.queue.outstanding, on_workers, server.queue.counters.tasks_done,
-            len(server.core.peers), sum(1 for peer in peers if peer.ready_for_tasks))

@@ -64,7 +64,7 @@ def test_category_max_resources_bound_the_box(processes, tmp_path):
             q.submit(t)
         start_real_worker(processes, q.port, tmp_path / "w")
         done = drain(q, 30)
-        record = q._status.category_records()
+        record = q.snapshot().categories
     assert {t.output for t in done.values()} == {"1 100\n"}
     small = next(r for r in record if r["category"] == "small")
     assert small["max_cores"] == "1.000" and small["max_memory"] == "100"
