@@ -1,6 +1,6 @@
 """`make demo`: the topEFT-like example on the bundled sample, with 2 local Work Queue workers.
 
-Runs ``work_queue_run.py analysis_examples/topeft/cfg/demo.cfg --local-workers 2 --port 0`` (the
+Runs ``work_queue_run.py analysis_examples/topeft/cfg/demo.cfg --local-workers 2`` (the
 executor starts two ``coffea-wq worker`` processes on 127.0.0.1 and stops them at the end), writes
 ``outputs/demo/topeft_demo.pkl.gz`` and one PNG per histogram (``outputs/demo/<name>.png``), and
 prints events/s, the histogram summary and the plots' paths. Extra options go to
@@ -47,7 +47,7 @@ def demo_argv(executor: str, outpath: Path = DEMO_OUTPATH, extra: list[str] | No
     argv = [str(DEMO_CFG), "--executor", executor, "--chunksize", str(DEMO_CHUNKSIZE),
             "--outpath", str(outpath), "--outname", DEMO_OUTNAME, "--plots", str(outpath)]
     if executor == "work_queue":
-        argv += ["--local-workers", str(DEMO_WORKERS), "--port", "0"]
+        argv += ["--local-workers", str(DEMO_WORKERS)]
     elif executor == "futures":
         argv += ["--workers", str(DEMO_WORKERS)]
     return argv + list(extra or [])

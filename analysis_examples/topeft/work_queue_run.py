@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", choices=EXECUTORS, default="work_queue", help="where chunks run (work_queue)")
     parser.add_argument("--workers", type=_positive_int, default=2, help="processes of --executor futures (2)")
     wq = parser.add_argument_group("work_queue executor")
-    wq.add_argument("--port", type=parse_port, default=[9123, 9130],
-                    help="manager port or inclusive range MIN-MAX (9123-9130); 0: any free port")
+    wq.add_argument("--port", type=parse_port, default=None,
+                    help="manager port or inclusive range MIN-MAX (default 9123-9130; with --local-workers "
+                         "and no --manager-name: a free port on 127.0.0.1 only); 0: any free port")
     wq.add_argument("--manager-name", default=None,
                     help="name advertised to the catalog for workers started with -M NAME "
                          "(default: $USER-workqueue-coffea, or none with --local-workers)")
@@ -141,7 +142,6 @@ def work_queue_executor_args(args: argparse.Namespace, schema) -> dict:
     executor_args = {
         "schema": schema,
         "skipbadfiles": False,
-        "port": args.port,
         "local-workers": args.local_workers,
         "extra-input-files": list(args.extra_input_files),
         "retries": args.retries,
@@ -151,7 +151,7 @@ def work_queue_executor_args(args: argparse.Namespace, schema) -> dict:
         "verbose": args.verbose,
         "status": args.status,
     }
-    optional = {"master-name": manager_name or None, "cores": args.cores, "memory": args.memory,
+    optional = {"master-name": manager_name or None, "port": default_port(args, manager_name), "cores": args.cores, "memory": args.memory,
                 "disk": args.disk, "environment-file": args.environment_file,
                 "password-file": args.password_file, "dashboard": args.dashboard,
                 "dashboard-host": args.dashboard_host}
@@ -163,6 +163,22 @@ def work_queue_executor_args(args: argparse.Namespace, schema) -> dict:
                               "transactions-log": str(logdir / "tr.log"),
                               "stats-log": str(logdir / "stats.log")})
     return executor_args
+
+
+def default_port(args: argparse.Namespace, manager_name: str | None) -> int | list[int] | None:
+    """``--port``, else topcoffea's 9123-9130 when workers come from outside; None (the executor's
+    choice: a free port on 127.0.0.1 behind a password made for the run) when only local workers serve it.
+
+        >>> default_port(argparse.Namespace(port=None, local_workers=2), None) is None
+        True
+        >>> default_port(argparse.Namespace(port=None, local_workers=0), "me-wq")
+        [9123, 9130]
+    """
+    if args.port is not None:
+        return args.port
+    if args.local_workers > 0 and not manager_name:
+        return None
+    return [9123, 9130]
 
 
 def quiet_crossref_warnings() -> None:

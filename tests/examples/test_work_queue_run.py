@@ -62,6 +62,9 @@ def test_executor_args_are_topcoffea_style():
     assert exe["transactions-log"] == "/tmp/l/tr.log" and "memory" not in exe
     local = work_queue_executor_args(build_parser().parse_args(["x.cfg", "--local-workers", "2"]), NanoAODSchema)
     assert local["local-workers"] == 2 and "master-name" not in local
+    # only local workers: no port, so the executor listens on 127.0.0.1 behind the run's own password
+    assert "port" not in local
+    assert work_queue_executor_args(build_parser().parse_args(["x.cfg"]), NanoAODSchema)["port"] == [9123, 9130]
     if work_queue_available():  # every key is one coffea_wq.run_uproot_job knows
         from coffea_wq.compat import split_executor_args
 
@@ -141,6 +144,8 @@ def test_demo_runs_on_two_local_workers_and_equals_iterative(tmp_path, processes
     expected = "work_queue" if work_queue_available() else "futures"
     assert f"demo: {expected} executor" in text
     assert "Processed 15,000 events" in text and "Events per category" in text
+    if expected == "work_queue":  # local workers only: the manager is on loopback behind the run's password, so no open-port warning
+        assert "without a password" not in text
     assert_outputs_equal(load_output(tmp_path / "out" / "topeft_demo.pkl.gz"), iterative_reference(1250))
     assert_plots(printed_plots(text), tmp_path / "out")  # make demo's PNGs, one per histogram
 
