@@ -12,6 +12,7 @@ import itertools
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.types import Resources
@@ -119,6 +120,9 @@ class TaskSpec:
     missing_outputs: int = 0
     label: int = 0  # CCTools' resource request label: 0 FIRST, 1 MAX (after an exhaustion)
     attempt_files: list[FileSpec] = field(default_factory=list)  # added per attempt (the monitor's)
+    # the API object this record is the state of (a work_queue ``Task``), handed back by ``wait``: the
+    # manager's queue is the only registry of tasks, the facade keeps no table of its own
+    view: Any = field(default=None, repr=False, compare=False)
 
     def all_files(self) -> list[FileSpec]:
         return self.files + self.attempt_files if self.attempt_files else self.files

@@ -57,7 +57,6 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         ssl_context, self._tls_dir = queue_ssl_context(ssl)
         self._debug_handler = attach_debug_log(debug_log) if debug_log else None
         self._shutdown_on_exit = shutdown
-        self._tasks: dict[int, Task] = {}
         self._manager = Manager(port, host, ManagerLogs(transactions_log, stats_log), ssl_context=ssl_context,
                                 project=name)
         self._catalog_option = catalog
@@ -92,17 +91,15 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
             raise ValueError(f"task {task.id} is already in the queue")
         task._spec.reset_results()
         task._spec.try_count = 0
+        task._spec.view = task  # what wait() hands back for this record
         task_id = self._manager.submit(task._spec)
         self._notify_catalog()  # the catalog shows the new WAITING count within a second
-        self._tasks[task_id] = task
         return task_id
 
     def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """The next finished task, or None if none finished within ``timeout`` s (-1: forever)."""
         spec = self._manager.wait(None if timeout is None or timeout < 0 else timeout)
-        if spec is None:
-            return None
-        return self._tasks.pop(spec.task_id, None)
+        return None if spec is None else spec.view
 
     def wait_for_tag(self, tag: str, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """The next finished task tagged ``tag`` (``Task.specify_tag``), or None after ``timeout`` s.
@@ -111,9 +108,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         """
         spec = self._manager.wait(None if timeout is None or timeout < 0 else timeout,
                                   None if tag is None else str(tag))
-        if spec is None:
-            return None
-        return self._tasks.pop(spec.task_id, None)
+        return None if spec is None else spec.view
 
     @property
     def stats_hierarchy(self) -> QueueStats:
@@ -141,7 +136,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
     def cancel_by_taskid(self, id: int) -> Task | None:
         """Remove a task from the queue (killing it if it runs); returns it, or None if unknown."""
         spec = self._manager.cancel(int(id))
-        return self._tasks.pop(int(id), None) if spec is not None else None
+        return None if spec is None else spec.view
 
     def cancel_by_category(self, category: str) -> list[Task]:
         """Cancel every task of ``category`` still in the queue; returns them."""
