@@ -101,7 +101,9 @@ def _two_dimensional(ax, histogram: hist.Hist, variables, data: set[str]) -> Non
 
     simulated = [d for d in _datasets(histogram) if d not in data] or _datasets(histogram)
     summed = sum(histogram[{"dataset": d, "category": sum}] for d in simulated)
-    mplhep.hist2dplot(summed, ax=ax, cbarextend=False)
+    # the colour bar is added on this figure: mplhep's own goes through pyplot's current figure
+    artists = mplhep.hist2dplot(summed, ax=ax, cbar=False)
+    ax.figure.colorbar(artists.pcolormesh, ax=ax)
     ax.set_xlabel(variables[0].label or variables[0].name)
     ax.set_ylabel(variables[1].label or variables[1].name)
 

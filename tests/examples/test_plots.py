@@ -53,5 +53,6 @@ def test_plots_option_writes_one_png_per_histogram_and_prints_the_paths(tmp_path
                           cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     paths = printed_plots(proc.stdout)
+    assert "UserWarning" not in proc.stderr, proc.stderr[-3000:]  # e.g. a colour bar drawn on another figure
     assert all(p.parent == plots for p in paths)
     assert_plots(paths, plots)
