@@ -17,8 +17,8 @@ _LAZY = {
     "RunInterrupted": "coffea_wq.executor",
     "last_report": "coffea_wq.executor",
     "shutdown": "coffea_wq.executor",
-    "work_queue_executor": "coffea_wq.compat",
-    "run_uproot_job": "coffea_wq.compat",
+    "work_queue_executor": "coffea_wq.executor.compat",
+    "run_uproot_job": "coffea_wq.executor.compat",
     "Factory": "coffea_wq.factory.api",
 }
 

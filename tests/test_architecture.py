@@ -24,7 +24,7 @@ MAX_LINES = 600
 # Private names of other libraries that are their documented public API, and the one private
 # field of a library we read for want of a public one; each is allowed only where it is listed.
 ALLOWED_FOREIGN_PRIVATES = {
-    ("coffea_wq/coffea_tasks/task_script.py", "os._exit"): "documented: exit without finalisers",
+    ("coffea_wq/executor/tasks/task_script.py", "os._exit"): "documented: exit without finalisers",
     ("coffea_wq/worker/zygote.py", "os._exit"): "documented: exit without finalisers",
     ("coffea_wq/worker/main.py", "os._Environ"): "the type of os.environ, in an annotation",
     ("envtools/pack_conda.py", "conda_env._excluded_files"):

@@ -4,5 +4,4 @@
   finding managers by name (what ``work_queue_worker -M`` does).
 - :mod:`coffea_wq.catalog.query`: the direct status protocol (``work_queue_status HOST PORT``).
 - :mod:`coffea_wq.catalog.server`: a catalog server compatible with CCTools' ``catalog_server``.
-- :mod:`coffea_wq.catalog.verbose`: the executor's per-task report lines.
 """

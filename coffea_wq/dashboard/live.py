@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
 from coffea_wq.dashboard.auth import DashboardAuth
 from coffea_wq.dashboard.build import RunView
 from coffea_wq.dashboard.server import DashboardServer
 from coffea_wq.dashboard.sources import source_for_queue
 from coffea_wq.dashboard.tracker import RunTracker
+from coffea_wq.executor.errors import ExecutorConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 

@@ -18,9 +18,9 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
-from coffea_wq.coffea_tasks import session as sessions
 from coffea_wq.dashboard import live
 from coffea_wq.executor import last_report
+from coffea_wq.executor import session as sessions
 from tests import support
 from tests.dashboard.runs import SlowProcessor, sample_fileset
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import coffea_wq
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
-from coffea_wq.compat import split_executor_args
 from coffea_wq.dashboard.live import dashboard_port
+from coffea_wq.executor.compat import split_executor_args
+from coffea_wq.executor.errors import ExecutorConfigError
 
 
 @pytest.mark.parametrize("value", ["yes", -1, 70000, 1.5])

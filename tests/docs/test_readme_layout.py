@@ -1,7 +1,7 @@
 """README's Layout table matches the tree: every path it lists exists, every part of coffea_wq is listed.
 
 A part is a package directly under ``coffea_wq/`` (``coffea_wq/manager/``) or a module there
-(``coffea_wq/executor.py``); ``__init__.py`` and ``__main__.py`` are the package itself. The table's
+(``coffea_wq/NAME.py``); ``__init__.py`` and ``__main__.py`` are the package itself. The table's
 first column holds the paths, each in backticks; several paths may share a row.
 """
 

@@ -66,7 +66,7 @@ def test_executor_args_are_topcoffea_style():
     assert "port" not in local
     assert work_queue_executor_args(build_parser().parse_args(["x.cfg"]), NanoAODSchema)["port"] == [9123, 9130]
     if work_queue_available():  # every key is one coffea_wq.run_uproot_job knows
-        from coffea_wq.compat import split_executor_args
+        from coffea_wq.executor.compat import split_executor_args
 
         executor_options, runner_options = split_executor_args(exe)
         assert executor_options["master_name"] == exe["master-name"]
@@ -82,7 +82,7 @@ def test_dashboard_option_becomes_the_executors_dashboard_key():
     wide = executor_args("--dashboard", "8787", "--dashboard-host", "0.0.0.0")
     assert (wide["dashboard"], wide["dashboard-host"]) == (8787, "0.0.0.0")
     if work_queue_available():
-        from coffea_wq.compat import split_executor_args
+        from coffea_wq.executor.compat import split_executor_args
 
         executor_options, _ = split_executor_args(wide)
         assert (executor_options["dashboard"], executor_options["dashboard_host"]) == (8787, "0.0.0.0")

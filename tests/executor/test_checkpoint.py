@@ -17,9 +17,9 @@ from coffea.processor.executor import WorkItem
 import coffea_wq
 from analysis_examples.topeft.compare import assert_outputs_equal
 from analysis_examples.topeft.processor import TopEFTLikeProcessor
-from coffea_wq.coffea_tasks import task_script
-from coffea_wq.coffea_tasks.checkpoint import CheckpointStore, source_id
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
+from coffea_wq.executor.errors import ExecutorConfigError
+from coffea_wq.executor.results.checkpoint import CheckpointStore, source_id
+from coffea_wq.executor.tasks import task_script
 from tests import support
 from tests.executor import helpers, lifecycle_child, nano
 from tests.executor.test_lifecycle import (

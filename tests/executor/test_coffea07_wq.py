@@ -21,8 +21,8 @@ import coffea_wq
 from analysis_examples.topeft.cfg import fileset_from_samples, read_cfg
 from analysis_examples.topeft.compare import assert_outputs_equal
 from analysis_examples.topeft.work_queue_run import make_processor, quiet_crossref_warnings
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
-from coffea_wq.coffea_tasks.staging import shipped_input_name
+from coffea_wq.executor.errors import ExecutorConfigError, TaskFailedError
+from coffea_wq.executor.tasks.staging import shipped_input_name
 from tests import support
 
 SAMPLE_CFG = support.REPO / "analysis_examples" / "data" / "sample" / "samples.cfg"

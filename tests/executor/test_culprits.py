@@ -16,8 +16,8 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
-from coffea_wq.coffea_tasks.culprits import environment_failure_reason
-from coffea_wq.coffea_tasks.errors import EnvironmentFileError, ExecutorConfigError, TaskFailedError
+from coffea_wq.executor.errors import EnvironmentFileError, ExecutorConfigError, TaskFailedError
+from coffea_wq.executor.tasks.culprits import environment_failure_reason
 from tests import support
 from tests.executor import helpers, nano
 

@@ -8,9 +8,9 @@ from coffea.nanoevents import NanoAODSchema
 from coffea.processor.executor import WorkItem
 
 import coffea_wq
-from coffea_wq.coffea_tasks.dynamic_chunks import ChunkSizeModel, EntryRanges, parse_targets
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
 from coffea_wq.executor import last_report
+from coffea_wq.executor.errors import ExecutorConfigError
+from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges, parse_targets
 from tests.executor import helpers, nano
 
 

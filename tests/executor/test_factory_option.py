@@ -16,7 +16,7 @@ from analysis_examples.topeft.cfg import fileset_from_samples, read_cfg
 from analysis_examples.topeft.compare import assert_outputs_equal
 from analysis_examples.topeft.processor import TopEFTLikeProcessor
 from analysis_examples.topeft.work_queue_run import make_processor, quiet_crossref_warnings
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError
+from coffea_wq.executor.errors import ExecutorConfigError, TaskFailedError
 from tests import support
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -144,7 +144,7 @@ def test_factory_option_errors_name_the_key():
 
 
 def test_factory_means_no_local_workers_by_default():
-    from coffea_wq.executor import resolved_local_workers
+    from coffea_wq.executor.core import resolved_local_workers
 
     assert resolved_local_workers(coffea_wq.WorkQueueExecutor(factory={"max_workers": 2})) == 0
     assert resolved_local_workers(coffea_wq.WorkQueueExecutor(factory={"max_workers": 2}, local_workers=1)) == 1
@@ -157,4 +157,4 @@ def test_invalid_factory_setting_fails_when_the_run_starts(tmp_path, fileset):
     with pytest.raises(ExecutorConfigError, match=r"factory: min-workers \(3\) is greater than max-workers \(2\)"):
         runner(fileset, make_processor(), treename="Events")
     assert worker_processes() == []
-    assert coffea_wq.coffea_tasks.session.open_sessions() == []
+    assert coffea_wq.executor.session.open_sessions() == []

@@ -12,8 +12,8 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
-from coffea_wq.coffea_tasks.errors import TaskFailedError
 from coffea_wq.executor import last_report
+from coffea_wq.executor.errors import TaskFailedError
 from tests import support
 from tests.executor import helpers, nano
 

@@ -11,9 +11,9 @@ import time
 import pytest
 from coffea.processor.executor import Runner, WorkItem
 
-from coffea_wq.coffea_tasks.dynamic_chunks import EntryRanges
-from coffea_wq.coffea_tasks.errors import RunInterrupted
-from coffea_wq.coffea_tasks.interrupts import InterruptGuard, plain_runner_call
+from coffea_wq.executor.errors import RunInterrupted
+from coffea_wq.executor.interrupts import InterruptGuard, plain_runner_call
+from coffea_wq.executor.tasks.dynamic_chunks import EntryRanges
 
 
 def sigint_self() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from coffea_wq.coffea_tasks.staging import OWNER_FILE, StagingArea, owner_record
+from coffea_wq.executor.tasks.staging import OWNER_FILE, StagingArea, owner_record
 from tests import support
 from tests.executor import lifecycle_child
 

@@ -1,4 +1,4 @@
-"""The result allow-list (coffea_tasks/safe_results.py): real coffea outputs load, hostile pickles do not."""
+"""The result allow-list (executor/results/safe_results.py): real coffea outputs load, hostile pickles do not."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from coffea import processor
 
-from coffea_wq.coffea_tasks.remote_exceptions import rebuild_chain
-from coffea_wq.coffea_tasks.safe_results import (
+from coffea_wq.executor.results.remote_exceptions import rebuild_chain
+from coffea_wq.executor.results.safe_results import (
     RefusedResultError,
     ResultPolicy,
     loads_result,

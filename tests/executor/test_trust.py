@@ -27,8 +27,8 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
-from coffea_wq.coffea_tasks.refused import PeersRefusedError
 from coffea_wq.executor import last_report
+from coffea_wq.executor.workers.refused import PeersRefusedError
 from tests import support
 from tests.executor import helpers, nano
 from tests.manager.scripted_worker import ScriptedWorker
@@ -138,7 +138,7 @@ def test_local_workers_only_listen_on_loopback_with_a_run_password(fileset, refe
 
 
 def test_the_run_password_file_is_private(tmp_path):
-    from coffea_wq.coffea_tasks.run_secrets import write_run_password
+    from coffea_wq.executor.workers.run_secrets import write_run_password
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -177,7 +177,7 @@ def test_a_tls_run_gives_the_same_histograms(fileset, reference, tmp_path):
 
 
 def test_an_open_port_without_a_password_gets_one_warning(tmp_path):
-    from coffea_wq.coffea_tasks.session import open_port_warning
+    from coffea_wq.executor.session import open_port_warning
 
     assert open_port_warning("127.0.0.1", None, "127.0.0.1:1") is None
     assert open_port_warning("::1", None, "[::1]:1") is None
@@ -188,7 +188,7 @@ def test_an_open_port_without_a_password_gets_one_warning(tmp_path):
 
 
 def test_a_loopback_run_without_a_password_does_not_warn(tmp_path, recwarn):
-    from coffea_wq.coffea_tasks.session import SessionConfig, acquire_session, close_session
+    from coffea_wq.executor.session import SessionConfig, acquire_session, close_session
 
     config = SessionConfig(manager_name=None, port=0, password_file=None, filepath=str(tmp_path), local_workers=0,
                            local_worker_kind="auto", stats_log=None, transactions_log=None, debug_log=None,
@@ -212,7 +212,7 @@ def _refused_handshake(port: int) -> None:
 
 def test_refusals_fail_a_run_only_when_nobody_else_came():
     import coffea_wq.work_queue as wq
-    from coffea_wq.coffea_tasks.refused import password_mismatch_error
+    from coffea_wq.executor.workers.refused import password_mismatch_error
     from coffea_wq.protocol.auth import PasswordAuth
 
     with wq.WorkQueue(port=0, host=support.LOOPBACK) as q:

@@ -12,12 +12,13 @@ import pytest
 from coffea.processor.executor import WorkItem
 
 import coffea_wq
-from coffea_wq.coffea_tasks import task_script
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError, TaskFailedError, describe_item
-from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
-from coffea_wq.coffea_tasks.splitting import split_work_item
-from coffea_wq.compat import split_executor_args
-from coffea_wq.executor import WorkQueueExecutor, resolved_local_workers
+from coffea_wq.executor import WorkQueueExecutor
+from coffea_wq.executor.compat import split_executor_args
+from coffea_wq.executor.core import resolved_local_workers
+from coffea_wq.executor.errors import ExecutorConfigError, TaskFailedError, describe_item
+from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.tasks import task_script
+from coffea_wq.executor.tasks.splitting import split_work_item
 
 # functions defined here run in a fresh interpreter that cannot import the tests package
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -154,7 +155,7 @@ def test_missing_or_foreign_output_is_reported(tmp_path):
 
 
 def test_task_failed_error_names_the_chunk_and_keeps_the_cause():
-    from coffea_wq.coffea_tasks.errors import RemoteError
+    from coffea_wq.executor.errors import RemoteError
 
     item = WorkItem("ttbar", "/data/a.root", "Events", 100, 200, b"")
     cause = OSError("disk on fire")

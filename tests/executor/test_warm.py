@@ -13,8 +13,8 @@ import cloudpickle
 import psutil
 import pytest
 
-from coffea_wq.coffea_tasks import task_script
-from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.tasks import task_script
 from coffea_wq.worker.warm import WarmProcess, WarmPythonPool
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -42,8 +42,8 @@ from typing import Any
 import cloudpickle
 import lz4.frame
 
-from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
-from coffea_wq.coffea_tasks.safe_results import ResultPolicy
+from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.results.safe_results import ResultPolicy
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import logging
 import tarfile
 from pathlib import Path
 
-from coffea_wq.coffea_tasks.errors import RemoteError
+from coffea_wq.executor.errors import RemoteError
 
 log = logging.getLogger(__name__)
 

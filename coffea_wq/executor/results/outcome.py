@@ -13,9 +13,9 @@ from typing import Any
 
 import lz4.frame
 
-from coffea_wq.coffea_tasks.errors import RemoteError
-from coffea_wq.coffea_tasks.remote_exceptions import rebuild_chain
-from coffea_wq.coffea_tasks.safe_results import RefusedResultError, ResultPolicy, load_result
+from coffea_wq.executor.errors import RemoteError
+from coffea_wq.executor.results.remote_exceptions import rebuild_chain
+from coffea_wq.executor.results.safe_results import RefusedResultError, ResultPolicy, load_result
 
 
 class OutcomeKind(enum.Enum):

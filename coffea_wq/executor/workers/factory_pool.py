@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
+from coffea_wq.executor.errors import ExecutorConfigError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def validate_factory_options(options: Any) -> None:
         >>> validate_factory_options({"max-worker": 2})
         Traceback (most recent call last):
         ...
-        coffea_wq.coffea_tasks.errors.ExecutorConfigError: factory: unknown key 'max-worker'; did you mean 'max_workers'?
+        coffea_wq.executor.errors.ExecutorConfigError: factory: unknown key 'max-worker'; did you mean 'max_workers'?
     """
     if options is None:
         return

@@ -20,27 +20,27 @@ from typing import Any
 
 from coffea.processor import accumulate
 
-from coffea_wq.catalog.verbose import task_report_lines
-from coffea_wq.coffea_tasks.backend import module_constant
-from coffea_wq.coffea_tasks.checkpoint import CheckpointStore
-from coffea_wq.coffea_tasks.culprits import ENV_CORRUPT_EXIT, environment_failure_reason, unchangeable_cause
-from coffea_wq.coffea_tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
-from coffea_wq.coffea_tasks.errors import (
+from coffea_wq.dashboard.tracker import RunTracker
+from coffea_wq.executor.backend import module_constant
+from coffea_wq.executor.errors import (
     EnvironmentFileError,
     RemoteError,
     RunInterrupted,
     TaskFailedError,
     describe_item,
 )
-from coffea_wq.coffea_tasks.exhaustion import exhaustion_failure, exhaustion_reason
-from coffea_wq.coffea_tasks.outcome import OutcomeKind, read_outcome
-from coffea_wq.coffea_tasks.progress import ProgressBars
-from coffea_wq.coffea_tasks.refused import RefusedWorkers, password_mismatch_error
-from coffea_wq.coffea_tasks.safe_results import ResultPolicy
-from coffea_wq.coffea_tasks.session import ManagerSession
-from coffea_wq.coffea_tasks.splitting import split_work_item
-from coffea_wq.coffea_tasks.staging import TaskTemplate, build_task
-from coffea_wq.dashboard.tracker import RunTracker
+from coffea_wq.executor.results.checkpoint import CheckpointStore
+from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.results.safe_results import ResultPolicy
+from coffea_wq.executor.session import ManagerSession
+from coffea_wq.executor.tasks.culprits import ENV_CORRUPT_EXIT, environment_failure_reason, unchangeable_cause
+from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
+from coffea_wq.executor.tasks.exhaustion import exhaustion_failure, exhaustion_reason
+from coffea_wq.executor.tasks.progress import ProgressBars
+from coffea_wq.executor.tasks.splitting import split_work_item
+from coffea_wq.executor.tasks.staging import TaskTemplate, build_task
+from coffea_wq.executor.verbose import task_report_lines
+from coffea_wq.executor.workers.refused import RefusedWorkers, password_mismatch_error
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``WorkQueueExecutor``: coffea's Runner on a Work Queue of workers (embedded manager, workers anywhere).
 
 The executor is a dataclass of options, like every coffea executor; the manager, the staging
-directory and local workers live in ``coffea_wq.coffea_tasks.session`` so they survive Runner's
+directory and local workers live in ``coffea_wq.executor.session`` so they survive Runner's
 ``executor.copy(...)`` and are shared by the preprocessing and processing calls of a run.
 """
 
@@ -18,15 +18,13 @@ from typing import Any
 
 from coffea.processor.executor import ExecutorBase
 
-from coffea_wq.coffea_tasks.backend import ALLOCATION_MODES, module_constant
-from coffea_wq.coffea_tasks.checkpoint import CheckpointStore, function_digest
-from coffea_wq.coffea_tasks.culprits import check_gzip_header
-from coffea_wq.coffea_tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError, RunInterrupted, TaskFailedError
-from coffea_wq.coffea_tasks.factory_pool import freeze_factory_options, validate_factory_options
-from coffea_wq.coffea_tasks.interrupts import InterruptGuard, plain_runner_call
-from coffea_wq.coffea_tasks.safe_results import ResultPolicy, user_modules_of
-from coffea_wq.coffea_tasks.session import (
+from coffea_wq.dashboard.live import finish_session, stop_dashboards, tracker_for_session
+from coffea_wq.executor.backend import ALLOCATION_MODES, module_constant
+from coffea_wq.executor.errors import ExecutorConfigError, RunInterrupted, TaskFailedError
+from coffea_wq.executor.interrupts import InterruptGuard, plain_runner_call
+from coffea_wq.executor.results.checkpoint import CheckpointStore, function_digest
+from coffea_wq.executor.results.safe_results import ResultPolicy, user_modules_of
+from coffea_wq.executor.session import (
     ManagerSession,
     SessionConfig,
     acquire_session,
@@ -34,9 +32,11 @@ from coffea_wq.coffea_tasks.session import (
     close_session,
     queue_feature,
 )
-from coffea_wq.coffea_tasks.staging import DEFAULT_PRELOAD, TaskTemplate
-from coffea_wq.coffea_tasks.task_loop import CallOptions, CallReport, TaskLoop
-from coffea_wq.dashboard.live import finish_session, stop_dashboards, tracker_for_session
+from coffea_wq.executor.tasks.culprits import check_gzip_header
+from coffea_wq.executor.tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
+from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD, TaskTemplate
+from coffea_wq.executor.tasks.task_loop import CallOptions, CallReport, TaskLoop
+from coffea_wq.executor.workers.factory_pool import freeze_factory_options, validate_factory_options
 from coffea_wq.resources.categories import COFFEA_CATEGORIES
 
 __all__ = ["WorkQueueExecutor", "TaskFailedError", "RunInterrupted", "ExecutorConfigError", "last_report", "shutdown"]

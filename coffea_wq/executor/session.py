@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coffea_wq.coffea_tasks.backend import load_work_queue_module
-from coffea_wq.coffea_tasks.factory_pool import FrozenOptions, start_factory, stop_factory
-from coffea_wq.coffea_tasks.local_workers import LocalWorkerPool, LocalWorkerSpec
-from coffea_wq.coffea_tasks.run_secrets import write_run_password
-from coffea_wq.coffea_tasks.staging import StagingArea
+from coffea_wq.executor.backend import load_work_queue_module
+from coffea_wq.executor.tasks.staging import StagingArea
+from coffea_wq.executor.workers.factory_pool import FrozenOptions, start_factory, stop_factory
+from coffea_wq.executor.workers.local_workers import LocalWorkerPool, LocalWorkerSpec
+from coffea_wq.executor.workers.run_secrets import write_run_password
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 from coffea import processor
 from coffea.processor.executor import ExecutorBase
 
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
-from coffea_wq.executor import WorkQueueExecutor
+from coffea_wq.executor.core import WorkQueueExecutor
+from coffea_wq.executor.errors import ExecutorConfigError
 
 #: ``processor.work_queue_executor`` in coffea >= 0.7.8 was the executor class itself
 work_queue_executor = WorkQueueExecutor

@@ -36,8 +36,8 @@ from typing import Any
 
 import cloudpickle
 
-from coffea_wq.coffea_tasks import task_script
-from coffea_wq.coffea_tasks.errors import ExecutorConfigError
+from coffea_wq.executor.errors import ExecutorConfigError
+from coffea_wq.executor.tasks import task_script
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What a task sends back: outcomes, the unpickling allow-list, remote errors, checkpoints."""
