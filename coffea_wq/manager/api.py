@@ -63,6 +63,10 @@ class Manager:
         self._server.project = project
         self._status = StatusReporter(self._server, self)
         self._server.status_provider = self._status.answer
+        self._advertiser = None  # a catalog advertiser while the manager has a project name
+        self._catalog_seen: tuple = ()
+        self._server.on_tick = self._each_second
+        self._server.on_workers_changed = self._notify_catalog
 
     # ------------------------------------------------------------------ identity
     @property
@@ -86,18 +90,12 @@ class Manager:
     def using_ssl(self) -> bool:
         return self._server.ssl_context is not None
 
-    def on_tick(self, hook: Callable[[], None] | None) -> None:
-        """Run ``hook`` once a second on the loop thread, with the manager lock held."""
-        self._server.on_tick = hook
-
-    def on_workers_changed(self, hook: Callable[[], None] | None) -> None:
-        """Run ``hook`` on the loop thread when a worker connects or leaves."""
-        self._server.on_workers_changed = hook
-
     # ------------------------------------------------------------------ tasks
     def submit(self, spec: TaskSpec) -> int:
         """Queue ``spec``; returns its task id."""
-        return self._server.submit(spec)
+        task_id = self._server.submit(spec)
+        self._notify_catalog()  # the catalog shows the new WAITING count within a second
+        return task_id
 
     def wait(self, timeout: float | None, tag: str | None = None) -> TaskSpec | None:
         """A finished task (tagged ``tag`` if given), or None after ``timeout`` s (None: while tasks remain)."""
@@ -296,7 +294,7 @@ class Manager:
         with self._server.lock:
             return self._status.stats_row()
 
-    def counts(self) -> tuple[int, ...]:
+    def _counts(self) -> tuple[int, ...]:
         """What the catalog record counts (tasks by state, workers, cores), cheaply, to see a change."""
         with self._server.lock:
             server = self._server
@@ -305,6 +303,40 @@ class Manager:
             return (server.queue.ready_count, server.queue.outstanding, on_workers,
                     server.queue.counters.tasks_done, len(server.core.peers),
                     sum(1 for peer in peers if peer.ready_for_tasks))
+
+    # ------------------------------------------------------------------ catalog
+    @property
+    def advertiser(self):
+        """The running ``CatalogAdvertiser`` (``updates_sent``, ...), or None when not advertising."""
+        return self._advertiser
+
+    def advertise(self, catalog: str | None) -> None:
+        """(Re)start advertising the queue to ``catalog`` ("host:port[,host:port]"; None: the
+        default catalog) under its project name; nothing without a project name."""
+        self.stop_advertising()
+        if self.project:
+            from coffea_wq.manager.advertise import start_advertiser
+
+            self._advertiser = start_advertiser(catalog, self.catalog_record)
+
+    def stop_advertising(self) -> None:
+        if self._advertiser is not None:
+            self._advertiser.stop()
+            self._advertiser = None
+
+    def _notify_catalog(self) -> None:
+        if self._advertiser is not None:
+            self._advertiser.notify_change()
+
+    def _each_second(self) -> None:
+        # on the loop thread with the lock held: a task that started or finished, or a worker that
+        # came or went, is advertised at the next second (the advertiser sends at most 1/s)
+        if self._advertiser is not None:
+            seen = self._counts()
+            if seen != self._catalog_seen:
+                self._catalog_seen = seen
+                self._advertiser.notify_change()
+        self.logs.write_stats(self._status.stats_row())
 
     # ------------------------------------------------------------------ logs and shutdown
     def open_stats_log(self, path: str) -> None:
@@ -320,7 +352,10 @@ class Manager:
             self.logs.write_stats(self._status.stats_row(), force=force)
 
     def stop(self) -> None:
-        """Release every worker, stop the loop, close every socket and log."""
+        """Stop advertising, write the last stats row, release every worker, stop the loop, close
+        every socket and log."""
+        self.stop_advertising()
+        self.write_stats(force=True)
         self._server.stop()
 
     # ------------------------------------------------------------------ helpers

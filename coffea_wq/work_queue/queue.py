@@ -60,13 +60,9 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         self._manager = Manager(port, host, ManagerLogs(transactions_log, stats_log), ssl_context=ssl_context,
                                 project=name)
         self._catalog_option = catalog
-        self._advertiser = None
-        self._catalog_seen: tuple = ()
-        self._manager.on_tick(self._on_tick)
-        self._manager.on_workers_changed(self._notify_catalog)
         self._closed = False
         if name:
-            self._start_advertising()
+            self._manager.advertise(catalog)
         log.info("manager listening on %s:%d%s", host or "0.0.0.0", self.port, " (TLS)" if ssl_context else "")
 
     # ---------------------------------------------------------------- properties
@@ -92,9 +88,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         task._spec.reset_results()
         task._spec.try_count = 0
         task._spec.view = task  # what wait() hands back for this record
-        task_id = self._manager.submit(task._spec)
-        self._notify_catalog()  # the catalog shows the new WAITING count within a second
-        return task_id
+        return self._manager.submit(task._spec)
 
     def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """The next finished task, or None if none finished within ``timeout`` s (-1: forever)."""
@@ -243,8 +237,8 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
     def specify_name(self, name: str) -> int:
         self._manager.project = name
-        if name and self._advertiser is None:
-            self._start_advertising()
+        if name and self._manager.advertiser is None:
+            self._manager.advertise(self._catalog_option)
         return 1
 
     def specify_priority(self, priority: int) -> int:
@@ -253,12 +247,12 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
 
     def specify_catalog_server(self, hostname: str, port: int) -> int:
         self._catalog_option = f"{hostname}:{port}"
-        self._restart_advertising()
+        self._manager.advertise(self._catalog_option)
         return 1
 
     def specify_catalog_servers(self, hosts: str) -> int:
         self._catalog_option = hosts
-        self._restart_advertising()
+        self._manager.advertise(self._catalog_option)
         return 1
 
     def specify_log(self, logfile: str) -> int:
@@ -271,33 +265,6 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         self._manager.open_transactions_log(logfile)
         return 1
 
-    # ---------------------------------------------------------------- catalog
-    def _start_advertising(self) -> None:
-        from coffea_wq.manager.advertise import start_advertiser
-
-        self._advertiser = start_advertiser(self._catalog_option, self._manager.catalog_record)
-
-    def _restart_advertising(self) -> None:
-        if self._advertiser is not None:
-            self._advertiser.stop()
-            self._advertiser = None
-        if self.name:
-            self._start_advertising()
-
-    def _notify_catalog(self) -> None:
-        if self._advertiser is not None:
-            self._advertiser.notify_change()
-
-    def _on_tick(self) -> None:
-        # once a second, with the manager lock held: a task that started or finished, or a worker
-        # that came or went, is advertised at the next second (the advertiser sends at most 1/s)
-        if self._advertiser is not None:
-            seen = self._manager.counts()
-            if seen != self._catalog_seen:
-                self._catalog_seen = seen
-                self._advertiser.notify_change()
-        self._manager.write_stats()
-
     # ---------------------------------------------------------------- shutdown
     def shutdown(self) -> None:
         """Release every worker, stop the manager thread and close every socket and log."""
@@ -306,10 +273,6 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         self._closed = True
         if self._shutdown_on_exit:
             self.shutdown_workers(0)
-        if self._advertiser is not None:
-            self._advertiser.stop()
-            self._advertiser = None
-        self._manager.write_stats(force=True)
         self._manager.stop()
         if self._tls_dir is not None:
             self._tls_dir.cleanup()

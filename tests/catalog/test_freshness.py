@@ -54,7 +54,7 @@ def test_status_shows_the_waiting_count_within_5_s(catalog, processes, tmp_path)
 
 def test_a_burst_of_changes_sends_about_one_update_per_second(tmp_path):
     with wq.WorkQueue(port=0, name="burst", host=LOOPBACK, catalog=f"{LOOPBACK}:9") as q:
-        advertiser = q._advertiser
+        advertiser = q._manager.advertiser
         wait_until(lambda: advertiser.updates_sent >= 1, 10, "the first update")
         before, began = advertiser.updates_sent, time.monotonic()
         while time.monotonic() - began < 3:
