@@ -17,10 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from coffea_wq.protocol.codes import ResultCode
 from coffea_wq.protocol.worker_messages import TaskSpec
+
+if TYPE_CHECKING:  # warm.py imports this module (its cold fallback)
+    from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +111,17 @@ def start_cold(command: str, cwd: Path, env: dict[str, str], output_path: Path) 
 
 
 def start_task_process(
-    task: TaskSpec, cwd: Path, env: dict[str, str], output_path: Path, warm_pool: object | None = None
+    task: TaskSpec, cwd: Path, env: dict[str, str], output_path: Path, warm_pool: WarmPythonPool | None = None
 ) -> ProcessHandle:
     """Start a task: in a warm Python slot if the pool takes the command, else cold."""
     if warm_pool is not None:
         try:
-            request = warm_pool.parse_warm_command(task.command, env)  # type: ignore[attr-defined]
+            request = warm_pool.parse_warm_command(task.command, env)
         except Exception:  # a broken warm pool must not break plain tasks
             log.exception("task %d: the warm pool could not parse the command; running it cold", task.taskid)
             request = None
         if request is not None:
-            return warm_pool.start_async(request, cwd, env, output_path)  # type: ignore[attr-defined]
+            return warm_pool.start_async(request, cwd, env, output_path)
     return start_cold(task.command, cwd, env, output_path)
 
 

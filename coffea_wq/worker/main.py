@@ -29,6 +29,7 @@ from coffea_wq.worker.options import OptionError, WorkerOptions, configure, opti
 from coffea_wq.worker.resources import WorkerResources, measure_resources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.session import ManagerSession, SessionEnd, SessionResult, SessionSettings
+from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger("coffea_wq.worker")
 
@@ -71,7 +72,7 @@ class WorkerRun:
     workspace: Workspace
     settings: SessionSettings
     stop: StopFlag = field(default_factory=StopFlag)
-    warm_pool: object | None = None
+    warm_pool: WarmPythonPool | None = None
     last_served: object | None = None
     tls: ssl.SSLContext | None = None  # --ssl: every connection starts with a TLS handshake
 
@@ -123,9 +124,8 @@ class WorkerRun:
         self.last_served = choice.key if choice is not None else None
         # the workspace (cache, unpacked environments) was just wiped: warm interpreters loaded
         # from it must not outlive it
-        close_warm_slots = getattr(self.warm_pool, "close", None)
-        if callable(close_warm_slots):
-            close_warm_slots()
+        if self.warm_pool is not None:
+            self.warm_pool.close()
         if result.end in (SessionEnd.AUTH_FAILED, SessionEnd.PASSWORD_REQUIRED, SessionEnd.ERROR):
             notice(result.reason)
             log.warning("%s", result.reason)
@@ -188,12 +188,8 @@ def make_identity(options: WorkerOptions) -> WorkerIdentity:
     )
 
 
-def load_warm_pool() -> object | None:
-    """The executor's warm Python slots, if that module is installed (else tasks run cold)."""
-    try:
-        from coffea_wq.worker.warm import WarmPythonPool  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+def load_warm_pool() -> WarmPythonPool | None:
+    """The warm Python slots for the executor's tasks (None: every task runs cold)."""
     try:
         return WarmPythonPool()
     except Exception:  # warm slots are an optimisation; never fatal
@@ -249,9 +245,8 @@ def run_worker(options: WorkerOptions) -> int:
     try:
         return run.serve_until_done()
     finally:
-        close = getattr(run.warm_pool, "close", None)
-        if callable(close):
-            close()
+        if run.warm_pool is not None:
+            run.warm_pool.close()
         notice(f"deleting workspace {workspace.root}")
         workspace.remove()
 

@@ -63,6 +63,7 @@ from coffea_wq.worker.execution import TaskObserver, TaskOutcome
 from coffea_wq.worker.resources import WorkerResources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.tasks import TaskTable
+from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class ManagerSession:
     peer: str
     settings: SessionSettings
     workspace: Workspace
-    warm_pool: object | None = None
+    warm_pool: WarmPythonPool | None = None
     observer: TaskObserver | None = None
     should_stop: Callable[[], str | None] = lambda: None
     expected_project: str | None = None

@@ -32,6 +32,7 @@ from coffea_wq.worker.sandbox import (
     prepare_sandbox,
     remove_sandbox,
 )
+from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class TaskTable:
         workspace: Workspace,
         cache: FileCache,
         resources: WorkerResources,
-        warm_pool: object | None = None,
+        warm_pool: WarmPythonPool | None = None,
         observer: TaskObserver | None = None,
     ) -> None:
         self.workspace = workspace

@@ -3,7 +3,8 @@
 A cold interpreter pays ~0.7 s importing coffea for every task (docs/executor.md, "What a task is,
 and why it is fast"); a warm slot pays it once. The worker asks
 ``WarmPythonPool.parse_warm_command(command, env)`` about each task; the executor marks its tasks
-with ``COFFEA_WQ_WARM=1`` and runs one of exactly two commands:
+with ``COFFEA_WQ_WARM=1`` and runs one of exactly two commands, the contract that
+``warm_contract.py`` builds for the executor and parses here:
 
     python3 coffea_wq_task.py FN ITEM OUT
     ./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT
@@ -23,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -35,15 +35,11 @@ from typing import IO, Any
 
 from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
 from coffea_wq.worker.pending import PendingStart
+from coffea_wq.worker.warm_contract import marked_warm, parse_warm_command, preload_modules
 from coffea_wq.worker.warm_monitor import MonitoredWarmProcess, split_monitored
 
 log = logging.getLogger(__name__)
 
-WARM_ENV = "COFFEA_WQ_WARM"
-PRELOAD_ENV = "COFFEA_WQ_PRELOAD"
-TASK_SCRIPT = "coffea_wq_task.py"
-ENV_RUNNER = "./coffea_wq_env_run"
-PYTHON_NAMES = ("python3", "python")
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 START_TIMEOUT_S = 300.0  # the first request waits for the zygote's imports (minutes on a busy node)
 PER_TASK_VARIABLES = ("TMPDIR", "TEMP", "TMP")
@@ -109,10 +105,10 @@ class WarmProcess:
 class _Zygote:
     """One zygote process and the thread that reads its answers."""
 
-    def __init__(self, python: str, env: dict[str, str], cwd: Path):
+    def __init__(self, python: str, env: dict[str, str], cwd: Path, preload: tuple[str, ...] = ()):
         self.python = python
-        self.proc = subprocess.Popen([python, str(ZYGOTE_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     cwd=cwd, env=env, start_new_session=True)
+        self.proc = subprocess.Popen([python, str(ZYGOTE_SCRIPT), *preload], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
         self.cond = threading.Condition()
         self.started: dict[int, dict] = {}
         self.exits: dict[int, int] = {}
@@ -235,27 +231,18 @@ class WarmPythonPool:
     @staticmethod
     def parse_warm_command(command: str, env: dict[str, str]) -> WarmRequest | None:
         """The warm form of ``command``, or None when it must run cold (no marker, other shape)."""
-        if env.get(WARM_ENV) != "1":
+        if not marked_warm(env):
             return None
         split = split_monitored(command)
         if split is not None:
             options, inner_command = split
             inner = WarmPythonPool.parse_warm_command(inner_command, env)
             return None if inner is None else replace(inner, command=command, monitor=options)
-        try:
-            words = shlex.split(command)
-        except ValueError:
+        warm = parse_warm_command(command)
+        if warm is None:
             return None
-        tarball = None
-        if len(words) == 7 and words[0] == ENV_RUNNER:
-            tarball, words = words[1], words[2:]
-        if len(words) != 5 or Path(words[0]).name not in PYTHON_NAMES or words[1] != TASK_SCRIPT:
-            return None
-        if any(w.startswith("-") or w == "" for w in words[2:]):
-            return None
-        preload = tuple(m for m in env.get(PRELOAD_ENV, "").split(",") if m)
-        return WarmRequest(command=command, python=words[0], argv=tuple(words[1:]), preload=preload,
-                           env_tarball=tarball)
+        return WarmRequest(command=command, python=warm.python, argv=warm.argv, preload=preload_modules(env),
+                           env_tarball=warm.env_tarball)
 
     def start_async(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path) -> PendingStart:
         """``start`` in a thread: the worker's loop never waits for unpacking or imports (pending.py)."""
@@ -275,7 +262,7 @@ class WarmPythonPool:
             # a bad monitor option is found before the task starts: the wrapper, run cold, reports it
             plan = None if request.monitor is None else plan_from_args(request.monitor, str(cwd))
             python, task_env = self._interpreter(request, cwd, env)
-            zygote = self._zygote(python, task_env, cwd.parent)
+            zygote = self._zygote(python, task_env, cwd.parent, request.preload)
             started = time.time()
             request_id, pid = zygote.run(list(request.argv), cwd, task_env, Path(output_path), request.preload)
             process = WarmProcess(zygote, request_id, pid, request.command)
@@ -312,7 +299,7 @@ class WarmPythonPool:
         env_dir = envtools.ensure_unpacked(cwd / request.env_tarball, envs_root)
         return str(env_dir / "bin" / "python"), envtools.activation_environ(env_dir, env)
 
-    def _zygote(self, python: str, env: dict[str, str], workspace: Path) -> _Zygote:
+    def _zygote(self, python: str, env: dict[str, str], workspace: Path, preload: tuple[str, ...]) -> _Zygote:
         with self.lock:
             zygote = self.zygotes.get(python)
             if zygote is not None and not zygote.alive():
@@ -320,7 +307,7 @@ class WarmPythonPool:
                 zygote = None
             if zygote is None:
                 zygote_env = {k: v for k, v in env.items() if k not in PER_TASK_VARIABLES}
-                zygote = _Zygote(python, zygote_env, workspace)
+                zygote = _Zygote(python, zygote_env, workspace, preload)
                 self.zygotes[python] = zygote
             return zygote
 

@@ -2,9 +2,10 @@
 
 Run by path with any ``python3`` (standard library only; it never imports coffea_wq):
 
-    python3 zygote.py
+    python3 zygote.py [MODULE ...]
 
-Protocol, one JSON object per line. The zygote reads requests on stdin and answers on the
+The modules named on the command line are imported at start (the first task's preload set; the
+worker reads it from the task's environment, see warm_contract.py). Protocol, one JSON object per line. The zygote reads requests on stdin and answers on the
 stdout it started with (its own fd 1 is then pointed at stderr, so a module that prints while
 being imported cannot corrupt the channel):
 
@@ -445,7 +446,7 @@ def main() -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     # our own directory must not shadow top-level modules (this folder has cache.py, resources.py...)
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    modules = [m for m in os.environ.get("COFFEA_WQ_PRELOAD", "").split(",") if m]
+    modules = [m for m in sys.argv[1:] if m]
     Zygote(0, answers_fd).serve(modules)
     return 0
 

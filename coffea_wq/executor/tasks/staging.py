@@ -8,9 +8,10 @@ Layout of a staging directory (a fresh ``coffea-wq-*`` directory under the execu
     items/item-<key>.pkl       one pickled WorkItem per task (not cached)
     outputs/out-<key>.lz4      what each task sends back (deleted once accumulated)
 
-The command a task runs is the contract the coffea-wq worker's warm slots recognise:
-``python3 coffea_wq_task.py FN ITEM OUT``, or with an environment tarball
-``./coffea_wq_env_run ENV python3 coffea_wq_task.py FN ITEM OUT``.
+The command a task runs is the contract the coffea-wq worker's warm slots recognise, built by
+``coffea_wq.worker.warm_contract`` (which the worker parses it with): ``python3 coffea_wq_task.py
+FN ITEM OUT``, or with an environment tarball ``./coffea_wq_env_run ENV python3 coffea_wq_task.py FN
+ITEM OUT``.
 
 The folder is removed when its session closes (every exit path of an executor call, and at
 interpreter exit). A process killed outright cannot do that: the next ``StagingArea`` made under
@@ -24,7 +25,6 @@ import hashlib
 import logging
 import os
 import pickle
-import shlex
 import shutil
 import socket
 import tempfile
@@ -38,18 +38,21 @@ import cloudpickle
 
 from coffea_wq.executor.errors import ExecutorConfigError
 from coffea_wq.executor.tasks import task_script
+from coffea_wq.worker.warm_contract import (
+    ENV_RUNNER,
+    TASK_SCRIPT,
+    WarmCommand,
+    build_warm_command,
+    warm_environment,
+)
 
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = "coffea-wq-"
 OWNER_FILE = "owner"
-TASK_SCRIPT_NAME = "coffea_wq_task.py"
-ENV_RUNNER_NAME = "coffea_wq_env_run"
 ITEM_REMOTE_NAME = "item.pkl"
 OUTPUT_REMOTE_NAME = "out.lz4"
 X509_REMOTE_NAME = "x509up"
-WARM_ENV = "COFFEA_WQ_WARM"
-PRELOAD_ENV = "COFFEA_WQ_PRELOAD"
 DEFAULT_PRELOAD = ("coffea.processor", "coffea.nanoevents", "awkward", "uproot", "numpy", "cloudpickle", "lz4.frame")
 
 
@@ -88,10 +91,9 @@ class TaskTemplate:
 
     def command(self) -> str:
         """The shell command of every task of this template."""
-        argv = [self.python, TASK_SCRIPT_NAME, self.function.remote_name, ITEM_REMOTE_NAME, OUTPUT_REMOTE_NAME]
-        if self.environment is not None:
-            argv = [f"./{ENV_RUNNER_NAME}", self.environment_remote_name, *argv]
-        return " ".join(shlex.quote(a) for a in argv)
+        tarball = self.environment_remote_name if self.environment is not None else None
+        return build_warm_command(WarmCommand(self.python, self.function.remote_name, ITEM_REMOTE_NAME,
+                                              OUTPUT_REMOTE_NAME, tarball))
 
     @property
     def environment_remote_name(self) -> str:
@@ -121,7 +123,7 @@ class StagingArea:
         (self.root / OWNER_FILE).write_text(owner_record(os.getpid()))
         (self.root / "items").mkdir()
         (self.root / "outputs").mkdir()
-        self.script = self.root / TASK_SCRIPT_NAME
+        self.script = self.root / TASK_SCRIPT
         shutil.copyfile(task_script.__file__, self.script)
 
     def write_function(self, function: Callable, function_name: str | None, compression: int | None) -> FunctionFile:
@@ -255,11 +257,11 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
     task = wq.Task(template.command())
     task.specify_tag(str(key))
     task.specify_category(template.category)
-    task.specify_input_file(str(template.script), TASK_SCRIPT_NAME, cache=True)
+    task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
     task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
     task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
     if template.environment is not None and template.env_runner is not None:
-        task.specify_input_file(str(template.env_runner), ENV_RUNNER_NAME, cache=True)
+        task.specify_input_file(str(template.env_runner), ENV_RUNNER, cache=True)
         task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
     for local, remote in template.extra_inputs:
         task.specify_input_file(str(local), remote, cache=True)
@@ -273,8 +275,8 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
         task.specify_environment_variable("X509_USER_PROXY", X509_REMOTE_NAME)
     task.specify_output_file(str(output_path), OUTPUT_REMOTE_NAME, cache=False)
     if template.warm:
-        task.specify_environment_variable(WARM_ENV, "1")
-        task.specify_environment_variable(PRELOAD_ENV, ",".join(template.preload))
+        for name, value in warm_environment(template.preload).items():
+            task.specify_environment_variable(name, value)
     for name, value in template.environment_variables.items():
         task.specify_environment_variable(name, value)
     _specify_resources(task, template)
