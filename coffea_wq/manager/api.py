@@ -289,11 +289,6 @@ class Manager:
         """The queue record the catalog gets."""
         return self._status.queue_record_for_catalog()
 
-    def stats_row(self) -> dict[str, Any]:
-        """One row of the performance log; call with the lock held (from ``on_tick``) or not."""
-        with self._server.lock:
-            return self._status.stats_row()
-
     def _counts(self) -> tuple[int, ...]:
         """What the catalog record counts (tasks by state, workers, cores), cheaply, to see a change."""
         with self._server.lock:
