@@ -9,7 +9,6 @@ and wakes the I/O loop when the loop has something to send; none blocks on the n
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from coffea_wq.manager.server import ManagerServer
 from coffea_wq.manager.stats import QueueStats, collect_stats
 from coffea_wq.manager.status import StatusReporter
 from coffea_wq.manager.task import TaskSpec
+from coffea_wq.manager.tls_setup import queue_ssl_context
 from coffea_wq.manager.workers import Peer, PeerKind
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.resources.allocation import AllocationMode
@@ -51,15 +51,21 @@ class Manager:
         port: an int, ``[low, high]``, ``"low-high"`` (first free port), or 0 (any).
         host: the address to listen on ("" for all interfaces).
         logs: the transactions/stats logs.
-        ssl_context: a TLS server context, or None for plain TCP.
+        ssl: ``WorkQueue``'s ``ssl`` option: None/False (plain TCP), True (a self-signed certificate
+            made for this manager, removed at ``stop``) or ``(key_file, cert_file)``.
         project: the project name (None: not advertised).
     """
 
-    def __init__(self, port=0, host: str = "", logs: ManagerLogs | None = None,
-                 ssl_context: ssl.SSLContext | None = None, project: str | None = None) -> None:
+    def __init__(self, port=0, host: str = "", logs: ManagerLogs | None = None, ssl=None,
+                 project: str | None = None) -> None:
+        ssl_context, self._tls_dir = queue_ssl_context(ssl)
         self.logs = logs or ManagerLogs()
         self.priority = 0  # reported in the status records and the catalog (specify_priority)
-        self._server = ManagerServer(port, host, self.logs, ssl_context=ssl_context)
+        try:
+            self._server = ManagerServer(port, host, self.logs, ssl_context=ssl_context)
+        except BaseException:
+            self._remove_tls_dir()
+            raise
         self._server.project = project
         self._status = StatusReporter(self._server, self)
         self._server.status_provider = self._status.answer
@@ -348,10 +354,16 @@ class Manager:
 
     def stop(self) -> None:
         """Stop advertising, write the last stats row, release every worker, stop the loop, close
-        every socket and log."""
+        every socket and log, remove a certificate made for this manager."""
         self.stop_advertising()
         self.write_stats(force=True)
         self._server.stop()
+        self._remove_tls_dir()
+
+    def _remove_tls_dir(self) -> None:
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = None
 
     # ------------------------------------------------------------------ helpers
     def _call(self, function: Callable[[], Any]) -> Any:

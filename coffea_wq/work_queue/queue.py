@@ -52,18 +52,18 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
                  stats_log: str | None = None, transactions_log: str | None = None, debug_log: str | None = None,
                  host: str = "", catalog: str | None = None, ssl=None,
                  status_display_interval: float | None = None) -> None:
-        from coffea_wq.manager.tls_setup import queue_ssl_context
-
-        ssl_context, self._tls_dir = queue_ssl_context(ssl)
         self._debug_handler = attach_debug_log(debug_log) if debug_log else None
         self._shutdown_on_exit = shutdown
-        self._manager = Manager(port, host, ManagerLogs(transactions_log, stats_log), ssl_context=ssl_context,
-                                project=name)
+        try:
+            self._manager = Manager(port, host, ManagerLogs(transactions_log, stats_log), ssl=ssl, project=name)
+        except BaseException:  # a bad ssl option, a port in use: leave no debug handler behind
+            self._detach_debug_log()
+            raise
         self._catalog_option = catalog
         self._closed = False
         if name:
             self._manager.advertise(catalog)
-        log.info("manager listening on %s:%d%s", host or "0.0.0.0", self.port, " (TLS)" if ssl_context else "")
+        log.info("manager listening on %s:%d%s", host or "0.0.0.0", self.port, " (TLS)" if self._manager.using_ssl else "")
 
     # ---------------------------------------------------------------- properties
     @property
@@ -274,12 +274,13 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         if self._shutdown_on_exit:
             self.shutdown_workers(0)
         self._manager.stop()
-        if self._tls_dir is not None:
-            self._tls_dir.cleanup()
-            self._tls_dir = None
+        self._detach_debug_log()
+
+    def _detach_debug_log(self) -> None:
         if self._debug_handler is not None:
             logging.getLogger("coffea_wq").removeHandler(self._debug_handler)
             self._debug_handler.close()
+            self._debug_handler = None
 
     def __enter__(self) -> WorkQueue:
         return self

@@ -91,3 +91,31 @@ def test_snapshot_has_each_workers_last_contact(queue):
         assert snapshot.tasks == [] and snapshot.categories[0]["category"] == "whole queue"
     finally:
         worker.close()
+
+
+def test_a_start_that_fails_leaves_no_debug_log_handler(tmp_path):
+    import logging
+    import socket
+
+    taken = socket.socket()
+    taken.bind((LOOPBACK, 0))
+    taken.listen()
+    handlers = list(logging.getLogger("coffea_wq").handlers)
+    try:
+        with pytest.raises(OSError):
+            wq.WorkQueue(port=taken.getsockname()[1], host=LOOPBACK, debug_log=str(tmp_path / "debug.log"))
+        assert logging.getLogger("coffea_wq").handlers == handlers
+    finally:
+        taken.close()
+
+
+def test_the_certificate_made_for_ssl_true_is_removed_at_shutdown():
+    from pathlib import Path
+
+    q = wq.WorkQueue(port=0, host=LOOPBACK, ssl=True)
+    try:
+        directory = Path(q._manager._tls_dir.name)
+        assert q.using_ssl() and any(directory.iterdir())
+    finally:
+        q.shutdown()
+    assert not directory.exists()
