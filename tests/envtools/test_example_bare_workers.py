@@ -146,7 +146,7 @@ def test_example_with_environment_file_on_workers_without_coffea(tmp_path, proce
 def test_tarball_name_on_workers_is_its_content_key(tmp_path):
     """A tarball rebuilt under the same name (``_HEAD``) gets a new name on workers, so a long-lived
     worker never runs tasks in the older environment it cached under that name."""
-    from coffea_wq.executor.core import resolve_environment
+    from coffea_wq.executor.options import resolve_environment
     from coffea_wq.executor.tasks.staging import FunctionFile, TaskTemplate
 
     tarball = tmp_path / "env_0123456789_HEAD.tar.gz"

@@ -144,7 +144,7 @@ def test_factory_option_errors_name_the_key():
 
 
 def test_factory_means_no_local_workers_by_default():
-    from coffea_wq.executor.core import resolved_local_workers
+    from coffea_wq.executor.options import resolved_local_workers
 
     assert resolved_local_workers(coffea_wq.WorkQueueExecutor(factory={"max_workers": 2})) == 0
     assert resolved_local_workers(coffea_wq.WorkQueueExecutor(factory={"max_workers": 2}, local_workers=1)) == 1

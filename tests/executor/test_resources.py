@@ -10,8 +10,8 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
-from coffea_wq.executor.core import category_limits
 from coffea_wq.executor.errors import ExecutorConfigError
+from coffea_wq.executor.options import category_limits
 from coffea_wq.manager.txlog import read_transactions_log
 from tests import support
 from tests.executor import helpers, nano

@@ -14,8 +14,8 @@ from coffea.processor.executor import WorkItem
 import coffea_wq
 from coffea_wq.executor import WorkQueueExecutor
 from coffea_wq.executor.compat import split_executor_args
-from coffea_wq.executor.core import resolved_local_workers
 from coffea_wq.executor.errors import ExecutorConfigError, TaskFailedError, describe_item
+from coffea_wq.executor.options import resolved_local_workers
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
 from coffea_wq.executor.tasks import task_script
 from coffea_wq.executor.tasks.splitting import split_work_item
