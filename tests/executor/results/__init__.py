@@ -1,0 +1,1 @@
+"""Tests of coffea_wq/executor/results/: result checks and checkpoints."""

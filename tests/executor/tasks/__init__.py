@@ -1,0 +1,1 @@
+"""Tests of coffea_wq/executor/tasks/: chunk sizes, splitting, culprits."""
