@@ -1,7 +1,8 @@
 """What the manager does with workers and tasks, apart from moving bytes.
 
 The walk of one task: ``dispatch_ready_tasks`` -> ``commit_task`` (inputs + task block) -> the
-worker's ``available_results`` -> ``request_results`` -> ``handle_result`` (gets, kill, unlinks)
+worker's ``available_results`` -> ``request_results`` -> ``handle_result_start`` and
+``handle_result_output`` (the output, spooled when large) -> ``handle_result`` (gets, kill, unlinks)
 -> ``handle_reply_end`` of the last ``get`` -> ``finish_task`` -> ``TaskQueue.retrieve`` -> ``wait``.
 
 A worker that disconnects goes through ``remove_worker``: its tasks are requeued (or fail with
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor_files, wrapped_command
 from coffea_wq.manager.outputs import OutputWriter, RefusedName
 from coffea_wq.manager.queue import TaskQueue
+from coffea_wq.manager.stdout import SpoolDirectory, StdoutSpool
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
 from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_send
-from coffea_wq.manager.workers import Peer, PeerKind, PendingReply, ReplyKind, now_us
-from coffea_wq.protocol import manager_side as msg
+from coffea_wq.manager.workers import Peer, PeerKind, now_us
+from coffea_wq.protocol import messages as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.allocation import AllocationMode, add_resources, fits, subtract_resources, task_box
 from coffea_wq.resources.categories import DEFAULT_STEADY_N_TASKS, Category, RequestLabel
@@ -31,6 +34,15 @@ from coffea_wq.resources.types import Resources
 log = logging.getLogger("coffea_wq.manager")
 
 SCHEDULE_DEPTH = 1000  # ready tasks examined per dispatch pass when none fits (bounds the cost)
+
+
+@dataclass
+class OutputFetch:
+    """What the manager notes with each ``get`` it sends: the reply comes back with it."""
+
+    task: TaskSpec
+    writer: OutputWriter
+    last_for_task: bool = False
 
 
 class ManagerCore:
@@ -50,6 +62,7 @@ class ManagerCore:
         self.proportional_whole_tasks = True
         self._on_retrieved = on_retrieved
         self._rotation = 0
+        self.spool = SpoolDirectory()  # where large task stdout goes (manager/stdout.py)
 
     def category(self, name: str) -> Category:
         category = self.categories.get(name)
@@ -159,7 +172,7 @@ class ManagerCore:
             worker.bytes_sent += size
             self.queue.counters.bytes_sent += size
             worker.cache[spec.cached_name] = signature
-        worker.send(msg.WorkerConnection.send_task(_task_message(task, box, command, self.monitor is not None)))
+        worker.send(worker.conn.send(_task_message(task, box, command, self.monitor is not None)))
         task.state = TaskState.RUNNING
         task.try_count += 1
         task.worker_key = worker.key
@@ -175,16 +188,34 @@ class ManagerCore:
     # ------------------------------------------------------------------ results
     def request_results(self, peer: Peer) -> None:
         """Answer ``available_results`` with ``send_results -1`` (one request at a time)."""
-        if peer.results_available and not peer.results_requested and not peer.closing:
+        if peer.results_available and not peer.conn.awaits(msg.SendResults) and not peer.closing:
             peer.results_available = False
-            peer.results_requested = True
-            peer.replies.append(PendingReply(ReplyKind.RESULTS))
-            peer.send(msg.WorkerConnection.send_results_request())
+            peer.send(peer.conn.send(msg.SendResults(-1)))
 
-    def handle_result(self, peer: Peer, result: msg.TaskResult) -> None:
+    def handle_result_start(self, peer: Peer, start: msg.ResultStart) -> None:
+        """A ``result`` line: its output follows as ``ResultOutput`` chunks, kept in a spool."""
+        peer.result = start
+        peer.result_spool = StdoutSpool(self.spool, start.task_id)
+
+    def handle_result_output(self, peer: Peer, chunk: msg.ResultOutput) -> None:
+        spool, start = peer.result_spool, peer.result
+        if spool is None or start is None:
+            raise ValueError("task output with no result line")
+        try:
+            spool.write(chunk.data)
+        except OSError:
+            spool.discard()
+            raise
+        if chunk.last:
+            peer.result, peer.result_spool = None, None
+            self.handle_result(peer, start, spool, chunk.truncated)
+
+    def handle_result(self, peer: Peer, result: msg.ResultStart, spool: StdoutSpool, truncated: bool) -> None:
+        """A whole result: the task waits for its outputs to be fetched (or is requeued)."""
         task = peer.tasks.get(result.task_id)
         if task is None or task.state is not TaskState.RUNNING:
             log.debug("worker %s: result for unknown task %d ignored", peer.address, result.task_id)
+            spool.discard()
             return
         self._release_box(peer, task)
         elapsed = max(0, now_us() - task.time_when_commit_end)
@@ -195,23 +226,25 @@ class ManagerCore:
             self._cleanup_on_worker(peer, task, kill=False)
             task.try_count = max(0, task.try_count - 1)
             self._requeue(task)
+            spool.discard()
             return
         task.result = _result_code(result.status)
-        if result.output_truncated and task.result is ResultCode.SUCCESS:
+        if truncated and task.result is ResultCode.SUCCESS:
             # as CCTools: output beyond what the manager keeps is dropped and the task says so
             task.result = ResultCode.STDOUT_MISSING
         task.return_status = result.exit_code
-        task.output = result.output.decode("utf-8", errors="replace")
+        head, task.output_path = spool.finish()
+        task.output = head.decode("utf-8", errors="replace")
         task.cmd_execution_time = exec_time
         task.total_cmd_execution_time += exec_time
-        task.bytes_received += len(result.output)
+        task.bytes_received += spool.length
         task.state = TaskState.WAITING_RETRIEVAL
         counters = self.queue.counters
         counters.time_workers_execute += exec_time
-        counters.bytes_received += len(result.output)
+        counters.bytes_received += spool.length
         if task.result is ResultCode.SUCCESS:
             counters.time_workers_execute_good += exec_time
-        peer.bytes_received += len(result.output)
+        peer.bytes_received += spool.length
         self.logs.task_waiting_retrieval(task, peer.address)
         self._fetch_outputs(peer, task)
 
@@ -228,8 +261,8 @@ class ManagerCore:
         for index, spec in enumerate(wanted):
             writer = OutputWriter(str(spec.local), spec.cached_name)
             last = index == len(wanted) - 1
-            peer.replies.append(PendingReply(ReplyKind.GET, task, spec, writer, last_for_task=last))
-            peer.send(msg.WorkerConnection.send_get(spec.cached_name))
+            fetch = OutputFetch(task, writer, last_for_task=last)
+            peer.send(peer.conn.send(msg.GetRequest(spec.cached_name), context=fetch))
         self._cleanup_on_worker(peer, task, kill=True)
         if not wanted:
             peer.tasks.pop(task.task_id, None)
@@ -238,22 +271,23 @@ class ManagerCore:
     def _cleanup_on_worker(self, peer: Peer, task: TaskSpec, kill: bool) -> None:
         """``kill`` the task's sandbox and ``unlink`` its uncached files from the worker's cache."""
         if kill:
-            peer.send(msg.WorkerConnection.send_kill(task.task_id))
+            peer.send(peer.conn.send(msg.KillTask(task.task_id)))
         for spec in task.all_files():
             if spec.kind is FileKind.DIRECTORY or spec.cached:
                 continue
             if spec.direction is Direction.INPUT or kill:
-                peer.send(msg.WorkerConnection.send_unlink(spec.cached_name))
+                peer.send(peer.conn.send(msg.UnlinkFile(spec.cached_name)))
                 peer.cache.pop(spec.cached_name, None)
 
     # ------------------------------------------------------------------ get replies
-    def handle_get_event(self, peer: Peer, event: msg.Event) -> None:
-        head = peer.replies[0] if peer.replies else None
-        if head is None or head.kind is not ReplyKind.GET or head.writer is None:
-            raise ValueError(f"unexpected {type(event).__name__} with no get pending")
+    def handle_get_event(self, peer: Peer, event: msg.ManagerEvent) -> None:
+        """A line or chunk of a ``get`` reply (the connection checked that a ``get`` is owed)."""
+        head = event.context
+        if not isinstance(head, OutputFetch):
+            raise ValueError(f"unexpected {type(event).__name__}: not the reply to an output's get")
         writer = head.writer
         try:
-            if isinstance(event, msg.FileStart):
+            if isinstance(event, msg.FileReply):
                 writer.start_file(event.name)
             elif isinstance(event, msg.FileData):
                 writer.write(event.data, event.last)
@@ -274,15 +308,11 @@ class ManagerCore:
             writer.close()
             writer.missing = True
 
-    def handle_reply_end(self, peer: Peer) -> None:
-        if not peer.replies:
-            raise ValueError("'end' with no request pending")
-        head = peer.replies.popleft()
-        if head.kind is ReplyKind.RESULTS:
-            peer.results_requested = False
+    def handle_reply_end(self, peer: Peer, event: msg.ReplyEnd) -> None:
+        head = event.context
+        if not isinstance(head, OutputFetch):  # the end of a send_results reply
             self.request_results(peer)
             return
-        assert head.writer is not None and head.task is not None
         head.writer.close()
         task = head.task
         if head.writer.missing:
@@ -347,10 +377,12 @@ class ManagerCore:
     def remove_worker(self, peer: Peer, reason: str) -> None:
         """Forget a worker: requeue its tasks (or fail them after max_retries)."""
         self.peers.pop(peer.key, None)
-        for reply in peer.replies:
-            if reply.writer is not None:
-                reply.writer.abort()  # an unfinished reply leaves nothing behind
-        peer.replies.clear()
+        for fetch in peer.conn.abandon_replies():
+            if isinstance(fetch, OutputFetch):
+                fetch.writer.abort()  # an unfinished reply leaves nothing behind
+        if peer.result_spool is not None:
+            peer.result_spool.discard()
+            peer.result, peer.result_spool = None, None
         peer.outbox.close()
         counters = self.queue.counters
         if peer.kind is PeerKind.WORKER:
@@ -407,19 +439,19 @@ class ManagerCore:
     def release_workers(self, chosen: Callable[[Peer], bool], limit: int = 0) -> int:
         """Send ``release`` to the peers ``chosen`` picks (at most ``limit``; 0: no limit) and close
         each once that is sent: the worker goes back to its pool, its tasks are requeued. How many."""
-        return self._tell_to_leave(chosen, limit, msg.WorkerConnection.send_release())
+        return self._tell_to_leave(chosen, limit, msg.Release())
 
     def exit_workers(self, chosen: Callable[[Peer], bool], limit: int = 0) -> int:
         """As ``release_workers``, with ``exit``: the worker process ends."""
-        return self._tell_to_leave(chosen, limit, msg.WorkerConnection.send_exit())
+        return self._tell_to_leave(chosen, limit, msg.Exit())
 
-    def _tell_to_leave(self, chosen: Callable[[Peer], bool], limit: int, message: bytes) -> int:
+    def _tell_to_leave(self, chosen: Callable[[Peer], bool], limit: int, message: msg.Release | msg.Exit) -> int:
         told = 0
         for peer in list(self.peers.values()):
             if limit > 0 and told >= limit:
                 break
             if chosen(peer):
-                peer.send(message)
+                peer.send(peer.conn.send(message))
                 peer.closing = True
                 peer.disconnect_reason = "EXPLICIT"
                 told += 1
@@ -430,7 +462,7 @@ class ManagerCore:
         count = 0
         for peer in self.peers.values():
             if peer.cache.pop(cached_name, None) is not None:
-                peer.send(msg.WorkerConnection.send_unlink(cached_name))
+                peer.send(peer.conn.send(msg.UnlinkFile(cached_name)))
                 count += 1
         return count
 
@@ -468,9 +500,9 @@ def _task_message(task: TaskSpec, box: Resources, command: str, monitored: bool)
         if spec.kind is FileKind.DIRECTORY:
             dirs.append(spec.remote)
         elif spec.direction is Direction.INPUT:
-            inputs.append(msg.InputFile(spec.cached_name, spec.remote, int(spec.flags & FileFlags.CACHE)))
+            inputs.append(msg.TaskFile(spec.cached_name, spec.remote, spec.flags & FileFlags.CACHE))
         else:
-            outputs.append(msg.InputFile(spec.cached_name, spec.remote, int(spec.flags & (FileFlags.CACHE | FileFlags.WATCH))))
+            outputs.append(msg.TaskFile(spec.cached_name, spec.remote, spec.flags & (FileFlags.CACHE | FileFlags.WATCH)))
     return msg.TaskMessage(
         task_id=task.task_id,
         command=command,

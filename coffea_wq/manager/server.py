@@ -26,9 +26,14 @@ from coffea_wq.manager.refusals import RefusalLog
 from coffea_wq.manager.task import TaskSpec
 from coffea_wq.manager.tls import HandshakeStep, advance_handshake, explain_server_handshake_failure
 from coffea_wq.manager.workers import Peer, PeerKind, now_us
-from coffea_wq.protocol import manager_side as msg
+from coffea_wq.protocol import messages as msg
 from coffea_wq.protocol.codes import TaskState
-from coffea_wq.protocol.manager_side import TLS_HANDSHAKE_RECORD
+from coffea_wq.protocol.manager_side import (
+    MAX_TASK_STDOUT_STORAGE,
+    STATUS_REQUESTS,
+    TLS_HANDSHAKE_RECORD,
+    WorkerConnection,
+)
 
 log = logging.getLogger("coffea_wq.manager")
 
@@ -62,7 +67,7 @@ class ManagerServer:
         self.project: str | None = None
         self.keepalive_interval = 120.0
         self.keepalive_timeout = 30.0
-        self.max_task_output = msg.MAX_TASK_STDOUT_STORAGE  # bytes of one task's output kept
+        self.max_task_output = MAX_TASK_STDOUT_STORAGE  # bytes of one task's output kept
         self.status_provider: Callable[[str], object] | None = None
         self.on_tick: Callable[[], None] | None = None
         self.on_workers_changed: Callable[[], None] | None = None
@@ -228,7 +233,8 @@ class ManagerServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             key = self._next_key
             self._next_key += 1
-            peer = Peer(key, sock, msg.WorkerConnection(self.password, max_result_output=self.max_task_output), f"{address[0]}:{address[1]}")
+            conn = WorkerConnection(self.password, max_result_output=self.max_task_output)
+            peer = Peer(key, sock, conn, f"{address[0]}:{address[1]}")
             peer.conn_password = self.password
             peer.handshake_deadline = time.monotonic() + self.keepalive_timeout
             self.core.peers[key] = peer
@@ -237,7 +243,7 @@ class ManagerServer:
             if self.ssl_context is not None:
                 peer.tls_handshaking = True  # wrapped once its first bytes show a TLS client
             else:
-                peer.send(peer.conn.initial_bytes())
+                peer.send(peer.conn.start())
 
     def _advance_tls(self, peer: Peer) -> None:
         """One step of a peer's TLS handshake (never blocks); the protocol starts once it is done."""
@@ -253,7 +259,7 @@ class ManagerServer:
         if step is HandshakeStep.DONE:
             peer.tls_handshaking = False
             log.debug("TLS connection from %s (%s)", peer.address, peer.sock.version())
-            peer.send(peer.conn.initial_bytes())
+            peer.send(peer.conn.start())
         self._update_interest(peer)
 
     def _start_tls(self, peer: Peer) -> bool:
@@ -290,7 +296,7 @@ class ManagerServer:
         peer.last_received = time.monotonic()
         peer.check_sent_at = None
         peer.conn.receive_data(data)
-        reply = peer.conn.take_auth_reply()
+        reply = peer.conn.data_to_send()
         if reply:
             peer.send(reply)
         self._process_events(peer)
@@ -313,7 +319,7 @@ class ManagerServer:
         core = self.core
         while True:
             event = peer.conn.next_event()
-            if event is None or peer.key not in core.peers:
+            if event is msg.NEED_DATA or peer.key not in core.peers:
                 return
             try:
                 self._handle_event(peer, event)
@@ -322,14 +328,16 @@ class ManagerServer:
                 self._close_peer(peer, "FAILURE")
                 return
 
-    def _handle_event(self, peer: Peer, event: msg.Event) -> None:
+    def _handle_event(self, peer: Peer, event: msg.ManagerEvent) -> None:
         core = self.core
-        if isinstance(event, msg.TaskResult):
-            core.handle_result(peer, event)
-        elif isinstance(event, (msg.FileStart, msg.FileData, msg.DirectoryStart, msg.FileMissing)):
+        if isinstance(event, msg.ResultOutput):
+            core.handle_result_output(peer, event)
+        elif isinstance(event, msg.ResultStart):
+            core.handle_result_start(peer, event)
+        elif isinstance(event, (msg.FileReply, msg.FileData, msg.DirectoryStart, msg.FileMissing)):
             core.handle_get_event(peer, event)
         elif isinstance(event, msg.ReplyEnd):
-            core.handle_reply_end(peer)
+            core.handle_reply_end(peer, event)
         elif isinstance(event, msg.ResultsAvailable):
             peer.results_available = True
             core.request_results(peer)
@@ -363,9 +371,11 @@ class ManagerServer:
         elif isinstance(event, msg.HttpRequest):
             self._answer_http(peer, event.path)
         elif isinstance(event, msg.NameRequest):
-            peer.send(msg.WorkerConnection.send_name_reply(self.project))
+            peer.send(peer.conn.send(msg.ProjectName(self.project or "")))
         elif isinstance(event, msg.AuthSucceeded):
             log.debug("peer %s authenticated", peer.address)
+        elif isinstance(event, msg.ConnectionClosed):
+            self._on_connection_failed(peer, "peer closed the connection")
         elif isinstance(event, msg.ConnectionFailed):
             if event.refusal:
                 self.refusals.record(peer.address, event.refusal, event.reason)
@@ -416,7 +426,7 @@ class ManagerServer:
         peer.kind = PeerKind.STATUS
         head = "HTTP/1.1 200 OK\nConnection: close\n"
         if path in ("/", ""):
-            links = "".join(f'<li><a href="/{k}">/{k}</a>\n' for k in msg.STATUS_REQUESTS if k != "wable_status")
+            links = "".join(f'<li><a href="/{k}">/{k}</a>\n' for k in STATUS_REQUESTS if k != "wable_status")
             page = f"<html><body><h1>coffea-wq manager on port {self.port}</h1><ul>\n{links}</ul></body></html>\n"
             peer.send((head + "Content-type: text/html\n\n" + page).encode())
         else:
@@ -429,7 +439,7 @@ class ManagerServer:
         peer.disconnect_reason = "STATUS_WORKER"
 
     def _status_json(self, kind: str) -> str | None:
-        if self.status_provider is None or kind not in msg.STATUS_REQUESTS:
+        if self.status_provider is None or kind not in STATUS_REQUESTS:
             return None
         started = now_us()
         body = self.status_provider(kind)
@@ -452,7 +462,7 @@ class ManagerServer:
                     log.warning("worker %s (%s) did not answer a keepalive; removing it", peer.hostname, peer.address)
                     self._close_peer(peer, "FAILURE")
             elif now - peer.last_received > self.keepalive_interval and not peer.closing:
-                peer.send(msg.WorkerConnection.send_check())
+                peer.send(peer.conn.send(msg.Check()))
                 peer.check_sent_at = now
         if self.on_tick is not None:
             try:

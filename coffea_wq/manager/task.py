@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from coffea_wq.manager.stdout import remove_quietly
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.types import Resources
 
@@ -99,7 +100,8 @@ class TaskSpec:
     state: TaskState = TaskState.UNKNOWN
     result: ResultCode = ResultCode.UNKNOWN
     return_status: int = -1
-    output: str = ""
+    output: str = ""  # the task's stdout+stderr, when it fits in memory (see output_path)
+    output_path: str | None = None  # the spool file holding a larger stdout (manager/stdout.py)
     hostname: str = ""
     host: str = ""  # host:port of the worker that ran it
     try_count: int = 0
@@ -133,11 +135,28 @@ class TaskSpec:
     def outputs(self) -> list[FileSpec]:
         return [f for f in self.all_files() if f.direction is Direction.OUTPUT]
 
+    def read_output(self) -> str:
+        """The task's stdout+stderr: in memory, or read back from its spool file when large."""
+        if self.output_path is None:
+            return self.output
+        try:
+            with open(self.output_path, "rb") as handle:
+                return handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return self.output
+
+    def discard_output(self) -> None:
+        """Forget the stdout of an earlier attempt (and its spool file)."""
+        self.output = ""
+        if self.output_path is not None:
+            remove_quietly(self.output_path)
+            self.output_path = None
+
     def reset_results(self) -> None:
         """Forget a previous attempt's results before the task runs again."""
         self.result = ResultCode.UNKNOWN
         self.return_status = -1
-        self.output = ""
+        self.discard_output()
         self.missing_outputs = 0
         self.measured = None
         self.limits_exceeded = None

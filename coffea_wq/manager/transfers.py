@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from coffea_wq.manager.outputs import OutputWriter, RefusedName  # noqa: F401  (re-exported)
 from coffea_wq.manager.task import FileKind, FileSpec, TaskSpec
-from coffea_wq.protocol.manager_side import WorkerConnection
+from coffea_wq.protocol.encoding import encode
+from coffea_wq.protocol.messages import DirEnd, DirStart, PutBuffer, PutFile, Symlink, ThirdParty, UrlFile
 
 log = logging.getLogger("coffea_wq.manager")
 
@@ -117,13 +118,13 @@ def input_pieces(spec: FileSpec) -> Iterator[Piece]:
     """The bytes that put one input into a worker's cache (``put`` or a recursive ``dir``)."""
     if spec.kind is FileKind.BUFFER:
         data = spec.local if isinstance(spec.local, bytes) else str(spec.local).encode()
-        yield WorkerConnection.send_buffer(spec.cached_name, data)
+        yield encode(PutBuffer(spec.cached_name, data))
         return
     if spec.kind is FileKind.URL:
-        yield WorkerConnection.send_url(spec.cached_name, str(spec.local), spec.flags)
+        yield encode(UrlFile(spec.cached_name, str(spec.local), flags=spec.flags))
         return
     if spec.kind is FileKind.COMMAND:
-        yield WorkerConnection.send_command_input(spec.cached_name, str(spec.local))
+        yield encode(ThirdParty(False, 1, spec.cached_name, str(spec.local)))
         return
     path = str(spec.local)
     try:
@@ -140,7 +141,7 @@ def _file_pieces(path: str, name: str, info: os.stat_result) -> Iterator[Piece]:
     if not os.access(path, os.R_OK):
         raise InputMissing(f"input file {path!r} of the task is not readable")
     mode = (info.st_mode | 0o600) & 0o777
-    yield WorkerConnection.send_put_header(name, info.st_size, mode)
+    yield encode(PutFile(name, info.st_size, mode))
     if info.st_size <= CHUNK:
         with open(path, "rb") as handle:
             data = handle.read(info.st_size)
@@ -151,19 +152,19 @@ def _file_pieces(path: str, name: str, info: os.stat_result) -> Iterator[Piece]:
 
 def _directory_pieces(path: str, name: str) -> Iterator[Piece]:
     """``dir NAME`` + entries + ``end``; nested names are basenames, symlinks are not followed."""
-    yield WorkerConnection.send_dir_start(name)
+    yield encode(DirStart(name))
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
     except OSError as error:
         raise InputMissing(f"input directory {path!r} cannot be listed: {error.strerror}") from None
     for entry in entries:
         if entry.is_symlink():
-            yield WorkerConnection.send_symlink(entry.name, os.readlink(entry.path))
+            yield encode(Symlink(entry.name, os.readlink(entry.path)))
         elif entry.is_dir():
             yield from _directory_pieces(entry.path, entry.name)
         elif entry.is_file():
             yield from _file_pieces(entry.path, entry.name, entry.stat())
-    yield WorkerConnection.send_end()
+    yield encode(DirEnd())
 
 
 def inputs_to_send(task: TaskSpec, worker_cache: dict[str, tuple[int, int]]) -> list[tuple[FileSpec, tuple]]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import enum
 import socket
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
-from coffea_wq.manager.outputs import OutputWriter
-from coffea_wq.manager.task import FileSpec, TaskSpec
+from coffea_wq.manager.stdout import StdoutSpool
+from coffea_wq.manager.task import TaskSpec
 from coffea_wq.manager.transfers import Outbox
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.protocol.manager_side import WorkerConnection
+from coffea_wq.protocol.messages import ResultStart
 from coffea_wq.resources.types import Resources
 
 RESOURCE_KEYS = ("workers", "cores", "memory", "disk", "gpus")
@@ -22,22 +22,6 @@ class PeerKind(enum.Enum):
     UNKNOWN = "unknown"  # connected, first line not read yet (docs/protocol.md, "Who is calling")
     WORKER = "worker"
     STATUS = "status"
-
-
-class ReplyKind(enum.Enum):
-    RESULTS = "results"  # reply to send_results
-    GET = "get"  # reply to get
-
-
-@dataclass
-class PendingReply:
-    """A request sent to the worker whose reply (ending with ``end``) has not fully arrived."""
-
-    kind: ReplyKind
-    task: TaskSpec | None = None
-    output: FileSpec | None = None
-    writer: OutputWriter | None = None
-    last_for_task: bool = False
 
 
 @dataclass
@@ -73,8 +57,8 @@ class Peer:
     tasks: dict[int, TaskSpec] = field(default_factory=dict)  # dispatched and not yet retrieved
     cache: dict[str, tuple] = field(default_factory=dict)  # cached name -> signature sent
     outbox: Outbox = field(default_factory=Outbox)
-    replies: deque[PendingReply] = field(default_factory=deque)
-    results_requested: bool = False
+    result: ResultStart | None = None  # the result whose output is arriving
+    result_spool: StdoutSpool | None = None  # where that output goes
     results_available: bool = False
     closing: bool = False  # flush the outbox, then close
     start_time: int = field(default_factory=now_us)

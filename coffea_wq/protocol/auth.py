@@ -1,4 +1,4 @@
-"""Sans-IO password challenge-response, as CCTools' ``link_auth_password`` (wq-protocol.md §2).
+"""Sans-IO password challenge-response, as CCTools' ``link_auth_password`` (docs/protocol.md, "Password").
 
 Both ends run the same exchange, so one class serves the manager and the worker:
 

@@ -1,4 +1,4 @@
-"""Numbers that cross the wire or appear in logs (wq-protocol.md §4.5, §5.1, §5.5)."""
+"""Numbers that cross the wire or appear in logs (docs/protocol.md, "Results")."""
 
 from __future__ import annotations
 

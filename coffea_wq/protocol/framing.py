@@ -1,15 +1,19 @@
-"""Sans-IO framing of the Work Queue control channel.
+"""Sans-IO framing of the Work Queue control channel, and the numbers in its lines.
 
-Rules (wq-protocol.md §1.2-1.3):
+Rules (docs/protocol.md, "Framing"):
 - a control message is one ASCII line ending in LF; CR bytes are dropped anywhere in it (as
   CCTools' ``link_readline`` does); at most ``MAX_LINE`` (4095) bytes precede the LF;
 - a header line may announce a binary payload of N bytes that follows immediately, unframed.
 
-This module only splits bytes. It knows nothing about which line announces a payload: the
-connection state machines (``manager_side``, ``worker_side``) ask for a line or for N bytes.
+This module only splits bytes and reads numbers. It knows nothing about which line announces
+a payload: the connection state machines (``manager_side``, ``worker_side``) ask for a line or
+for N bytes. Both sides read every number of a line through ``parse_int``/``parse_number``/
+``parse_mode`` below, so a malformed number is the same ``ProtocolError`` on either side.
 """
 
 from __future__ import annotations
+
+import math
 
 MAX_LINE = 4095
 
@@ -89,3 +93,45 @@ def encode_line(text: str) -> bytes:
     if len(data) > MAX_LINE:
         raise LineTooLong(f"line of {len(data)} bytes is longer than {MAX_LINE}: {text[:80]!r}...")
     return data + b"\n"
+
+
+# ---------------------------------------------------------------- numbers in a line
+
+
+def parse_number(text: str, line: str) -> float:
+    """A finite number, or ProtocolError naming the line (a NaN resource would compare false
+    with everything and silently starve matching)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProtocolError(f"expected a number, got {text[:20]!r} in {line[:80]!r}") from None
+    if not math.isfinite(value):
+        raise ProtocolError(f"expected a finite number, got {text[:20]!r} in {line[:80]!r}")
+    return value
+
+
+def parse_int(text: str, line: str, allow_float: bool = False) -> int:
+    """An integer, or ProtocolError naming the line. ``allow_float``: the C worker prints some
+    counts with ``%lf``, so the manager also takes ``2.000000`` (truncated; never inf/nan)."""
+    try:
+        return int(text)
+    except ValueError:
+        if allow_float:
+            return int(parse_number(text, line))
+        raise ProtocolError(f"expected an integer, got {text[:20]!r} in {line[:80]!r}") from None
+
+
+def parse_mode(text: str, line: str) -> int:
+    """An octal file mode (``0644``, ``777``)."""
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ProtocolError(f"expected an octal file mode, got {text[:20]!r} in {line[:80]!r}") from None
+
+
+def split_fields(line: str, count: int) -> list[str]:
+    """The line's whitespace-separated fields; ProtocolError if there are fewer than ``count``."""
+    parts = line.split()
+    if len(parts) < count:
+        raise ProtocolError(f"message {line[:80]!r} needs {count - 1} argument(s)")
+    return parts

@@ -1,4 +1,4 @@
-"""CCTools' ``url_encode``/``url_decode`` for names on the wire (wq-protocol.md §1.4).
+"""CCTools' ``url_encode``/``url_decode`` for names on the wire (docs/protocol.md, "Names").
 
 Encoded: bytes <= 32, ``%``, ``\\``, ``<``, ``>``, ``'``, ``"`` and bytes > 122, as ``%XX`` in upper-case
 hex. We write proper two-digit hex (CCTools pads values below 0x10 with a space, which its own

@@ -1,32 +1,40 @@
-"""The worker's side of a Work Queue connection (CCTools protocol 9), sans-IO.
+"""The worker's end of one connection, sans-IO: ``ManagerConnection`` (docs/protocol.md).
 
 Rules of this module:
-- bytes from the manager go in through ``WorkerConnection.receive_data``; parsed messages come
-  out of ``next_event`` as the small frozen dataclasses below; nothing here touches a socket,
-  a file or the clock;
-- what the worker says to the manager is built by the ``encode_*`` functions of
-  ``worker_messages`` (plain bytes; re-exported here with the event classes), plus the bytes of
-  the password exchange, which the connection queues itself (``data_to_send``);
-- anything the C manager could not have sent raises ``ProtocolError`` with the offending line,
-  and the connection is then finished: the caller closes the socket (CCTools' worker never
-  answers an error, it hangs up: wq-protocol.md §3.5).
 
-Theory of operation: the parser is one generator. It yields what it needs next (a line, exactly
-N bytes, or up to N bytes of a file payload) and appends events as it recognises messages. The
-driver (``next_event``) satisfies those requests from a ``ByteStream``. Nested ``dir`` blocks are
-plain recursion, and large ``put`` payloads stream out as ``FileChunk`` events instead of
-being held in memory.
+- bytes from the manager go in through ``receive_data``; parsed messages come out of
+  ``next_event`` as the dataclasses of ``messages``; nothing here touches a socket, a file or
+  the clock;
+- what the worker says goes through ``send(message)``, which returns the bytes and notes what
+  the manager now owes: a ``name`` request makes the next line its ``ProjectName``. The password
+  exchange answers by itself (``data_to_send``);
+- anything the C manager could not have sent ends the connection with one ``ConnectionFailed``
+  event naming the offending line, as on the manager's side; a wrong or missing password is a
+  ``ConnectionFailed`` with ``refusal="password"``; the manager hanging up is a
+  ``ConnectionClosed``. After either, ``next_event`` returns ``NEED_DATA`` forever, and the caller
+  closes the socket (CCTools' worker never answers an error, it hangs up);
+- names from the manager are checked here, once: a path that is absolute, empty, or leaves its
+  directory is a protocol error, so the cache and the sandbox never see one.
+
+Theory of operation
+-------------------
+The parser is one generator. It yields what it needs next (a line, exactly N bytes, or up to N
+bytes of a file payload) and appends events as it recognises messages; ``next_event``
+satisfies those requests from a ``ByteStream``. Nested ``dir`` blocks are plain recursion, and
+large ``put`` payloads stream out as ``FileChunk`` events instead of being held in memory. The
+generator's position is the connection's state: between messages, inside a ``task`` block,
+inside a ``dir`` block, or in a payload (``waiting_for_manager`` tells the I/O layer when a
+stall is the manager's fault).
 
 Example::
 
-    conn = WorkerConnection(password=None)
-    conn.receive_data(b"task 1\\ncmd 4\\ntrueend\\n")
+    conn = ManagerConnection(password=None)
+    conn.receive_data(b"task 1\ncmd 4\ntrueend\n")
     conn.next_event()   # TaskReceived(task=TaskSpec(taskid=1, command='true', ...))
 """
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections import deque
 from collections.abc import Generator
@@ -34,38 +42,45 @@ from dataclasses import dataclass, field
 
 from coffea_wq.protocol.auth import AUTH_LINE, AuthState, PasswordAuth
 from coffea_wq.protocol.codes import FileFlags
-from coffea_wq.protocol.framing import ByteStream, ProtocolError
-from coffea_wq.protocol.urlcode import url_decode
-from coffea_wq.protocol.worker_messages import *  # noqa: F403  (the events and encoders are part of this API)
-from coffea_wq.protocol.worker_messages import (
+from coffea_wq.protocol.encoding import encode
+from coffea_wq.protocol.framing import (
+    ByteStream,
+    ProtocolError,
+    parse_int,
+    parse_mode,
+    parse_number,
+    split_fields,
+)
+from coffea_wq.protocol.messages import (
     NEED_DATA,
-    AuthFailed,
     AuthSucceeded,
     Check,
     ConnectionClosed,
+    ConnectionFailed,
     DirEnd,
     DirStart,
-    Event,
     Exit,
     FileChunk,
     FileEnd,
-    FileStart,
     GetRequest,
     InvalidateFile,
     KillTask,
+    NameRequest,
     NeedData,
-    PasswordRequired,
     ProjectName,
+    PutFile,
     Release,
     SendResults,
-    SymlinkReceived,
+    Symlink,
     TaskFile,
     TaskReceived,
     TaskSpec,
     ThirdParty,
     UnlinkFile,
-    UrlReceived,
+    UrlFile,
+    WorkerEvent,
 )
+from coffea_wq.protocol.urlcode import url_decode
 
 PAYLOAD_CHUNK = 1 << 20
 # Payloads held in memory (a command, an env setting, a URL, a symlink target) are capped so
@@ -98,38 +113,13 @@ def _check_basename(name: str, what: str) -> str:
     return check_relative_path(name, what)
 
 
-def _parse_int(text: str, line: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ProtocolError(f"expected an integer, got {text!r} in line {line!r}") from None
-
-
-def _parse_number(text: str, line: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ProtocolError(f"expected a number, got {text!r} in line {line!r}") from None
-    if not math.isfinite(value):
-        raise ProtocolError(f"expected a finite number, got {text!r} in line {line!r}")
-    return value
-
-
-def _parse_mode(text: str, line: str) -> int:
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise ProtocolError(f"expected an octal file mode, got {text!r} in line {line!r}") from None
-
-
-def _fields(line: str, count: int) -> list[str]:
-    parts = line.split()
-    if len(parts) < count:
-        raise ProtocolError(f"message {line!r} needs {count - 1} argument(s)")
-    return parts
-
-
 # ---------------------------------------------------------------- the connection
+
+
+class _PasswordRefused(ProtocolError):
+    """The two ends' passwords differ (or only the manager has one)."""
+
+    refusal = "password"
 
 
 @dataclass(frozen=True)
@@ -153,12 +143,13 @@ READ_LINE = _ReadLine()
 
 
 @dataclass
-class WorkerConnection:
-    """Parses what a manager sends to a worker. Feed bytes; take events.
+class ManagerConnection:
+    """The worker's end of a connection to a manager. Feed bytes; take events; ``send`` messages.
 
     With a ``password`` the connection first runs the challenge-response: send ``start()``,
-    then keep sending ``data_to_send()``; the first event is ``AuthSucceeded`` or
-    ``AuthFailed``. Only after ``AuthSucceeded`` should the worker send its handshake.
+    then keep sending ``data_to_send()``; the first event is ``AuthSucceeded`` or a
+    ``ConnectionFailed`` with ``refusal="password"``. Only after ``AuthSucceeded`` should the
+    worker send its handshake.
     """
 
     password: bytes | None = None
@@ -168,7 +159,6 @@ class WorkerConnection:
     _outbox: bytearray = field(default_factory=bytearray, init=False)
     _auth: PasswordAuth | None = field(default=None, init=False)
     _names_expected: int = field(default=0, init=False)
-    _error: ProtocolError | None = field(default=None, init=False)
     _finished: bool = field(default=False, init=False)
     _between_messages: bool = field(default=False, init=False)
 
@@ -196,10 +186,17 @@ class WorkerConnection:
         self._outbox.clear()
         return out
 
-    def request_project_name(self) -> bytes:
-        """The ``name`` request; the manager's next line is answered as ``ProjectName``."""
-        self._names_expected += 1
-        return b"name\n"
+    def send(self, message: object) -> bytes:
+        """The bytes of ``message``; after a ``NameRequest`` the manager's next line is its
+        ``ProjectName``."""
+        if isinstance(message, NameRequest):
+            self._names_expected += 1
+        return encode(message)
+
+    @property
+    def closed(self) -> bool:
+        """The connection has ended (its last event is queued or taken)."""
+        return self._finished
 
     @property
     def authenticating(self) -> bool:
@@ -214,12 +211,10 @@ class WorkerConnection:
             return False
         return self.authenticating or self._names_expected > 0 or not self._between_messages or len(self._stream) > 0
 
-    def next_event(self) -> Event | NeedData:
-        """The next parsed message, ``NEED_DATA``, or ProtocolError for a malformed one."""
+    def next_event(self) -> WorkerEvent | NeedData:
+        """The next parsed message (``messages.WorkerEvent``) or ``NEED_DATA``."""
         if self._events:
             return self._events.popleft()
-        if self._error is not None:
-            raise self._error
         while not self._events and not self._finished:
             try:
                 value = self._satisfy(self._request)
@@ -231,9 +226,9 @@ class WorkerConnection:
             except StopIteration:
                 self._finished = True
             except ProtocolError as exc:
-                self._error = exc
+                self._events.append(ConnectionFailed(str(exc), getattr(exc, "refusal", "")))
                 self._finished = True
-                raise
+                self._stream.skip(len(self._stream))  # a dead connection holds nothing
         return self._events.popleft() if self._events else NEED_DATA
 
     def _satisfy(self, request: _Request) -> str | bytes | None:
@@ -249,7 +244,7 @@ class WorkerConnection:
         self._events.append(ConnectionClosed(clean=clean, during_auth=self.authenticating))
         self._finished = True
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: WorkerEvent) -> None:
         self._events.append(event)
 
     # -- the parser
@@ -260,8 +255,7 @@ class WorkerConnection:
                 line = yield READ_LINE
                 self._outbox += self._auth.receive_line(line)
             if self._auth.state is AuthState.FAILED:
-                self._emit(AuthFailed(self._auth.failure_reason))
-                return
+                raise _PasswordRefused(f"password authentication failed: {self._auth.failure_reason}")
             self._emit(AuthSucceeded())
         while True:
             self._between_messages = True
@@ -278,7 +272,7 @@ class WorkerConnection:
         if keyword == "put":
             yield from self._parse_put(line, parent=None)
         elif keyword == "dir":
-            name = check_relative_path(url_decode(_fields(line, 2)[1]), "dir")
+            name = check_relative_path(url_decode(split_fields(line, 2)[1]), "dir")
             yield from self._parse_dir_block(name, top_level=True, depth=1)
         elif keyword == "url":
             yield from self._parse_url(line)
@@ -287,23 +281,23 @@ class WorkerConnection:
         else:
             self._emit(self._parse_simple(keyword, line))
 
-    def _parse_simple(self, keyword: str, line: str) -> Event:
+    def _parse_simple(self, keyword: str, line: str) -> WorkerEvent:
         if keyword == "send_results":
             parts = line.split()
-            return SendResults(_parse_int(parts[1], line) if len(parts) > 1 else -1)
+            return SendResults(parse_int(parts[1], line) if len(parts) > 1 else -1)
         if keyword == "get":
-            parts = _fields(line, 2)
+            parts = split_fields(line, 2)
             recursive = len(parts) < 3 or parts[2] != "0"
             return GetRequest(check_relative_path(url_decode(parts[1]), "get"), recursive)
         if keyword == "kill":
-            return KillTask(_parse_int(_fields(line, 2)[1], line))
+            return KillTask(parse_int(split_fields(line, 2)[1], line))
         if keyword == "unlink":
-            return UnlinkFile(check_relative_path(url_decode(_fields(line, 2)[1]), "unlink"))
+            return UnlinkFile(check_relative_path(url_decode(split_fields(line, 2)[1]), "unlink"))
         if keyword == "invalidate-file":
-            return InvalidateFile(url_decode(_fields(line, 2)[1]))
+            return InvalidateFile(url_decode(split_fields(line, 2)[1]))
         if keyword in ("thirdget", "thirdput"):
-            parts = _fields(line, 4)
-            mode, name = _parse_int(parts[1], line), check_relative_path(url_decode(parts[2]), keyword)
+            parts = split_fields(line, 4)
+            mode, name = parse_int(parts[1], line), check_relative_path(url_decode(parts[2]), keyword)
             path = line.split(" ", 3)[3]
             return ThirdParty(keyword == "thirdput", mode, name, path)
         if line == "release":
@@ -313,20 +307,20 @@ class WorkerConnection:
         if line == "check":
             return Check()
         if line == AUTH_LINE or keyword == "auth":
-            raise PasswordRequired("this manager requires a password (use the -P option)")
+            raise _PasswordRefused("this manager requires a password (use the -P option)")
         raise ProtocolError(f"unrecognized message from the manager: {line[:200]!r}")
 
     def _parse_put(self, line: str, parent: str | None) -> _Parser:
-        parts = _fields(line, 4)
+        parts = split_fields(line, 4)
         raw_name = url_decode(parts[1])
         if parent is None:
             path = check_relative_path(raw_name, "put")
         else:
             path = f"{parent}/{_check_basename(raw_name, f'put inside dir {parent!r}')}"
-        length = _parse_int(parts[2], line)
+        length = parse_int(parts[2], line)
         if length < 0:
             raise ProtocolError(f"negative length in {line!r}")
-        self._emit(FileStart(path, length, _parse_mode(parts[3], line)))
+        self._emit(PutFile(path, length, parse_mode(parts[3], line)))
         remaining = length
         while remaining:
             chunk = yield _ReadSome(min(remaining, PAYLOAD_CHUNK))
@@ -347,25 +341,25 @@ class WorkerConnection:
             if keyword == "put":
                 yield from self._parse_put(line, parent=path)
             elif keyword == "dir":
-                entry = _check_basename(url_decode(_fields(line, 2)[1]), f"dir inside dir {path!r}")
+                entry = _check_basename(url_decode(split_fields(line, 2)[1]), f"dir inside dir {path!r}")
                 yield from self._parse_dir_block(f"{path}/{entry}", top_level=False, depth=depth + 1)
             elif keyword == "symlink":
-                parts = _fields(line, 3)
+                parts = split_fields(line, 3)
                 entry = _check_basename(url_decode(parts[1]), f"symlink inside dir {path!r}")
                 target = yield _ReadExact(self._length(parts[2], line))
-                self._emit(SymlinkReceived(f"{path}/{entry}", bytes(target).decode("utf-8", "surrogateescape")))
+                self._emit(Symlink(f"{path}/{entry}", bytes(target).decode("utf-8", "surrogateescape")))
             # CCTools' worker ignores other lines inside a dir block; so do we.
 
     def _parse_url(self, line: str) -> _Parser:
-        parts = _fields(line, 4)
+        parts = split_fields(line, 4)
         name = check_relative_path(url_decode(parts[1]), "url")
         length = self._length(parts[2], line)
-        flags = _parse_int(parts[4], line) if len(parts) > 4 else 0
+        flags = parse_int(parts[4], line) if len(parts) > 4 else 0
         url = yield _ReadExact(length)
-        self._emit(UrlReceived(name, bytes(url).decode("utf-8", "surrogateescape"), _parse_mode(parts[3], line), flags))
+        self._emit(UrlFile(name, bytes(url).decode("utf-8", "surrogateescape"), parse_mode(parts[3], line), flags))
 
     def _parse_task(self, line: str) -> _Parser:
-        taskid = _parse_int(_fields(line, 2)[1], line)
+        taskid = parse_int(split_fields(line, 2)[1], line)
         values: dict[str, object] = {}
         env: list[str] = []
         dirs: list[str] = []
@@ -382,9 +376,9 @@ class WorkerConnection:
             elif keyword == "category":
                 values["category"] = rest
             elif keyword in ("cores", "memory", "disk", "gpus"):
-                values[keyword] = max(0, int(_parse_number(rest.strip(), line)))
+                values[keyword] = max(0, int(parse_number(rest.strip(), line)))
             elif keyword in ("end_time", "wall_time"):
-                values[keyword] = _parse_number(rest.strip(), line)
+                values[keyword] = parse_number(rest.strip(), line)
             elif keyword == "env":
                 env.append((yield from self._read_env(self._length(rest, line), taskid)))
             elif keyword == "dir":
@@ -408,7 +402,7 @@ class WorkerConnection:
     @staticmethod
     def _length(text: str, line: str) -> int:
         """The length of a payload read into memory: not negative, not over MAX_INLINE_PAYLOAD."""
-        length = _parse_int(text.strip(), line)
+        length = parse_int(text.strip(), line)
         if length < 0:
             raise ProtocolError(f"negative length in {line!r}")
         if length > MAX_INLINE_PAYLOAD:
@@ -417,10 +411,10 @@ class WorkerConnection:
 
     @staticmethod
     def _task_file(line: str, taskid: int) -> TaskFile:
-        parts = _fields(line, 4)
+        parts = split_fields(line, 4)
         what = f"task {taskid} {parts[0]}"
         cached = check_relative_path(parts[1], what)
         if posixpath.basename(cached) != cached:
             raise ProtocolError(f"{what}: cached name {cached!r} must not contain '/'")
         remote = check_relative_path(url_decode(parts[2]), what)
-        return TaskFile(cached, remote, FileFlags(_parse_int(parts[3], line) & 0x7F))
+        return TaskFile(cached, remote, FileFlags(parse_int(parts[3], line) & 0x7F))

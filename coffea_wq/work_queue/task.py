@@ -271,7 +271,7 @@ class Task:
 
     @property
     def output(self) -> str:
-        return self._spec.output
+        return self._spec.read_output()
 
     std_output = output
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from coffea_wq.protocol.codes import ResultCode
-from coffea_wq.protocol.worker_messages import TaskSpec
+from coffea_wq.protocol.messages import TaskSpec
 
 if TYPE_CHECKING:  # warm.py imports this module (its cold fallback)
     from coffea_wq.worker.warm import WarmPythonPool

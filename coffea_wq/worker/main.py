@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from coffea_wq.manager.tls import client_context
-from coffea_wq.protocol.worker_side import WorkerIdentity
+from coffea_wq.protocol.messages import WorkerIdentity
 from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
 from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
 from coffea_wq.worker.resources import WorkerResources, measure_resources

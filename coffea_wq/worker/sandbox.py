@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from coffea_wq.protocol.worker_messages import TaskSpec
+from coffea_wq.protocol.messages import TaskSpec
 from coffea_wq.worker.cache import CacheError, FileCache, is_inside, remove_path
 
 log = logging.getLogger(__name__)

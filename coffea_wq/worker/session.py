@@ -20,44 +20,43 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coffea_wq.protocol.framing import ProtocolError
-from coffea_wq.protocol.worker_side import (
+from coffea_wq.protocol.messages import (
     NEED_DATA,
-    AuthFailed,
+    Alive,
     AuthSucceeded,
     Check,
     ConnectionClosed,
+    ConnectionFailed,
+    DirectoryStart,
     DirStart,
     Exit,
     FileChunk,
     FileEnd,
-    FileStart,
+    FileMissing,
+    FileReply,
     GetRequest,
+    Info,
     KillTask,
-    PasswordRequired,
+    NameRequest,
     ProjectName,
+    PutFile,
     Release,
-    ResourceReport,
+    ReplyEnd,
+    ResourceTotals,
+    ResultsAvailable,
+    ResultStart,
     SendResults,
-    SymlinkReceived,
+    Symlink,
     TaskReceived,
     ThirdParty,
+    ThirdPutComplete,
     UnlinkFile,
-    UrlReceived,
-    WorkerConnection,
+    UrlFile,
     WorkerIdentity,
-    encode_alive,
-    encode_available_results,
-    encode_dir_header,
-    encode_end,
-    encode_file_header,
-    encode_handshake,
-    encode_info,
-    encode_missing,
-    encode_resources,
-    encode_result_header,
-    encode_thirdput_complete,
+    handshake_messages,
+    resource_messages,
 )
+from coffea_wq.protocol.worker_side import ManagerConnection
 from coffea_wq.worker.cache import CacheError, FileCache, IncomingFile
 from coffea_wq.worker.execution import TaskObserver, TaskOutcome
 from coffea_wq.worker.resources import WorkerResources
@@ -134,11 +133,11 @@ class ManagerSession:
     observer: TaskObserver | None = None
     should_stop: Callable[[], str | None] = lambda: None
     expected_project: str | None = None
-    conn: WorkerConnection = field(init=False)
+    conn: ManagerConnection = field(init=False)
     handshake_done: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.conn = WorkerConnection(self.settings.password)
+        self.conn = ManagerConnection(self.settings.password)
         self.cache = FileCache(self.workspace.cache_dir)
         self.tasks = TaskTable(self.workspace, self.cache, self.settings.resources, self.warm_pool, self.observer)
         self._incoming: IncomingFile | None = None
@@ -186,12 +185,7 @@ class ManagerSession:
 
     def _handle_events(self) -> None:
         while True:
-            try:
-                event = self.conn.next_event()
-            except PasswordRequired as exc:
-                raise _Stop(SessionEnd.PASSWORD_REQUIRED, f"manager {self.peer}: {exc}") from None
-            except ProtocolError as exc:
-                raise _Stop(SessionEnd.ERROR, f"bad message from manager {self.peer}: {exc}") from None
+            event = self.conn.next_event()
             self._send(self.conn.data_to_send())
             if event is NEED_DATA:
                 return
@@ -207,18 +201,18 @@ class ManagerSession:
 
     def _advance_tasks(self) -> None:
         if self.tasks.poll() and not self._results_announced:
-            self._send(encode_available_results())
+            self._say(ResultsAvailable())
             self._results_announced = True
         if self.tasks.start_ready():
-            self._send(encode_info("tasks_running", self.tasks.running))
+            self._say(Info("tasks_running", str(self.tasks.running)))
         if self.tasks.has_unreported() and not self._results_announced:
-            self._send(encode_available_results())
+            self._say(ResultsAvailable())
             self._results_announced = True
 
     def _check_stop_conditions(self) -> None:
         signal_name = self.should_stop()
         if signal_name:
-            self._send_quietly(encode_info("vacating", signal_name))
+            self._send_quietly(self.conn.send(Info("vacating", signal_name)))
             raise _Stop(SessionEnd.ABORTED, f"received {signal_name}")
         now = time.monotonic()
         if self.conn.waiting_for_manager and now - self._last_received > self.settings.active_timeout:
@@ -226,11 +220,11 @@ class ManagerSession:
             raise _Stop(SessionEnd.ERROR, f"manager {self.peer} sent nothing for {self.settings.active_timeout:g} s "
                                           "in the middle of a message (or of the password exchange)")
         if self.settings.end_time and time.time() >= self.settings.end_time:
-            self._send_quietly(encode_info("wall_time_exhausted", int(self.settings.end_time)))
+            self._send_quietly(self.conn.send(Info("wall_time_exhausted", str(int(self.settings.end_time)))))
             raise _Stop(SessionEnd.WALL_TIME, "the worker's --wall-time is used up")
         if self.handshake_done and self.tasks.active == 0 and not self.tasks.has_unreported():
             if now - self._last_work > self.settings.idle_timeout:
-                self._send_quietly(encode_info("idle-disconnecting", int(self.settings.idle_timeout)))
+                self._send_quietly(self.conn.send(Info("idle-disconnecting", str(int(self.settings.idle_timeout)))))
                 raise _Stop(SessionEnd.IDLE, f"no work from manager {self.peer} for {self.settings.idle_timeout:g} s")
         else:
             self._last_work = now
@@ -248,7 +242,11 @@ class ManagerSession:
         log.debug("password accepted by manager %s", self.peer)
         self._after_authentication()
 
-    def _on_auth_failed(self, event: AuthFailed) -> None:
+    def _on_failed(self, event: ConnectionFailed) -> None:
+        if event.refusal != "password":
+            raise _Stop(SessionEnd.ERROR, f"bad message from manager {self.peer}: {event.reason}")
+        if self.settings.password is None:
+            raise _Stop(SessionEnd.PASSWORD_REQUIRED, f"manager {self.peer}: {event.reason}")
         raise _Stop(SessionEnd.AUTH_FAILED, f"wrong password for manager {self.peer} ({event.reason})")
 
     def _on_closed(self, event: ConnectionClosed) -> None:
@@ -266,7 +264,7 @@ class ManagerSession:
             raise _Stop(SessionEnd.ERROR, f"manager {self.peer} serves project {event.name!r}, not {self.expected_project!r}")
         self._send_handshake()
 
-    def _on_file_start(self, event: FileStart) -> None:
+    def _on_file_start(self, event: PutFile) -> None:
         self._incoming = self.cache.begin_file(event.path, event.length, event.mode)
 
     def _on_file_chunk(self, event: FileChunk) -> None:
@@ -281,10 +279,10 @@ class ManagerSession:
     def _on_dir_start(self, event: DirStart) -> None:
         self.cache.make_dir(event.path, event.top_level)
 
-    def _on_symlink(self, event: SymlinkReceived) -> None:
+    def _on_symlink(self, event: Symlink) -> None:
         self.cache.make_symlink(event.path, event.target)
 
-    def _on_url(self, event: UrlReceived) -> None:
+    def _on_url(self, event: UrlFile) -> None:
         self.cache.fetch_url(event.name, event.url, event.mode)
 
     def _on_task(self, event: TaskReceived) -> None:
@@ -294,24 +292,24 @@ class ManagerSession:
         self._last_work = time.monotonic()
         if not self.tasks.admit(task):
             # tell the manager again what we have, as CCTools does after forsaking
-            self._send(encode_resources(self._resource_report()))
+            self._say(*resource_messages(self._resource_report()))
 
     def _on_send_results(self, _event: SendResults) -> None:
         self._results_announced = False
         for taskid, outcome in self.tasks.take_unreported():
             self._send_result(taskid, outcome)
-            self._send(encode_info("tasks_running", self.tasks.running))
-        self._send(encode_end())
+            self._say(Info("tasks_running", str(self.tasks.running)))
+        self._say(ReplyEnd())
 
     def _on_get(self, event: GetRequest) -> None:
         for entry in self.cache.describe_for_get(event.name, event.recursive):
             if entry.kind == "dir":
-                self._send(encode_dir_header(entry.name))
+                self._say(DirectoryStart(entry.name))
             elif entry.kind == "file" and entry.path is not None:
                 self._send_file_entry(entry.name, entry.path)
             else:
-                self._send(encode_missing(entry.name, entry.error))
-        self._send(encode_end())
+                self._say(FileMissing(entry.name, entry.error))
+        self._say(ReplyEnd())
 
     def _on_kill(self, event: KillTask) -> None:
         self.tasks.kill(event.taskid)
@@ -320,7 +318,7 @@ class ManagerSession:
         self.cache.remove(event.name)
 
     def _on_check(self, _event: Check) -> None:
-        self._send(encode_alive() + encode_info("tasks_running", self.tasks.running))
+        self._say(Alive(), Info("tasks_running", str(self.tasks.running)))
 
     def _on_release(self, _event: Release) -> None:
         raise _Stop(SessionEnd.RELEASED, f"released by manager {self.peer}")
@@ -331,28 +329,26 @@ class ManagerSession:
     def _on_third_party(self, event: ThirdParty) -> None:
         ok = run_third_party_transfer(self.cache, event)
         if event.put:
-            self._send(encode_thirdput_complete(ok))
+            self._say(ThirdPutComplete(ok))
 
     # -- sending
 
     def _after_authentication(self) -> None:
         if self.expected_project is not None:
-            self._send(self.conn.request_project_name())
+            self._say(NameRequest())
         else:
             self._send_handshake()
 
     def _send_handshake(self) -> None:
         end_time = int(self.settings.end_time) if self.settings.end_time else 0
-        self._send(
-            encode_handshake(self.settings.identity, self._resource_report(), self.tasks.running, end_time,
-                             self.settings.features)
-        )
+        self._say(*handshake_messages(self.settings.identity, self._resource_report(), self.tasks.running, end_time,
+                                      tuple(self.settings.features)))
         self.handshake_done = True
         self._last_work = time.monotonic()
 
-    def _resource_report(self) -> ResourceReport:
+    def _resource_report(self) -> ResourceTotals:
         r = self.settings.resources
-        return ResourceReport(cores=r.cores, memory=r.memory, disk=r.disk, gpus=r.gpus, tag=self._last_tag)
+        return ResourceTotals(cores=r.cores, memory=r.memory, disk=r.disk, gpus=r.gpus, tag=self._last_tag)
 
     def _send_result(self, taskid: int, outcome: TaskOutcome) -> None:
         handle = None
@@ -363,7 +359,7 @@ class ManagerSession:
                 handle = None
         try:
             length = os.fstat(handle.fileno()).st_size if handle is not None else 0
-            self._send(encode_result_header(outcome.status, outcome.exit_code, length, outcome.execution_time_us, taskid))
+            self._say(ResultStart(outcome.status, outcome.exit_code, length, outcome.execution_time_us, taskid))
             if handle is not None:
                 self._stream(handle, length)
         finally:
@@ -374,11 +370,11 @@ class ManagerSession:
         try:
             handle = open(path, "rb")  # noqa: SIM115
         except OSError as exc:
-            self._send(encode_missing(name, exc.errno or 2))
+            self._say(FileMissing(name, exc.errno or 2))
             return
         with handle:
             length = os.fstat(handle.fileno()).st_size
-            self._send(encode_file_header(name, length))
+            self._say(FileReply(name, length))
             self._stream(handle, length)
 
     def _stream(self, handle, length: int) -> None:
@@ -388,6 +384,10 @@ class ManagerSession:
             data = handle.read(min(SEND_CHUNK, remaining)) or b"\0" * min(SEND_CHUNK, remaining)
             self._send(data)
             remaining -= len(data)
+
+    def _say(self, *messages: object) -> None:
+        """Send protocol messages (through the connection, which notes what the manager owes)."""
+        self._send(b"".join(self.conn.send(message) for message in messages))
 
     def _send(self, data: bytes) -> None:
         if not data:
@@ -417,15 +417,15 @@ class ManagerSession:
 
 _HANDLERS: dict[type, Callable[[ManagerSession, object], None]] = {
     AuthSucceeded: ManagerSession._on_auth_succeeded,
-    AuthFailed: ManagerSession._on_auth_failed,
+    ConnectionFailed: ManagerSession._on_failed,
     ConnectionClosed: ManagerSession._on_closed,
     ProjectName: ManagerSession._on_project_name,
-    FileStart: ManagerSession._on_file_start,
+    PutFile: ManagerSession._on_file_start,
     FileChunk: ManagerSession._on_file_chunk,
     FileEnd: ManagerSession._on_file_end,
     DirStart: ManagerSession._on_dir_start,
-    SymlinkReceived: ManagerSession._on_symlink,
-    UrlReceived: ManagerSession._on_url,
+    Symlink: ManagerSession._on_symlink,
+    UrlFile: ManagerSession._on_url,
     TaskReceived: ManagerSession._on_task,
     SendResults: ManagerSession._on_send_results,
     GetRequest: ManagerSession._on_get,

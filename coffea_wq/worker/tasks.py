@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from coffea_wq.protocol.codes import ResultCode
-from coffea_wq.protocol.worker_messages import TaskSpec
+from coffea_wq.protocol.messages import TaskSpec
 from coffea_wq.worker.cache import CacheError, FileCache
 from coffea_wq.worker.execution import (
     RunningTask,

@@ -1,8 +1,7 @@
 """Fuzzing: over 100,000 random and mutated messages into each side's protocol state machine.
 
-Whatever arrives, the manager side only ever turns it into events (a broken stream ends with one
-``ConnectionFailed``), the worker side only ever raises ``ProtocolError``, and neither holds more
-memory than a bounded amount. Hypothesis draws the seeds of the batches (``derandomize``: the same
+Whatever arrives, each side only ever turns it into events (a broken stream ends with one
+``ConnectionFailed``, on both sides alike), and neither holds more memory than a bounded amount. Hypothesis draws the seeds of the batches (``derandomize``: the same
 messages on every run); each example feeds a batch of mutated transcripts (tests/protocol/fuzzing.py).
 The regression tests below pin what the fuzzers found.
 """
@@ -15,9 +14,10 @@ import tracemalloc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from coffea_wq.protocol import manager_side as m
+from coffea_wq.protocol import manager_side as side
+from coffea_wq.protocol import messages as m
 from coffea_wq.protocol import worker_side as w
-from coffea_wq.protocol.framing import MAX_LINE, ProtocolError
+from coffea_wq.protocol.framing import MAX_LINE
 from tests.protocol import fuzzing
 
 MESSAGES_PER_SIDE = 100_000
@@ -29,28 +29,32 @@ MEMORY_LIMIT = 32 << 20  # far above one connection's worst case (a line, a chun
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
 
-MANAGER_EVENTS = tuple(m.Event.__args__)
+MANAGER_EVENTS = tuple(m.ManagerEvent.__args__)
+WORKER_EVENTS = tuple(m.WorkerEvent.__args__)
+ENDS = (m.ConnectionFailed, m.ConnectionClosed)
 
 
-def _drain_manager(conn: m.WorkerConnection) -> None:
+def _drain_manager(conn: side.WorkerConnection) -> None:
     failed = False
-    while (event := conn.next_event()) is not None:
+    while (event := conn.next_event()) is not m.NEED_DATA:
         assert isinstance(event, MANAGER_EVENTS), event
-        assert not failed, f"{event!r} after ConnectionFailed"
-        failed = isinstance(event, m.ConnectionFailed)
+        assert not failed, f"{event!r} after the connection's last event"
+        failed = isinstance(event, ENDS)
 
 
 def feed_manager_side(rng: random.Random, lines: list[bytes]) -> None:
     """One mutated stream into a fresh manager-side connection, in random chunks."""
     password = rng.random() < 0.15
-    conn = m.WorkerConnection(password=fuzzing.PASSWORD if password else None,
-                              challenge=fuzzing.CHALLENGE if password else None,
-                              max_result_output=rng.choice((0, 3, 1 << 20)),
-                              holds_task=rng.choice((None, lambda task_id: task_id % 2 == 1)))
-    conn.initial_bytes()
+    conn = side.WorkerConnection(password=fuzzing.PASSWORD if password else None,
+                                 challenge=fuzzing.CHALLENGE if password else None,
+                                 max_result_output=rng.choice((0, 3, 1 << 20)),
+                                 holds_task=rng.choice((None, lambda task_id: task_id % 2 == 1)))
+    conn.start()
+    for _ in range(rng.randint(0, 40)):  # requests whose replies the stream may carry
+        conn.send(rng.choice((m.SendResults(), m.GetRequest("file-1-out"))))
     for piece in fuzzing.chunks(rng, b"".join(lines)):
         conn.receive_data(piece)
-        conn.take_auth_reply()
+        conn.data_to_send()
         _drain_manager(conn)
         assert len(conn._stream) <= MAX_LINE + len(piece), f"bytes pile up in the connection ({conn._reading})"
     conn.receive_data(b"")
@@ -58,25 +62,23 @@ def feed_manager_side(rng: random.Random, lines: list[bytes]) -> None:
     assert conn.closed
 
 
-def _drain_worker(conn: w.WorkerConnection) -> bool:
-    """Take every event; False once the connection is finished (a ProtocolError ended it)."""
-    while True:
-        try:
-            event = conn.next_event()
-        except ProtocolError:
-            return False
-        if event is w.NEED_DATA:
-            return True
-        assert isinstance(event, tuple(w.Event.__args__)), event
+def _drain_worker(conn: w.ManagerConnection) -> bool:
+    """Take every event; False once the connection has ended (its last event taken)."""
+    ended = False
+    while (event := conn.next_event()) is not m.NEED_DATA:
+        assert isinstance(event, WORKER_EVENTS), event
+        assert not ended, f"{event!r} after the connection's last event"
+        ended = isinstance(event, ENDS)
+    return not ended
 
 
 def feed_worker_side(rng: random.Random, lines: list[bytes]) -> None:
     password = rng.random() < 0.15
-    conn = w.WorkerConnection(password=fuzzing.PASSWORD if password else None,
-                              auth_challenge=fuzzing.CHALLENGE if password else None)
+    conn = w.ManagerConnection(password=fuzzing.PASSWORD if password else None,
+                               auth_challenge=fuzzing.CHALLENGE if password else None)
     conn.start()
     if rng.random() < 0.1:
-        conn.request_project_name()
+        conn.send(m.NameRequest())
     for piece in fuzzing.chunks(rng, b"".join(lines)):
         conn.receive_data(piece)
         alive = _drain_worker(conn)
@@ -131,7 +133,7 @@ def test_a_status_client_that_keeps_sending_holds_nothing():
     """Found by the manager-side fuzz: after ``queue_status`` (or an HTTP request) the connection
     stopped reading but kept every byte the client sent next."""
     for opening in (b"queue_status\n", b"GET / HTTP/1.1\r\n\r\n"):
-        conn = m.WorkerConnection()
+        conn = side.WorkerConnection()
         conn.receive_data(opening + b"y" * 5000)
         for _ in range(64):
             conn.receive_data(b"z" * 65536)
@@ -140,7 +142,7 @@ def test_a_status_client_that_keeps_sending_holds_nothing():
 
 
 def test_a_failed_connection_holds_nothing():
-    conn = m.WorkerConnection()
+    conn = side.WorkerConnection()
     conn.receive_data(b"y" * 4000)
     conn.receive_data(b"y" * 200)  # no newline within 4095 bytes: the connection fails
     assert isinstance(conn.next_event(), m.ConnectionFailed) and len(conn._stream) == 0

@@ -6,8 +6,11 @@ import hashlib
 
 import pytest
 
-from coffea_wq.protocol import manager_side as m
+from coffea_wq.protocol import manager_side as side
+from coffea_wq.protocol import messages as m
+from coffea_wq.protocol.encoding import encode
 from coffea_wq.protocol.framing import MAX_LINE
+from tests.protocol.helpers import Result, fold
 from tests.transcripts import SAMPLES, stream
 
 HANDSHAKE = (
@@ -20,25 +23,20 @@ HANDSHAKE = (
 )
 
 
-def events_of(data: bytes | list[bytes], conn: m.WorkerConnection | None = None) -> list:
-    conn = conn or m.WorkerConnection()
+def events_of(data: bytes | list[bytes], conn: side.WorkerConnection | None = None, sent: tuple = ()) -> list:
+    """Feed ``data`` after the manager has sent ``sent`` (the requests whose replies it carries)."""
+    conn = conn or side.WorkerConnection()
+    for message in sent:
+        conn.send(message)
     out = []
     for chunk in [data] if isinstance(data, bytes) else data:
         conn.receive_data(chunk)
-        while (event := conn.next_event()) is not None:
+        while (event := conn.next_event()) is not m.NEED_DATA:
             out.append(event)
     return out
 
 
-def merge_file_data(events: list) -> list:
-    """FileData chunks depend on how bytes arrive; join them to compare streams."""
-    merged: list = []
-    for event in events:
-        if isinstance(event, m.FileData) and merged and isinstance(merged[-1], m.FileData):
-            merged[-1] = m.FileData(merged[-1].data + event.data, event.last)
-        else:
-            merged.append(event)
-    return [e for e in merged if not (isinstance(e, m.FileData) and not e.data and not e.last)]
+merge_file_data = fold
 
 
 def test_handshake_events_in_order():
@@ -53,16 +51,18 @@ def test_handshake_events_in_order():
 
 
 def test_byte_by_byte_gives_the_same_events():
-    whole = events_of(HANDSHAKE + b"result 0 3 10 3245 7\nhello\nerr\ninfo tasks_running 0\nend\n")
-    trickled = events_of([HANDSHAKE[i : i + 1] for i in range(len(HANDSHAKE))]
-                         + [bytes([b]) for b in b"result 0 3 10 3245 7\nhello\nerr\ninfo tasks_running 0\nend\n"])
+    whole = fold(events_of(HANDSHAKE + b"result 0 3 10 3245 7\nhello\nerr\ninfo tasks_running 0\nend\n",
+                           sent=(m.SendResults(),)))
+    trickled = fold(events_of([HANDSHAKE[i : i + 1] for i in range(len(HANDSHAKE))]
+                              + [bytes([b]) for b in b"result 0 3 10 3245 7\nhello\nerr\ninfo tasks_running 0\nend\n"],
+                              sent=(m.SendResults(),)))
     assert whole == trickled
 
 
 def test_result_with_output_and_async_lines_inside_the_reply():
     data = b"result 0 3 10 3245 7\nhello\nerr\ninfo tasks_running 0\navailable_results\nend\n"
-    assert events_of(data) == [
-        m.TaskResult(0, 3, b"hello\nerr\n", 3245, 7),
+    assert fold(events_of(data, sent=(m.SendResults(),))) == [
+        Result(0, 3, b"hello\nerr\n", 3245, 7),
         m.Info("tasks_running", "0"),
         m.ResultsAvailable(),
         m.ReplyEnd(),
@@ -71,17 +71,17 @@ def test_result_with_output_and_async_lines_inside_the_reply():
 
 def test_result_output_may_contain_protocol_words():
     output = b"end\nresult 1 2 3 4 5\n"
-    events = events_of(b"result 0 0 %d 10 3\n" % len(output) + output + b"end\n")
-    assert events == [m.TaskResult(0, 0, output, 10, 3), m.ReplyEnd()]
+    events = fold(events_of(b"result 0 0 %d 10 3\n" % len(output) + output + b"end\n", sent=(m.SendResults(),)))
+    assert events == [Result(0, 0, output, 10, 3), m.ReplyEnd()]
 
 
 def test_result_output_over_the_storage_limit_is_dropped_and_flagged():
-    conn = m.WorkerConnection(max_result_output=4)
+    conn = side.WorkerConnection(max_result_output=4)
     chunks = [b"result 0 0 10 5 7\n", b"abcdef", b"ghij", b"info tasks_running 0\nresult 0 0 3 5 8\nxyzend\n"]
-    assert events_of(chunks, conn) == [
-        m.TaskResult(0, 0, b"abcd", 5, 7, output_truncated=True),
+    assert fold(events_of(chunks, conn, sent=(m.SendResults(),))) == [
+        Result(0, 0, b"abcd", 5, 7, output_truncated=True),
         m.Info("tasks_running", "0"),
-        m.TaskResult(0, 0, b"xyz", 5, 8),
+        Result(0, 0, b"xyz", 5, 8),
         m.ReplyEnd(),
     ]
 
@@ -92,25 +92,27 @@ def test_get_replies_file_dir_missing():
         b"dir file-6-odir 0\nfile file-6-odir/a.txt 4\nAAA\ninfo tasks_running 1\nend\n"
         b"missing nosuch 2\nend\n"
     )
-    events = merge_file_data(events_of(data))
+    gets = (m.GetRequest("file-0-y-out.txt"), m.GetRequest("file-6-odir"), m.GetRequest("nosuch"))
+    events = merge_file_data(events_of(data, sent=gets))
     assert events == [
-        m.FileStart("file-0-y-out.txt", 4), m.FileData(b"abc\n", True), m.ReplyEnd(),
-        m.DirectoryStart("file-6-odir"), m.FileStart("file-6-odir/a.txt", 4), m.FileData(b"AAA\n", True),
+        m.FileReply("file-0-y-out.txt", 4), m.FileData(b"abc\n", True), m.ReplyEnd(),
+        m.DirectoryStart("file-6-odir"), m.FileReply("file-6-odir/a.txt", 4), m.FileData(b"AAA\n", True),
         m.Info("tasks_running", "1"), m.ReplyEnd(),
         m.FileMissing("nosuch", 2), m.ReplyEnd(),
     ]
 
 
 def test_large_file_arrives_in_chunks_without_buffering_it_whole():
-    size = 3 * m.FILE_CHUNK + 5
-    conn = m.WorkerConnection()
+    size = 3 * side.FILE_CHUNK + 5
+    conn = side.WorkerConnection()
+    conn.send(m.GetRequest("big"))
     conn.receive_data(b"file big %d\n" % size)
-    assert conn.next_event() == m.FileStart("big", size)
+    assert conn.next_event() == m.FileReply("big", size)
     total, lasts = 0, []
-    for piece in (m.FILE_CHUNK, m.FILE_CHUNK, m.FILE_CHUNK, 5):
+    for piece in (side.FILE_CHUNK, side.FILE_CHUNK, side.FILE_CHUNK, 5):
         conn.receive_data(b"x" * piece)
-        while (event := conn.next_event()) is not None:
-            assert isinstance(event, m.FileData) and len(event.data) <= m.FILE_CHUNK
+        while (event := conn.next_event()) is not m.NEED_DATA:
+            assert isinstance(event, m.FileData) and len(event.data) <= side.FILE_CHUNK
             total += len(event.data)
             lasts.append(event.last)
     assert total == size
@@ -119,21 +121,22 @@ def test_large_file_arrives_in_chunks_without_buffering_it_whole():
 
 
 def test_empty_file():
-    assert events_of(b"file empty 0\nend\n") == [m.FileStart("empty", 0), m.FileData(b"", True), m.ReplyEnd()]
+    assert events_of(b"file empty 0\nend\n", sent=(m.GetRequest("empty"),)) == [
+        m.FileReply("empty", 0), m.FileData(b"", True), m.ReplyEnd()]
 
 
 def test_watch_update_and_feature():
-    events = events_of(b"feature gpu%20big\nupdate 3 log.txt 10 4\nabcdend\n")
+    events = events_of(b"feature gpu%20big\nupdate 3 log.txt 10 4\nabcdend\n", sent=(m.SendResults(),))
     assert events == [m.Feature("gpu big"), m.WatchUpdate(3, "log.txt", 10, b"abcd"), m.ReplyEnd()]
 
 
-@pytest.mark.parametrize("kind", m.STATUS_REQUESTS)
+@pytest.mark.parametrize("kind", side.STATUS_REQUESTS)
 def test_status_request_as_first_line(kind):
     assert events_of(kind.encode() + b"\n") == [m.StatusRequest(kind)]
 
 
 def test_http_request_after_headers():
-    conn = m.WorkerConnection()
+    conn = side.WorkerConnection()
     events = events_of(b"GET /queue_status HTTP/1.1\r\nHost: x\r\n", conn)
     assert events == []
     assert events_of(b"\r\n", conn) == [m.HttpRequest("/queue_status")]
@@ -163,16 +166,36 @@ def test_name_request():
         (b"x" * (MAX_LINE + 1), "longer than"),
         (b"x" * (MAX_LINE + 1) + b"\n", "longer than"),
         (HANDSHAKE + b"queue_status\n", "status request"),
+        (HANDSHAKE + b"end\n", "no request pending"),
+        (HANDSHAKE + b"file out 3\nabc", "FileReply with no get pending"),
+        (HANDSHAKE + b"missing out 2\n", "FileMissing with no get pending"),
+        (HANDSHAKE + b"dir out 0\n", "DirectoryStart with no get pending"),
     ],
 )
 def test_malformed_input_ends_in_one_connection_failed(data, reason):
-    conn = m.WorkerConnection()
+    conn = side.WorkerConnection()
     events = events_of(data, conn)
     assert isinstance(events[-1], m.ConnectionFailed)
     assert reason in events[-1].reason
     assert conn.closed
     conn.receive_data(b"alive\n")
-    assert conn.next_event() is None
+    assert conn.next_event() is m.NEED_DATA
+
+
+def test_the_connection_tracks_the_replies_it_awaits_and_hands_back_their_context():
+    conn = side.WorkerConnection()
+    assert conn.send(m.GetRequest("out-1"), context="first") == b"get out-1 1\n"
+    conn.send(m.SendResults())
+    assert conn.awaits(m.GetRequest) and conn.awaits(m.SendResults)
+    events = events_of(b"file out-1 2\nhi", conn)
+    assert [e.context for e in events] == ["first", "first"]
+    events += events_of(b"end\n", conn)
+    assert not conn.awaits(m.GetRequest) and conn.awaits(m.SendResults)
+    ends = [e for e in events if isinstance(e, m.ReplyEnd)]
+    assert [(e.request, e.context) for e in ends] == [(m.GetRequest("out-1"), "first")]
+    (end,) = events_of(b"end\n", conn)
+    assert end.request == m.SendResults() and not conn.awaits(m.SendResults)
+    assert isinstance(events_of(b"end\n", conn)[-1], m.ConnectionFailed)  # nothing is owed any more
 
 
 def test_line_of_exactly_max_length_is_accepted():
@@ -180,8 +203,8 @@ def test_line_of_exactly_max_length_is_accepted():
     assert events_of(line) == [m.Info("x", "y" * (MAX_LINE - 7))]
 
 
-def test_eof_is_connection_failed():
-    assert events_of([HANDSHAKE, b""])[-1] == m.ConnectionFailed("peer closed the connection")
+def test_eof_is_connection_closed():
+    assert events_of([HANDSHAKE, b""])[-1] == m.ConnectionClosed(clean=True)
 
 
 # ----------------------------------------------------------------------------- building messages
@@ -195,53 +218,60 @@ def test_task_block_matches_the_cctools_manager_bytes():
         command='cat in.txt buf.txt; echo "E=$MYVAR"; echo made > out1.txt',
         cores=2, gpus=0, memory=800, disk=2000,
         env=(("MYVAR", "hello world"),),
-        inputs=(m.InputFile("file-0-fc91f21b3f8552b556a1ea9731c804d5-in.txt", "in.txt", 1),
-                m.InputFile("buffer-2-7f2db423a49b305459147332fb01cf87", "buf.txt", 0)),
-        outputs=(m.InputFile("file-3-e1678d455dd4ae3ba12142ff61028b78-out1.txt", "out1.txt", 0),),
+        inputs=(m.TaskFile("file-0-fc91f21b3f8552b556a1ea9731c804d5-in.txt", "in.txt", 1),
+                m.TaskFile("buffer-2-7f2db423a49b305459147332fb01cf87", "buf.txt", 0)),
+        outputs=(m.TaskFile("file-3-e1678d455dd4ae3ba12142ff61028b78-out1.txt", "out1.txt", 0),),
     )
-    assert m.WorkerConnection.send_task(task) == expected
+    assert encode(task) == expected
 
 
 def test_task_block_with_limits_and_dirs():
     task = m.TaskMessage(task_id=7, command="sleep 30", cores=1.5, memory=100, disk=10, wall_time=3,
-                         end_time=5.5, empty_dirs=("scratch",), inputs=(m.InputFile("c", "a b", 0),))
-    data = m.WorkerConnection.send_task(task)
+                         end_time=5.5, empty_dirs=("scratch",), inputs=(m.TaskFile("c", "a b", 0),))
+    data = encode(task)
     assert b"cores 1.500\n" in data
     assert b"end_time 5.500000\nwall_time 3.000000\n" in data
     assert b"dir scratch\ninfile c a%20b 0\nend\n" in data
 
 
 def test_put_and_buffer_and_simple_messages():
-    assert m.WorkerConnection.send_put_header("file-0-x-in.txt", 4, 0o644) == b"put file-0-x-in.txt 4 0644\n"
-    assert m.WorkerConnection.send_buffer("buffer-2-ab", b"hi") == b"put buffer-2-ab 2 777\nhi"
-    assert m.WorkerConnection.send_dir_start("my dir") == b"dir my%20dir\n"
-    assert m.WorkerConnection.send_symlink("l", "../t") == b"symlink l 4\n../t"
-    assert m.WorkerConnection.send_get("file-3-x") == b"get file-3-x 1\n"
-    assert m.WorkerConnection.send_kill(5) == b"kill 5\n"
-    assert m.WorkerConnection.send_unlink("file-3-x") == b"unlink file-3-x\n"
-    assert m.WorkerConnection.send_results_request() == b"send_results -1\n"
-    assert m.WorkerConnection.send_check() == b"check\n"
-    assert m.WorkerConnection.send_release() == b"release\n"
-    assert m.WorkerConnection.send_exit() == b"exit\n"
-    assert m.WorkerConnection.send_name_reply("proj") == b"proj\n"
-    assert m.WorkerConnection.send_name_reply(None) == b"\n"
+    assert encode(m.PutFile("file-0-x-in.txt", 4, 0o644)) == b"put file-0-x-in.txt 4 0644\n"
+    assert encode(m.PutBuffer("buffer-2-ab", b"hi")) == b"put buffer-2-ab 2 777\nhi"
+    assert encode(m.DirStart("my dir")) == b"dir my%20dir\n"
+    assert encode(m.Symlink("l", "../t")) == b"symlink l 4\n../t"
+    assert encode(m.GetRequest("file-3-x")) == b"get file-3-x 1\n"
+    assert encode(m.KillTask(5)) == b"kill 5\n"
+    assert encode(m.UnlinkFile("file-3-x")) == b"unlink file-3-x\n"
+    assert encode(m.SendResults(-1)) == b"send_results -1\n"
+    assert encode(m.Check()) == b"check\n"
+    assert encode(m.Release()) == b"release\n"
+    assert encode(m.Exit()) == b"exit\n"
+    assert encode(m.ProjectName("proj")) == b"proj\n"
+    assert encode(m.ProjectName("")) == b"\n"
 
 
 def test_env_value_too_long_for_the_c_worker_is_refused():
     task = m.TaskMessage(task_id=1, command="true", env=(("X", "y\nz"),))
-    data = m.WorkerConnection.send_task(task)
+    data = encode(task)
     assert b"env 5\nX=y\nz\n" in data  # the payload is length-prefixed, so a newline in a value is fine
     with pytest.raises(ValueError):
-        m.WorkerConnection.send_task(m.TaskMessage(task_id=1, command="true", category="a\nb"))
+        encode(m.TaskMessage(task_id=1, command="true", category="a\nb"))
 
 
 # ----------------------------------------------------------------------------- transcripts
+def requests_in(manager_chunks: list[bytes]) -> tuple:
+    """The ``send_results`` and ``get`` requests the manager sent, in order (their replies follow in order)."""
+    lines = b"".join(manager_chunks).split(b"\n")
+    return tuple(m.SendResults() if line.startswith(b"send_results") else m.GetRequest(line.split()[1].decode())
+                 for line in lines if line.startswith((b"send_results", b"get ")))
+
+
 def test_captured_worker_session_parses_completely():
     """Every byte the real worker sent in the captured session, in its recorded TCP reads."""
     chunks = stream(SAMPLES / "py-manager/full/proxy.log", 1, "W->M")
-    events = merge_file_data(events_of(chunks))
+    events = merge_file_data(events_of(chunks, sent=requests_in(stream(SAMPLES / "py-manager/full/proxy.log", 1, "M->W"))))
     assert not any(isinstance(e, m.ConnectionFailed) for e in events)
-    results = {e.task_id: e for e in events if isinstance(e, m.TaskResult)}
+    results = {e.task_id: e for e in events if isinstance(e, Result)}
     assert results[7].status == 56 and results[7].exit_code == 9  # wall time exceeded
     assert results[6].exit_code == 7 and results[6].output == b"to-stderr\n"
     assert results[4].exit_code == 9 and results[4].status == 0  # killed by a signal
@@ -257,29 +287,29 @@ def test_captured_password_exchange_is_accepted():
     log = SAMPLES / "password/correct-password.proxy.log"
     manager_lines = b"".join(stream(log, 1, "M->W")).split(b"\n")
     our_challenge = manager_lines[1].decode("latin-1")
-    conn = m.WorkerConnection(password=b"sekrit-pass\n", challenge=our_challenge)
-    assert conn.initial_bytes() == b"auth password sha1\n" + manager_lines[1] + b"\n"
+    conn = side.WorkerConnection(password=b"sekrit-pass\n", challenge=our_challenge)
+    assert conn.start() == b"auth password sha1\n" + manager_lines[1] + b"\n"
     events = events_of(stream(log, 1, "W->M"), conn)
-    reply = conn.take_auth_reply()
+    reply = conn.data_to_send()
     assert reply == manager_lines[2] + b"\nok\n"  # the same digest the real manager sent, then ok
     assert events[0] == m.AuthSucceeded()
     assert isinstance(events[1], m.Handshake)
 
 
 def test_wrong_password_fails():
-    conn = m.WorkerConnection(password=b"right\n")
+    conn = side.WorkerConnection(password=b"right\n")
     peer_challenge = "H" * 63
     events = events_of(b"auth password sha1\n" + peer_challenge.encode() + b"\n" + b"0" * 40 + b"\nok\n", conn)
-    assert conn.take_auth_reply() == hashlib.sha1(b"right\n " + peer_challenge.encode()).hexdigest().encode() + b"\nfailure\n"
+    assert conn.data_to_send() == hashlib.sha1(b"right\n " + peer_challenge.encode()).hexdigest().encode() + b"\nfailure\n"
     assert isinstance(events[-1], m.ConnectionFailed) and "password" in events[-1].reason
 
 
 def test_worker_without_password_is_refused_by_a_manager_with_one():
-    events = events_of(HANDSHAKE, m.WorkerConnection(password=b"pw\n"))
+    events = events_of(HANDSHAKE, side.WorkerConnection(password=b"pw\n"))
     assert isinstance(events[-1], m.ConnectionFailed)
     assert "not using password authentication" in events[-1].reason
 
 
 def test_status_client_on_a_password_manager_is_refused():
-    events = events_of(b"queue_status\n", m.WorkerConnection(password=b"pw\n"))
+    events = events_of(b"queue_status\n", side.WorkerConnection(password=b"pw\n"))
     assert isinstance(events[-1], m.ConnectionFailed)

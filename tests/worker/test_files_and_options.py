@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from coffea_wq.protocol.codes import FileFlags
-from coffea_wq.protocol.worker_messages import TaskFile, TaskSpec
+from coffea_wq.protocol.messages import TaskFile, TaskSpec
 from coffea_wq.worker.cache import CacheError, FileCache
 from coffea_wq.worker.options import OptionError, configure, options_from_args, parse_manager_addresses
 from coffea_wq.worker.resources import measure_resources

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from coffea_wq.protocol.worker_side import NEED_DATA, WorkerConnection, WorkerIdentity
+from coffea_wq.protocol.messages import NEED_DATA, NameRequest, WorkerIdentity
+from coffea_wq.protocol.worker_side import ManagerConnection
 from coffea_wq.worker.resources import WorkerResources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.session import ManagerSession, SessionEnd, SessionResult, SessionSettings
@@ -90,7 +91,7 @@ def test_a_quiet_manager_between_messages_is_not_dropped(tmp_path):
 
 
 def test_waiting_for_manager_follows_the_message_boundaries():
-    conn = WorkerConnection()
+    conn = ManagerConnection()
     assert not conn.waiting_for_manager
     conn.receive_data(b"task 1\ncmd 4\n")
     assert conn.next_event() is NEED_DATA and conn.waiting_for_manager
@@ -104,7 +105,7 @@ def test_waiting_for_manager_follows_the_message_boundaries():
     conn.receive_data(b"ck\n")
     conn.next_event()
     assert not conn.waiting_for_manager
-    conn.request_project_name()
+    conn.send(NameRequest())
     assert conn.next_event() is NEED_DATA and conn.waiting_for_manager  # the name reply is owed
     conn.receive_data(b"myproject\n")
     conn.next_event()

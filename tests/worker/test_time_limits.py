@@ -10,7 +10,7 @@ from pathlib import Path
 
 import coffea_wq.work_queue as wq
 from coffea_wq.protocol.codes import ResultCode
-from coffea_wq.protocol.worker_messages import TaskSpec
+from coffea_wq.protocol.messages import TaskSpec
 from coffea_wq.worker.execution import RunningTask, start_cold
 from tests.support import LOOPBACK, coffea_wq_command, wait_until
 

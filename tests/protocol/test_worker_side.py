@@ -1,53 +1,56 @@
-"""Worker-side protocol: bytes in, events out (captured CCTools transcripts included), and encoders."""
+"""The worker side of the protocol: bytes in, events out (captured CCTools transcripts included), and
+the bytes a worker sends."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from coffea_wq.protocol.auth import password_digest
 from coffea_wq.protocol.codes import FileFlags
-from coffea_wq.protocol.framing import LineTooLong, ProtocolError
-from coffea_wq.protocol.worker_side import (
+from coffea_wq.protocol.encoding import encode, encode_all
+from coffea_wq.protocol.messages import (
     NEED_DATA,
-    AuthFailed,
     AuthSucceeded,
     Check,
     ConnectionClosed,
+    ConnectionFailed,
+    DirectoryStart,
     DirEnd,
     DirStart,
     Exit,
     FileChunk,
     FileEnd,
-    FileStart,
+    FileMissing,
+    FileReply,
     GetRequest,
+    Info,
     KillTask,
-    PasswordRequired,
+    NameRequest,
     ProjectName,
+    PutFile,
     Release,
-    ResourceReport,
+    ReplyEnd,
+    ResourceTotals,
+    ResultStart,
     SendResults,
-    SymlinkReceived,
+    Symlink,
     TaskFile,
     TaskReceived,
     ThirdParty,
     UnlinkFile,
-    UrlReceived,
-    WorkerConnection,
+    UrlFile,
     WorkerIdentity,
-    encode_dir_header,
-    encode_end,
-    encode_file_header,
-    encode_handshake,
-    encode_info,
-    encode_missing,
-    encode_result_header,
+    handshake_messages,
 )
+from coffea_wq.protocol.worker_side import ManagerConnection
 from tests.transcripts import SAMPLES, read_proxy_log
 
 
 def events_of(data: bytes, chunk: int | None = None, close: bool = False, **kwargs) -> list:
     """Feed ``data`` (in pieces of ``chunk`` bytes if given) and collect every event."""
-    conn = WorkerConnection(**kwargs)
+    conn = ManagerConnection(**kwargs)
     events = []
     pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
     if close:
@@ -91,17 +94,17 @@ def test_python_manager_transcript_directory_binary_file_and_task(py_manager_str
     assert events[:10] == [
         DirStart(indir, True),
         DirStart(f"{indir}/sub", False),
-        FileStart(f"{indir}/sub/b.txt", 4, 0o644),
+        PutFile(f"{indir}/sub/b.txt", 4, 0o644),
         FileChunk(b"BBB\n"),
         FileEnd(f"{indir}/sub/b.txt"),
         DirEnd(f"{indir}/sub", False),
-        FileStart(f"{indir}/a.txt", 4, 0o644),
+        PutFile(f"{indir}/a.txt", 4, 0o644),
         FileChunk(b"AAA\n"),
         FileEnd(f"{indir}/a.txt"),
         DirEnd(indir, True),
     ]
     binary = events[10:13]
-    assert binary[0] == FileStart("file-5-c9fb4b3de02e37b86d9d074451f2e358-bin.dat", 1024, 0o644)
+    assert binary[0] == PutFile("file-5-c9fb4b3de02e37b86d9d074451f2e358-bin.dat", 1024, 0o644)
     assert binary[1].data == bytes(range(256)) * 4
     task = events[13].task
     assert task.taskid == 2
@@ -123,7 +126,7 @@ def test_python_manager_transcript_limits_env_buffer_and_shutdown(py_manager_str
     assert (tasks[7].cores, tasks[7].memory, tasks[7].disk) == (2, 800, 2000)
     assert tasks[1].env == ("MYVAR=hello world",)
     assert tasks[1].inputs[0].flags == FileFlags.CACHE
-    buffer_put = next(e for e in events if isinstance(e, FileStart) and e.path.startswith("buffer-"))
+    buffer_put = next(e for e in events if isinstance(e, PutFile) and e.path.startswith("buffer-"))
     assert buffer_put.mode == 0o777  # buffers are sent as "777", without the leading 0
     kinds = [type(e) for e in events]
     assert Check in kinds and KillTask(5) in events and UnlinkFile("file-4-98f1b5a2506c6e4773c499a05a229ac0-indir") in events
@@ -133,12 +136,12 @@ def test_python_manager_transcript_limits_env_buffer_and_shutdown(py_manager_str
 def test_python_manager_transcript_worker_side_bytes_match_our_encoders(py_manager_stream):
     sent = py_manager_stream["W->M"]
     identity = WorkerIdentity("<host>", "Linux", "x86_64", "worker-6e8e7582f308ce7b02d0c539af062650")
-    assert sent.startswith(encode_handshake(identity, ResourceReport(cores=2, memory=800, disk=2000, gpus=0)))
+    assert sent.startswith(encode_all(handshake_messages(identity, ResourceTotals(cores=2, memory=800, disk=2000, gpus=0))))
     odir = "file-6-42c9f0e8a589000026e1237bb0205ef9-odir"
-    assert encode_result_header(0, 0, 77, 8169, 2) in sent
-    assert encode_dir_header(odir) + encode_file_header(f"{odir}/a.txt", 4) + b"AAA\n" + encode_end() in sent
-    assert encode_result_header(56, 9, 0, 4006342, 7) + encode_info("tasks_running", 0) + encode_end() in sent
-    assert encode_missing("file-7-16e35d0561ba5ea7c656f77ccbec6b31-missing.txt", 2) + encode_end() in sent
+    assert encode(ResultStart(0, 0, 77, 8169, 2)) in sent
+    assert encode_all([DirectoryStart(odir), FileReply(f"{odir}/a.txt", 4)]) + b"AAA\n" + encode(ReplyEnd()) in sent
+    assert encode_all([ResultStart(56, 9, 0, 4006342, 7), Info("tasks_running", "0"), ReplyEnd()]) in sent
+    assert encode_all([FileMissing("file-7-16e35d0561ba5ea7c656f77ccbec6b31-missing.txt", 2), ReplyEnd()]) in sent
 
 
 @pytest.mark.parametrize("run", ["run1-retries", "run2"])
@@ -150,7 +153,7 @@ def test_makeflow_transcripts(run):
     first = tasks[0]
     assert first.env == ("CORES=1", "OMP_NUM_THREADS=1")
     assert first.inputs[0].remote_name == "input.txt" and first.inputs[0].flags == FileFlags.CACHE
-    puts = [e for e in events if isinstance(e, FileStart) and e.path.endswith("input.txt")]
+    puts = [e for e in events if isinstance(e, PutFile) and e.path.endswith("input.txt")]
     assert len(puts) == 1, "a cached input is sent once per worker"
     if run == "run1-retries":
         assert len(tasks) >= 6 and sum(t.command.startswith(tasks[-1].command[:10]) for t in tasks) >= 5
@@ -161,7 +164,7 @@ def test_makeflow_transcripts(run):
 def test_correct_password_transcript_reproduces_the_real_workers_replies():
     stream = read_proxy_log(SAMPLES / "password/correct-password.proxy.log")[1]
     worker_challenge = stream["W->M"].split(b"\n")[1].decode("latin-1")
-    conn = WorkerConnection(password=b"sekrit-pass\n", auth_challenge=worker_challenge)
+    conn = ManagerConnection(password=b"sekrit-pass\n", auth_challenge=worker_challenge)
     sent = conn.start()
     conn.receive_data(stream["M->W"])
     events = []
@@ -178,7 +181,7 @@ def test_wrong_password_transcript_fails():
     stream = read_proxy_log(SAMPLES / "password/wrong-password.proxy.log")[1]
     worker_challenge = stream["W->M"].split(b"\n")[1].decode("latin-1")
     events = events_of(stream["M->W"], close=True, password=b"sekrit-pass\n", auth_challenge=worker_challenge)
-    assert isinstance(events[0], AuthFailed)
+    assert isinstance(events[0], ConnectionFailed) and events[0].refusal == "password"
     assert len(events) == 1
 
 
@@ -189,15 +192,16 @@ def test_password_worker_against_manager_without_password_sees_close_during_auth
 
 
 def test_worker_without_password_against_password_manager():
-    conn = WorkerConnection()
+    conn = ManagerConnection()
     conn.receive_data(b"auth password sha1\n")
-    with pytest.raises(PasswordRequired, match="requires a password"):
-        conn.next_event()
+    event = conn.next_event()
+    assert isinstance(event, ConnectionFailed) and event.refusal == "password"
+    assert "requires a password" in event.reason
 
 
 def test_auth_is_symmetric_with_a_manager_side_peer():
     manager_challenge = "M" * 63
-    conn = WorkerConnection(password=b"pw\n", auth_challenge="W" * 63)
+    conn = ManagerConnection(password=b"pw\n", auth_challenge="W" * 63)
     conn.start()
     conn.receive_data(b"auth password sha1\n" + manager_challenge.encode() + b"\n")
     conn.receive_data(password_digest(b"pw\n", "W" * 63).encode() + b"\nok\ntask 1\ncmd 4\ntrueend\n")
@@ -240,18 +244,18 @@ def test_other_manager_messages():
         Check(),
         Release(),
         ThirdParty(False, 2, "file-9", "/shared/x y"),
-        UrlReceived("file-8", "http://h/x?a=b c", 0o644, 0),
+        UrlFile("file-8", "http://h/x?a=b c", 0o644, 0),
     ]
 
 
 def test_symlink_inside_a_directory_block():
     data = b"dir d\nsymlink l 6\ntargetend\n"
-    assert events_of(data) == [DirStart("d", True), SymlinkReceived("d/l", "target"), DirEnd("d", True)]
+    assert events_of(data) == [DirStart("d", True), Symlink("d/l", "target"), DirEnd("d", True)]
 
 
 def test_project_name_reply_is_matched_to_our_request():
-    conn = WorkerConnection()
-    assert conn.request_project_name() == b"name\n"
+    conn = ManagerConnection()
+    assert conn.send(NameRequest()) == b"name\n"
     conn.receive_data(b"myproject\ncheck\n")
     assert conn.next_event() == ProjectName("myproject")
     assert conn.next_event() == Check()
@@ -289,14 +293,16 @@ def test_close_in_the_middle_of_a_payload_is_not_clean():
         (b"dir d\n" + b"dir d\n" * 3000, "nested deeper than 200 levels"),
     ],
 )
-def test_malformed_input_raises_a_protocol_error_naming_the_culprit(data, message):
-    conn = WorkerConnection()
+def test_malformed_input_ends_in_one_connection_failed_naming_the_culprit(data, message):
+    conn = ManagerConnection()
     conn.receive_data(data)
-    with pytest.raises(ProtocolError, match=message):
-        while conn.next_event() is not NEED_DATA:
-            pass
-    with pytest.raises(ProtocolError):  # the connection stays failed
-        conn.next_event()
+    events = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        events.append(event)
+    assert isinstance(events[-1], ConnectionFailed) and re.search(message, events[-1].reason)
+    assert not any(isinstance(e, ConnectionFailed) for e in events[:-1])
+    conn.receive_data(b"check\n")
+    assert conn.next_event() is NEED_DATA and conn.closed  # the connection stays failed
 
 
 def test_directories_nested_to_the_depth_limit_are_accepted():
@@ -307,10 +313,10 @@ def test_directories_nested_to_the_depth_limit_are_accepted():
 
 
 def test_line_too_long():
-    conn = WorkerConnection()
+    conn = ManagerConnection()
     conn.receive_data(b"x" * 5000)
-    with pytest.raises(LineTooLong):
-        conn.next_event()
+    event = conn.next_event()
+    assert isinstance(event, ConnectionFailed) and "longer than 4095" in event.reason
 
 
 def test_large_put_streams_in_bounded_chunks():
@@ -323,13 +329,13 @@ def test_large_put_streams_in_bounded_chunks():
 
 
 def test_handshake_has_features_and_end_time():
-    data = encode_handshake(
+    data = encode_all(handshake_messages(
         WorkerIdentity("my host", "Linux", "x86_64", "worker-" + "a" * 32),
-        ResourceReport(cores=4, memory=8000, disk=100, gpus=1, tag=3),
+        ResourceTotals(cores=4, memory=8000, disk=100, gpus=1, tag=3),
         tasks_running=2,
         end_time=1795599576,
-        features=["gpu model"],
-    )
+        features=("gpu model",),
+    ))
     assert data == (
         b"workqueue 9 my_host Linux x86_64 8.0.0\ninfo worker-id worker-" + b"a" * 32 + b"\nfeature gpu%20model\n"
         b"alive\nresource workers 1 1 1\nresource disk 100 100 100\nresource memory 8000 8000 8000\n"
