@@ -24,9 +24,6 @@ SUFFIXES = {".py", ".md", ".txt", ".cfg", ".toml", ".sh", ".js", ".html", ".css"
 TOP_LEVEL_FILES = ("README.md", "Makefile", "setup.cfg", "pyproject.toml")
 # the bundled data are bytes captured from other programs, not prose of ours
 SKIPPED_DIRS = {"data", "__pycache__", ".venv"}
-# coffea_wq/protocol/ is being rewritten with docs/protocol.md (issue 13, item 1); its citations go
-# with that rewrite, and this exclusion with them
-PENDING = ("coffea_wq/protocol/",)
 
 
 def outside_citations(text: str) -> list[tuple[int, str]]:
@@ -40,8 +37,7 @@ def scanned_files(root: Path) -> list[Path]:
         for path in sorted((root / top).rglob("*")):
             relative = path.relative_to(root)
             if path.is_file() and path.suffix in SUFFIXES and not SKIPPED_DIRS & set(relative.parts):
-                if not str(relative).startswith(PENDING):
-                    files.append(path)
+                files.append(path)
     return [path for path in files if path.resolve() != Path(__file__).resolve()]
 
 
