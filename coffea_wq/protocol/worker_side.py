@@ -20,7 +20,9 @@ Theory of operation
 -------------------
 The parser is one generator. It yields what it needs next (a line, exactly N bytes, or up to N
 bytes of a file payload) and appends events as it recognises messages; ``next_event``
-satisfies those requests from a ``ByteStream``. Nested ``dir`` blocks are plain recursion, and
+satisfies those requests from a ``ByteStream``. A message is found by its first word in one of
+two tables at the end of this module: ``_BLOCKS`` (messages that read more than their line:
+``put``, ``dir``, ``url``, ``task``) and ``_ONE_LINE`` (the rest). Nested ``dir`` blocks are plain recursion, and
 large ``put`` payloads stream out as ``FileChunk`` events instead of being held in memory. The
 generator's position is the connection's state: between messages, inside a ``task`` block,
 inside a ``dir`` block, or in a payload (``waiting_for_manager`` tells the I/O layer when a
@@ -37,10 +39,10 @@ from __future__ import annotations
 
 import posixpath
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from coffea_wq.protocol.auth import AUTH_LINE, AuthState, PasswordAuth
+from coffea_wq.protocol.auth import AuthState, PasswordAuth
 from coffea_wq.protocol.codes import FileFlags
 from coffea_wq.protocol.encoding import encode
 from coffea_wq.protocol.framing import (
@@ -269,46 +271,21 @@ class ManagerConnection:
 
     def _parse_message(self, line: str) -> _Parser:
         keyword = line.split(" ", 1)[0]
-        if keyword == "put":
-            yield from self._parse_put(line, parent=None)
-        elif keyword == "dir":
-            name = check_relative_path(url_decode(split_fields(line, 2)[1]), "dir")
-            yield from self._parse_dir_block(name, top_level=True, depth=1)
-        elif keyword == "url":
-            yield from self._parse_url(line)
-        elif keyword == "task":
-            yield from self._parse_task(line)
-        else:
-            self._emit(self._parse_simple(keyword, line))
+        block = _BLOCKS.get(keyword)
+        if block is not None:
+            yield from block(self, line)
+            return
+        parse = _ONE_LINE.get(keyword)
+        if parse is None:
+            raise ProtocolError(f"unrecognized message from the manager: {line[:200]!r}")
+        self._emit(parse(line))
 
-    def _parse_simple(self, keyword: str, line: str) -> WorkerEvent:
-        if keyword == "send_results":
-            parts = line.split()
-            return SendResults(parse_int(parts[1], line) if len(parts) > 1 else -1)
-        if keyword == "get":
-            parts = split_fields(line, 2)
-            recursive = len(parts) < 3 or parts[2] != "0"
-            return GetRequest(check_relative_path(url_decode(parts[1]), "get"), recursive)
-        if keyword == "kill":
-            return KillTask(parse_int(split_fields(line, 2)[1], line))
-        if keyword == "unlink":
-            return UnlinkFile(check_relative_path(url_decode(split_fields(line, 2)[1]), "unlink"))
-        if keyword == "invalidate-file":
-            return InvalidateFile(url_decode(split_fields(line, 2)[1]))
-        if keyword in ("thirdget", "thirdput"):
-            parts = split_fields(line, 4)
-            mode, name = parse_int(parts[1], line), check_relative_path(url_decode(parts[2]), keyword)
-            path = line.split(" ", 3)[3]
-            return ThirdParty(keyword == "thirdput", mode, name, path)
-        if line == "release":
-            return Release()
-        if line == "exit":
-            return Exit()
-        if line == "check":
-            return Check()
-        if line == AUTH_LINE or keyword == "auth":
-            raise _PasswordRefused("this manager requires a password (use the -P option)")
-        raise ProtocolError(f"unrecognized message from the manager: {line[:200]!r}")
+    def _parse_top_dir(self, line: str) -> _Parser:
+        name = check_relative_path(url_decode(split_fields(line, 2)[1]), "dir")
+        yield from self._parse_dir_block(name, top_level=True, depth=1)
+
+    def _parse_top_put(self, line: str) -> _Parser:
+        yield from self._parse_put(line, parent=None)
 
     def _parse_put(self, line: str, parent: str | None) -> _Parser:
         parts = split_fields(line, 4)
@@ -418,3 +395,61 @@ class ManagerConnection:
             raise ProtocolError(f"{what}: cached name {cached!r} must not contain '/'")
         remote = check_relative_path(url_decode(parts[2]), what)
         return TaskFile(cached, remote, FileFlags(parse_int(parts[3], line) & 0x7F))
+
+
+# ---------------------------------------------------------------- one-line messages
+
+
+def _send_results(line: str) -> SendResults:
+    parts = line.split()
+    return SendResults(parse_int(parts[1], line) if len(parts) > 1 else -1)
+
+
+def _get(line: str) -> GetRequest:
+    parts = split_fields(line, 2)
+    return GetRequest(check_relative_path(url_decode(parts[1]), "get"), len(parts) < 3 or parts[2] != "0")
+
+
+def _third_party(line: str) -> ThirdParty:
+    parts = split_fields(line, 4)
+    mode, name = parse_int(parts[1], line), check_relative_path(url_decode(parts[2]), parts[0])
+    return ThirdParty(parts[0] == "thirdput", mode, name, line.split(" ", 3)[3])
+
+
+def _bare(message: object) -> Callable[[str], object]:
+    """A message that is one word and nothing else (``release``, ``exit``, ``check``)."""
+
+    def parse(line: str) -> object:
+        if line != line.split(" ", 1)[0]:
+            raise ProtocolError(f"unrecognized message from the manager: {line[:200]!r}")
+        return message
+
+    return parse
+
+
+def _auth(line: str) -> object:
+    raise _PasswordRefused("this manager requires a password (use the -P option)")
+
+
+_BLOCKS: dict[str, Callable[[ManagerConnection, str], _Parser]] = {
+    # first word -> the parser of a message that reads more than its line
+    "put": ManagerConnection._parse_top_put,
+    "dir": ManagerConnection._parse_top_dir,
+    "url": ManagerConnection._parse_url,
+    "task": ManagerConnection._parse_task,
+}
+
+_ONE_LINE: dict[str, Callable[[str], object]] = {
+    # first word -> the parser of a message that is its line alone
+    "send_results": _send_results,
+    "get": _get,
+    "kill": lambda line: KillTask(parse_int(split_fields(line, 2)[1], line)),
+    "unlink": lambda line: UnlinkFile(check_relative_path(url_decode(split_fields(line, 2)[1]), "unlink")),
+    "invalidate-file": lambda line: InvalidateFile(url_decode(split_fields(line, 2)[1])),
+    "thirdget": _third_party,
+    "thirdput": _third_party,
+    "release": _bare(Release()),
+    "exit": _bare(Exit()),
+    "check": _bare(Check()),
+    "auth": _auth,
+}
