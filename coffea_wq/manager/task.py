@@ -42,7 +42,7 @@ def cached_name_for(kind: FileKind, source: str | bytes, cache: bool, remote_nam
 
     ``<id>`` is 0 for cached files (so every task naming the same local path shares one copy) and a
     fresh counter for uncached ones. Only ``[A-Za-z0-9._-]`` is used: the C worker decodes some of
-    these names and not others (docs/protocol.md, "File names"), so nothing in them may need encoding.
+    these names and not others (docs/protocol.md, "Names"), so nothing in them may need encoding.
 
     Example::
 

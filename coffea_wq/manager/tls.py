@@ -7,7 +7,7 @@ ClientHello, so a plaintext worker is told apart from a status query or a port s
 CCTools' ``--ssl``, TLS covers the whole connection from its first byte, and workers do not check
 the manager's certificate by default (it is usually self-signed for the run): TLS keeps the
 traffic private and the password exchange proves both ends know the secret. A worker can pin the
-certificate with ``--ssl-ca FILE``. See docs/manager.md, "TLS".
+certificate with ``--ssl-ca FILE``. See docs/manager.md, "Listening address and TLS".
 """
 
 from __future__ import annotations

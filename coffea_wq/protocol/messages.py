@@ -327,7 +327,7 @@ class TaskFile:
 
 @dataclass(frozen=True)
 class TaskMessage:
-    """Everything a ``task`` block carries, as the manager sends it (docs/protocol.md, "task")."""
+    """Everything a ``task`` block carries, as the manager sends it (docs/protocol.md, "The task block")."""
 
     task_id: int
     command: str

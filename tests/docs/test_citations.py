@@ -1,4 +1,5 @@
-"""Comments and docs point to docs/ in this repository, never to files outside it.
+"""Comments and docs point to docs/ in this repository, never to files outside it, and the sections
+they point to exist.
 
 The project's notes on CCTools (the protocol survey and its numbered pitfalls, benchmarks of the
 original setup, the CLI survey, the architecture notes) live outside the repository, so a reader of
@@ -24,6 +25,36 @@ SUFFIXES = {".py", ".md", ".txt", ".cfg", ".toml", ".sh", ".js", ".html", ".css"
 TOP_LEVEL_FILES = ("README.md", "Makefile", "setup.cfg", "pyproject.toml")
 # the bundled data are bytes captured from other programs, not prose of ours
 SKIPPED_DIRS = {"data", "__pycache__", ".venv"}
+
+
+# docs/executor.md, "Soft termination" or docs/manager.md, §12 (also across a wrapped comment line)
+SECTION_POINTER = re.compile(r'docs/(\w+)\.md(?:,\s*|\s+)(?:"([^"]{1,100})"|§\s*(\d+\w?)\b)')
+WRAP = re.compile(r"\s*\n\s*(?:#+\s|\*\s|//\s)?\s*")
+
+
+def section_titles(docs: Path, page: str) -> list[str] | None:
+    """The titles of the sections of docs/PAGE.md (backticks dropped), or None if there is no such page."""
+    path = docs / f"{page}.md"
+    if not path.is_file():
+        return None
+    return [m[1].replace("`", "") for m in re.finditer(r"^#{2,4} (.+)$", path.read_text(), re.MULTILINE)]
+
+
+def broken_pointers(docs: Path, text: str) -> list[str]:
+    """Pointers in ``text`` to a page of ``docs`` or a section of it that does not exist."""
+    broken = []
+    for match in SECTION_POINTER.finditer(WRAP.sub(" ", text)):
+        page, title, number = match[1], match[2], match[3]
+        titles = section_titles(docs, page)
+        if titles is None:
+            broken.append(f"{match[0]}: no page docs/{page}.md")
+        elif title is not None:
+            wanted = title.replace("`", "").strip()
+            if not any(re.sub(r"^\d+\w?\. ", "", t).startswith(wanted) for t in titles):
+                broken.append(f"{match[0]}: no such section")
+        elif not any(t.startswith(f"{number}. ") for t in titles):
+            broken.append(f"{match[0]}: no such section")
+    return broken
 
 
 def outside_citations(text: str) -> list[tuple[int, str]]:
@@ -65,3 +96,25 @@ def test_no_file_cites_a_file_outside_the_repository():
         for number, line in outside_citations(path.read_text(errors="replace"))
     ]
     assert not found, "cite docs/ in this repository instead:\n" + "\n".join(found)
+
+
+def test_the_pointer_checker_finds_missing_pages_and_sections(tmp_path):
+    (tmp_path / "guide.md").write_text("# Guide\n\n## 1. Start here\n\n## 4b. Listening address and `TLS`\n")
+    text = (
+        '# see docs/guide.md, "Start here" and docs/guide.md, "Listening address\n'
+        '# and TLS", docs/guide.md, "Listening", docs/guide.md §4b, docs/guide.md, §1;\n'
+        '# but docs/guide.md, "File names", docs/guide.md §7 and docs/other.md, "Start here" are broken'
+    )
+    assert broken_pointers(tmp_path, text) == [
+        'docs/guide.md, "File names": no such section',
+        "docs/guide.md §7: no such section",
+        'docs/other.md, "Start here": no page docs/other.md',
+    ]
+
+
+def test_every_pointer_to_a_section_of_docs_finds_it():
+    files = scanned_files(REPO)
+    texts = {str(path.relative_to(REPO)): path.read_text(errors="replace") for path in files}
+    assert sum(len(SECTION_POINTER.findall(text)) for text in texts.values()) >= 30  # the syntax still matches
+    found = [f"{name}: {problem}" for name, text in texts.items() for problem in broken_pointers(REPO / "docs", text)]
+    assert not found, "point to a section that exists (docs/design.md, \"Comments and citations\"):\n" + "\n".join(found)
