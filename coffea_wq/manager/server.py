@@ -329,58 +329,38 @@ class ManagerServer:
                 return
 
     def _handle_event(self, peer: Peer, event: msg.ManagerEvent) -> None:
-        core = self.core
-        if isinstance(event, msg.ResultOutput):
-            core.handle_result_output(peer, event)
-        elif isinstance(event, msg.ResultStart):
-            core.handle_result_start(peer, event)
-        elif isinstance(event, (msg.FileReply, msg.FileData, msg.DirectoryStart, msg.FileMissing)):
-            core.handle_get_event(peer, event)
-        elif isinstance(event, msg.ReplyEnd):
-            core.handle_reply_end(peer, event)
-        elif isinstance(event, msg.ResultsAvailable):
-            peer.results_available = True
-            core.request_results(peer)
-        elif isinstance(event, (msg.Alive, msg.WatchUpdate)):
-            pass
-        elif isinstance(event, msg.Info):
-            self._handle_info(peer, event)
-        elif isinstance(event, msg.ResourceReport):
-            row = peer.resources.get(event.name)
-            if row is not None:
-                row.total, row.smallest, row.largest = event.total, event.smallest, event.largest
-        elif isinstance(event, msg.ResourceTag):
-            peer.tag = event.tag
-        elif isinstance(event, msg.Handshake):
-            if self._is_blocked(event.hostname):
-                log.info("worker %s (%s) is on the block list; disconnecting it", event.hostname, peer.address)
-                self._close_peer(peer, "UNKNOWN")
-                return
-            peer.kind = PeerKind.WORKER
-            peer.hostname, peer.os, peer.arch, peer.version = event.hostname, event.os, event.arch, event.version
-            self.queue.counters.workers_joined += 1
-            log.info("worker %s (%s) connected", event.hostname, peer.address)
-            self._workers_changed()
-        elif isinstance(event, msg.WorkerIdentified):
-            peer.worker_id = event.worker_id
-            self.logs.worker_connection(peer)
-        elif isinstance(event, msg.Feature):
-            peer.features.add(event.name)
-        elif isinstance(event, msg.StatusRequest):
-            self._answer_status(peer, event.kind)
-        elif isinstance(event, msg.HttpRequest):
-            self._answer_http(peer, event.path)
-        elif isinstance(event, msg.NameRequest):
-            peer.send(peer.conn.send(msg.ProjectName(self.project or "")))
-        elif isinstance(event, msg.AuthSucceeded):
-            log.debug("peer %s authenticated", peer.address)
-        elif isinstance(event, msg.ConnectionClosed):
-            self._on_connection_failed(peer, "peer closed the connection")
-        elif isinstance(event, msg.ConnectionFailed):
-            if event.refusal:
-                self.refusals.record(peer.address, event.refusal, event.reason)
-                log.warning("refused connection from %s: %s", peer.address, event.reason)
-            self._on_connection_failed(peer, event.reason)
+        """Hand one event to its handler (``_EVENT_HANDLERS``, at the end of this module)."""
+        _EVENT_HANDLERS[type(event)](self, peer, event)
+
+    def _on_handshake(self, peer: Peer, event: msg.Handshake) -> None:
+        if self._is_blocked(event.hostname):
+            log.info("worker %s (%s) is on the block list; disconnecting it", event.hostname, peer.address)
+            self._close_peer(peer, "UNKNOWN")
+            return
+        peer.kind = PeerKind.WORKER
+        peer.hostname, peer.os, peer.arch, peer.version = event.hostname, event.os, event.arch, event.version
+        self.queue.counters.workers_joined += 1
+        log.info("worker %s (%s) connected", event.hostname, peer.address)
+        self._workers_changed()
+
+    def _on_worker_id(self, peer: Peer, event: msg.WorkerIdentified) -> None:
+        peer.worker_id = event.worker_id
+        self.logs.worker_connection(peer)
+
+    def _on_resource(self, peer: Peer, event: msg.ResourceReport) -> None:
+        row = peer.resources.get(event.name)
+        if row is not None:
+            row.total, row.smallest, row.largest = event.total, event.smallest, event.largest
+
+    def _on_results_available(self, peer: Peer, _event: msg.ResultsAvailable) -> None:
+        peer.results_available = True
+        self.core.request_results(peer)
+
+    def _on_failed(self, peer: Peer, event: msg.ConnectionFailed) -> None:
+        if event.refusal:
+            self.refusals.record(peer.address, event.refusal, event.reason)
+            log.warning("refused connection from %s: %s", peer.address, event.reason)
+        self._on_connection_failed(peer, event.reason)
 
     def _is_blocked(self, hostname: str) -> bool:
         until = self.blocked_hosts.get(hostname)
@@ -391,7 +371,7 @@ class ManagerServer:
             return False
         return True
 
-    def _handle_info(self, peer: Peer, event: msg.Info) -> None:
+    def _on_info(self, peer: Peer, event: msg.Info) -> None:
         if event.field == "worker-end-time":
             try:
                 peer.end_time = max(0.0, float(event.value))
@@ -534,3 +514,34 @@ class ManagerServer:
     # ------------------------------------------------------------------ counts for stats
     def running_tasks(self) -> int:
         return sum(1 for p in self.core.peers.values() for t in p.tasks.values() if t.state is TaskState.RUNNING)
+
+
+def _ignore(_server: ManagerServer, _peer: Peer, _event: object) -> None:
+    """``alive`` only proves the peer lives (any bytes do); watched-file updates are not kept."""
+
+
+_EVENT_HANDLERS: dict[type, Callable[[ManagerServer, Peer, object], None]] = {
+    # what the worker's connection hands out -> what the manager does with it
+    msg.ResultStart: lambda server, peer, event: server.core.handle_result_start(peer, event),
+    msg.ResultOutput: lambda server, peer, event: server.core.handle_result_output(peer, event),
+    msg.FileReply: lambda server, peer, event: server.core.handle_get_event(peer, event),
+    msg.FileData: lambda server, peer, event: server.core.handle_get_event(peer, event),
+    msg.DirectoryStart: lambda server, peer, event: server.core.handle_get_event(peer, event),
+    msg.FileMissing: lambda server, peer, event: server.core.handle_get_event(peer, event),
+    msg.ReplyEnd: lambda server, peer, event: server.core.handle_reply_end(peer, event),
+    msg.ResultsAvailable: ManagerServer._on_results_available,
+    msg.Alive: _ignore,
+    msg.WatchUpdate: _ignore,
+    msg.Info: ManagerServer._on_info,
+    msg.ResourceReport: ManagerServer._on_resource,
+    msg.ResourceTag: lambda server, peer, event: setattr(peer, "tag", event.tag),
+    msg.Handshake: ManagerServer._on_handshake,
+    msg.WorkerIdentified: ManagerServer._on_worker_id,
+    msg.Feature: lambda server, peer, event: peer.features.add(event.name),
+    msg.StatusRequest: lambda server, peer, event: server._answer_status(peer, event.kind),
+    msg.HttpRequest: lambda server, peer, event: server._answer_http(peer, event.path),
+    msg.NameRequest: lambda server, peer, event: peer.send(peer.conn.send(msg.ProjectName(server.project or ""))),
+    msg.AuthSucceeded: lambda server, peer, event: log.debug("peer %s authenticated", peer.address),
+    msg.ConnectionClosed: lambda server, peer, event: server._on_connection_failed(peer, "peer closed the connection"),
+    msg.ConnectionFailed: ManagerServer._on_failed,
+}
