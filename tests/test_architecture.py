@@ -279,6 +279,32 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+# ---------------------------------------------------------------------------------- the manager's insides
+# The manager's loop, decisions, peers and task queue: outside coffea_wq/manager they are reached
+# through coffea_wq.manager.api.Manager (the facade holds one), never imported.
+MANAGER_INSIDES = {f"coffea_wq.manager.{name}" for name in
+                   ("server", "core", "workers", "queue", "status", "transfers", "outputs", "listener", "refusals")}
+
+
+def manager_insides_imported(modules: dict[str, tuple[str, bool]]) -> list[str]:
+    """"module imports insides" for each module outside coffea_wq.manager that imports one of them."""
+    return [f"{name} imports {inside}" for name, (source, is_package) in sorted(modules.items())
+            if not name.startswith("coffea_wq.manager")
+            for inside in sorted(imports_of(ast.parse(source), name, is_package) & MANAGER_INSIDES)]
+
+
+def test_the_insides_check_catches_a_facade_walking_the_peers():
+    modules = {"coffea_wq.work_queue.queue": ("def hungry(q):\n    from coffea_wq.manager.server import x\n", False),
+               "coffea_wq.work_queue.task": ("from coffea_wq.manager.task import TaskSpec\n", False),
+               "coffea_wq.manager.api": ("from coffea_wq.manager import core\n", False)}
+    assert manager_insides_imported(modules) == ["coffea_wq.work_queue.queue imports coffea_wq.manager.server"]
+
+
+def test_only_the_manager_imports_its_insides():
+    modules = {module_name(p): (p.read_text(), p.name == "__init__.py") for p in python_files(*CHECKED_PACKAGES)}
+    assert manager_insides_imported(modules) == []
+
+
 # ---------------------------------------------------------------------------------- protocol does no I/O
 def protocol_io(path: str, source: str) -> list[str]:
     """What in a protocol module does I/O: an I/O module or coffea_wq outside the protocol imported
