@@ -1,13 +1,14 @@
-"""TLS for the manager's connections, done without blocking the I/O loop (and the worker's side).
+"""TLS for the manager's connections, done without blocking the I/O loop.
 
 The manager wraps each accepted socket in server mode with ``do_handshake_on_connect=False`` and
 advances the handshake whenever the socket is ready (``advance_handshake``), so a slow or silent
 peer never stalls the others. A connection is wrapped only once its first bytes show a TLS
-ClientHello, so a plaintext worker is told apart from a status query or a port scan; the password exchange starts once the handshake is done. As with
-CCTools' ``--ssl``, TLS covers the whole connection from its first byte, and workers do not check
-the manager's certificate by default (it is usually self-signed for the run): TLS keeps the
-traffic private and the password exchange proves both ends know the secret. A worker can pin the
-certificate with ``--ssl-ca FILE``. See docs/manager.md, "Listening address and TLS".
+ClientHello, so a plaintext worker is told apart from a status query or a port scan; the password
+exchange starts once the handshake is done. As with CCTools' ``--ssl``, TLS covers the whole
+connection from its first byte, and workers do not check the manager's certificate by default (it
+is usually self-signed for the run): TLS keeps the traffic private and the password exchange proves
+both ends know the secret. A worker can pin the certificate with ``--ssl-ca FILE`` (the worker's
+side: ``coffea_wq.worker.tls``). See docs/manager.md, "Listening address and TLS".
 """
 
 from __future__ import annotations
@@ -31,19 +32,6 @@ def server_context(key: str | Path, cert: str | Path) -> ssl.SSLContext:
         context.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"cannot use TLS key {str(key)!r} with certificate {str(cert)!r}: {exc}") from exc
-    return context
-
-
-def client_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
-    """The worker's context: encryption always; the manager's certificate checked only against ``ca_file``."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False  # a run's certificate names no host; pinning is by the CA file
-    if ca_file is None:
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context.load_verify_locations(cafile=str(ca_file))
-        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 

@@ -22,13 +22,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from coffea_wq.manager.tls import client_context
 from coffea_wq.protocol.messages import WorkerIdentity
 from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
 from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
 from coffea_wq.worker.resources import WorkerResources, measure_resources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.session import ManagerSession, SessionEnd, SessionResult, SessionSettings
+from coffea_wq.worker.tls import client_context
 from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger("coffea_wq.worker")
