@@ -57,6 +57,10 @@ def broken_pointers(docs: Path, text: str) -> list[str]:
     return broken
 
 
+# a comment names the code, not who wrote it ("the catalog engineer's client")
+TEAM_ROLE = re.compile(r"\bengineers?(?:'s|s')?\b", re.IGNORECASE)
+
+
 def outside_citations(text: str) -> list[tuple[int, str]]:
     """(line number, line) of every line of ``text`` that cites a file outside the repository."""
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if OUTSIDE_CITATION.search(line)]
@@ -118,3 +122,20 @@ def test_every_pointer_to_a_section_of_docs_finds_it():
     assert sum(len(SECTION_POINTER.findall(text)) for text in texts.values()) >= 30  # the syntax still matches
     found = [f"{name}: {problem}" for name, text in texts.items() for problem in broken_pointers(REPO / "docs", text)]
     assert not found, "point to a section that exists (docs/design.md, \"Comments and citations\"):\n" + "\n".join(found)
+
+
+def test_the_role_checker_finds_team_roles():
+    assert [bool(TEAM_ROLE.search(line)) for line in (
+        "through the catalog engineer's client", "while engineers work", "Engineers' notes",
+        "the engine's state", "reverse-engineered format", "catalog client",
+    )] == [True, True, True, False, False, False]
+
+
+def test_no_file_names_a_team_role():
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in scanned_files(REPO)
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if TEAM_ROLE.search(line)
+    ]
+    assert not found, "name the code, not the people or roles that wrote it:\n" + "\n".join(found)
