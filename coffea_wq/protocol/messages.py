@@ -350,8 +350,9 @@ class TaskMessage:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
-    """A task as the worker reads a ``task`` block.
+class TaskAssignment:
+    """A task as the worker reads a ``task`` block (the manager keeps its own record of the task,
+    ``coffea_wq.manager.task.TaskSpec``; this is what one worker is told about it).
 
     Resources are whole numbers (the C worker truncates the manager's ``cores 1.000``);
     ``None`` means the manager did not say. ``end_time`` is seconds since the epoch and
@@ -377,7 +378,7 @@ class TaskSpec:
 class TaskReceived:
     """A whole ``task`` block, as the worker's connection hands it out."""
 
-    task: TaskSpec
+    task: TaskAssignment
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ Example::
 
     conn = ManagerConnection(password=None)
     conn.receive_data(b"task 1\ncmd 4\ntrueend\n")
-    conn.next_event()   # TaskReceived(task=TaskSpec(taskid=1, command='true', ...))
+    conn.next_event()   # TaskReceived(task=TaskAssignment(taskid=1, command='true', ...))
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ from coffea_wq.protocol.messages import (
     Release,
     SendResults,
     Symlink,
+    TaskAssignment,
     TaskFile,
     TaskReceived,
-    TaskSpec,
     ThirdParty,
     UnlinkFile,
     UrlFile,
@@ -364,7 +364,7 @@ class ManagerConnection:
                 (inputs if keyword == "infile" else outputs).append(self._task_file(line, taskid))
             else:
                 raise ProtocolError(f"task {taskid}: unexpected line {line[:200]!r}")
-        task = TaskSpec(
+        task = TaskAssignment(
             taskid, env=tuple(env), empty_dirs=tuple(dirs), inputs=tuple(inputs), outputs=tuple(outputs), **values
         )  # type: ignore[arg-type]
         self._emit(TaskReceived(task))

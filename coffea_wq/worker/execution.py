@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from coffea_wq.protocol.codes import ResultCode
-from coffea_wq.protocol.messages import TaskSpec
+from coffea_wq.protocol.messages import TaskAssignment
 
 if TYPE_CHECKING:  # warm.py imports this module (its cold fallback)
     from coffea_wq.worker.warm import WarmPythonPool
@@ -53,7 +53,7 @@ class TaskObserver(Protocol):
 
 
 def task_environment(
-    task: TaskSpec, workspace: Path, sandbox: Path, tmpdir: Path, base: dict[str, str] | None = None
+    task: TaskAssignment, workspace: Path, sandbox: Path, tmpdir: Path, base: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The worker's environment, the resource variables, then the task's own ``env`` lines.
 
@@ -111,7 +111,7 @@ def start_cold(command: str, cwd: Path, env: dict[str, str], output_path: Path) 
 
 
 def start_task_process(
-    task: TaskSpec, cwd: Path, env: dict[str, str], output_path: Path, warm_pool: WarmPythonPool | None = None
+    task: TaskAssignment, cwd: Path, env: dict[str, str], output_path: Path, warm_pool: WarmPythonPool | None = None
 ) -> ProcessHandle:
     """Start a task: in a warm Python slot if the pool takes the command, else cold."""
     if warm_pool is not None:
@@ -146,7 +146,7 @@ def exit_code_of(returncode: int) -> int:
     return -returncode if returncode < 0 else returncode
 
 
-def exceeded_time_limit(task: TaskSpec, started_wall: float, now_wall: float) -> ResultCode | None:
+def exceeded_time_limit(task: TaskAssignment, started_wall: float, now_wall: float) -> ResultCode | None:
     """TASK_TIMEOUT once ``end_time`` passed, TASK_MAX_RUN_TIME once ``wall_time`` is used up."""
     if task.end_time is not None and task.end_time > 0 and now_wall >= task.end_time:
         return ResultCode.TASK_TIMEOUT
@@ -178,7 +178,7 @@ class TaskOutcome:
 class RunningTask:
     """A started task: its handle, when it started, and why we killed it (if we did)."""
 
-    task: TaskSpec
+    task: TaskAssignment
     sandbox: Path
     output_path: Path
     handle: ProcessHandle

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from coffea_wq.protocol.messages import TaskSpec
+from coffea_wq.protocol.messages import TaskAssignment
 from coffea_wq.worker.cache import CacheError, FileCache, is_inside, remove_path
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def prepare_sandbox(workspace: Workspace, cache: FileCache, task: TaskSpec) -> Path:
+def prepare_sandbox(workspace: Workspace, cache: FileCache, task: TaskAssignment) -> Path:
     """Create ``t.<id>/`` with the task's inputs linked from the cache and its empty dirs.
 
     Raises MissingInput (naming the file) if the manager never sent an input.
@@ -133,7 +133,7 @@ def link_into_sandbox(source: Path, target: Path) -> None:
         os.symlink(os.path.abspath(source), target)
 
 
-def move_outputs_to_cache(sandbox: Path, cache: FileCache, task: TaskSpec) -> None:
+def move_outputs_to_cache(sandbox: Path, cache: FileCache, task: TaskAssignment) -> None:
     """Move each output ``t.<id>/<remote>`` to ``cache/<cachedname>`` (missing ones stay missing)."""
     for spec in task.outputs:
         source = sandbox / spec.remote_name

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from coffea_wq.protocol.codes import ResultCode
-from coffea_wq.protocol.messages import TaskSpec
+from coffea_wq.protocol.messages import TaskAssignment
 from coffea_wq.worker.cache import CacheError, FileCache
 from coffea_wq.worker.execution import (
     RunningTask,
@@ -54,7 +54,7 @@ class Request:
     gpus: int
 
     @classmethod
-    def of(cls, task: TaskSpec, total: WorkerResources) -> Request:
+    def of(cls, task: TaskAssignment, total: WorkerResources) -> Request:
         """A task that declares nothing takes the whole worker (CCTools' rule)."""
         declared = (task.cores, task.memory, task.disk, task.gpus)
         if all(value is None for value in declared):
@@ -73,7 +73,7 @@ NOTHING = Request(0, 0, 0, 0)
 
 @dataclass
 class TaskRecord:
-    spec: TaskSpec
+    spec: TaskAssignment
     request: Request
     phase: TaskPhase = TaskPhase.WAITING
     run: RunningTask | None = None
@@ -115,7 +115,7 @@ class TaskTable:
 
     # -- life cycle
 
-    def admit(self, spec: TaskSpec) -> bool:
+    def admit(self, spec: TaskAssignment) -> bool:
         """Record a new task; False if it can never fit here (it is then finished as FORSAKEN)."""
         if spec.taskid in self.records:
             log.warning("task %d sent again: replacing the old one", spec.taskid)

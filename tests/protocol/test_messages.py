@@ -30,7 +30,7 @@ TO_WORKER = [
     ([m.TaskMessage(5, "echo hi", category="c", cores=1.5, memory=100, disk=10, gpus=1, wall_time=3,
                     env=(("A", "1 2"),), empty_dirs=("tmp",), inputs=(m.TaskFile("c-1", "in put.txt", FileFlags.CACHE),),
                     outputs=(m.TaskFile("c-2", "out.txt", FileFlags.WATCH),))],
-     [m.TaskReceived(m.TaskSpec(5, "echo hi", "c", cores=1, memory=100, disk=10, gpus=1, wall_time=3.0,
+     [m.TaskReceived(m.TaskAssignment(5, "echo hi", "c", cores=1, memory=100, disk=10, gpus=1, wall_time=3.0,
                                 env=("A=1 2",), empty_dirs=("tmp",),
                                 inputs=(m.TaskFile("c-1", "in put.txt", FileFlags.CACHE),),
                                 outputs=(m.TaskFile("c-2", "out.txt", FileFlags.WATCH),)))]),
@@ -103,7 +103,7 @@ def test_thirdput_complete():
 
 
 def test_events_that_only_come_out_are_not_encodable():
-    for event in (m.ConnectionFailed("x"), m.ConnectionClosed(True), m.FileEnd("f"), m.TaskReceived(m.TaskSpec(1))):
+    for event in (m.ConnectionFailed("x"), m.ConnectionClosed(True), m.FileEnd("f"), m.TaskReceived(m.TaskAssignment(1))):
         with pytest.raises(TypeError, match="not sent on the wire"):
             encode(event)
 

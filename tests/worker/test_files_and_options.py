@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from coffea_wq.protocol.codes import FileFlags
-from coffea_wq.protocol.messages import TaskFile, TaskSpec
+from coffea_wq.protocol.messages import TaskAssignment, TaskFile
 from coffea_wq.worker.cache import CacheError, FileCache
 from coffea_wq.worker.options import OptionError, configure, options_from_args, parse_manager_addresses
 from coffea_wq.worker.resources import measure_resources
@@ -34,7 +34,7 @@ def test_a_resent_file_does_not_change_a_sandbox_that_links_the_old_one(tmp_path
     workspace = Workspace(tmp_path / "ws")
     cache = FileCache(workspace.cache_dir)
     receive(cache, "file-0-a", b"version 1")
-    task = TaskSpec(1, "true", inputs=(TaskFile("file-0-a", "sub/a.txt", FileFlags.CACHE),))
+    task = TaskAssignment(1, "true", inputs=(TaskFile("file-0-a", "sub/a.txt", FileFlags.CACHE),))
     sandbox = prepare_sandbox(workspace, cache, task)
     assert (sandbox / "sub/a.txt").read_bytes() == b"version 1"
     assert os.stat(sandbox / "sub/a.txt").st_ino == os.stat(cache.path_of("file-0-a")).st_ino  # hard link
@@ -52,7 +52,7 @@ def test_directories_symlinks_outputs_and_disk_use(tmp_path):
     cache.make_dir("file-1-d/sub", top_level=False)
     receive(cache, "file-1-d/sub/x", b"x" * 100)
     cache.make_symlink("file-1-d/link", "sub/x")
-    task = TaskSpec(2, "true", empty_dirs=("empty",), inputs=(TaskFile("file-1-d", "d"),),
+    task = TaskAssignment(2, "true", empty_dirs=("empty",), inputs=(TaskFile("file-1-d", "d"),),
                     outputs=(TaskFile("file-2-o", "o.txt"), TaskFile("file-3-never", "never.txt")))
     sandbox = prepare_sandbox(workspace, cache, task)
     assert (sandbox / "d/sub/x").read_bytes() == b"x" * 100 and os.readlink(sandbox / "d/link") == "sub/x"
@@ -75,7 +75,7 @@ def test_missing_inputs_and_escaping_names(tmp_path):
     workspace = Workspace(tmp_path / "ws")
     cache = FileCache(workspace.cache_dir)
     with pytest.raises(MissingInput, match=r"'in.txt' \(cached as 'file-0-x'\) was never sent"):
-        prepare_sandbox(workspace, cache, TaskSpec(3, "true", inputs=(TaskFile("file-0-x", "in.txt"),)))
+        prepare_sandbox(workspace, cache, TaskAssignment(3, "true", inputs=(TaskFile("file-0-x", "in.txt"),)))
     with pytest.raises(CacheError, match="leaves the cache"):
         cache.path_of("../outside")
     assert cache.describe_for_get("../outside")[0].kind == "missing"

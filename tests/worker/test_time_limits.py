@@ -10,7 +10,7 @@ from pathlib import Path
 
 import coffea_wq.work_queue as wq
 from coffea_wq.protocol.codes import ResultCode
-from coffea_wq.protocol.messages import TaskSpec
+from coffea_wq.protocol.messages import TaskAssignment
 from coffea_wq.worker.execution import RunningTask, start_cold
 from tests.support import LOOPBACK, coffea_wq_command, wait_until
 
@@ -24,7 +24,7 @@ def _exited_unreaped(pid: int) -> bool:
 
 
 def test_a_task_that_exited_before_the_check_is_not_over_its_wall_time(tmp_path):
-    task = TaskSpec(1, command="exit 0", wall_time=0.01)
+    task = TaskAssignment(1, command="exit 0", wall_time=0.01)
     handle = start_cold(task.command, tmp_path, dict(os.environ), tmp_path / "out")
     run = RunningTask(task, tmp_path, tmp_path / "out", handle)
     wait_until(lambda: _exited_unreaped(handle.pid), 10, "the task's shell to exit")
@@ -35,7 +35,7 @@ def test_a_task_that_exited_before_the_check_is_not_over_its_wall_time(tmp_path)
 
 
 def test_a_task_still_running_past_its_wall_time_is_killed(tmp_path):
-    task = TaskSpec(1, command="sleep 30", wall_time=0.01)
+    task = TaskAssignment(1, command="sleep 30", wall_time=0.01)
     handle = start_cold(task.command, tmp_path, dict(os.environ), tmp_path / "out")
     run = RunningTask(task, tmp_path, tmp_path / "out", handle)
     try:
