@@ -60,6 +60,7 @@ def _import_cctools_module() -> ModuleType:
     added = [d for d in CCTOOLS_PYTHON_DIRS if os.path.isdir(d) and d not in sys.path]
     # appended, and removed again, so Debian's other packages never shadow the environment's
     sys.path.extend(added)
+    loaded_before = set(sys.modules)
     try:
         return importlib.import_module("work_queue")
     except ImportError as exc:
@@ -70,6 +71,20 @@ def _import_cctools_module() -> ModuleType:
     finally:
         for d in added:
             sys.path.remove(d)
+        _forget_modules_loaded_from(added, set(sys.modules) - loaded_before)
+
+
+def _forget_modules_loaded_from(dirs: list[str], names: set[str]) -> None:
+    """Drop from ``sys.modules`` what CCTools' module pulled in from ``dirs`` (Debian's ``dill``, say).
+
+    CCTools' module keeps its own references; left in ``sys.modules`` they would look importable to
+    code that then relies on them on workers whose Python lacks them (``PythonTask`` picks ``dill``
+    when it can import it)."""
+    kept = {"work_queue", "_work_queue"}
+    for name in names - kept:
+        origin = getattr(sys.modules.get(name), "__file__", None) or ""
+        if any(origin.startswith(d + os.sep) for d in dirs):
+            del sys.modules[name]
 
 
 def module_constant(module: ModuleType, name: str, default: int) -> int:
