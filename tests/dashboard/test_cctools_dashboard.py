@@ -102,7 +102,9 @@ def test_executor_dashboard_on_the_cctools_manager(monkeypatch, tmp_path, capsys
     assert final["source"]["version"].startswith(("7.", "8.", "9."))  # CCTools' own version string
     assert (final["progress"]["chunks_done"], final["progress"]["events_done"]) == (6, 15000)
     assert final["tasks"]["done"] == 6 + 6  # files preprocessed, then chunks, all by the C manager
-    assert final["workers_connected"] == 2 and all(w["warm"] for w in final["workers"])
+    # the C manager may give every task to one of the two workers: warm is "has finished a task here"
+    assert final["workers_connected"] == 2 and any(w["warm"] for w in final["workers"])
+    assert all(w["warm"] == (w["done"] > 0) for w in final["workers"]), final["workers"]
     assert {c["name"] for c in final["categories"]} >= {"preprocessing", "processing"}
 
 
