@@ -66,9 +66,9 @@ class Manager:
         except BaseException:
             self._remove_tls_dir()
             raise
-        self._server.project = project
+        self._server.handlers.project = project
         self._status = StatusReporter(self._server, self)
-        self._server.status_provider = self._status.answer
+        self._server.handlers.status_provider = self._status.answer
         self._advertiser = None  # a catalog advertiser while the manager has a project name
         self._catalog_seen: tuple = ()
         self._server.on_tick = self._each_second
@@ -81,11 +81,11 @@ class Manager:
 
     @property
     def project(self) -> str | None:
-        return self._server.project
+        return self._server.handlers.project
 
     @project.setter
     def project(self, name: str | None) -> None:
-        self._server.project = name
+        self._server.handlers.project = name
 
     @property
     def listening_host(self) -> str:
@@ -149,7 +149,7 @@ class Manager:
     def block_host(self, host: str, timeout: float = float("inf")) -> None:
         """Refuse workers from ``host`` for ``timeout`` s; release the connected ones."""
         def block() -> None:
-            self._server.blocked_hosts[host] = time.monotonic() + float(timeout)
+            self._server.handlers.blocked_hosts[host] = time.monotonic() + float(timeout)
             self._server.core.release_workers(lambda peer: peer.hostname == host and not peer.closing)
 
         self._call(block)
@@ -158,9 +158,9 @@ class Manager:
         """Accept ``host`` again (every host when None)."""
         def unblock() -> None:
             if host is None:
-                self._server.blocked_hosts.clear()
+                self._server.handlers.blocked_hosts.clear()
             else:
-                self._server.blocked_hosts.pop(host, None)
+                self._server.handlers.blocked_hosts.pop(host, None)
 
         self._call(unblock)
 
@@ -206,7 +206,7 @@ class Manager:
     def refused_peers(self) -> list:
         """The peers refused for a password or TLS mismatch, one ``RefusedPeer`` per IP."""
         with self._server.lock:
-            return self._server.refusals.snapshot()
+            return self._server.handlers.refusals.snapshot()
 
     # ------------------------------------------------------------------ settings
     def set_password(self, password: bytes | None) -> None:

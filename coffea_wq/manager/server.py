@@ -4,8 +4,12 @@ The loop owns every connection. The user's thread talks to it only through :clas
 methods, which take the manager lock briefly and wake the loop through a socket pair, so results
 keep arriving and workers stay busy while the user's code is busy elsewhere.
 
-One loop iteration: wait for sockets (at most a second) -> accept / read / write -> turn protocol
-events into manager actions (``core.py``) -> dispatch ready tasks -> keepalive -> flush outboxes.
+The loop only moves bytes and events: it accepts, wraps TLS, reads, writes and runs the timers
+(handshake deadlines, keepalives). What each decoded protocol event means for the manager is decided
+by the table of event type to handler in ``handlers.py`` and by ``core.py``.
+
+One loop iteration: wait for sockets (at most a second) -> accept / read / write -> hand each
+protocol event to its handler -> dispatch ready tasks -> keepalive -> flush outboxes.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import time
 from collections.abc import Callable
 
 from coffea_wq.manager.core import ManagerCore
+from coffea_wq.manager.handlers import EventHandlers
 from coffea_wq.manager.listener import bind_listener
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.queue import TaskQueue
-from coffea_wq.manager.refusals import RefusalLog
 from coffea_wq.manager.task import TaskSpec
 from coffea_wq.manager.tls import HandshakeStep, advance_handshake, explain_server_handshake_failure
 from coffea_wq.manager.workers import Peer, PeerKind, now_us
@@ -30,7 +34,6 @@ from coffea_wq.protocol import messages as msg
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.protocol.manager_side import (
     MAX_TASK_STDOUT_STORAGE,
-    STATUS_REQUESTS,
     TLS_HANDSHAKE_RECORD,
     WorkerConnection,
 )
@@ -62,16 +65,14 @@ class ManagerServer:
         self.port: int = self.listener.getsockname()[1]
         self.host = host
         self.ssl_context = ssl_context
-        self.refusals = RefusalLog()
         self.password: bytes | None = None
-        self.project: str | None = None
         self.keepalive_interval = 120.0
         self.keepalive_timeout = 30.0
         self.max_task_output = MAX_TASK_STDOUT_STORAGE  # bytes of one task's output kept
-        self.status_provider: Callable[[str], object] | None = None
         self.on_tick: Callable[[], None] | None = None
         self.on_workers_changed: Callable[[], None] | None = None
-        self.blocked_hosts: dict[str, float] = {}  # hostname -> unblock time (monotonic; inf = never)
+        # what to do with each event: handshakes, the block list, status pages, results (handlers.py)
+        self.handlers = EventHandlers(self.core, self.logs, self.port, self._close_peer, self._workers_changed)
         self.time_when_started = now_us()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -283,7 +284,7 @@ class ManagerServer:
             why = "it does not speak TLS (a worker started without --ssl?) but this manager requires TLS; " \
                   "start workers with --ssl"
             log.warning("refused connection from %s: %s", peer.address, why)
-            self.refusals.record(peer.address, "tls", why)
+            self.handlers.refusals.record(peer.address, "tls", why)
         elif first:
             log.info("connection from %s is not TLS (it sent %r); closed", peer.address, first)
         self._close_peer(peer, "FAILURE")
@@ -322,109 +323,11 @@ class ManagerServer:
             if event is msg.NEED_DATA or peer.key not in core.peers:
                 return
             try:
-                self._handle_event(peer, event)
+                self.handlers.handle(peer, event)
             except (ValueError, OSError) as error:
                 log.warning("worker %s (%s): %s; disconnecting it", peer.hostname, peer.address, error)
                 self._close_peer(peer, "FAILURE")
                 return
-
-    def _handle_event(self, peer: Peer, event: msg.ManagerEvent) -> None:
-        """Hand one event to its handler (``_EVENT_HANDLERS``, at the end of this module)."""
-        _EVENT_HANDLERS[type(event)](self, peer, event)
-
-    def _on_handshake(self, peer: Peer, event: msg.Handshake) -> None:
-        if self._is_blocked(event.hostname):
-            log.info("worker %s (%s) is on the block list; disconnecting it", event.hostname, peer.address)
-            self._close_peer(peer, "UNKNOWN")
-            return
-        peer.kind = PeerKind.WORKER
-        peer.hostname, peer.os, peer.arch, peer.version = event.hostname, event.os, event.arch, event.version
-        self.queue.counters.workers_joined += 1
-        log.info("worker %s (%s) connected", event.hostname, peer.address)
-        self._workers_changed()
-
-    def _on_worker_id(self, peer: Peer, event: msg.WorkerIdentified) -> None:
-        peer.worker_id = event.worker_id
-        self.logs.worker_connection(peer)
-
-    def _on_resource(self, peer: Peer, event: msg.ResourceReport) -> None:
-        row = peer.resources.get(event.name)
-        if row is not None:
-            row.total, row.smallest, row.largest = event.total, event.smallest, event.largest
-
-    def _on_results_available(self, peer: Peer, _event: msg.ResultsAvailable) -> None:
-        peer.results_available = True
-        self.core.request_results(peer)
-
-    def _on_failed(self, peer: Peer, event: msg.ConnectionFailed) -> None:
-        if event.refusal:
-            self.refusals.record(peer.address, event.refusal, event.reason)
-            log.warning("refused connection from %s: %s", peer.address, event.reason)
-        self._on_connection_failed(peer, event.reason)
-
-    def _is_blocked(self, hostname: str) -> bool:
-        until = self.blocked_hosts.get(hostname)
-        if until is None:
-            return False
-        if until < time.monotonic():
-            del self.blocked_hosts[hostname]
-            return False
-        return True
-
-    def _on_info(self, peer: Peer, event: msg.Info) -> None:
-        if event.field == "worker-end-time":
-            try:
-                peer.end_time = max(0.0, float(event.value))
-            except ValueError:
-                peer.end_time = 0.0
-        elif event.field == "end_of_resource_update":
-            self.logs.worker_resources(peer)
-        elif event.field == "idle-disconnecting":
-            log.info("worker %s (%s) idled out", peer.hostname, peer.address)
-            self._close_peer(peer, "IDLE_OUT")
-
-    def _on_connection_failed(self, peer: Peer, reason: str) -> None:
-        if peer.closing or reason == "peer closed the connection":
-            level = logging.INFO
-        else:
-            level = logging.WARNING
-        log.log(level, "worker %s (%s) disconnected: %s", peer.hostname, peer.address, reason)
-        self._close_peer(peer, peer.disconnect_reason if peer.closing else "FAILURE")
-
-    # ------------------------------------------------------------------ status clients
-    def _answer_status(self, peer: Peer, kind: str) -> None:
-        peer.kind = PeerKind.STATUS
-        body = self._status_json(kind)
-        if body is None:
-            self._close_peer(peer, "STATUS_WORKER")
-            return
-        peer.send(body.encode())
-        peer.closing = True
-        peer.disconnect_reason = "STATUS_WORKER"
-
-    def _answer_http(self, peer: Peer, path: str) -> None:
-        peer.kind = PeerKind.STATUS
-        head = "HTTP/1.1 200 OK\nConnection: close\n"
-        if path in ("/", ""):
-            links = "".join(f'<li><a href="/{k}">/{k}</a>\n' for k in STATUS_REQUESTS if k != "wable_status")
-            page = f"<html><body><h1>coffea-wq manager on port {self.port}</h1><ul>\n{links}</ul></body></html>\n"
-            peer.send((head + "Content-type: text/html\n\n" + page).encode())
-        else:
-            body = self._status_json(path.strip("/"))
-            if body is None:
-                peer.send(b"HTTP/1.1 404 Not Found\nConnection: close\nContent-type: text/plain\n\nnot found\n")
-            else:
-                peer.send((head + "Access-Control-Allow-Origin: *\nContent-type: text/plain\n\n" + body).encode())
-        peer.closing = True
-        peer.disconnect_reason = "STATUS_WORKER"
-
-    def _status_json(self, kind: str) -> str | None:
-        if self.status_provider is None or kind not in STATUS_REQUESTS:
-            return None
-        started = now_us()
-        body = self.status_provider(kind)
-        self.queue.counters.time_status_msgs += now_us() - started
-        return body if isinstance(body, str) else None
 
     # ------------------------------------------------------------------ periodic work
     def _dispatch(self) -> None:
@@ -515,33 +418,3 @@ class ManagerServer:
     def running_tasks(self) -> int:
         return sum(1 for p in self.core.peers.values() for t in p.tasks.values() if t.state is TaskState.RUNNING)
 
-
-def _ignore(_server: ManagerServer, _peer: Peer, _event: object) -> None:
-    """``alive`` only proves the peer lives (any bytes do); watched-file updates are not kept."""
-
-
-_EVENT_HANDLERS: dict[type, Callable[[ManagerServer, Peer, object], None]] = {
-    # what the worker's connection hands out -> what the manager does with it
-    msg.ResultStart: lambda server, peer, event: server.core.handle_result_start(peer, event),
-    msg.ResultOutput: lambda server, peer, event: server.core.handle_result_output(peer, event),
-    msg.FileReply: lambda server, peer, event: server.core.handle_get_event(peer, event),
-    msg.FileData: lambda server, peer, event: server.core.handle_get_event(peer, event),
-    msg.DirectoryStart: lambda server, peer, event: server.core.handle_get_event(peer, event),
-    msg.FileMissing: lambda server, peer, event: server.core.handle_get_event(peer, event),
-    msg.ReplyEnd: lambda server, peer, event: server.core.handle_reply_end(peer, event),
-    msg.ResultsAvailable: ManagerServer._on_results_available,
-    msg.Alive: _ignore,
-    msg.WatchUpdate: _ignore,
-    msg.Info: ManagerServer._on_info,
-    msg.ResourceReport: ManagerServer._on_resource,
-    msg.ResourceTag: lambda server, peer, event: setattr(peer, "tag", event.tag),
-    msg.Handshake: ManagerServer._on_handshake,
-    msg.WorkerIdentified: ManagerServer._on_worker_id,
-    msg.Feature: lambda server, peer, event: peer.features.add(event.name),
-    msg.StatusRequest: lambda server, peer, event: server._answer_status(peer, event.kind),
-    msg.HttpRequest: lambda server, peer, event: server._answer_http(peer, event.path),
-    msg.NameRequest: lambda server, peer, event: peer.send(peer.conn.send(msg.ProjectName(server.project or ""))),
-    msg.AuthSucceeded: lambda server, peer, event: log.debug("peer %s authenticated", peer.address),
-    msg.ConnectionClosed: lambda server, peer, event: server._on_connection_failed(peer, "peer closed the connection"),
-    msg.ConnectionFailed: ManagerServer._on_failed,
-}
