@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from coffea_wq.dashboard.snapshot import Histogram, Snapshot
+from coffea_wq.dashboard.snapshot import BucketCounts, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -93,7 +93,7 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(f"coffea_wq_{name}", text, value=value)
 
 
-def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+def _buckets(histogram: BucketCounts) -> list[tuple[str, float]]:
     """Cumulative counts per upper edge, ending with +Inf, as Prometheus expects."""
     buckets, running = [], 0
     for bound, count in zip([*histogram.bounds, float("inf")], histogram.counts, strict=True):

@@ -25,7 +25,7 @@ class RunState(enum.Enum):
 
 
 @dataclass
-class Histogram:
+class BucketCounts:
     """Counts of observations per bucket; ``bounds`` are the buckets' upper edges (the last one is +inf)."""
 
     bounds: list[float]
@@ -33,7 +33,7 @@ class Histogram:
     total: float = 0.0  # sum of the observations (Prometheus' ``_sum``)
 
     @classmethod
-    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+    def empty(cls, bounds: tuple[float, ...]) -> BucketCounts:
         return cls(list(bounds), [0] * (len(bounds) + 1))
 
     def observe(self, value: float) -> None:
@@ -125,8 +125,8 @@ class CategoryView:
     failed: int = 0
     allocation: dict[str, float] = field(default_factory=dict)  # latest allocation (or the category max)
     peaks: dict[str, float] = field(default_factory=dict)  # largest measured: cores, memory, disk, wall_time
-    memory: Histogram | None = None  # measured peak memory, MB
-    wall_time: Histogram | None = None  # wall time, s
+    memory: BucketCounts | None = None  # measured peak memory, MB
+    wall_time: BucketCounts | None = None  # wall time, s
     exhaustions: int = 0
     splits: int = 0
 

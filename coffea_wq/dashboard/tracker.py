@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coffea_wq.dashboard.snapshot import (
+    BucketCounts,
     CategoryView,
     DatasetProgress,
     FailureView,
-    Histogram,
     Progress,
     ThroughputPoint,
 )
@@ -48,8 +48,8 @@ class _CategoryRecord:
     name: str
     allocation: dict[str, float] = field(default_factory=dict)
     peaks: dict[str, float] = field(default_factory=dict)
-    memory: Histogram = field(default_factory=lambda: Histogram.empty(MEMORY_BUCKETS_MB))
-    wall_time: Histogram = field(default_factory=lambda: Histogram.empty(WALL_TIME_BUCKETS_S))
+    memory: BucketCounts = field(default_factory=lambda: BucketCounts.empty(MEMORY_BUCKETS_MB))
+    wall_time: BucketCounts = field(default_factory=lambda: BucketCounts.empty(WALL_TIME_BUCKETS_S))
     exhaustions: int = 0
     splits: int = 0
 
@@ -214,8 +214,8 @@ class RunTracker:
     def categories(self) -> list[CategoryView]:
         with self._lock:
             return [CategoryView(name=r.name, allocation=dict(r.allocation), peaks=dict(r.peaks),
-                                 memory=Histogram(list(r.memory.bounds), list(r.memory.counts), r.memory.total),
-                                 wall_time=Histogram(list(r.wall_time.bounds), list(r.wall_time.counts),
+                                 memory=BucketCounts(list(r.memory.bounds), list(r.memory.counts), r.memory.total),
+                                 wall_time=BucketCounts(list(r.wall_time.bounds), list(r.wall_time.counts),
                                                      r.wall_time.total),
                                  exhaustions=r.exhaustions, splits=r.splits)
                     for r in self._categories.values()]

@@ -64,7 +64,7 @@ TLS_HANDSHAKE_RECORD = 0x16  # the first byte a TLS client sends (a ClientHello 
 _REPLY_LINES = (m.FileReply, m.DirectoryStart, m.FileMissing)
 
 
-class RefusedPeer(ProtocolError):
+class RefusalError(ProtocolError):
     """The peer cannot be served with this manager's settings: ``refusal`` is "password" or "tls"."""
 
     def __init__(self, message: str, refusal: str):
@@ -206,7 +206,7 @@ class WorkerConnection:
         if self._auth.state is AuthState.FAILED:
             # only a worker (its handshake, or a wrong digest) counts as a password mismatch, not a port scan
             refused = "password" if not opening or line.startswith("workqueue ") else ""
-            raise RefusedPeer(f"authentication failed: {self._auth.failure_reason}", refused)
+            raise RefusalError(f"authentication failed: {self._auth.failure_reason}", refused)
         if self._auth.state is AuthState.SUCCEEDED:
             self._reading = _Reading.LINES
             self._events.append(m.AuthSucceeded())
@@ -408,7 +408,7 @@ class WorkerConnection:
         elif keyword == "tlq":
             pass  # TLQ logging is not supported; CCTools ignores it without a TLQ port too
         elif keyword == "auth":
-            raise RefusedPeer("worker is attempting to use a password, but I do not have one", "password")
+            raise RefusalError("worker is attempting to use a password, but I do not have one", "password")
         elif keyword == "ready":
             raise ProtocolError("worker speaks a pre-protocol-9 dialect ('ready')")
 

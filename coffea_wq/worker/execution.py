@@ -156,7 +156,7 @@ def exceeded_time_limit(task: TaskAssignment, started_wall: float, now_wall: flo
 
 
 @dataclass
-class TaskOutcome:
+class ProcessOutcome:
     """What goes into the ``result`` line (and the output file that follows it)."""
 
     status: int
@@ -200,14 +200,14 @@ class RunningTask:
             self.limit_status = exceeded
             kill_process(self.handle)
 
-    def finished(self) -> TaskOutcome | None:
+    def finished(self) -> ProcessOutcome | None:
         """The outcome once the process has ended, else None."""
         returncode = self.handle.poll()
         if returncode is None:
             return None
         elapsed_us = int((time.monotonic() - self.started_monotonic) * 1e6)
         status = int(self.limit_status) if self.limit_status is not None else int(ResultCode.SUCCESS)
-        return TaskOutcome(status, exit_code_of(returncode), elapsed_us, self.output_path)
+        return ProcessOutcome(status, exit_code_of(returncode), elapsed_us, self.output_path)
 
     def kill(self) -> None:
         kill_process(self.handle)

@@ -27,7 +27,7 @@ from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
 from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
 from coffea_wq.worker.resources import WorkerResources, measure_resources
 from coffea_wq.worker.sandbox import Workspace
-from coffea_wq.worker.session import ManagerSession, SessionEnd, SessionResult, SessionSettings
+from coffea_wq.worker.session import SessionEnd, SessionResult, SessionSettings, WorkerSession
 from coffea_wq.worker.tls import client_context
 from coffea_wq.worker.warm import WarmPythonPool
 
@@ -116,7 +116,7 @@ class WorkerRun:
         local_host, local_port = sock.getsockname()[:2]
         local = f"{local_host}:{local_port}"
         notice(f"connected to manager {peer} via local address {local}")
-        session = ManagerSession(
+        session = WorkerSession(
             sock, peer, self.settings, self.workspace, warm_pool=self.warm_pool, should_stop=self.stop,
             expected_project=choice.project if choice is not None and choice.verify_project else None,
         )

@@ -58,7 +58,7 @@ from coffea_wq.protocol.messages import (
 )
 from coffea_wq.protocol.worker_side import ManagerConnection
 from coffea_wq.worker.cache import CacheError, FileCache, IncomingFile
-from coffea_wq.worker.execution import TaskObserver, TaskOutcome
+from coffea_wq.worker.execution import ProcessOutcome, TaskObserver
 from coffea_wq.worker.resources import WorkerResources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.tasks import TaskTable
@@ -116,13 +116,13 @@ class _Stop(Exception):
 
 
 @dataclass
-class ManagerSession:
+class WorkerSession:
     """Serves one connected manager until the connection ends.
 
     Example::
 
         sock = socket.create_connection(("127.0.0.1", 9123))
-        result = ManagerSession(sock, "127.0.0.1:9123", settings, workspace).serve()
+        result = WorkerSession(sock, "127.0.0.1:9123", settings, workspace).serve()
     """
 
     sock: socket.socket
@@ -350,7 +350,7 @@ class ManagerSession:
         r = self.settings.resources
         return ResourceTotals(cores=r.cores, memory=r.memory, disk=r.disk, gpus=r.gpus, tag=self._last_tag)
 
-    def _send_result(self, taskid: int, outcome: TaskOutcome) -> None:
+    def _send_result(self, taskid: int, outcome: ProcessOutcome) -> None:
         handle = None
         if outcome.output_path is not None:
             try:
@@ -415,26 +415,26 @@ class ManagerSession:
         self.workspace.wipe()
 
 
-_HANDLERS: dict[type, Callable[[ManagerSession, object], None]] = {
-    AuthSucceeded: ManagerSession._on_auth_succeeded,
-    ConnectionFailed: ManagerSession._on_failed,
-    ConnectionClosed: ManagerSession._on_closed,
-    ProjectName: ManagerSession._on_project_name,
-    PutFile: ManagerSession._on_file_start,
-    FileChunk: ManagerSession._on_file_chunk,
-    FileEnd: ManagerSession._on_file_end,
-    DirStart: ManagerSession._on_dir_start,
-    Symlink: ManagerSession._on_symlink,
-    UrlFile: ManagerSession._on_url,
-    TaskReceived: ManagerSession._on_task,
-    SendResults: ManagerSession._on_send_results,
-    GetRequest: ManagerSession._on_get,
-    KillTask: ManagerSession._on_kill,
-    UnlinkFile: ManagerSession._on_unlink,
-    Check: ManagerSession._on_check,
-    Release: ManagerSession._on_release,
-    Exit: ManagerSession._on_exit,
-    ThirdParty: ManagerSession._on_third_party,
+_HANDLERS: dict[type, Callable[[WorkerSession, object], None]] = {
+    AuthSucceeded: WorkerSession._on_auth_succeeded,
+    ConnectionFailed: WorkerSession._on_failed,
+    ConnectionClosed: WorkerSession._on_closed,
+    ProjectName: WorkerSession._on_project_name,
+    PutFile: WorkerSession._on_file_start,
+    FileChunk: WorkerSession._on_file_chunk,
+    FileEnd: WorkerSession._on_file_end,
+    DirStart: WorkerSession._on_dir_start,
+    Symlink: WorkerSession._on_symlink,
+    UrlFile: WorkerSession._on_url,
+    TaskReceived: WorkerSession._on_task,
+    SendResults: WorkerSession._on_send_results,
+    GetRequest: WorkerSession._on_get,
+    KillTask: WorkerSession._on_kill,
+    UnlinkFile: WorkerSession._on_unlink,
+    Check: WorkerSession._on_check,
+    Release: WorkerSession._on_release,
+    Exit: WorkerSession._on_exit,
+    ThirdParty: WorkerSession._on_third_party,
 }  # type: ignore[dict-item]
 
 

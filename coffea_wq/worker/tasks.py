@@ -16,9 +16,9 @@ from coffea_wq.protocol.codes import ResultCode
 from coffea_wq.protocol.messages import TaskAssignment
 from coffea_wq.worker.cache import CacheError, FileCache
 from coffea_wq.worker.execution import (
+    ProcessOutcome,
     RunningTask,
     TaskObserver,
-    TaskOutcome,
     start_task_process,
     task_environment,
 )
@@ -77,7 +77,7 @@ class TaskRecord:
     request: Request
     phase: TaskPhase = TaskPhase.WAITING
     run: RunningTask | None = None
-    outcome: TaskOutcome | None = None
+    outcome: ProcessOutcome | None = None
 
 
 class TaskTable:
@@ -126,7 +126,7 @@ class TaskTable:
         if not self.resources.fits(request.cores, request.memory, request.disk, request.gpus):
             log.warning("task %d asks for %s, more than this worker has (%s): forsaking it", spec.taskid, request,
                         self.resources)
-            self._finish(record, TaskOutcome(int(ResultCode.FORSAKEN), 0, 0))
+            self._finish(record, ProcessOutcome(int(ResultCode.FORSAKEN), 0, 0))
             return False
         return True
 
@@ -153,7 +153,7 @@ class TaskTable:
                 finished.append(record.spec.taskid)
         return finished
 
-    def take_unreported(self) -> list[tuple[int, TaskOutcome]]:
+    def take_unreported(self) -> list[tuple[int, ProcessOutcome]]:
         """Results to send now; the tasks are then REPORTED and wait for the manager's ``kill``."""
         out = []
         for record in self.records.values():
@@ -199,12 +199,12 @@ class TaskTable:
         except (MissingInput, CacheError) as exc:
             log.warning("task %d: %s", spec.taskid, exc)
             output_path.write_text(f"coffea-wq worker: {exc}\n")
-            self._finish(record, TaskOutcome(int(ResultCode.INPUT_MISSING), 1, _elapsed_us(started), output_path))
+            self._finish(record, ProcessOutcome(int(ResultCode.INPUT_MISSING), 1, _elapsed_us(started), output_path))
             return
         except OSError as exc:
             # the worker itself is at fault (disk full, fork failed): let the manager retry elsewhere
             log.error("task %d: could not start it: %s; forsaking it", spec.taskid, exc)
-            self._finish(record, TaskOutcome(int(ResultCode.FORSAKEN), 0, _elapsed_us(started)))
+            self._finish(record, ProcessOutcome(int(ResultCode.FORSAKEN), 0, _elapsed_us(started)))
             return
         record.run = RunningTask(spec, sandbox, output_path, handle)
         record.phase = TaskPhase.RUNNING
@@ -213,7 +213,7 @@ class TaskTable:
         if self.observer is not None:
             self.observer.task_started(spec.taskid, handle.pid)
 
-    def _complete(self, record: TaskRecord, outcome: TaskOutcome) -> None:
+    def _complete(self, record: TaskRecord, outcome: ProcessOutcome) -> None:
         self._release(record)
         if self.observer is not None:
             self.observer.task_finished(record.spec.taskid)
@@ -232,7 +232,7 @@ class TaskTable:
             self.in_use = self.in_use - record.request
 
     @staticmethod
-    def _finish(record: TaskRecord, outcome: TaskOutcome) -> None:
+    def _finish(record: TaskRecord, outcome: ProcessOutcome) -> None:
         record.outcome = outcome
         record.phase = TaskPhase.FINISHED
 

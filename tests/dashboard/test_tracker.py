@@ -5,7 +5,7 @@ from __future__ import annotations
 from coffea.processor.executor import WorkItem
 
 from coffea_wq.dashboard import tracker as tracker_module
-from coffea_wq.dashboard.snapshot import Histogram
+from coffea_wq.dashboard.snapshot import BucketCounts
 from coffea_wq.dashboard.tracker import ERROR_LINES, RunTracker, _Sample, throughput_points
 
 
@@ -89,7 +89,7 @@ def test_measurements_fill_histograms_peaks_and_allocation():
 
 
 def test_histogram_puts_values_above_the_last_edge_in_the_overflow_bucket():
-    histogram = Histogram.empty((1, 10))
+    histogram = BucketCounts.empty((1, 10))
     for value in (0.5, 1, 5, 10, 11, 1000):
         histogram.observe(value)
     assert histogram.counts == [2, 2, 2]

@@ -16,7 +16,7 @@ from coffea_wq.protocol.messages import NEED_DATA, NameRequest, WorkerIdentity
 from coffea_wq.protocol.worker_side import ManagerConnection
 from coffea_wq.worker.resources import WorkerResources
 from coffea_wq.worker.sandbox import Workspace
-from coffea_wq.worker.session import ManagerSession, SessionEnd, SessionResult, SessionSettings
+from coffea_wq.worker.session import SessionEnd, SessionResult, SessionSettings, WorkerSession
 from tests.worker.fake_manager import FakeManager
 
 ACTIVE_TIMEOUT = 0.6
@@ -38,7 +38,7 @@ def serve_in_thread(tmp_path, password: bytes | None = None, expected_project: s
     sock = socket.create_connection(("127.0.0.1", manager.port), timeout=5)
     peer = manager.accept()
     manager.close()
-    session = ManagerSession(sock, f"127.0.0.1:{manager.port}", settings(password), Workspace.create(tmp_path),
+    session = WorkerSession(sock, f"127.0.0.1:{manager.port}", settings(password), Workspace.create(tmp_path),
                              expected_project=expected_project)
     holder: list[SessionResult] = []
     thread = threading.Thread(target=lambda: holder.append(session.serve()), daemon=True)
