@@ -352,3 +352,24 @@ def test_the_length_check_catches_a_long_file():
 
 def test_no_python_file_over_600_lines():
     assert overlong_files(python_files("coffea_wq", "envtools", "tests", "benchmarks", "analysis_examples")) == []
+
+
+def classes_defined_twice(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Class names defined at module level in more than one module: name -> the modules."""
+    where: dict[str, list[str]] = {}
+    for path, source in sources.items():
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(path)
+    return {name: paths for name, paths in where.items() if len(paths) > 1}
+
+
+def test_the_duplicate_class_check_catches_a_second_meaning():
+    sources = {"pkg/worker/session.py": "class Session:\n    pass\n",
+               "pkg/executor/session.py": "class Session:\n    pass\nclass Other:\n    pass\n"}
+    assert classes_defined_twice(sources) == {"Session": ["pkg/worker/session.py", "pkg/executor/session.py"]}
+
+
+def test_no_class_name_is_defined_twice():
+    # one name, one meaning: a reader (or a traceback) never has to ask which TaskOutcome is meant
+    assert classes_defined_twice(repository_sources(*CHECKED_PACKAGES)) == {}
