@@ -168,12 +168,12 @@ def check_gzip(tmp_path: Path, output: str) -> None:
     assert "all tasks complete!" in output
 
 
-def check_futures(output: str) -> None:
+def check_futures(output: str, callbacks: int = 3) -> None:
     finished = re.findall(r"^task (\d+) finished: (.*)$", output, re.M)
     from_callbacks = re.findall(r"^task (\d+) finished\. printing from callback: True$", output, re.M)
     assert [result for _, result in finished] == ["True"] * 3 + [
         "Execution completed with exit status 127", "Input file is missing", "Output file is missing"]
-    assert len(from_callbacks) == 3
+    assert len(from_callbacks) >= callbacks
 
 
 def check_function(output: str) -> None:
@@ -210,7 +210,9 @@ def test_work_queue_example(binding, worker, tmp_path, gzip_inputs):
     *CASES, pytest.param("coffea-wq+debian-futures", "cctools", id="debian-futures-module-on-ours",
                          marks=requires_cctools_python)])
 def test_work_queue_futures_example(binding, worker, tmp_path):
-    check_futures(run_example("futures", binding, worker, tmp_path))
+    # under Debian's own binding the last callback can be lost as the interpreter exits (its Future's
+    # __del__ raises during teardown): the control asks for two of the three; ours must print all three
+    check_futures(run_example("futures", binding, worker, tmp_path), 2 if binding == "cctools" else 3)
 
 
 @requires_cctools
