@@ -193,6 +193,16 @@ class Manager:
         with self._server.lock:
             return sum(1 for _ in self._ready_workers())
 
+    def worker_features(self) -> set[str]:
+        """The features of every connected worker, together (the executor's reduction checks with it
+        whether the worker holding a partial is still here, docs/reduction.md)."""
+        with self._server.lock:
+            features: set[str] = set()
+            for peer in self._server.core.peers.values():
+                if peer.kind is PeerKind.WORKER and not peer.closing:
+                    features |= peer.features
+            return features
+
     def worker_sizes(self) -> dict[tuple[int, int, int, int], int]:
         """(cores, memory, disk, gpus) -> how many ready workers have that size."""
         sizes: dict[tuple[int, int, int, int], int] = {}

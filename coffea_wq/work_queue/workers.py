@@ -27,6 +27,11 @@ class WorkerControl:
         result it refused (docs/executor.md, Security)."""
         return int(self._manager.disconnect_worker(address))
 
+    def worker_features(self) -> set[str]:
+        """coffea-wq: the features of the connected workers, together. Each coffea-wq worker
+        advertises ``coffea-wq-worker-<token>``, so this says which of them are still connected."""
+        return self._manager.worker_features()
+
     def refused_peers(self) -> list:
         """coffea-wq: the peers refused for a password or TLS mismatch, one ``RefusedPeer`` per IP
         (``address``, ``kind``, ``reason``, ``count``, ``first_seen``/``last_seen`` monotonic s)."""

@@ -30,6 +30,7 @@ from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.session import SessionEnd, SessionResult, SessionSettings, WorkerSession
 from coffea_wq.worker.tls import client_context
 from coffea_wq.worker.warm import WarmPythonPool
+from coffea_wq.worker.warm_contract import worker_feature
 
 log = logging.getLogger("coffea_wq.worker")
 
@@ -188,10 +189,10 @@ def make_identity(options: WorkerOptions) -> WorkerIdentity:
     )
 
 
-def load_warm_pool() -> WarmPythonPool | None:
+def load_warm_pool(token: str) -> WarmPythonPool | None:
     """The warm Python slots for the executor's tasks (None: every task runs cold)."""
     try:
-        return WarmPythonPool()
+        return WarmPythonPool(token)
     except Exception:  # warm slots are an optimisation; never fatal
         log.exception("could not create the warm Python pool; running every task cold")
         return None
@@ -230,17 +231,19 @@ def run_worker(options: WorkerOptions) -> int:
                                                    options.gpus)
     notice(f"using {resources.cores} cores, {resources.memory} MB memory, {resources.disk} MB disk, "
            f"{resources.gpus} gpus")
+    token = secrets.token_hex(8)
     settings = SessionSettings(
         identity=make_identity(options),
         resources=resources,
         password=password,
         idle_timeout=options.idle_timeout,
         end_time=time.time() + options.wall_time if options.wall_time else 0.0,
-        features=tuple(options.features),
+        # the token names this process's partials; the feature lets a flush task reach it (docs/reduction.md)
+        features=(*options.features, worker_feature(token)),
     )
     stop = StopFlag(parent_pid=os.getppid() if options.parent_death else None)
     stop.install()
-    run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool(),
+    run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool(token),
                     tls=client_context(options.ssl_ca) if options.ssl else None)
     try:
         return run.serve_until_done()

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
 from coffea_wq.worker.pending import PendingStart
-from coffea_wq.worker.warm_contract import marked_warm, parse_warm_command, preload_modules
+from coffea_wq.worker.warm_contract import WORKER_TOKEN_ENV, marked_warm, parse_warm_command, preload_modules
 from coffea_wq.worker.warm_monitor import MonitoredWarmProcess, split_monitored
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,9 @@ class WarmPythonPool:
         >>> pool.close()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, token: str = "") -> None:
+        # the worker's token (docs/reduction.md): warm tasks get it, so their partials are named after it
+        self.token = token
         self.zygotes: dict[str, _Zygote] = {}
         self.lock = threading.Lock()
         self.generation = 0  # counts close() calls: the pool serves one manager session after another
@@ -262,6 +264,8 @@ class WarmPythonPool:
             # a bad monitor option is found before the task starts: the wrapper, run cold, reports it
             plan = None if request.monitor is None else plan_from_args(request.monitor, str(cwd))
             python, task_env = self._interpreter(request, cwd, env)
+            if self.token:
+                task_env = {**task_env, WORKER_TOKEN_ENV: self.token}
             zygote = self._zygote(python, task_env, cwd.parent, request.preload)
             started = time.time()
             request_id, pid = zygote.run(list(request.argv), cwd, task_env, Path(output_path), request.preload)

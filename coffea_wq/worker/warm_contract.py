@@ -31,6 +31,13 @@ from pathlib import PurePosixPath
 
 WARM_ENV = "COFFEA_WQ_WARM"
 PRELOAD_ENV = "COFFEA_WQ_PRELOAD"
+# reduction in warm slots (docs/reduction.md, section 1); the task script and the zygote, which
+# cannot import this module, spell the same names
+WORKER_TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"  # set by the worker in every warm task's environment
+CHUNK_ENV = "COFFEA_WQ_CHUNK"  # the executor's key of the task's chunk
+RUN_ENV = "COFFEA_WQ_RUN"  # the executor call the task belongs to (one partial per run in a slot)
+FLUSH_ENV = "COFFEA_WQ_FLUSH"  # a flush task: the id of the partial to hand back
+WORKER_FEATURE_PREFIX = "coffea-wq-worker-"  # + the token: the feature a coffea-wq worker advertises
 TASK_SCRIPT = "coffea_wq_task.py"
 ENV_RUNNER = "coffea_wq_env_run"
 PYTHON_NAMES = ("python3", "python")
@@ -84,6 +91,11 @@ def parse_warm_command(command: str) -> WarmCommand | None:
 def warm_environment(preload: Iterable[str]) -> dict[str, str]:
     """The environment variables that mark a task for a warm slot and name the modules to preload."""
     return {WARM_ENV: "1", PRELOAD_ENV: ",".join(preload)}
+
+
+def worker_feature(token: str) -> str:
+    """The Work Queue feature a coffea-wq worker with ``token`` advertises (flush tasks require it)."""
+    return WORKER_FEATURE_PREFIX + token
 
 
 def marked_warm(env: Mapping[str, str]) -> bool:

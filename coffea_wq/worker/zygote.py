@@ -42,6 +42,16 @@ stdin ends the zygote and its slots.
 The task script ends a task by calling ``coffea_wq_warm_slot.task_finished(code)`` (here: an
 exception unwinding to the slot's loop) where a cold run calls ``os._exit``, and may keep what
 it unpickled in ``coffea_wq_warm_slot.function_cache`` across the tasks of a slot.
+
+Partials (docs/reduction.md, section 1): the task script keeps a run's partial accumulator in
+``coffea_wq_warm_slot.partials`` (id -> partial); before each task the slot sets
+``coffea_wq_warm_slot.last_task`` (True when the task count retires it after this task, so the
+script hands its partial back), and each ``done`` lists the partial ids the slot then holds. A run
+request whose environment names a partial (``COFFEA_WQ_FLUSH``) goes to the slot holding it, and
+waits for that slot if it is busy; with no slot holding it, any slot runs it (the script then
+writes a "lost" record). A slot holding a partial is let go after ``COFFEA_WQ_SLOT_PARTIAL_IDLE``
+seconds without a task (default 600), not the ordinary idle time: the executor flushes partials at
+the end of its run, and a partial nobody asks for within that bound belongs to a run that is over.
 """
 
 from __future__ import annotations
@@ -57,11 +67,13 @@ import sys
 import time
 import traceback
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SLOT_MODULE = "coffea_wq_warm_slot"  # how the task script finds task_finished and its cache
 DEFAULT_SLOT_TASKS = 100
 DEFAULT_SLOT_IDLE_S = 60.0
+DEFAULT_PARTIAL_IDLE_S = 600.0
+FLUSH_ENV = "COFFEA_WQ_FLUSH"  # names the partial a flush task hands back (task_script.py)
 MAX_TRIES = 3  # slots a request may be handed to that die before taking it
 
 
@@ -90,6 +102,8 @@ def slot_module() -> types.ModuleType:
     if module is None:
         module = types.ModuleType(SLOT_MODULE)
         module.function_cache = {}  # type: ignore[attr-defined]
+        module.partials = {}  # type: ignore[attr-defined]
+        module.last_task = False  # type: ignore[attr-defined]
         sys.modules[SLOT_MODULE] = module
     return module
 
@@ -124,18 +138,22 @@ class SlotProcess:
         self.max_tasks = max(1, int(_env_number("COFFEA_WQ_SLOT_TASKS", DEFAULT_SLOT_TASKS)))
 
     def serve(self) -> None:
-        slot_module().task_finished = _end_task  # type: ignore[attr-defined]
+        module = slot_module()
+        module.task_finished = _end_task  # type: ignore[attr-defined]
         done = 0
         while True:
             request = self.next_request()
             if request is None:
                 return  # the zygote let go of us (idle too long) or is gone
             os.write(self.sock_fd, (json.dumps({"op": "took", "id": request["id"]}) + "\n").encode())
+            module.last_task = done + 1 >= self.max_tasks  # type: ignore[attr-defined]
             code = self.run_task(request)
             done += 1
             # a failed task's state is never handed to the next one; the count bounds slow leaks
             retiring = code != 0 or done >= self.max_tasks
-            message = {"op": "done", "id": request["id"], "returncode": code, "retiring": retiring}
+            partials = sorted(getattr(module, "partials", None) or {}) if not retiring else []
+            message = {"op": "done", "id": request["id"], "returncode": code, "retiring": retiring,
+                       "partials": partials}
             os.write(self.sock_fd, (json.dumps(message) + "\n").encode())
             if retiring:
                 return
@@ -258,6 +276,8 @@ class Slot:
     buffer: bytes = b""
     retiring: bool = False  # said it exits after its task: never given another
     idle_since: float = 0.0
+    partials: tuple[str, ...] = ()  # the partial ids it said it holds after its last task
+    waiting: list[dict] = field(default_factory=list)  # flush requests for its partials, until it is idle
 
 
 class Zygote:
@@ -274,6 +294,7 @@ class Zygote:
         self.slots: dict[int, Slot] = {}  # by pid
         self.let_go: set[int] = set()  # pids of slots told to exit (socket closed), not yet reaped
         self.idle_s = max(0.1, _env_number("COFFEA_WQ_SLOT_IDLE", DEFAULT_SLOT_IDLE_S))
+        self.partial_idle_s = max(self.idle_s, _env_number("COFFEA_WQ_SLOT_PARTIAL_IDLE", DEFAULT_PARTIAL_IDLE_S))
 
     def send(self, message: dict) -> None:
         self.answers.write(json.dumps(message) + "\n")
@@ -322,12 +343,17 @@ class Zygote:
     def run(self, request: dict) -> None:
         preload(list(request.get("preload") or []), self.imported, self.failed)
         key = tuple(sorted(set(request.get("preload") or [])))
+        holder = self.holder_of(request)
+        if holder is not None and holder.task is not None:
+            holder.waiting.append(request)  # a flush: given to the slot holding the partial once it is idle
+            return
         while True:
             request["tries"] = request.get("tries", 0) + 1
             if request["tries"] > MAX_TRIES:  # slots die before taking it: the worker runs it cold
                 self.send({"op": "failed", "id": request["id"], "error": f"{MAX_TRIES} slots died before starting it"})
                 return
-            slot = self.idle_slot(key) or self.fork_slot(key)
+            slot = holder or self.idle_slot(key) or self.fork_slot(key)
+            holder = None  # a holder that cannot take it died: any slot then (the script reports "lost")
             if slot is None:
                 self.send({"op": "failed", "id": request["id"], "error": "fork failed"})
                 return
@@ -340,14 +366,29 @@ class Zygote:
             slot.task, slot.request = request["id"], request  # "started" is sent when the slot takes it
             return
 
+    def holder_of(self, request: dict) -> Slot | None:
+        """The live slot holding the partial a flush request names (None: not a flush, or nobody)."""
+        partial_id = (request.get("env") or {}).get(FLUSH_ENV)
+        if not partial_id:
+            return None
+        return next((s for s in self.slots.values() if partial_id in s.partials and not s.retiring), None)
+
+    def run_waiting(self, slot: Slot) -> None:
+        """A slot became idle (or died): the flush requests that waited for it run now."""
+        waiting, slot.waiting = slot.waiting, []
+        for request in waiting:
+            self.run(request)
+
     def idle_slot(self, key: tuple[str, ...]) -> Slot | None:
         return next((s for s in self.slots.values() if s.task is None and not s.retiring and s.key == key), None)
 
     def let_go_of_idle_slots(self) -> None:
-        """Close the socket of slots idle for ``idle_s``: they exit, and an idle worker gives memory back."""
+        """Close the socket of slots idle for ``idle_s`` (``partial_idle_s`` when they hold a partial):
+        they exit, and an idle worker gives memory back."""
         now = time.monotonic()
         for slot in list(self.slots.values()):
-            if slot.task is None and now - slot.idle_since > self.idle_s:
+            limit = self.partial_idle_s if slot.partials else self.idle_s
+            if slot.task is None and now - slot.idle_since > limit:
                 self.let_go.add(slot.pid)
                 self.forget(slot)
 
@@ -385,9 +426,18 @@ class Zygote:
                 self.send({"op": "exit", "id": slot.task, "pid": slot.pid, "returncode": message["returncode"]})
                 slot.task, slot.idle_since = None, time.monotonic()
                 slot.retiring = bool(message.get("retiring"))
+                slot.partials = tuple(str(p) for p in message.get("partials") or ())
+                self.run_waiting(slot)
         return bool(data)
 
     def signal_task(self, request_id: object, sig: int) -> None:
+        for waiting_for in self.slots.values():
+            queued = next((r for r in waiting_for.waiting if r["id"] == request_id), None)
+            if queued is not None:  # a flush still waiting for its slot: it ends as killed at its start
+                waiting_for.waiting.remove(queued)
+                self.send({"op": "started", "id": request_id, "pid": waiting_for.pid})
+                self.send({"op": "exit", "id": request_id, "pid": waiting_for.pid, "returncode": -abs(sig)})
+                return
         slot = next((s for s in self.slots.values() if s.task is not None and s.task == request_id), None)
         if slot is None:
             return  # already finished: the signal must not reach the slot's next task
@@ -411,6 +461,8 @@ class Zygote:
                 self.run(slot.request)  # it died before taking the task (killed while idle): not started
             elif slot.task is not None:
                 self.send({"op": "exit", "id": slot.task, "pid": pid, "returncode": returncode_of(status)})
+            slot.partials = ()  # died with it: waiting flushes run elsewhere and report them lost
+            self.run_waiting(slot)
 
     def drain(self, slot: Slot) -> None:
         try:

@@ -45,7 +45,9 @@ def test_handshake_task_outputs_and_cleanup(manager, processes, tmp_path):
     lines = peer.handshake()
     assert lines[0].startswith("workqueue 9 ") and lines[0].endswith(" 8.0.0")
     assert lines[1].startswith("info worker-id worker-") and len(lines[1].split()[2]) == 39
-    assert lines[2:] == [
+    # every coffea-wq worker advertises its token (docs/reduction.md), as --feature names are sent
+    assert lines[2].startswith("feature coffea-wq-worker-") and len(lines[2].split("-")[-1]) == 16
+    assert lines[3:] == [
         "alive", "resource workers 1 1 1", "resource disk 1000 1000 1000", "resource memory 1000 1000 1000",
         "resource gpus 0 0 0", "resource cores 2 2 2", "resource tag 0", "info end_of_resource_update 0",
         "info tasks_running 0", "info worker-end-time 0",

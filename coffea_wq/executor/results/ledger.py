@@ -32,7 +32,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-WORKER_FEATURE_PREFIX = "coffea-wq-worker-"  # + the worker's token: the feature a flush task requires
+from coffea_wq.worker.warm_contract import worker_feature
 
 
 class KeyState(enum.Enum):
@@ -70,7 +70,7 @@ def partial_feature(partial_id: str) -> str:
         >>> partial_feature("9f2c/4711/3")
         'coffea-wq-worker-9f2c'
     """
-    return WORKER_FEATURE_PREFIX + partial_id.split("/", 1)[0]
+    return worker_feature(partial_id.split("/", 1)[0])
 
 
 class Ledger:

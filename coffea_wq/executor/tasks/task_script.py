@@ -25,6 +25,19 @@ In a warm slot (``coffea_wq/worker/zygote.py``) the zygote provides a module
 a slot runs one after another (keyed by the file's size and SHA-256, so a changed file is
 loaded again), and its ``task_finished(code)`` ends the task instead of ``os._exit`` (it hands
 the slot back for the next task). Run cold, neither exists and nothing changes.
+
+Reduction (docs/reduction.md, section 1). When the payload has ``"reduce": {"every": N | None,
+"seconds": T | None}``, the task's environment names its chunk key (``COFFEA_WQ_CHUNK``), its
+run (``COFFEA_WQ_RUN``) and the worker's token (``COFFEA_WQ_WORKER_TOKEN``), and the task runs in
+a warm slot, the value is added (coffea's ``accumulate``, imported only then) into the slot's
+partial of that run, kept in ``coffea_wq_warm_slot.partials`` (id -> ``{"run", "keys", "value",
+"started"}``), and the record is small: ``{"status": "held", "partial": ID, "key": K, "count": n}``.
+The partial is handed back as ``{"status": "partial", "partial": ID, "keys": [...], "value": ...}``
+when it holds ``every`` chunks, is older than ``seconds``, or the slot says this is its last task
+(``coffea_wq_warm_slot.last_task``); an error record carries the run's partial as ``"partial":
+{"id", "keys", "value"}``. A *flush* task (``COFFEA_WQ_FLUSH=ID`` in its environment) writes that
+partial, or ``{"status": "lost", "partial": ID}`` when this slot does not hold it. Partial ids are
+``<worker token>/<slot pid>/<sequence>``.
 """
 
 from __future__ import annotations
@@ -39,6 +52,13 @@ import traceback
 
 RECORD_VERSION = 2
 WARM_SLOT_MODULE = "coffea_wq_warm_slot"
+# the reduction contract with the executor (docs/reduction.md); coffea_wq/worker/warm_contract.py
+# defines the same names for the worker and the executor, which this file cannot import
+CHUNK_ENV = "COFFEA_WQ_CHUNK"
+RUN_ENV = "COFFEA_WQ_RUN"
+FLUSH_ENV = "COFFEA_WQ_FLUSH"
+TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"
+STALE_PARTIAL_S = 3600.0  # a partial of another run untouched this long is dropped (its run is over)
 
 
 def _write_record(path: str, record: dict, level: int) -> None:
@@ -119,19 +139,122 @@ def _load_function(fn_path: str) -> dict:
     return cache[key]
 
 
-def run_task(fn_path: str, item_path: str, out_path: str) -> int:
-    """Apply the function in ``fn_path`` to the item in ``item_path``; write the record to ``out_path``."""
-    started = time.time()
-    level = 1
+class _Reducer:
+    """The slot's partial of this task's run: adds values to it and decides when it goes back."""
+
+    def __init__(self, slot: object, settings: dict, key: int, run: str, token: str):
+        self.slot, self.key, self.run, self.token = slot, key, run, token
+        self.every = settings.get("every")
+        self.seconds = settings.get("seconds")
+        self.partials: dict = slot.partials  # type: ignore[attr-defined]
+
+    @staticmethod
+    def for_task(payload: dict) -> _Reducer | None:
+        """A reducer when the payload asks for reduction and this task runs in a warm slot, else None."""
+        settings = payload.get("reduce")
+        slot = sys.modules.get(WARM_SLOT_MODULE)
+        if not isinstance(settings, dict) or not isinstance(getattr(slot, "partials", None), dict):
+            return None
+        token, key = os.environ.get(TOKEN_ENV), os.environ.get(CHUNK_ENV)
+        if not token or key is None or not key.lstrip("-").isdigit():
+            return None
+        return _Reducer(slot, settings, int(key), os.environ.get(RUN_ENV, ""), token)
+
+    def current_id(self) -> str | None:
+        return next((pid for pid, p in self.partials.items() if p["run"] == self.run), None)
+
+    def add(self, value: object, started: float) -> dict:
+        """Add ``value`` to the run's partial (started if none); the held or hand-back record."""
+        from coffea.processor import accumulate
+
+        partial_id = self.current_id()
+        if partial_id is None:
+            self._drop_stale()
+            seq = getattr(self.slot, "partial_seq", 0)
+            self.slot.partial_seq = seq + 1  # type: ignore[attr-defined]
+            partial_id = f"{self.token}/{os.getpid()}/{seq}"
+            self.partials[partial_id] = {"run": self.run, "keys": [self.key], "value": value,
+                                         "started": time.time(), "touched": time.time()}
+        else:
+            partial = self.partials.pop(partial_id)  # out while it is added to: a failure loses it, not corrupts it
+            partial["value"] = accumulate([value], partial["value"])
+            partial["keys"].append(self.key)
+            partial["touched"] = time.time()
+            self.partials[partial_id] = partial
+        partial = self.partials[partial_id]
+        if self._due(partial):
+            return self.hand_back(partial_id, started)
+        return {"version": RECORD_VERSION, "status": "held", "partial": partial_id, "key": self.key,
+                "count": len(partial["keys"]), "wall_time": time.time() - started}
+
+    def _due(self, partial: dict) -> bool:
+        if self.every and len(partial["keys"]) >= int(self.every):
+            return True
+        if self.seconds is not None and time.time() - partial["started"] >= float(self.seconds):
+            return True
+        return bool(getattr(self.slot, "last_task", False))
+
+    def hand_back(self, partial_id: str, started: float) -> dict:
+        partial = self.partials.pop(partial_id)
+        return {"version": RECORD_VERSION, "status": "partial", "partial": partial_id, "keys": partial["keys"],
+                "value": partial["value"], "wall_time": time.time() - started}
+
+    def carried_by_error(self) -> dict | None:
+        """The run's partial, taken out of the slot for an error record (the slot retires after it)."""
+        partial_id = self.current_id()
+        if partial_id is None:
+            return None
+        partial = self.partials.pop(partial_id)
+        return {"id": partial_id, "keys": partial["keys"], "value": partial["value"]}
+
+    def _drop_stale(self) -> None:
+        now = time.time()
+        for pid in [pid for pid, p in self.partials.items() if now - p["touched"] > STALE_PARTIAL_S]:
+            del self.partials[pid]
+
+
+def _flush_record(partial_id: str, started: float) -> dict:
+    """A flush task's record: the partial this slot holds under ``partial_id``, or that it is lost."""
+    slot = sys.modules.get(WARM_SLOT_MODULE)
+    partials = getattr(slot, "partials", None)
+    if isinstance(partials, dict) and partial_id in partials:
+        partial = partials.pop(partial_id)
+        return {"version": RECORD_VERSION, "status": "partial", "partial": partial_id, "keys": partial["keys"],
+                "value": partial["value"], "wall_time": time.time() - started}
+    return {"version": RECORD_VERSION, "status": "lost", "partial": partial_id, "host": socket.gethostname(),
+            "wall_time": time.time() - started}
+
+
+def _compute_record(fn_path: str, item_path: str, started: float) -> tuple[dict, int]:
+    """Run the function on the item: the record to write and the compression level."""
+    level, reducer, added = 1, None, False
     try:
         payload = _load_function(fn_path)
         level = int(payload.get("compression") or 1)
+        flush = os.environ.get(FLUSH_ENV)
+        if flush:
+            return _flush_record(flush, started), level
+        reducer = _Reducer.for_task(payload)
         with open(item_path, "rb") as f:
             item = pickle.load(f)
         value = payload["function"](item)
-        record = {"version": RECORD_VERSION, "status": "ok", "value": value, "wall_time": time.time() - started}
+        if reducer is not None and value is not None:  # None: skipped by skipbadfiles, sent as is
+            added = True
+            return reducer.add(value, started), level
+        return {"version": RECORD_VERSION, "status": "ok", "value": value, "wall_time": time.time() - started}, level
     except BaseException as exc:  # the remote traceback is the whole point: report anything
         record = _error_record(exc, started)
+        if reducer is not None and not added:  # a failed addition may have half-changed the partial: not sent
+            carried = reducer.carried_by_error()
+            if carried is not None:
+                record["partial"] = carried
+        return record, level
+
+
+def run_task(fn_path: str, item_path: str, out_path: str) -> int:
+    """Apply the function in ``fn_path`` to the item in ``item_path``; write the record to ``out_path``."""
+    started = time.time()
+    record, level = _compute_record(fn_path, item_path, started)
     try:
         _write_record(out_path, record, level)
     except BaseException as exc:  # e.g. an output that cannot be pickled
@@ -141,7 +264,7 @@ def run_task(fn_path: str, item_path: str, out_path: str) -> int:
             traceback.print_exc()
             return 2
         return 1
-    if record["status"] != "ok":
+    if record["status"] == "error":
         sys.stderr.write(record["traceback"])
         return 1
     return 0
