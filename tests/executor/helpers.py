@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -40,10 +39,6 @@ def all_chunks(fileset: dict, chunksize: int = CHUNKSIZE) -> set:
     return set(runner.preprocess(fileset, treename="Events"))
 
 
-def coffea_wq_worker_available() -> bool:
-    return importlib.util.find_spec("coffea_wq.cli.worker") is not None
-
-
 def worker_environment() -> dict[str, str]:
     """Tasks run ``python3``: make it this interpreter, as a user's activated environment would."""
     env = dict(os.environ)
@@ -58,7 +53,3 @@ def worker_argv(kind: str, port: int, workdir: Path) -> list[str]:
     if kind == "cctools":
         return [support.REAL_WORKER, *options, support.LOOPBACK, str(port)]
     return support.coffea_wq_command("worker", *options, support.LOOPBACK, str(port))
-
-
-def default_worker_kind() -> str:
-    return "coffea-wq" if coffea_wq_worker_available() else "cctools"

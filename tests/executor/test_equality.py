@@ -97,8 +97,6 @@ def test_two_real_cctools_workers(fileset, reference, processes, tmp_path, capsy
 
 @support.requires_cctools
 def test_mixed_pool_of_a_real_and_a_coffea_wq_worker(fileset, reference, processes, tmp_path):
-    if not helpers.coffea_wq_worker_available():
-        pytest.skip("`coffea-wq worker` is not in this checkout yet")
     port = support.free_port()
     _external_workers(processes, ["cctools", "coffea-wq"], port, tmp_path)
     out = _run(coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False), fileset)

@@ -88,7 +88,7 @@ def test_skipbadfiles_skips_and_lists_the_bad_file(fileset, tmp_path):
 
 def test_worker_killed_mid_run_changes_nothing(fileset, processes, tmp_path):
     port = support.free_port()
-    kind = helpers.default_worker_kind()
+    kind = "coffea-wq"
     env = helpers.worker_environment()
     workers = [processes.start(helpers.worker_argv(kind, port, tmp_path / f"w{i}"), env=env) for i in range(2)]
     killed = threading.Event()

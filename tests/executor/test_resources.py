@@ -53,8 +53,7 @@ def test_measure_mode_reports_measured_resources_in_verbose_lines_and_the_log(fi
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["coffea-wq", pytest.param("cctools", marks=pytest.mark.skipif(
-    support.REAL_WORKER is None, reason="work_queue_worker not installed"))])
+@pytest.mark.parametrize("kind", ["coffea-wq", pytest.param("cctools", marks=support.requires_cctools)])
 def test_auto_mode_learns_a_first_allocation_after_three_tasks(fileset, tmp_path, kind):
     txlog = tmp_path / "tx.log"
     out = _run(fileset, resources_mode="auto", memory=3000, transactions_log=str(txlog), local_worker_kind=kind)

@@ -71,7 +71,7 @@ def test_floods_and_hostile_names_during_a_run(fileset, processes, tmp_path, cap
         for rogue in flooders + namers:
             rogue.done.wait(300)
         for index in range(2):
-            processes.start(helpers.worker_argv(helpers.default_worker_kind(), port, tmp_path / f"w{index}"),
+            processes.start(helpers.worker_argv("coffea-wq", port, tmp_path / f"w{index}"),
                             env=helpers.worker_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     attacker = threading.Thread(target=attack_then_start_honest_workers, daemon=True)

@@ -201,8 +201,6 @@ def test_monitor_mode_error_names_the_value():
 
 @pytest.mark.parametrize("name", ["mem200.summary", "mem200-limit.summary", "pretty.summary"])
 def test_reads_cctools_summaries(name):
-    if not (SAMPLES / name).exists():
-        pytest.skip(f"research sample {name} is not available")
     summary = Summary.read(SAMPLES / name)
     assert summary.resources["memory"] in (208, 108)
     assert summary.exit_type in ("normal", "limits")

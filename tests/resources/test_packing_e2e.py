@@ -12,9 +12,8 @@ import time
 
 import pytest
 
+import coffea_wq.work_queue as work_queue
 from tests.support import LOOPBACK, REAL_WORKER, coffea_wq_command, requires_cctools, wait_until
-
-work_queue = pytest.importorskip("coffea_wq.work_queue", reason="the manager's Python API is not there")
 
 TASK_SECONDS = 1.5
 # Each task prints when it started and ended, so overlaps can be counted from the outputs.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+import coffea_wq.work_queue as work_queue
 from coffea_wq.resources.monitor import RM_OVERFLOW, Summary
 from coffea_wq.resources.types import Resources
 from coffea_wq.resources.wrapper import (
@@ -17,8 +18,6 @@ from coffea_wq.resources.wrapper import (
 )
 from tests.resources.test_packing_e2e import start_worker
 from tests.support import LOOPBACK, requires_cctools, wait_until
-
-work_queue = pytest.importorskip("coffea_wq.work_queue", reason="the manager's Python API is not there")
 
 ALLOCATE_300MB = "python3 -c 'import time; b = bytearray(300 * 2**20); time.sleep(3)'"
 

@@ -84,7 +84,7 @@ def test_sigkilled_run_resumes_with_remote_workers_and_equals_iterative(tmp_path
     port = support.free_port()
     env = helpers.worker_environment()
     for index in range(2):
-        processes.start(helpers.worker_argv(helpers.default_worker_kind(), port, tmp_path / f"w{index}"), env=env)
+        processes.start(helpers.worker_argv("coffea-wq", port, tmp_path / f"w{index}"), env=env)
     settings = {"local_workers": 0, "port": port, "checkpoint_dir": str(tmp_path / "ckpt")}
     child, first = start_child(tmp_path, **settings)
     wait_for_progress(child, first, 0.5)

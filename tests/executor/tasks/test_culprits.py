@@ -51,7 +51,7 @@ def _run(executor: coffea_wq.WorkQueueExecutor, fileset: dict, **runner_options)
                          ids=["coffea-wq-warm", "coffea-wq-cold", "work_queue_worker"])
 def test_a_truncated_environment_tarball_fails_the_run_naming_it(tmp_path, one_file, kind, warm):
     if kind == "cctools" and not support.REAL_WORKER:
-        pytest.skip("CCTools' work_queue_worker is not installed")
+        support.skip_not_installed("work_queue_worker", "coop-computing-tools")
     tarball = packed_environment(tmp_path / "my_env.tar.gz", truncate=True)
     executor = coffea_wq.WorkQueueExecutor(local_workers=1, local_worker_kind=kind, warm_python=warm, status=False,
                                            environment_file=str(tarball), retries=2, filepath=str(tmp_path))

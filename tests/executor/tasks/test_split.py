@@ -53,8 +53,7 @@ def test_without_split_on_exhaustion_the_chunk_fails(fileset):
 MEMORY_HOG = ("ttlike_a1.root", 0, 700, 1_000_000, "memory")
 
 
-@pytest.mark.parametrize("kind", ["coffea-wq", pytest.param("cctools", marks=pytest.mark.skipif(
-    support.REAL_WORKER is None, reason="work_queue_worker not installed"))])
+@pytest.mark.parametrize("kind", ["coffea-wq", pytest.param("cctools", marks=support.requires_cctools)])
 def test_memory_hungry_chunk_is_split_under_our_managers_watchdog(fileset, kind):
     # as below, on coffea-wq's own manager: the shipped monitor kills the 700-event chunk (700 x 1 MB plus the
     # interpreter, over 700 MB) and reports memory exhaustion; its halves fit and add up to the same output
@@ -82,8 +81,8 @@ def test_memory_exhaustion_without_split_names_resource_peak_and_limit(fileset):
     assert "split_on_exhaustion is off" in text and "resources_mode='auto'" in text
 
 
-@pytest.mark.skipif(not support.HAS_CCTOOLS_PY or support.REAL_MONITOR is None,
-                    reason="needs Debian's python3-workqueue manager and resource_monitor for a memory watchdog")
+@support.requires_cctools_python
+@support.needs_system(support.REAL_MONITOR is None, "resource_monitor", "coop-computing-tools")
 def test_memory_hungry_chunk_is_split_under_the_cctools_watchdog(fileset, monkeypatch):
     # the first chunk of ttlike_a1.root holds 700 x 1 MB on top of the interpreter (~150 MB), over the 700 MB
     # limit the monitor enforces; its halves (350 MB) fit
