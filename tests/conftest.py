@@ -3,10 +3,16 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from tests.support import Processes
+from tests.support import NOT_INSTALLED_MARK, Processes
 
 # How long a test module's processes may take to exit after it ends before they count as leaked.
 LEAK_GRACE_SECONDS = 10.0
+
+
+def pytest_runtest_setup(item):
+    """Under ``make test`` a test that needs a missing Debian package fails (tests/support.py, needs_system)."""
+    for mark in item.iter_markers(NOT_INSTALLED_MARK):
+        pytest.fail(f"make test should have set this up: {mark.args[0]}", pytrace=False)
 
 
 @pytest.fixture

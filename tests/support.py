@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,14 +30,51 @@ REAL_MAKEFLOW = shutil.which("makeflow")
 SYSTEM_PYTHON = "/usr/bin/python3"
 HAS_CCTOOLS_PY = Path("/usr/lib/python3/dist-packages/work_queue.py").exists() and Path(SYSTEM_PYTHON).exists()
 
-requires_cctools = pytest.mark.skipif(
-    REAL_WORKER is None,
-    reason="Debian's coop-computing-tools is not installed (make test installs it with apt-get)",
-)
-requires_cctools_python = pytest.mark.skipif(
-    not HAS_CCTOOLS_PY,
-    reason="Debian's python3-workqueue is not installed (make test installs it with apt-get)",
-)
+# `make test` (what CI runs) installs every Debian package the tests drive, then sets this: there a test
+# that would skip for want of one fails instead, so no interoperability test passes unrun.
+REQUIRE_SYSTEM_PACKAGES = os.environ.get("COFFEA_WQ_REQUIRE_SYSTEM_PACKAGES") == "1"
+# Custom mark: a test that needs a missing package, under make test (tests/conftest.py fails it).
+NOT_INSTALLED_MARK = "not_installed"
+
+
+@functools.cache
+def makefile_system_packages() -> set[str]:
+    """The Debian packages ``make test`` installs (the Makefile's SYSTEM_PACKAGES)."""
+    text = (REPO / "Makefile").read_text()
+    match = re.search(r"^SYSTEM_PACKAGES :=((?:.*\\\n)*.*)$", text, re.MULTILINE)
+    assert match, "the Makefile has no SYSTEM_PACKAGES line"
+    return set(match.group(1).replace("\\\n", " ").split())
+
+
+def not_installed(what: str, package: str) -> str:
+    """Why a test cannot run without ``package``; the package must be one that ``make test`` installs."""
+    if package not in makefile_system_packages():
+        raise ValueError(f"{package!r} is not in the Makefile's SYSTEM_PACKAGES: make test would not install it")
+    return f"{what} is not installed (Debian's {package}: make test installs it)"
+
+
+def needs_system(missing: bool, what: str, package: str) -> pytest.MarkDecorator:
+    """Skip the test when ``missing``, outside ``make test``; under it, fail the test."""
+    reason = not_installed(what, package)
+    if missing and REQUIRE_SYSTEM_PACKAGES:
+        return getattr(pytest.mark, NOT_INSTALLED_MARK)(reason)
+    return pytest.mark.skipif(missing, reason=reason)
+
+
+def cannot_run_here(reason: str) -> NoReturn:
+    """Skip the test outside ``make test``; under it, where everything the tests need is set up, fail it."""
+    if REQUIRE_SYSTEM_PACKAGES:
+        pytest.fail(f"make test should have set this up: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def skip_not_installed(what: str, package: str) -> NoReturn:
+    """From inside a test or fixture: as ``needs_system`` for a package found missing."""
+    cannot_run_here(not_installed(what, package))
+
+
+requires_cctools = needs_system(REAL_WORKER is None, "work_queue_worker", "coop-computing-tools")
+requires_cctools_python = needs_system(not HAS_CCTOOLS_PY, "the work_queue Python module", "python3-workqueue")
 
 
 def free_port() -> int:

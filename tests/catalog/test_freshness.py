@@ -12,12 +12,12 @@ import pytest
 import coffea_wq.work_queue as wq
 from tests.catalog.helpers import start_real_catalog
 from tests.catalog.test_server import start_our_catalog
-from tests.support import LOOPBACK, REAL_CATALOG, REAL_STATUS, wait_until
+from tests.support import LOOPBACK, REAL_CATALOG, REAL_STATUS, needs_system, wait_until
 
-pytestmark = pytest.mark.skipif(REAL_STATUS is None, reason="Debian's work_queue_status is not installed")
+pytestmark = needs_system(REAL_STATUS is None, "work_queue_status", "coop-computing-tools")
 
-CATALOGS = ["coffea-wq", pytest.param("cctools", marks=pytest.mark.skipif(
-    REAL_CATALOG is None, reason="Debian's catalog_server is not installed"))]
+CATALOGS = ["coffea-wq", pytest.param("cctools", marks=needs_system(
+    REAL_CATALOG is None, "catalog_server", "coop-computing-tools"))]
 
 
 def status_row(name: str, catalog_port: int) -> list[str] | None:

@@ -10,19 +10,15 @@ import os
 import subprocess
 import time
 
-import pytest
-
 import coffea_wq.work_queue as wq
 from coffea_wq.manager.txlog import read_transactions_log
 from tests.catalog.helpers import start_real_catalog
 from tests.catalog.test_server import start_our_catalog
 from tests.manager.helpers import start_worker
-from tests.support import LOOPBACK, REAL_CATALOG, REAL_STATUS, coffea_wq_command, wait_until
+from tests.support import LOOPBACK, REAL_CATALOG, REAL_STATUS, coffea_wq_command, needs_system, wait_until
 
-pytestmark = pytest.mark.skipif(
-    REAL_STATUS is None or REAL_CATALOG is None,
-    reason="Debian's coop-computing-tools is not installed (work_queue_status, catalog_server)",
-)
+pytestmark = needs_system(REAL_STATUS is None or REAL_CATALOG is None, "work_queue_status or catalog_server",
+                          "coop-computing-tools")
 
 ENV = {**os.environ, "COLUMNS": "80"}
 HOG = "python3 -c 'import time; b = bytearray(400 * 2**20); time.sleep(2)'"

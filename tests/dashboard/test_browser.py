@@ -38,8 +38,8 @@ ONE_REFRESH_S = 2.0  # the page polls every second; plus the time to fetch and d
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None or not Path(CHROMEDRIVER).exists(),
-                       reason="needs Debian's chromium and chromium-driver (make test installs them)"),
+    support.needs_system(CHROMIUM is None, "chromium", "chromium"),
+    support.needs_system(not Path(CHROMEDRIVER).exists(), "chromedriver", "chromium-driver"),
 ]
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import cannot_run_here
+
 PACKAGE_INIT = 'VALUE = "v1"\n\n\ndef main():\n    print("tinypkg", VALUE)\n'
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
@@ -80,7 +82,10 @@ def analysis(tmp_path_factory) -> Analysis:
     install = subprocess.run([str(analysis.python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                               "-e", str(repo / "pkg")], capture_output=True, text=True, timeout=300)
     if install.returncode != 0:
-        pytest.skip(f"pip cannot install an editable package here (needs setuptools from an index): {install.stderr[-500:]}")
+        # pip builds it in an isolated environment, with setuptools and wheel from the package index that
+        # make venv installed from: without an index (offline) nothing here can run
+        cannot_run_here(f"pip cannot install an editable package here (setuptools and wheel come from the "
+                        f"package index): {install.stderr[-500:]}")
     return analysis
 
 

@@ -8,12 +8,18 @@ import time
 import pytest
 
 from tests.factory.helpers import CCToolsManager, LineReader
-from tests.support import REAL_FACTORY, coffea_wq_command, requires_cctools, requires_cctools_python
+from tests.support import (
+    REAL_FACTORY,
+    coffea_wq_command,
+    needs_system,
+    requires_cctools,
+    requires_cctools_python,
+)
 
 pytestmark = [requires_cctools, pytest.mark.slow]
 
 
-@pytest.mark.skipif(REAL_FACTORY is None, reason="work_queue_factory is not installed (make test installs it)")
+@needs_system(REAL_FACTORY is None, "work_queue_factory", "coop-computing-tools")
 def test_real_work_queue_factory_keeps_workers_for_a_coffea_wq_manager(processes, tmp_path):
     import coffea_wq.work_queue as wq
 

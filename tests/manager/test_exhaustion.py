@@ -14,12 +14,11 @@ import pytest
 
 import coffea_wq.work_queue as wq
 from tests.manager.helpers import start_worker
-from tests.support import LOOPBACK, REAL_WORKER, wait_until
+from tests.support import LOOPBACK, requires_cctools, wait_until
 
 pytestmark = pytest.mark.slow
 
-KINDS = ["coffea-wq", pytest.param("cctools", marks=pytest.mark.skipif(REAL_WORKER is None,
-                                                                        reason="work_queue_worker not installed"))]
+KINDS = ["coffea-wq", pytest.param("cctools", marks=requires_cctools)]
 HOLD = "python3 -c 'import time; b = bytearray({mb} * 2**20); time.sleep({seconds})'"
 
 

@@ -15,7 +15,15 @@ import pytest
 
 import coffea_wq.work_queue as wq
 from tests.manager.helpers import start_real_worker
-from tests.support import LOOPBACK, REAL_CATALOG, REAL_WORKER, free_port, requires_cctools, wait_until
+from tests.support import (
+    LOOPBACK,
+    REAL_CATALOG,
+    REAL_WORKER,
+    free_port,
+    needs_system,
+    requires_cctools,
+    wait_until,
+)
 
 
 def catalog_records(port: int) -> list[dict]:
@@ -25,7 +33,7 @@ def catalog_records(port: int) -> list[dict]:
 
 @pytest.mark.slow
 @requires_cctools
-@pytest.mark.skipif(REAL_CATALOG is None, reason="catalog_server is not installed")
+@needs_system(REAL_CATALOG is None, "catalog_server", "coop-computing-tools")
 def test_named_manager_appears_in_the_real_catalog(processes, tmp_path):
     port = free_port()
     processes.start([REAL_CATALOG, "-p", str(port), "-I", LOOPBACK, "-u", f"{LOOPBACK}:1"], cwd=tmp_path,

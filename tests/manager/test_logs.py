@@ -24,12 +24,10 @@ from coffea_wq.manager.txlog import (
     read_transactions_log,
     resources_json,
 )
-from tests.support import SAMPLES as SHARED_SAMPLES
+from tests.support import SAMPLES, needs_system
 
-SAMPLES = SHARED_SAMPLES
 PY_TRANSACTIONS = SAMPLES / "py-manager/full/py-transactions.log"
 PY_STATS = SAMPLES / "py-manager/full/py-stats.log"
-needs_samples = pytest.mark.skipif(not PY_TRANSACTIONS.exists(), reason="research samples not present")
 
 
 def _bodies(path: Path) -> list[str]:
@@ -94,7 +92,6 @@ def test_every_event_is_written_byte_for_byte_as_cctools(tmp_path):
     assert all(prefix.match(line) for line in text.splitlines() if line and not line.startswith("#"))
 
 
-@needs_samples
 @pytest.mark.parametrize("path", [PY_TRANSACTIONS, *sorted(SAMPLES.glob("makeflow/*/wq.log.tr"))])
 def test_parser_reads_every_line_of_real_cctools_logs(path):
     events = read_transactions_log(path)
@@ -147,7 +144,6 @@ def test_read_log_error_names_file_and_line(tmp_path):
 # ----------------------------------------------------------------------------- stats log
 
 
-@needs_samples
 def test_stats_header_is_the_real_one():
     with open(PY_STATS) as f:
         real_header = f.readline()
@@ -183,7 +179,6 @@ def test_stats_log_rate_limit_and_reader(tmp_path):
     assert rows[0]["workers_blocked"] == 2 and rows[0]["workers_fast_aborted"] == 0
 
 
-@needs_samples
 def test_reader_reads_the_real_stats_log():
     rows = read_stats_log(PY_STATS)
     assert len(rows) > 3
@@ -198,9 +193,8 @@ def test_reader_reports_a_short_row(tmp_path):
         read_stats_log(path)
 
 
-@pytest.mark.skipif(
-    not (shutil.which("work_queue_graph_log") and shutil.which("gnuplot")), reason="work_queue_graph_log/gnuplot missing"
-)
+@needs_system(shutil.which("work_queue_graph_log") is None, "work_queue_graph_log", "coop-computing-tools")
+@needs_system(shutil.which("gnuplot") is None, "gnuplot", "gnuplot-nox")
 def test_real_work_queue_graph_log_accepts_our_stats_log(tmp_path):
     path = tmp_path / "stats.log"
     StatsLog(path).close()  # just the header

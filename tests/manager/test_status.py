@@ -10,7 +10,7 @@ import pytest
 
 import coffea_wq.work_queue as wq
 from tests.manager.helpers import start_real_worker, start_worker
-from tests.support import LOOPBACK, REAL_STATUS, Processes, requires_cctools, wait_until
+from tests.support import LOOPBACK, REAL_STATUS, Processes, requires_cctools, skip_not_installed, wait_until
 
 
 def status(*args: str, port: int) -> str:
@@ -23,7 +23,7 @@ def status(*args: str, port: int) -> str:
 def busy_queue(tmp_path_factory):
     """A named queue with one 2-core real worker running two tasks and one task waiting."""
     if REAL_STATUS is None:
-        pytest.skip("Debian's coop-computing-tools is not installed")
+        skip_not_installed("work_queue_status", "coop-computing-tools")
     processes = Processes()
     q = wq.WorkQueue(port=0, host=LOOPBACK, name="status-test", catalog=f"{LOOPBACK}:1")
     start_real_worker(processes, q.port, tmp_path_factory.mktemp("status") / "w")

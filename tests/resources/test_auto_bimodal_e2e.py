@@ -15,12 +15,11 @@ import pytest
 import coffea_wq.work_queue as wq
 from tests.manager.helpers import start_worker
 from tests.resources.test_packing_e2e import most_at_once
-from tests.support import LOOPBACK, REAL_WORKER, wait_until
+from tests.support import LOOPBACK, requires_cctools, wait_until
 
 pytestmark = pytest.mark.slow
 
-KINDS = ["coffea-wq", pytest.param("cctools", marks=pytest.mark.skipif(REAL_WORKER is None,
-                                                                        reason="work_queue_worker not installed"))]
+KINDS = ["coffea-wq", pytest.param("cctools", marks=requires_cctools)]
 SMALL_MB, LARGE_MB, LARGE_EVERY = 100, 600, 6
 HOLD_S = 1.0
 STEADY_N = 5

@@ -20,11 +20,9 @@ from coffea_wq.resources.wrapper import (
     wrap_command,
     wrapper_script_path,
 )
-from tests.support import REAL_MONITOR, SYSTEM_PYTHON, coffea_wq_command
+from tests.support import REAL_MONITOR, SYSTEM_PYTHON, coffea_wq_command, needs_system
 
-requires_resource_monitor = pytest.mark.skipif(
-    REAL_MONITOR is None, reason="CCTools' resource_monitor is not installed"
-)
+requires_resource_monitor = needs_system(REAL_MONITOR is None, "resource_monitor", "coop-computing-tools")
 PY = sys.executable
 
 
@@ -106,7 +104,7 @@ def test_same_result_under_measure_only(tmp_path):
 # --- the wrapper shipped to a real work_queue_worker ---------------------------------------------------
 
 
-@pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="no system python3 to run the wrapper with")
+@needs_system(not Path(SYSTEM_PYTHON).exists(), f"{SYSTEM_PYTHON} (to run the wrapper as the C manager does)", "python3")
 @pytest.mark.parametrize("watchdog", [True, False])
 def test_shipped_wrapper_runs_with_a_plain_python_as_the_c_manager_calls_it(tmp_path, watchdog):
     sandbox = tmp_path / "t.7"

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REAL_WORKER, SYSTEM_PYTHON, requires_cctools, requires_cctools_python, stop_process
+from tests.support import (
+    REAL_WORKER,
+    SYSTEM_PYTHON,
+    requires_cctools,
+    requires_cctools_python,
+    skip_not_installed,
+    stop_process,
+)
 
 DOCS = Path("/usr/share/doc/coop-computing-tools")
 EXAMPLES = {
@@ -51,7 +58,7 @@ def example_path(name: str, tmp_path: Path) -> Path:
         return path
     packed = path.with_name(path.name + ".gz")
     if not packed.exists():
-        pytest.skip(f"{path} is not installed (make test installs coop-computing-tools-doc)")
+        skip_not_installed(f"CCTools' example {path}", "coop-computing-tools-doc")
     unpacked = tmp_path / path.name
     unpacked.write_bytes(gzip.decompress(packed.read_bytes()))
     return unpacked
@@ -59,12 +66,13 @@ def example_path(name: str, tmp_path: Path) -> Path:
 
 def network_namespace_prefix() -> list[str]:
     """``unshare`` into a new network namespace (a user namespace too when not root)."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare (util-linux) and ip (iproute2) for a private port 9123")
+    if shutil.which("ip") is None:  # unshare is util-linux's, an Essential package
+        skip_not_installed("ip (to bring up loopback in a private network namespace for port 9123)", "iproute2")
     prefix = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--net", "--map-root-user"]
     probe = subprocess.run([*prefix, "ip", "link", "set", "lo", "up"], capture_output=True, timeout=30)
     if probe.returncode != 0:
-        pytest.skip(f"cannot make a network namespace here: {probe.stderr.decode().strip()}")
+        # a container without CAP_SYS_ADMIN cannot: the example's fixed port 9123 would then be shared
+        pytest.skip(f"this machine forbids a private network namespace (unshare --net): {probe.stderr.decode().strip()}")
     return prefix
 
 
@@ -220,5 +228,5 @@ def test_work_queue_futures_example(binding, worker, tmp_path):
 @pytest.mark.parametrize(("binding", "worker"), CASES)
 def test_work_queue_function_example(binding, worker, tmp_path):
     if binding == "cctools" and subprocess.run([SYSTEM_PYTHON, "-c", "import dill"]).returncode != 0:
-        pytest.skip("Debian's PythonTask needs python3-dill (make test installs it)")
+        skip_not_installed("dill for the system python3 (Debian's PythonTask pickles with it)", "python3-dill")
     check_function(run_example("function", binding, worker, tmp_path))

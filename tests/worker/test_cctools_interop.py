@@ -16,6 +16,7 @@ from tests.support import (
     SAMPLES,
     SYSTEM_PYTHON,
     coffea_wq_command,
+    needs_system,
     requires_cctools,
     requires_cctools_python,
     wait_until,
@@ -122,7 +123,7 @@ def test_passwords_with_a_real_manager(processes, tmp_path, worker_pw, manager_p
 
 
 @requires_cctools
-@pytest.mark.skipif(REAL_MAKEFLOW is None, reason="makeflow is not installed")
+@needs_system(REAL_MAKEFLOW is None, "makeflow", "coop-computing-tools")
 def test_makeflow_with_a_failing_rule(processes, tmp_path):
     (tmp_path / "input.txt").write_text("hello work queue\nsecond line\n")
     (tmp_path / "test.mf").write_text(

@@ -8,13 +8,20 @@ import subprocess
 
 import pytest
 
-from tests.support import REAL_CATALOG, coffea_wq_command, free_port, requires_cctools_python, wait_until
+from tests.support import (
+    REAL_CATALOG,
+    coffea_wq_command,
+    free_port,
+    needs_system,
+    requires_cctools_python,
+    wait_until,
+)
 from tests.worker.test_cctools_interop import CCToolsManager
 
 pytestmark = [
     pytest.mark.cctools,
     pytest.mark.slow,
-    pytest.mark.skipif(REAL_CATALOG is None, reason="Debian's catalog_server is not installed"),
+    needs_system(REAL_CATALOG is None, "catalog_server", "coop-computing-tools"),
 ]
 
 

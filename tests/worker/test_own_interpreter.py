@@ -22,7 +22,9 @@ VENV_ENTRY = Path(sys.executable).parent / "coffea-wq"
 SYSTEM_PATH = "/usr/bin:/bin"  # python3 here is the system's, without coffea
 SAMPLE_CFG = support.REPO / "analysis_examples" / "data" / "sample" / "samples.cfg"
 
-pytestmark = pytest.mark.skipif(not VENV_ENTRY.exists(), reason=f"{VENV_ENTRY} is not installed")
+# the console script that installing the package (make venv) puts next to the interpreter
+pytestmark = pytest.mark.skipif(not VENV_ENTRY.exists(), reason=f"{VENV_ENTRY} is missing: the package is not "
+                                "installed in this interpreter (make venv installs it)")
 
 
 def start_unactivated_worker(processes, port: int, workdir: Path, *options: str) -> None:
@@ -40,9 +42,10 @@ def run_one(q: wq.WorkQueue, command: str) -> wq.Task:
     return task
 
 
-def system_python_has_coffea() -> bool:
-    probe = subprocess.run(["/usr/bin/python3", "-c", "import coffea, lz4"], capture_output=True)
-    return probe.returncode == 0
+def system_python_prefix() -> str:
+    probe = subprocess.run(["python3", "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
+                           env={"PATH": SYSTEM_PATH}, timeout=30, check=True)
+    return probe.stdout.strip()
 
 
 def test_tasks_get_the_worker_python_first_unless_keep_path(processes, tmp_path):
@@ -54,12 +57,12 @@ def test_tasks_get_the_worker_python_first_unless_keep_path(processes, tmp_path)
         assert task.output.strip() == sys.prefix
         assert run_one(q, 'echo "$VIRTUAL_ENV"').output.strip() == (sys.prefix if sys.prefix != sys.base_prefix
                                                                       else "")
-    if system_python_has_coffea():
-        pytest.skip("the system python3 has coffea and lz4 itself: --keep-path cannot be told apart")
     with wq.WorkQueue(port=0, host=support.LOOPBACK) as q:
         start_unactivated_worker(processes, q.port, tmp_path / "keep", "--keep-path")
-        task = run_one(q, probe)
-        assert task.return_status != 0 and "No module named" in task.output
+        task = run_one(q, 'python3 -c "import sys; print(sys.prefix)"')
+        assert task.return_status == 0, task.output
+        # the PATH the worker was given: its python3 is the system's, not the worker's venv
+        assert task.output.strip() == system_python_prefix() != sys.prefix
 
 
 @pytest.mark.slow
