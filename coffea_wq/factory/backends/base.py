@@ -98,6 +98,27 @@ def integer(value: float | None) -> int | None:
     return None if value is None else int(math.ceil(value))
 
 
+def resource_requests(resources: Resources, cores: str, memory: str, disk: str, gpus: str,
+                      disk_scale: float = 1) -> list[str]:
+    """The batch system's request of each resource the worker declares, each a format with one ``{}``
+    for the whole number (cores rounded up, memory and disk in MB, disk times ``disk_scale``).
+
+    Example:
+        >>> resource_requests(Resources(cores=1.5, memory=1000), "--cpus={}", "--mem={}M", "--tmp={}M", "--gpus={}")
+        ['--cpus=2', '--mem=1000M']
+    """
+    requests = []
+    if resources.cores is not None:
+        requests.append(cores.format(whole_cores(resources)))
+    if resources.memory is not None:
+        requests.append(memory.format(integer(resources.memory)))
+    if resources.disk is not None:
+        requests.append(disk.format(integer(resources.disk * disk_scale)))
+    if resources.gpus:
+        requests.append(gpus.format(integer(resources.gpus)))
+    return requests
+
+
 def worker_log_dir(scratch_dir: Path) -> Path:
     """Where the jobs' own stdout/stderr go (inside the validated scratch directory)."""
     path = scratch_dir / "logs"

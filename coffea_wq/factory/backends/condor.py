@@ -18,9 +18,8 @@ from coffea_wq.factory.backends.base import (
     BatchError,
     CommandLineBackend,
     JobId,
-    integer,
+    resource_requests,
     run_batch_command,
-    whole_cores,
     worker_log_dir,
 )
 from coffea_wq.resources.types import Resources
@@ -76,15 +75,8 @@ def condor_submit_description(count: int, worker_argv: Sequence[str], resources:
         f"log = {logs}/condor.log",
         "getenv = false",
     ]
-    cores = whole_cores(resources)
-    if cores is not None:
-        lines.append(f"request_cpus = {cores}")
-    if resources.memory is not None:
-        lines.append(f"request_memory = {integer(resources.memory)}")
-    if resources.disk is not None:
-        lines.append(f"request_disk = {integer(resources.disk * 1024)}")
-    if resources.gpus:
-        lines.append(f"request_gpus = {integer(resources.gpus)}")
+    lines += resource_requests(resources, cores="request_cpus = {}", memory="request_memory = {}",
+                               disk="request_disk = {}", gpus="request_gpus = {}", disk_scale=1024)
     lines += [line.strip() for line in re.split(r"[;\n]", batch_options) if line.strip()]
     lines.append(f"queue {count}")
     return "\n".join(lines) + "\n"

@@ -23,9 +23,8 @@ from coffea_wq.factory.backends.base import (
     BatchError,
     CommandLineBackend,
     JobId,
-    integer,
+    resource_requests,
     run_batch_command,
-    whole_cores,
     worker_log_dir,
 )
 from coffea_wq.resources.types import Resources
@@ -54,15 +53,8 @@ def sge_job_script(worker_argv: Sequence[str], resources: Resources, scratch_dir
         f"#$ -o {logs}/",
         "#$ -j y",
     ]
-    cores = whole_cores(resources)
-    if cores is not None:
-        lines.append(f"#$ -pe smp {cores}")
-    if resources.memory is not None:
-        lines.append(f"#$ -l h_vmem={integer(resources.memory)}M")
-    if resources.disk is not None:
-        lines.append(f"#$ -l h_fsize={integer(resources.disk)}M")
-    if resources.gpus:
-        lines.append(f"#$ -l gpu={integer(resources.gpus)}")
+    lines += resource_requests(resources, cores="#$ -pe smp {}", memory="#$ -l h_vmem={}M",
+                               disk="#$ -l h_fsize={}M", gpus="#$ -l gpu={}")
     if batch_options.strip():
         lines.append(f"#$ {batch_options.strip()}")
     lines.append("exec " + shlex.join(worker_argv))

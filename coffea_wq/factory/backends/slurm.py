@@ -17,9 +17,8 @@ from coffea_wq.factory.backends.base import (
     BatchError,
     CommandLineBackend,
     JobId,
-    integer,
+    resource_requests,
     run_batch_command,
-    whole_cores,
     worker_log_dir,
 )
 from coffea_wq.resources.types import Resources
@@ -41,15 +40,8 @@ def sbatch_argv(worker_argv: Sequence[str], resources: Resources, scratch_dir: P
     """
     argv = ["sbatch", "--parsable", f"--job-name={JOB_NAME}", f"--chdir={scratch_dir}",
             f"--output={worker_log_dir(scratch_dir)}/slurm-%j.out", "--ntasks=1"]
-    cores = whole_cores(resources)
-    if cores is not None:
-        argv.append(f"--cpus-per-task={cores}")
-    if resources.memory is not None:
-        argv.append(f"--mem={integer(resources.memory)}M")
-    if resources.disk is not None:
-        argv.append(f"--tmp={integer(resources.disk)}M")
-    if resources.gpus:
-        argv.append(f"--gres=gpu:{integer(resources.gpus)}")
+    argv += resource_requests(resources, cores="--cpus-per-task={}", memory="--mem={}M", disk="--tmp={}M",
+                              gpus="--gres=gpu:{}")
     argv += shlex.split(batch_options)
     return argv + ["--wrap", "exec " + shlex.join(worker_argv)]
 
