@@ -115,6 +115,17 @@ def shared_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("envtools-cache")
 
 
+@pytest.fixture(scope="module")
+def tarball(analysis: Analysis, shared_cache: Path) -> Path:
+    """The analysis venv packed, unstaged edits reused (a module's tests share it)."""
+    import envtools
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return envtools.get_environment(shared_cache, prefix=analysis.venv, analysis_dir=analysis.repo,
+                                        unstaged="reuse")
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A directory laid out like a worker's workspace: ``t.1/`` is the task sandbox."""

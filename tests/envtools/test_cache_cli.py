@@ -7,23 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
-
-import pytest
 
 import envtools
 from envtools.naming import parse_tarball_name
 from tests.envtools.conftest import Analysis
 from tests.support import coffea_wq_command, wait_until
-
-
-@pytest.fixture(scope="module")
-def tarball(analysis: Analysis, shared_cache: Path) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return envtools.get_environment(shared_cache, prefix=analysis.venv, analysis_dir=analysis.repo,
-                                        unstaged="reuse")
 
 
 def five_tarballs(tarball: Path, cache: Path) -> list[Path]:

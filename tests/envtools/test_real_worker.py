@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import warnings
 from pathlib import Path
 
 import pytest
 
 import envtools
-from tests.envtools.conftest import Analysis
 from tests.support import (
     REAL_WORKER,
     SYSTEM_PYTHON,
@@ -28,14 +26,6 @@ from tests.support import (
 
 MANAGER = Path(__file__).with_name("wq_manager.py")
 PROBE = "import sys, tinypkg; print('RESULT', tinypkg.VALUE, sys.prefix)"
-
-
-@pytest.fixture(scope="module")
-def tarball(analysis: Analysis, shared_cache: Path) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return envtools.get_environment(shared_cache, prefix=analysis.venv, analysis_dir=analysis.repo,
-                                        unstaged="reuse")
 
 
 def worker_argv(kind: str) -> list[str]:

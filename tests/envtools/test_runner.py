@@ -5,24 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import pytest
 
 import envtools
-from tests.envtools.conftest import Analysis, copy_runner
+from tests.envtools.conftest import copy_runner
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin"}
 PROBE = "import sys, tinypkg; print(sys.prefix, tinypkg.VALUE)"
-
-
-@pytest.fixture(scope="module")
-def tarball(analysis: Analysis, shared_cache: Path) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return envtools.get_environment(shared_cache, prefix=analysis.venv, analysis_dir=analysis.repo,
-                                        unstaged="reuse")
 
 
 def make_sandbox(workspace: Path, name: str, tarball: Path, remote: str = "env.tar.gz") -> Path:
