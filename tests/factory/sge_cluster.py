@@ -20,14 +20,20 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
 import psutil
 
-from tests.factory.slurm_cluster import privilege_prefix, process_alive
+from tests.factory.daemons import (
+    privilege_prefix,
+    process_alive,
+    remove_jobs,
+    signal_process,
+    stop_daemon,
+    wait_for,
+)
 from tests.support import free_port
 
 QMASTER = Path("/usr/sbin/sge_qmaster")
@@ -154,15 +160,6 @@ class SgeCell:
                 tail = path.read_text(errors="replace").splitlines()[-15:]
                 texts.append(f"--- {path.relative_to(self.root)}\n" + "\n".join(tail))
         return "\n".join(texts)
-
-
-def _wait(predicate, timeout: float, what: str, cell: SgeCell | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            detail = f"\n{cell.logs()}" if cell else ""
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}{detail}")
-        time.sleep(0.2)
 
 
 def host_names() -> tuple[str, list[str]]:
@@ -305,10 +302,11 @@ def start_sge_cell(root: Path) -> SgeCell:
     _spool_cell(cell, names)
     try:
         _start_daemon(cell, QMASTER)
-        _wait(lambda: cell.run("qconf", "-sh").returncode == 0, 60, "sge_qmaster to answer", cell)
+        wait_for(lambda: cell.run("qconf", "-sh").returncode == 0, 60, "sge_qmaster to answer", cell.logs)
         _configure_queue(cell)
         _start_daemon(cell, EXECD)
-        _wait(lambda: _queue_ready(cell), 60, f"the queue {QUEUE}@{host} to be reported by sge_execd", cell)
+        wait_for(lambda: _queue_ready(cell), 60, f"the queue {QUEUE}@{host} to be reported by sge_execd",
+                 cell.logs)
     except (RuntimeError, subprocess.SubprocessError):
         _record_daemons(cell)
         stop_sge_cell(cell)
@@ -326,14 +324,7 @@ def stop_sge_cell(cell: SgeCell) -> list[str]:
     problems = []
     if not cell.started:
         _record_daemons(cell)
-    try:
-        left = cell.job_ids()
-        if left:
-            problems.append(f"jobs still in qstat at teardown: {', '.join(left)}")
-            cell.run("qdel", "-f", *left)
-            _wait(lambda: not cell.job_ids(), 60, "the deleted jobs to leave qstat", cell)
-    except (subprocess.SubprocessError, RuntimeError) as err:
-        problems.append(f"could not delete the jobs: {err}")
+    problems += remove_jobs(cell.job_ids, lambda left: cell.run("qdel", "-f", *left), "qstat", cell.logs)
     leftovers = []
     for daemon in cell.started:
         try:
@@ -342,28 +333,9 @@ def stop_sge_cell(cell: SgeCell) -> list[str]:
             continue
     # execd first (it runs the jobs), then the qmaster.
     for daemon, name in zip(cell.started, cell.names, strict=True):
-        if not process_alive(daemon.pid):
-            continue
-        _signal(cell, daemon.pid, signal.SIGTERM)
-        try:
-            _wait(lambda pid=daemon.pid: not process_alive(pid), 30, f"{name} to exit")
-        except RuntimeError:
-            _signal(cell, daemon.pid, signal.SIGKILL)
-            problems.append(f"{name} (pid {daemon.pid}) needed SIGKILL")
-            _wait(lambda pid=daemon.pid: not process_alive(pid), 10, f"{name} to die")
+        problems += stop_daemon(cell.privilege, daemon.pid, name, grace=30)
     for process in leftovers:
         if process_alive(process.pid):
             problems.append(f"{' '.join(process.cmdline())} (pid {process.pid}) outlived the cell; killed")
-            _signal(cell, process.pid, signal.SIGKILL)
+            signal_process(cell.privilege, process.pid, signal.SIGKILL)
     return problems
-
-
-def _signal(cell: SgeCell, pid: int, sig: signal.Signals) -> None:
-    """Signal a process, through sudo when the daemons run as root and we are not."""
-    if cell.privilege:
-        subprocess.run([*cell.privilege, "kill", f"-{int(sig)}", str(pid)], capture_output=True, timeout=30)
-    else:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass

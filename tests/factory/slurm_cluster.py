@@ -13,14 +13,13 @@ import getpass
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from tests.factory.daemons import privilege_prefix, remove_jobs, stop_daemon, wait_for
 from tests.support import free_port
 
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
@@ -94,36 +93,6 @@ class SlurmCluster:
         return "\n".join(texts)
 
 
-def _wait(predicate, timeout: float, what: str, cluster: SlurmCluster | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            detail = f"\n{cluster.logs()}" if cluster else ""
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}{detail}")
-        time.sleep(0.2)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def privilege_prefix() -> list[str]:
-    """How to run a command as root: directly when we are root, else with passwordless sudo.
-
-    slurmd must be root to start jobs as the submitting user; ``make test`` installs the packages
-    with sudo when it is not root, so CI has passwordless sudo there.
-    """
-    if os.getuid() == 0:
-        return []
-    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True,
-                                               timeout=30).returncode == 0:
-        return ["sudo", "-n"]
-    return []
-
-
 def _as_root(prefix: list[str]) -> bool:
     return os.getuid() == 0 or bool(prefix)
 
@@ -147,7 +116,7 @@ def _start_munged(root: Path, prefix: list[str]) -> tuple[Path, Path]:
     if user != getpass.getuser():
         argv = ["sudo", "-n", "-u", user, *argv] if prefix else ["runuser", "-u", user, "--", *argv]
     _run_checked(argv)
-    _wait(lambda: socket_path.exists() and pid_file.exists(), 30, "munged to create its socket")
+    wait_for(lambda: socket_path.exists() and pid_file.exists(), 30, "munged to create its socket")
     return socket_path, pid_file
 
 
@@ -179,8 +148,8 @@ def start_slurm_cluster(root: Path) -> SlurmCluster:
         # -f, not SLURM_CONF: sudo does not pass the environment on.
         _run_checked([*prefix, "slurmctld", "-i", "-f", str(conf)])
         _run_checked([*prefix, "slurmd", "-N", "localhost", "-f", str(conf)])
-        _wait(lambda: cluster.run("sinfo", "--noheader", "--format=%T").stdout.strip() == "idle", 60,
-              "the Slurm node to be idle", cluster)
+        wait_for(lambda: cluster.run("sinfo", "--noheader", "--format=%T").stdout.strip() == "idle", 60,
+                 "the Slurm node to be idle", cluster.logs)
     except RuntimeError:
         stop_slurm_cluster(cluster)
         raise
@@ -211,43 +180,13 @@ def stop_slurm_cluster(cluster: SlurmCluster) -> list[str]:
     """
     problems = []
     if (cluster.root / "slurmctld.pid").exists():
-        try:
-            left = cluster.job_ids()
-            if left:
-                problems.append(f"jobs still in squeue at teardown: {', '.join(left)}")
-                cluster.run("scancel", *left)
-                _wait(lambda: not cluster.job_ids(), 60, "the cancelled jobs to leave squeue", cluster)
-        except (subprocess.SubprocessError, RuntimeError) as err:
-            problems.append(f"could not cancel the jobs: {err}")
+        problems += remove_jobs(cluster.job_ids, lambda left: cluster.run("scancel", *left), "squeue",
+                                cluster.logs)
     # slurmd first (it runs the jobs), then the controller, then munged (both use it).
     for pid_file in reversed(cluster.pid_files):
         try:
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             continue
-        if not process_alive(pid):
-            continue
-        _signal(cluster, pid, signal.SIGTERM)
-        try:
-            _wait(lambda pid=pid: not process_alive(pid), 20, f"{pid_file.stem} to exit")
-        except RuntimeError:
-            _signal(cluster, pid, signal.SIGKILL)
-            problems.append(f"{pid_file.stem} (pid {pid}) needed SIGKILL")
-            _wait(lambda pid=pid: not process_alive(pid), 10, f"{pid_file.stem} to die")
+        problems += stop_daemon(cluster.privilege, pid, pid_file.stem, grace=20)
     return problems
-
-
-def _signal(cluster: SlurmCluster, pid: int, sig: signal.Signals) -> None:
-    """Signal a daemon, through sudo when it runs as another user."""
-    if cluster.privilege:
-        subprocess.run([*cluster.privilege, "kill", f"-{int(sig)}", str(pid)], capture_output=True, timeout=30)
-    else:
-        os.kill(pid, sig)
-
-
-def remove_cluster_files(root: Path) -> None:
-    """Delete the cluster's directory (the daemons wrote some of it as root)."""
-    prefix = privilege_prefix()
-    if prefix:
-        subprocess.run([*prefix, "rm", "-rf", str(root)], capture_output=True, timeout=60)
-    shutil.rmtree(root, ignore_errors=True)

@@ -9,17 +9,7 @@ import pytest
 
 import coffea_wq
 from coffea_wq.factory.config import ConfigError
-from tests.support import requires_cctools
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+from tests.support import requires_cctools, wait_until
 
 
 @requires_cctools
@@ -48,7 +38,7 @@ def test_factory_context_manager_serves_a_coffea_wq_manager_and_removes_its_work
             # Settings change while running, as attributes (CCTools' Factory style).
             factory.max_workers = 1
             assert factory.max_workers == 1
-            _wait(lambda: len(factory.job_ids()) == 1, 30, "the pool to follow max_workers=1")
+            wait_until(lambda: len(factory.job_ids()) == 1, 30, "the pool to follow max_workers=1")
         # Leaving the block removed every worker it had started.
         for pid in pids:
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
