@@ -14,16 +14,6 @@ from tests.executor import helpers, nano
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fileset(tmp_path_factory):
-    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
-
-
-@pytest.fixture(scope="module")
-def reference(fileset):
-    return helpers.iterative_output(fileset)
-
-
 def _run(executor, fileset, **runner_options):
     # a fresh metadata cache: preprocessing runs as tasks too (Runner's default cache is global)
     runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema,

@@ -20,11 +20,6 @@ from tests.executor import helpers, nano
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fileset(tmp_path_factory):
-    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
-
-
 def _runner(executor, **options):
     return processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema,
                             metadata_cache={}, **options)

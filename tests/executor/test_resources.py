@@ -17,11 +17,6 @@ from tests import support
 from tests.executor import helpers, nano
 
 
-@pytest.fixture(scope="module")
-def fileset(tmp_path_factory):
-    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
-
-
 def _run(fileset, **options):
     executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, **options)
     runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema,

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.slow
 RSS_LIMIT = 600 << 20
 
 
-@pytest.fixture(scope="module")
-def fileset(tmp_path_factory):
-    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
-
-
 class PeakRss:
     """The largest resident size of this process, sampled every 20 ms in a thread."""
 

@@ -36,16 +36,6 @@ from tests.manager.scripted_worker import ScriptedWorker
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fileset(tmp_path_factory):
-    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
-
-
-@pytest.fixture(scope="module")
-def reference(fileset):
-    return helpers.iterative_output(fileset)
-
-
 def _run(executor, fileset):
     # preprocessing in this process: the attacks below are aimed at the processing call
     runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),

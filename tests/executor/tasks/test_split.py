@@ -21,11 +21,6 @@ pytestmark = pytest.mark.slow
 HOG = ("ttlike_a1.root", 0, 700, 100_000, "disk")
 
 
-@pytest.fixture(scope="module")
-def fileset(tmp_path_factory):
-    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
-
-
 def _run(fileset, **options):
     executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, resources_mode="fixed", disk=45,
                                            **options)
