@@ -96,27 +96,26 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """Terminate a process (and its process group when it leads one), then kill it."""
-    if proc.poll() is not None:
-        return
+def _signal_process_or_group(proc: subprocess.Popen, sig: signal.Signals) -> bool:
+    """Signal the process group ``proc`` leads, else ``proc`` alone; False when it is gone already."""
     try:
         if os.getpgid(proc.pid) == proc.pid:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
         else:
-            proc.terminate()
+            proc.send_signal(sig)
     except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Terminate a process (and its process group when it leads one), then kill it."""
+    if proc.poll() is not None or not _signal_process_or_group(proc, signal.SIGTERM):
         return
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        try:
-            if os.getpgid(proc.pid) == proc.pid:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        except ProcessLookupError:
-            pass
+        _signal_process_or_group(proc, signal.SIGKILL)
         proc.wait(timeout=grace)
 
 
@@ -140,6 +139,27 @@ class Processes:
 def coffea_wq_command(*args: str) -> list[str]:
     """The `coffea-wq` command of this checkout, run with the test's interpreter."""
     return [sys.executable, "-m", "coffea_wq", *args]
+
+
+def worker_argv(kind: str, port: int, workdir: Path, *extra: str, cores: float | None = None,
+                memory: int | None = None, disk: int | None = None, gpus: int | None = None,
+                idle_timeout: int = 60) -> list[str]:
+    """A worker of ``kind`` ("coffea-wq" or "cctools", Debian's ``work_queue_worker``) for 127.0.0.1:``port``.
+
+    It works in ``workdir`` (made here), offers the resources given (the others it measures), takes the
+    ``extra`` options, and exits after ``idle_timeout`` s without a manager.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    options = ["-t", str(idle_timeout)]
+    for name, value in (("cores", cores), ("memory", memory), ("disk", disk), ("gpus", gpus)):
+        if value is not None:
+            options += [f"--{name}", str(value)]
+    options += ["-s", str(workdir), *extra, LOOPBACK, str(port)]
+    if kind == "coffea-wq":
+        return coffea_wq_command("worker", *options)
+    if kind == "cctools":
+        return [REAL_WORKER, *options]
+    raise ValueError(f"unknown worker kind {kind!r}: 'coffea-wq' or 'cctools'")
 
 # Bytes and outputs captured from the Debian CCTools binaries (copied from the research notes, see its README).
 SAMPLES = REPO / "tests" / "data" / "cctools-samples"

@@ -48,8 +48,5 @@ def worker_environment() -> dict[str, str]:
 
 
 def worker_argv(kind: str, port: int, workdir: Path) -> list[str]:
-    options = ["--cores", "1", "-t", "60", "--workdir", str(workdir)]
-    workdir.mkdir(parents=True, exist_ok=True)
-    if kind == "cctools":
-        return [support.REAL_WORKER, *options, support.LOOPBACK, str(port)]
-    return support.coffea_wq_command("worker", *options, support.LOOPBACK, str(port))
+    """A one-core worker of ``kind`` that measures its memory and disk."""
+    return support.worker_argv(kind, port, workdir, cores=1)

@@ -17,11 +17,10 @@ import pytest
 
 from tests.manager.helpers import start_real_worker
 from tests.support import (
-    LOOPBACK,
     SYSTEM_PYTHON,
-    coffea_wq_command,
     requires_cctools,
     requires_cctools_python,
+    worker_argv,
 )
 
 SCRIPT = Path(__file__).with_name("interop_script.py")
@@ -29,9 +28,7 @@ TASKS = 200
 
 
 def start_our_worker(processes, port: int, workdir: Path) -> None:
-    workdir.mkdir()
-    processes.start(coffea_wq_command("worker", "-t", "30", "--cores", "2", "--memory", "1000", "--disk", "2000",
-                                      "-s", str(workdir), LOOPBACK, str(port)),
+    processes.start(worker_argv("coffea-wq", port, workdir, cores=2, memory=1000, disk=2000, idle_timeout=30),
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

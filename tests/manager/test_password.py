@@ -12,18 +12,9 @@ import time
 import pytest
 
 import coffea_wq.work_queue as wq
-from tests.support import LOOPBACK, REAL_WORKER, coffea_wq_command, requires_cctools
+from tests.support import LOOPBACK, requires_cctools, worker_argv
 
 REFUSAL_WAIT = 2.5
-
-
-def worker_argv(kind: str, port: int, workdir, password=None) -> list[str]:
-    extra = ["-P", str(password)] if password else []
-    if kind == "real":
-        return [REAL_WORKER, "-t", "20", "--cores", "1", "--memory", "500", "--disk", "500", "-s", str(workdir),
-                *extra, LOOPBACK, str(port)]
-    return coffea_wq_command("worker", "-t", "20", "--cores", "1", "--memory", "500", "--disk", "500",
-                             "-s", str(workdir), *extra, LOOPBACK, str(port))
 
 
 @pytest.fixture
@@ -36,10 +27,9 @@ def password_files(tmp_path):
 
 
 def start(processes, kind, port, tmp_path, name, password=None):
-    workdir = tmp_path / name
-    workdir.mkdir()
-    return processes.start(worker_argv(kind, port, workdir, password), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    extra = ["-P", str(password)] if password else []
+    argv = worker_argv(kind, port, tmp_path / name, *extra, cores=1, memory=500, disk=500, idle_timeout=20)
+    return processes.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
@@ -48,13 +38,13 @@ def test_manager_with_password(processes, tmp_path, password_files):
     right, wrong = password_files
     with wq.WorkQueue(port=0, host=LOOPBACK) as q:
         q.specify_password_file(str(right))
-        for kind in ("real", "ours"):
+        for kind in ("cctools", "coffea-wq"):
             start(processes, kind, q.port, tmp_path, f"{kind}-wrong", wrong)
             start(processes, kind, q.port, tmp_path, f"{kind}-none")
         time.sleep(REFUSAL_WAIT)
         assert q.stats.workers_joined == 0, "a worker with a wrong or no password got in"
 
-        for kind in ("real", "ours"):
+        for kind in ("cctools", "coffea-wq"):
             start(processes, kind, q.port, tmp_path, f"{kind}-right", right)
         assert q.wait_for_workers(2, 20), "workers with the right password were not accepted"
         for i in range(4):
@@ -74,11 +64,11 @@ def test_manager_with_password(processes, tmp_path, password_files):
 def test_worker_with_password_refuses_manager_without(processes, tmp_path, password_files):
     right, _ = password_files
     with wq.WorkQueue(port=0, host=LOOPBACK) as q:
-        for kind in ("real", "ours"):
+        for kind in ("cctools", "coffea-wq"):
             start(processes, kind, q.port, tmp_path, f"{kind}-pw", right)
         time.sleep(REFUSAL_WAIT)
         assert q.stats.workers_joined == 0
-        start(processes, "real", q.port, tmp_path, "real-plain")
+        start(processes, "cctools", q.port, tmp_path, "cctools-plain")
         assert q.wait_for_workers(1, 20), "a worker without password should be accepted"
 
 

@@ -15,13 +15,11 @@ import subprocess
 import pytest
 
 import coffea_wq.work_queue as wq
-from tests.support import LOOPBACK, coffea_wq_command, wait_until
+from tests.support import LOOPBACK, wait_until, worker_argv
 
 
 def start_worker(processes, port, workdir, *extra, stderr=subprocess.DEVNULL):
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = coffea_wq_command("worker", "-t", "20", "--cores", "1", "--memory", "500", "--disk", "500",
-                             "-s", str(workdir), *extra, LOOPBACK, str(port))
+    argv = worker_argv("coffea-wq", port, workdir, *extra, cores=1, memory=500, disk=500, idle_timeout=20)
     return processes.start(argv, stdout=subprocess.DEVNULL, stderr=stderr)
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import coffea_wq.work_queue as work_queue
-from tests.support import LOOPBACK, REAL_WORKER, coffea_wq_command, requires_cctools, wait_until
+from tests.support import LOOPBACK, requires_cctools, wait_until, worker_argv
 
 TASK_SECONDS = 1.5
 # Each task prints when it started and ended, so overlaps can be counted from the outputs.
@@ -21,12 +21,7 @@ COMMAND = f"date +%s.%N; sleep {TASK_SECONDS}; date +%s.%N"
 
 
 def start_worker(kind: str, port: int, tmp_path, processes) -> None:
-    resources = ["--cores", "4", "--memory", "1000", "--disk", "1000"]
-    if kind == "coffea-wq":
-        argv = coffea_wq_command("worker", *resources, "-s", str(tmp_path), "-t", "60", LOOPBACK, str(port))
-    else:
-        argv = [REAL_WORKER, *resources, "-s", str(tmp_path), "-t", "60", LOOPBACK, str(port)]
-    processes.start(argv)
+    processes.start(worker_argv(kind, port, tmp_path, cores=4, memory=1000, disk=1000))
 
 
 def most_at_once(intervals: list[tuple[float, float]]) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import coffea_wq.work_queue as wq
-from tests.support import LOOPBACK, REAL_WORKER, coffea_wq_command, requires_cctools, wait_until
+from tests.support import LOOPBACK, requires_cctools, wait_until, worker_argv
 
 # every test here runs against both workers; the real one is skipped where CCTools is missing
 WORKER_KINDS = ["coffea-wq", pytest.param("cctools", marks=[requires_cctools, pytest.mark.cctools])]
@@ -18,13 +18,7 @@ WORKER_KINDS = ["coffea-wq", pytest.param("cctools", marks=[requires_cctools, py
 def start_worker(kind: str, processes, port: int, workdir: Path, *, cores: int = 2, memory: int = 1000,
                  disk: int = 1000, gpus: int = 0) -> subprocess.Popen:
     """A worker of ``kind`` ("coffea-wq" or "cctools") offering exactly these resources."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    options = ["--cores", str(cores), "--memory", str(memory), "--disk", str(disk), "--gpus", str(gpus),
-               "-s", str(workdir), "-t", "60"]
-    if kind == "coffea-wq":
-        argv = coffea_wq_command("worker", *options, LOOPBACK, str(port))
-    else:
-        argv = [REAL_WORKER, *options, LOOPBACK, str(port)]
+    argv = worker_argv(kind, port, workdir, cores=cores, memory=memory, disk=disk, gpus=gpus)
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 (the child keeps its own descriptor)
     with log:
         return processes.start(argv, stdout=log, stderr=subprocess.STDOUT)
