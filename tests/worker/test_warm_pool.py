@@ -6,6 +6,7 @@ import io
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from coffea_wq.worker.pending import PendingStart
-from coffea_wq.worker.warm import WarmProcess, WarmPythonPool, _Zygote
+from coffea_wq.worker.warm import ZYGOTE_SCRIPT, WarmProcess, WarmPythonPool, _Zygote
 
 
 @pytest.fixture
@@ -153,3 +154,23 @@ def test_slots_that_die_before_taking_a_task_end_in_a_cold_run_not_a_loop(tmp_pa
     assert process.wait(timeout=60) == 5
     zygote_pid = next(iter(pool.zygotes.values())).proc.pid
     assert int((sandbox / "ppid").read_text()) != zygote_pid
+
+
+def test_the_zygote_ends_without_the_teardown_of_what_it_imported(tmp_path):
+    # A library's exit handlers (and non-daemon threads) would hold up the end of every run,
+    # which waits for its local workers and so for their zygotes: the zygote skips them.
+    (tmp_path / "heavy_library.py").write_text(
+        "import atexit, pathlib, threading, time\n"
+        f"atexit.register(lambda: pathlib.Path({str(tmp_path / 'atexit-ran')!r}).write_text('x'))\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()  # not a daemon\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    zygote = subprocess.Popen([sys.executable, str(ZYGOTE_SCRIPT), "heavy_library"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        assert b'"heavy_library"' in zygote.stdout.readline()  # ready, with it imported
+        zygote.stdin.close()  # end of requests
+        assert zygote.wait(timeout=30) == 0
+        assert not (tmp_path / "atexit-ran").exists()
+    finally:
+        zygote.kill()
+        zygote.wait()

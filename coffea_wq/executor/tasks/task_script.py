@@ -38,6 +38,11 @@ when it holds ``every`` chunks, is older than ``seconds``, or the slot says this
 {"id", "keys", "value"}``. A *flush* task (``COFFEA_WQ_FLUSH=ID`` in its environment) writes that
 partial, or ``{"status": "lost", "partial": ID}`` when this slot does not hold it. Partial ids are
 ``<worker token>/<slot pid>/<sequence>``.
+
+A warm slot also keeps the chunk's ROOT file open for the next chunk of the same file
+(``OpenFiles``, stored in the slot module as ``open_files``): coffea opens the file of every
+chunk and reads its TTree's metadata again, which at 20-event chunks is a fifth of the chunk's
+time (docs/executor.md, "What a task is, and why it is fast").
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import socket
 import sys
 import time
 import traceback
+from collections import OrderedDict
 
 RECORD_VERSION = 2
 WARM_SLOT_MODULE = "coffea_wq_warm_slot"
@@ -137,6 +143,167 @@ def _load_function(fn_path: str) -> dict:
         cache.clear()  # one function per run: keep the memory of one
         cache[key] = pickle.loads(data)
     return cache[key]
+
+
+OPEN_FILES_LIMIT = 4  # ROOT files a slot keeps open (least recently used closed first)
+
+
+class OpenFiles:
+    """The ROOT files a warm slot keeps open across its tasks, so that consecutive chunks of one
+    file skip uproot's open and the TTree's metadata (its object cache keeps the TTree).
+
+    Only the chunk's own file is kept, and only when opened as coffea's Runner opens it,
+    ``uproot.open({item.filename: None}, **options)``: each task puts ``install()``'s wrapper in
+    ``uproot.open`` and ``uninstall()`` takes it out. A kept file is used again only if it is the
+    same file: same options, a local file still the same (device, inode, size, mtime), the ROOT
+    UUID the work item names, and not closed meanwhile. Leaving coffea's ``with`` block does not
+    close it (its class becomes a subclass whose ``__exit__`` empties the file's array cache
+    instead), so no array outlives its task. ``hits`` and ``opens`` count what happened.
+    """
+
+    def __init__(self, limit: int = OPEN_FILES_LIMIT):
+        self.limit = limit
+        self.files: OrderedDict = OrderedDict()  # key -> (identity, directory)
+        self.hits = 0
+        self.opens = 0
+        self._real_open = None
+        self._uproot = None
+        self._item = None
+
+    def install(self, uproot_module, item) -> None:
+        self._uproot, self._real_open, self._item = uproot_module, uproot_module.open, item
+        uproot_module.open = self.open
+
+    def uninstall(self) -> None:
+        if self._uproot is not None:
+            self._uproot.open = self._real_open
+        self._uproot = self._item = None
+
+    def open(self, path, *args, **options):
+        key = self._key(path, args, options)
+        if key is None:
+            return self._real_open(path, *args, **options)
+        identity = _file_identity(key[0])
+        kept = self.files.get(key)
+        if kept is not None and kept[0] == identity and self._still_good(kept[1]):
+            self.files.move_to_end(key)
+            self.hits += 1
+            return kept[1]
+        if kept is not None:
+            self._forget(key)
+        directory = self._real_open(path, *args, **options)
+        self.opens += 1
+        try:
+            directory.__class__ = _kept_open_class(type(directory))
+        except TypeError:  # not a plain uproot directory: used once, as without the slot
+            return directory
+        self.files[key] = (identity, directory)
+        while len(self.files) > self.limit:
+            self._forget(next(iter(self.files)))
+        return directory
+
+    def _key(self, path, args, options):
+        item = self._item
+        filename = getattr(item, "filename", None)
+        if args or not isinstance(path, dict) or len(path) != 1 or not isinstance(filename, str):
+            return None
+        (name, obj), = path.items()
+        if name != filename or obj is not None:
+            return None
+        try:
+            frozen = tuple(sorted(options.items()))
+            hash(frozen)
+        except TypeError:  # options that cannot be compared: open afresh
+            return None
+        local = _local_path(name)
+        return (local if local is not None else name, frozen)
+
+    def _still_good(self, directory) -> bool:
+        try:
+            if directory.closed:
+                return False
+            wanted = getattr(self._item, "fileuuid", b"") or b""
+            return not wanted or directory.file.uuid.bytes == bytes(wanted)
+        except Exception:  # anything odd: open afresh
+            return False
+
+    def _forget(self, key) -> None:
+        _identity, directory = self.files.pop(key)
+        try:
+            directory.close()
+        except Exception:
+            pass
+
+    def close_all(self) -> None:
+        for key in list(self.files):
+            self._forget(key)
+
+
+_KEPT_OPEN_CLASSES: dict = {}
+
+
+def _kept_open_class(cls):
+    """``cls`` whose ``with`` block leaves the file open and its array cache empty."""
+    kept = _KEPT_OPEN_CLASSES.get(cls)
+    if kept is None:
+        if cls.__dict__.get("_kept_open"):
+            return cls
+
+        def __exit__(self, exception_type, exception_value, traceback):
+            cache = getattr(self.file, "array_cache", None)
+            if cache is not None and hasattr(cache, "clear"):
+                cache.clear()
+
+        kept = type(cls.__name__, (cls,), {"__exit__": __exit__, "_kept_open": True,
+                                           "__module__": cls.__module__})
+        _KEPT_OPEN_CLASSES[cls] = kept
+    return kept
+
+
+def _local_path(name: str):
+    """The real path of a local file name (``file:`` URLs included), else None (a remote URL)."""
+    if name.startswith("file:"):
+        name = name[len("file:"):]
+        if name.startswith("//"):
+            name = name[2:]
+    elif "://" in name:
+        return None
+    return os.path.realpath(name)
+
+
+def _file_identity(name: str):
+    """What tells a local file from its replacement; None for a remote one (the UUID decides)."""
+    if "://" in name:
+        return None
+    try:
+        st = os.stat(name)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _open_files():
+    """The slot's ``OpenFiles`` (made on its first task), or None when not in a warm slot."""
+    slot = sys.modules.get(WARM_SLOT_MODULE)
+    if slot is None:
+        return None
+    files = getattr(slot, "open_files", None)
+    if files is None:
+        files = slot.open_files = OpenFiles()
+    return files
+
+
+def _apply(function, item):
+    """``function(item)``, in a warm slot with the chunk's file kept open for the next chunk."""
+    files = _open_files()
+    uproot_module = sys.modules.get("uproot") if files is not None else None
+    if uproot_module is None:
+        return function(item)
+    files.install(uproot_module, item)
+    try:
+        return function(item)
+    finally:
+        files.uninstall()
 
 
 class _Reducer:
@@ -237,7 +404,7 @@ def _compute_record(fn_path: str, item_path: str, started: float) -> tuple[dict,
         reducer = _Reducer.for_task(payload)
         with open(item_path, "rb") as f:
             item = pickle.load(f)
-        value = payload["function"](item)
+        value = _apply(payload["function"], item)
         if reducer is not None and value is not None:  # None: skipped by skipbadfiles, sent as is
             added = True
             return reducer.add(value, started), level
