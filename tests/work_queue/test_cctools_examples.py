@@ -5,6 +5,7 @@ directory if Debian compressed it). A shim directory on ``PYTHONPATH`` maps ``im
 and ``import work_queue_futures`` to coffea-wq's modules; nothing of the examples is copied. They
 listen on CCTools' fixed port 9123, so each run gets a network namespace of its own (``unshare
 --net``, loopback only): runs never collide with each other or with anything else on the machine.
+Where the machine forbids network namespaces, they run on its own loopback while port 9123 is free.
 
 Every example runs against CCTools' ``work_queue_worker`` and against ``coffea-wq worker``, and,
 as a control, under Debian's own binding (``/usr/bin/python3``, no shim) with the real worker. The
@@ -18,6 +19,7 @@ import gzip
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +45,7 @@ VENV_BIN = Path(sys.executable).parent
 SYSTEM_PATH = "/usr/bin:/bin"
 DEBIAN_FUTURES = Path("/usr/lib/python3/dist-packages/work_queue_futures.py")
 RUN_TIMEOUT_S = 300
+EXAMPLE_PORT = 9123  # fixed in CCTools' examples
 
 SHIMS = {
     "work_queue.py": "import sys\nimport coffea_wq.work_queue\nsys.modules[__name__] = coffea_wq.work_queue\n",
@@ -65,15 +68,32 @@ def example_path(name: str, tmp_path: Path) -> Path:
 
 
 def network_namespace_prefix() -> list[str]:
-    """``unshare`` into a new network namespace (a user namespace too when not root)."""
+    """``unshare`` into a new network namespace (a user namespace too when not root).
+
+    Where the machine forbids one (a container without CAP_SYS_ADMIN), the example runs on this
+    machine's own loopback instead, as long as its port is free there: [] is the prefix then.
+    """
     if shutil.which("ip") is None:  # unshare is util-linux's, an Essential package
         skip_not_installed("ip (to bring up loopback in a private network namespace for port 9123)", "iproute2")
     prefix = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--net", "--map-root-user"]
     probe = subprocess.run([*prefix, "ip", "link", "set", "lo", "up"], capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        # a container without CAP_SYS_ADMIN cannot: the example's fixed port 9123 would then be shared
-        pytest.skip(f"this machine forbids a private network namespace (unshare --net): {probe.stderr.decode().strip()}")
-    return prefix
+    if probe.returncode == 0:
+        return prefix
+    if example_port_is_free():
+        return []
+    pytest.skip(f"this machine forbids a private network namespace (unshare --net: "
+                f"{probe.stderr.decode().strip()}) and the example's port {EXAMPLE_PORT} is in use on it")
+
+
+def example_port_is_free() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the example's manager binds it: a connection of a previous run in TIME_WAIT is no obstacle
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", EXAMPLE_PORT))
+        except OSError:
+            return False
+    return True
 
 
 def make_shims(directory: Path) -> Path:
@@ -87,16 +107,18 @@ def worker_argv(kind: str, workdir: Path) -> list[str]:
     # started before the example listens: retry every 2 s at most (the default back-off grows to 60 s)
     options = ["--cores", "4", "--memory", "2000", "--disk", "2000", "-t", "120", "-b", "2", "-s", str(workdir)]
     if kind == "cctools":
-        return [REAL_WORKER, *options, "127.0.0.1", "9123"]
+        return [REAL_WORKER, *options, "127.0.0.1", str(EXAMPLE_PORT)]
     # started as a batch script would: the venv's entry point, nothing activated
-    return [str(VENV_BIN / "coffea-wq"), "worker", *options, "127.0.0.1", "9123"]
+    return [str(VENV_BIN / "coffea-wq"), "worker", *options, "127.0.0.1", str(EXAMPLE_PORT)]
 
 
 def run_in_namespace(manager: list[str], worker: list[str] | None, *, cwd: Path, env: dict[str, str],
                      worker_env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run the example (and a worker beside it) in a fresh network namespace; all is stopped after."""
+    """Run the example (and a worker beside it) in a fresh network namespace (or on this machine's loopback,
+    see network_namespace_prefix); all is stopped after."""
+    prefix = network_namespace_prefix()
     script = (
-        'ip link set lo up || exit 97\n'
+        ('ip link set lo up || exit 97\n' if prefix else '') +
         'if [ -n "$WORKER_ARGV" ]; then env -i $WORKER_ENV $WORKER_ARGV > worker.log 2>&1 & wpid=$!; fi\n'
         '"$@"; rc=$?\n'
         'if [ -n "$WORKER_ARGV" ]; then kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null; fi\n'
@@ -104,7 +126,7 @@ def run_in_namespace(manager: list[str], worker: list[str] | None, *, cwd: Path,
     )
     env = {**env, "WORKER_ARGV": " ".join(worker or []),
            "WORKER_ENV": " ".join(f"{k}={v}" for k, v in worker_env.items())}
-    proc = subprocess.Popen([*network_namespace_prefix(), "sh", "-c", script, "sh", *manager], cwd=cwd, env=env,
+    proc = subprocess.Popen([*prefix, "sh", "-c", script, "sh", *manager], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
