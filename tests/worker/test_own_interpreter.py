@@ -22,9 +22,14 @@ VENV_ENTRY = Path(sys.executable).parent / "coffea-wq"
 SYSTEM_PATH = "/usr/bin:/bin"  # python3 here is the system's, without coffea
 SAMPLE_CFG = support.REPO / "analysis_examples" / "data" / "sample" / "samples.cfg"
 
-# the console script that installing the package (make venv) puts next to the interpreter
-pytestmark = pytest.mark.skipif(not VENV_ENTRY.exists(), reason=f"{VENV_ENTRY} is missing: the package is not "
-                                "installed in this interpreter (make venv installs it)")
+
+@pytest.fixture(autouse=True)
+def venv_entry_point():
+    """The console script that installing the package (make venv, which make test runs) puts next to the
+    interpreter: missing only where the tests run from a checkout that is not installed."""
+    if not VENV_ENTRY.exists():
+        support.cannot_run_here(f"{VENV_ENTRY} is missing: coffea-wq is not installed in this interpreter "
+                                "(make venv installs it)")
 
 
 def start_unactivated_worker(processes, port: int, workdir: Path, *options: str) -> None:
