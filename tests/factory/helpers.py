@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REAL_WORKER, REPO, SYSTEM_PYTHON, Processes
+from tests.support import SYSTEM_PYTHON, Processes
 
 HERE = Path(__file__).resolve().parent
 STATUS_RE = re.compile(r"\|submitted: (\d+) \|needed: (\d+) \|waiting connection: (\d+) \|requested: (\d+)")
-
-
-def worker_options() -> list[str]:
-    """Factory options that start our ``coffea-wq worker``, or the real one until ours exists."""
-    if (REPO / "coffea_wq" / "cli" / "worker.py").exists():
-        return []
-    assert REAL_WORKER, "neither coffea-wq worker nor work_queue_worker is available"
-    return ["--worker-binary", REAL_WORKER]
 
 
 class LineReader:

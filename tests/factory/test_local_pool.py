@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.factory.helpers import STATUS_RE, CCToolsManager, LineReader, statuses, worker_options
+from tests.factory.helpers import STATUS_RE, CCToolsManager, LineReader, statuses
 from tests.support import coffea_wq_command, requires_cctools, requires_cctools_python
 
 pytestmark = [requires_cctools, requires_cctools_python, pytest.mark.slow]
@@ -15,7 +15,7 @@ pytestmark = [requires_cctools, requires_cctools_python, pytest.mark.slow]
 
 def start_factory(processes, port: int, scratch, *options: str) -> tuple[subprocess.Popen, LineReader]:
     argv = coffea_wq_command("factory", "-T", "local", "127.0.0.1", str(port), "-S", str(scratch),
-                             "--cycle-interval", "1", *worker_options(), *options)
+                             "--cycle-interval", "1", *options)
     proc = processes.start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc, LineReader(proc.stdout)
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.factory.helpers import CCToolsManager, LineReader, worker_options
+from tests.factory.helpers import CCToolsManager, LineReader
 from tests.support import coffea_wq_command, requires_cctools, requires_cctools_python
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -20,7 +20,7 @@ def test_slurm_workers_run_shell_tasks_of_a_real_cctools_manager(processes, slur
     scratch = tmp_path / "shared-scratch"
     argv = coffea_wq_command("factory", "-T", "slurm", "127.0.0.1", str(manager.port), "-S", str(scratch),
                              "--min-workers", "1", "--max-workers", "2", "--cores", "1", "--memory", "500",
-                             "--disk", "1000", "--timeout", "60", "--cycle-interval", "1", *worker_options())
+                             "--disk", "1000", "--timeout", "60", "--cycle-interval", "1")
     factory = processes.start(argv, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     output = LineReader(factory.stdout)
