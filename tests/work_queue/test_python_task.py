@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 import math
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import coffea_wq.work_queue as wq
 from coffea_wq.work_queue import python_task
+from tests.support import REPO, skip_not_installed
 from tests.work_queue.helpers import WORKER_KINDS, queue_with_worker, wait_for
+
+DEBIAN_DILL = Path("/usr/lib/python3/dist-packages/dill")
 
 
 def power_sum(x, y, power=1):
@@ -64,9 +69,17 @@ def test_values_exceptions_and_missing_results(queue, tmp_path):
     assert done["sum"].result == wq.WORK_QUEUE_RESULT_SUCCESS and done["sum"].return_status == 0
 
 
-def test_serializer_is_dill_when_importable_else_cloudpickle(monkeypatch):
-    expected = "dill" if importlib.util.find_spec("dill") else "cloudpickle"
-    assert python_task.choose_serializer() == expected
+def test_serializer_is_dill_when_importable_else_cloudpickle(monkeypatch, tmp_path):
+    # dill importable: Debian's python3-dill (pure Python), alone on a child interpreter's path
+    if not DEBIAN_DILL.is_dir():
+        skip_not_installed("dill for the system python3", "python3-dill")
+    only_dill = tmp_path / "only-dill"
+    only_dill.mkdir()
+    (only_dill / "dill").symlink_to(DEBIAN_DILL)
+    child = subprocess.run([sys.executable, "-c", "from coffea_wq.work_queue import python_task\n"
+                            "print(python_task.choose_serializer())"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(only_dill), str(REPO)])})
+    assert child.stdout.strip() == "dill", child.stderr
     monkeypatch.setitem(sys.modules, "dill", None)  # import dill now raises ImportError
     assert python_task.choose_serializer() == "cloudpickle"
     task = wq.PythonTask(power_sum, 1, 2)
