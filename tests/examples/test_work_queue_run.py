@@ -13,7 +13,6 @@ import pytest
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
-from analysis_examples.demo import work_queue_available
 from analysis_examples.topeft.cfg import fileset_from_samples, read_cfg
 from analysis_examples.topeft.compare import assert_outputs_equal
 from analysis_examples.topeft.processor import TopEFTLikeProcessor
@@ -23,6 +22,7 @@ from analysis_examples.topeft.work_queue_run import (
     parse_port,
     work_queue_executor_args,
 )
+from coffea_wq.executor.compat import split_executor_args
 from tests.examples.test_plots import assert_plots, printed_plots
 from tests.support import REAL_WORKER, REPO, free_port, requires_cctools
 
@@ -65,12 +65,10 @@ def test_executor_args_are_topcoffea_style():
     # only local workers: no port, so the executor listens on 127.0.0.1 behind the run's own password
     assert "port" not in local
     assert work_queue_executor_args(build_parser().parse_args(["x.cfg"]), NanoAODSchema)["port"] == [9123, 9130]
-    if work_queue_available():  # every key is one coffea_wq.run_uproot_job knows
-        from coffea_wq.executor.compat import split_executor_args
-
-        executor_options, runner_options = split_executor_args(exe)
-        assert executor_options["master_name"] == exe["master-name"]
-        assert set(runner_options) == {"schema", "skipbadfiles"}
+    # every key is one coffea_wq.run_uproot_job knows
+    executor_options, runner_options = split_executor_args(exe)
+    assert executor_options["master_name"] == exe["master-name"]
+    assert set(runner_options) == {"schema", "skipbadfiles"}
 
 
 def test_dashboard_option_becomes_the_executors_dashboard_key():
@@ -81,11 +79,8 @@ def test_dashboard_option_becomes_the_executors_dashboard_key():
     assert executor_args("--dashboard")["dashboard"] is True
     wide = executor_args("--dashboard", "8787", "--dashboard-host", "0.0.0.0")
     assert (wide["dashboard"], wide["dashboard-host"]) == (8787, "0.0.0.0")
-    if work_queue_available():
-        from coffea_wq.executor.compat import split_executor_args
-
-        executor_options, _ = split_executor_args(wide)
-        assert (executor_options["dashboard"], executor_options["dashboard_host"]) == (8787, "0.0.0.0")
+    executor_options, _ = split_executor_args(wide)
+    assert (executor_options["dashboard"], executor_options["dashboard_host"]) == (8787, "0.0.0.0")
 
 
 def test_pretend_prints_samples_and_chunk_plan_and_writes_nothing(tmp_path):
@@ -141,11 +136,10 @@ def test_demo_runs_on_two_local_workers_and_equals_iterative(tmp_path, processes
         rc = wait_for(proc, log, 240)
     text = log.read_text()
     assert rc == 0, text[-3000:]
-    expected = "work_queue" if work_queue_available() else "futures"
-    assert f"demo: {expected} executor" in text
+    assert "demo: work_queue executor" in text  # coffea-wq is installed: the demo runs on it, not on futures
     assert "Processed 15,000 events" in text and "Events per category" in text
-    if expected == "work_queue":  # local workers only: the manager is on loopback behind the run's password, so no open-port warning
-        assert "without a password" not in text
+    # local workers only: the manager is on loopback behind the run's password, so no open-port warning
+    assert "without a password" not in text
     assert_outputs_equal(load_output(tmp_path / "out" / "topeft_demo.pkl.gz"), iterative_reference(1250))
     assert_plots(printed_plots(text), tmp_path / "out")  # make demo's PNGs, one per histogram
 
