@@ -161,8 +161,10 @@ class WorkQueueExecutor(ExecutorBase):
     custom_init : callable (None)     called with the WorkQueue before each call submits anything.
     warm_python : bool (True)         let coffea-wq workers run tasks in warm Python slots.
     preload_modules : tuple           modules a warm slot imports once.
-    treereduction, chunksize, events_total, status_display_interval : accepted for coffea 0.7
-                                      compatibility; results are accumulated in this process.
+    treereduction : int (20)          results an accumulation task adds (fan-in): the results of chunks
+                                      that ran cold (CCTools' work_queue_worker) are added on workers;
+                                      fewer than this are left for this process (docs/reduction.md).
+    chunksize, events_total, status_display_interval : accepted for coffea 0.7 compatibility.
     dashboard : bool or int (False)   serve a live dashboard of the run (True: any free port; or a
                                       port), with Prometheus ``/metrics``; its address is printed at
                                       the start. See docs/dashboard.md.
@@ -282,13 +284,20 @@ class WorkQueueExecutor(ExecutorBase):
                               desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode],
                               dynamic_chunksize=None if preprocessing or self.dynamic_chunksize is None
                               else parse_targets(self.dynamic_chunksize),
-                              result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)))
+                              result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)),
+                              treereduction=None if preprocessing else self.treereduction,
+                              compression=self.compression)
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None
         store = None
         if self.checkpoint_dir is not None and not preprocessing:
             store = CheckpointStore(Path(self.checkpoint_dir), function_digest(function), options.result_policy)
-        loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested, store=store)
+        accumulation = None
+        if options.treereduction:
+            configure_category(session, self, "accumulating")
+            accumulation = self.task_template(session, function, "accumulating")
+        loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested, store=store,
+                        accumulation=accumulation)
         try:
             return loop.run(items, accumulator)
         finally:

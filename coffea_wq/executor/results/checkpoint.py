@@ -156,8 +156,12 @@ class CheckpointStore:
         self._log_summary(len(items), results, remaining)
         return Restored(results, remaining)
 
-    def save(self, item: Any, record: Path) -> None:
-        """Move the result record at ``record`` (a task's output file) into the store as ``item``'s."""
+    def save(self, item: Any, record: Path, keep: bool = False) -> None:
+        """Move the result record at ``record`` (a task's output file) into the store as ``item``'s.
+
+        ``keep``: the record stays where it is too (it waits for an accumulation task,
+        docs/reduction.md section 3): stored as a hard link, or a copy on another filesystem.
+        """
         if not _is_chunk(item):
             return
         folder = self.folder / source_id(item)
@@ -165,10 +169,13 @@ class CheckpointStore:
             _private_dir(folder)
             _atomic_write(folder / SOURCE_FILE, json.dumps(_source_fields(item) | {"filename": item.filename},
                                                            indent=1).encode())
-        target = folder / f"{item.entrystart}-{item.entrystop}{RESULT_SUFFIX}"
+        target = self._record_path(item)
         os.chmod(record, 0o600)
         try:
-            os.replace(record, target)  # the record is the staging copy, discarded next: move it
+            if keep:
+                _atomic_link(record, target)
+            else:
+                os.replace(record, target)  # the record is the staging copy, discarded next: move it
         except OSError:  # another filesystem
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
             os.close(fd)
@@ -178,6 +185,14 @@ class CheckpointStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+
+    def discard(self, item: Any) -> None:
+        """Forget ``item``'s stored result (it was refused where it was read: it must not be restored)."""
+        if _is_chunk(item):
+            self._record_path(item).unlink(missing_ok=True)
+
+    def _record_path(self, item: Any) -> Path:
+        return self.folder / source_id(item) / f"{item.entrystart}-{item.entrystop}{RESULT_SUFFIX}"
 
     def _usable_ranges(self, sid: str, wanted: list[Any]) -> list[tuple[int, int, Path]]:
         """Stored ranges inside the wanted events, non-overlapping, earliest first."""
@@ -262,6 +277,14 @@ def _private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.is_dir():
         raise NotADirectoryError(f"checkpoint_dir: {str(path)!r} is not a directory")
+
+
+def _atomic_link(source: Path, target: Path) -> None:
+    """``target`` becomes another name of ``source``, atomically (replacing what was there)."""
+    temporary = target.with_name(f".tmp-link-{os.getpid()}-{target.name}")
+    temporary.unlink(missing_ok=True)
+    os.link(source, temporary)
+    os.replace(temporary, target)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

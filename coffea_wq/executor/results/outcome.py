@@ -7,6 +7,7 @@ a result that would build anything off the allow-list is ``REFUSED``, never load
 from __future__ import annotations
 
 import enum
+import pickletools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,58 @@ def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "
     if record["status"] == "ok":
         return TaskOutcome(OutcomeKind.OK, value=record.get("value"), wall_time=record.get("wall_time"))
     return TaskOutcome(OutcomeKind.REMOTE_ERROR, remote=_remote_error(record), wall_time=record.get("wall_time"))
+
+
+@dataclass(frozen=True)
+class RecordPeek:
+    """A record's ``status`` and whether its ``value`` is None, read without unpickling anything."""
+
+    status: str | None = None  # None: not a record whose head could be read
+    value_is_none: bool = False
+
+
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"})
+_SKIPPED_OPS = frozenset({"MEMOIZE", "FRAME", "PUT", "BINPUT", "LONG_BINPUT"})
+_PEEK_OPS = 64
+
+
+def peek_record(path: Path) -> RecordPeek:
+    """Read the head of the record at ``path``: its status, and with ``ok`` whether the value is None.
+
+    Why: a big result should wait in staging for an accumulation task (docs/reduction.md, section
+    3) without being decompressed and unpickled here. The task runner writes its record as a dict
+    whose first keys are ``version``, ``status`` and (ok records) ``value``, so the first few
+    pickle opcodes say what it is; they are parsed (``pickletools.genops``), never run. A worker
+    can lie here: the peek only routes the file, which is read under the allow-list wherever it
+    is read.
+
+    Example:
+        >>> peek_record(Path("/nonexistent"))
+        RecordPeek(status=None, value_is_none=False)
+    """
+    try:
+        with lz4.frame.open(path, mode="rb") as stream:
+            return _peek_opcodes(pickletools.genops(stream))
+    except Exception:  # truncated, not lz4, not a pickle: the full read will say why
+        return RecordPeek()
+
+
+def _peek_opcodes(opcodes) -> RecordPeek:
+    status, expecting = None, None
+    for count, (opcode, arg, _) in enumerate(opcodes):
+        if count > _PEEK_OPS:
+            break
+        if opcode.name in _SKIPPED_OPS:
+            continue
+        if expecting == "value":
+            return RecordPeek(status, opcode.name == "NONE")
+        if expecting == "status":
+            status, expecting = (arg if isinstance(arg, str) else None), None
+            if status != "ok":
+                break
+            continue
+        expecting = arg if opcode.name in _STRING_OPS and arg in ("status", "value") else None
+    return RecordPeek(status)
 
 
 def _remote_error(record: dict) -> RemoteError:

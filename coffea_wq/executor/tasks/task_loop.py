@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coffea.processor import accumulate
@@ -33,6 +34,7 @@ from coffea_wq.executor.results.checkpoint import CheckpointStore
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
 from coffea_wq.executor.results.safe_results import ResultPolicy
 from coffea_wq.executor.session import ManagerSession
+from coffea_wq.executor.tasks.accumulation import TreeReduction
 from coffea_wq.executor.tasks.culprits import ENV_CORRUPT_EXIT, environment_failure_reason, unchangeable_cause
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
 from coffea_wq.executor.tasks.exhaustion import exhaustion_failure, exhaustion_reason
@@ -75,6 +77,8 @@ class CallOptions:
     resources_mode: str = "fixed"
     dynamic_chunksize: dict[str, float] | None = None  # targets (parsed); None: chunks as given
     result_policy: ResultPolicy = field(default_factory=ResultPolicy)  # what results may contain
+    treereduction: int | None = None  # fan-in of accumulation tasks; None: every result is merged here
+    compression: int | None = None  # lz4 level of the sums accumulation tasks send back
 
 
 @dataclass
@@ -98,6 +102,8 @@ class CallReport:
     unprocessed: list[Any] = field(default_factory=list)
     interrupted: RunInterrupted | None = None
     wall_time: float = 0.0
+    merged_in_process: int = 0  # results this process unpickled and added to the output
+    accumulation_tasks: int = 0  # accumulation tasks that sent a sum back (docs/reduction.md, section 3)
 
 
 class TaskLoop:
@@ -110,7 +116,7 @@ class TaskLoop:
 
     def __init__(self, session: ManagerSession, template: TaskTemplate, options: CallOptions,
                  tracker: RunTracker | None = None, stop_requested: Callable[[], bool] = lambda: False,
-                 store: CheckpointStore | None = None):
+                 store: CheckpointStore | None = None, accumulation: TaskTemplate | None = None):
         self.session = session
         self.tracker = tracker  # the dashboard's view of the run (dashboard/tracker.py), if any
         self.store = store
@@ -133,6 +139,8 @@ class TaskLoop:
         self.ranges: EntryRanges | None = None  # with dynamic chunk sizes: the events not yet cut
         self.model: ChunkSizeModel | None = None
         self.refused_workers = RefusedWorkers(self.queue)
+        self.tree = None if accumulation is None or not options.treereduction else \
+            TreeReduction(self, accumulation, options.treereduction, options.compression)
 
     def run(self, items: list[Any], accumulator: Any) -> tuple[Any, Any]:
         """Process every item; return ``(accumulated, 0)`` or ``(partial, TaskFailedError)``."""
@@ -162,7 +170,11 @@ class TaskLoop:
                 self._merge_restored(item, value)
             try:
                 self._loop_until_done()
+                if self.tree is not None:
+                    self.tree.salvage()  # a stop or failure left results waiting: they are merged here
             finally:
+                if self.tree is not None:
+                    self.tree.cancel()
                 self.report.unprocessed = self._unprocessed_items()
                 self._cancel_in_flight()
                 self.report.wall_time = time.monotonic() - started
@@ -179,7 +191,7 @@ class TaskLoop:
 
     def _merge_restored(self, item: Any, value: Any) -> None:
         amount = self._events(item) if self.ranges is not None else 1
-        self.accumulated = accumulate([value], self.accumulated)
+        self.merge_value(value)
         self.report.accumulated.append(item)
         self.report.restored.append(item)
         if self.tracker:
@@ -203,15 +215,22 @@ class TaskLoop:
 
     def _loop_until_done(self) -> None:
         gone_since: float | None = None
-        while (self.pending or self.in_flight or self._more_to_cut()) and self.failure is None:
+        while self._work_left() and self.failure is None:
             if self.stop_requested():
                 self._announce_stop()
                 return
             self._submit_ready()
+            if self.tree is not None:
+                self.tree.step()
+                if not self._work_left() or self.failure is not None:
+                    return
             task = self.queue.wait(WAIT_TIMEOUT_S)
             if task is None:
                 gone_since = self._check_local_workers(gone_since)
                 self._check_refused_workers()
+                continue
+            if self.tree is not None and self.tree.owns(task.id):
+                self.tree.completed(task)
                 continue
             unit = self.in_flight.pop(task.id, None)
             if unit is None:
@@ -219,6 +238,13 @@ class TaskLoop:
                 continue
             self.report.tasks_returned += 1
             self.handle_completion(task, unit)
+
+    def processing_done(self) -> bool:
+        """No chunk is queued, running or still to be cut."""
+        return not (self.pending or self.in_flight or self._more_to_cut())
+
+    def _work_left(self) -> bool:
+        return not self.processing_done() or (self.tree is not None and self.tree.busy())
 
     def _announce_stop(self) -> None:
         message = (f"Ctrl-C: {self.options.desc.lower()} stops; {len(self.in_flight)} task(s) in flight are "
@@ -277,6 +303,9 @@ class TaskLoop:
             return
         result = int(task.result)
         if result == self.success:
+            if self.tree is not None and self.tree.take(unit, task):  # its value waits for an accumulation task
+                self._learn_chunk_size(unit, task, None)
+                return
             outcome = read_outcome(self.session.staging.output_path(unit.key), self.options.result_policy,
                                    worker_name(task))
             if outcome.kind is OutcomeKind.REFUSED:
@@ -331,24 +360,51 @@ class TaskLoop:
                            float(memory) if isinstance(memory, (int, float)) and memory > 0 else None)
 
     def accept_value(self, unit: WorkUnit, value: Any) -> None:
-        if unit.key in self.done_keys:  # a result can only count once
-            self.report.duplicates_ignored += 1
+        if not self.mark_done(unit):
             return
-        self.done_keys.add(unit.key)
         if self.store is not None and value is not None:
-            self._store_result(unit)
-        self.session.staging.discard(unit.key)
+            self.store_result(unit.item, self.session.staging.output_path(unit.key))
+        self.count_processed(unit)
+        if value is None:
+            # Runner's closure returns None when skipbadfiles swallowed the error
+            self.session.staging.discard(unit.key)
+            self.report.skipped.append(unit.item)
+            log.warning("skipped %s (skipbadfiles)", describe_item(unit.item))
+            if self.bars:
+                self.bars.advance("accumulated", self._amount(unit.item))
+        else:
+            self.merge_value(value)
+            self.count_accumulated(unit)
+
+    def mark_done(self, unit: WorkUnit) -> bool:
+        """The unit's result came back; False when one already had (a result counts once)."""
+        if unit.key in self.done_keys:
+            self.report.duplicates_ignored += 1
+            return False
+        self.done_keys.add(unit.key)
+        return True
+
+    def unmark_done(self, unit: WorkUnit) -> None:
+        """The unit's result turned out unusable before it was merged: it is to be done again."""
+        self.done_keys.discard(unit.key)
+        if self.bars:
+            self.bars.advance("processed", -self._amount(unit.item))
+
+    def count_processed(self, unit: WorkUnit) -> None:
         if self.bars:
             self.bars.advance("processed", self._amount(unit.item))
         if self.tracker:
             self.tracker.item_processed(unit.item)
-        if value is None:
-            # Runner's closure returns None when skipbadfiles swallowed the error
-            self.report.skipped.append(unit.item)
-            log.warning("skipped %s (skipbadfiles)", describe_item(unit.item))
-        else:
-            self.accumulated = accumulate([value], self.accumulated)
-            self.report.accumulated.append(unit.item)
+
+    def merge_value(self, value: Any) -> None:
+        """Add one result into the output (the only place this process adds a task's value)."""
+        self.accumulated = accumulate([value], self.accumulated)
+        self.report.merged_in_process += 1
+
+    def count_accumulated(self, unit: WorkUnit) -> None:
+        """The unit's value is in the output: its staged files go."""
+        self.session.staging.discard(unit.key)
+        self.report.accumulated.append(unit.item)
         if self.bars:
             self.bars.advance("accumulated", self._amount(unit.item))
 
@@ -359,20 +415,25 @@ class TaskLoop:
         retries are not spent; but an item whose results keep being refused (a result type of
         the user's that is not allowed) fails after MAX_REFUSED_RESULTS with the refusal as reason.
         """
-        unit.refused += 1
         self.report.refused.append(f"{refused} from {worker_name(task)}")
         log.error("%s: %s; that worker is disconnected and the item resubmitted", describe_item(unit.item), detail)
         self.refused_workers.disconnect(task)
+        self.resubmit_refused(unit, task, detail)
+
+    def resubmit_refused(self, unit: WorkUnit, task: Any, detail: str) -> None:
+        """Run a unit whose result was refused again, unless MAX_REFUSED_RESULTS of its results were."""
+        unit.refused += 1
         if unit.refused >= MAX_REFUSED_RESULTS:
             self.fail(unit, f"{detail} ({unit.refused} results refused)", task)
             return
         self.submit_unit(unit)
 
-    def _store_result(self, unit: WorkUnit) -> None:
+    def store_result(self, item: Any, record: Path, keep: bool = False) -> None:
+        """Keep a result record in ``checkpoint_dir`` (``keep``: it stays in staging as well)."""
         try:
-            self.store.save(unit.item, self.session.staging.output_path(unit.key))
+            self.store.save(item, record, keep=keep)
         except OSError as exc:  # the result is merged all the same; only a rerun would redo it
-            log.warning("checkpoint_dir: cannot store the result of %s: %s", describe_item(unit.item), exc)
+            log.warning("checkpoint_dir: cannot store the result of %s: %s", describe_item(item), exc)
 
     def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
         unit.failures += 1

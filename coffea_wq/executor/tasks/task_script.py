@@ -43,11 +43,22 @@ A warm slot also keeps the chunk's ROOT file open for the next chunk of the same
 (``OpenFiles``, stored in the slot module as ``open_files``): coffea opens the file of every
 chunk and reads its TTree's metadata again, which at 20-event chunks is a fifth of the chunk's
 time (docs/executor.md, "What a task is, and why it is fast").
+
+Accumulation tasks (docs/reduction.md, section 3) use the same command. Their ``FN`` is a plain
+pickle ``{"accumulate": {"packages", "modules", "globals"}, "compression": int}`` (the run's
+``ResultPolicy`` as lists), their ``ITEM`` ``{"inputs": [file, ...]}``: earlier task outputs shipped
+as input files. Each input is read in turn through ``coffea_wq_safe_results.py`` (the executor's
+allow-list, shipped as an input file under that name: never plain pickle, a worker's result may be
+a rogue one), added into the sum with coffea's ``accumulate`` and dropped, so at most the sum and
+one input are in memory. The sum is the ok record's value. An input that is refused or is not an
+ok record raises ``AccumulationInputError``, whose attributes ``input`` (the file) and ``refused``
+(the type refused, if that was why) travel in the error record's ``exception_chain``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import socket
@@ -404,7 +415,7 @@ def _compute_record(fn_path: str, item_path: str, started: float) -> tuple[dict,
         reducer = _Reducer.for_task(payload)
         with open(item_path, "rb") as f:
             item = pickle.load(f)
-        value = _apply(payload["function"], item)
+        value = _task_value(payload, item)
         if reducer is not None and value is not None:  # None: skipped by skipbadfiles, sent as is
             added = True
             return reducer.add(value, started), level
@@ -435,6 +446,73 @@ def run_task(fn_path: str, item_path: str, out_path: str) -> int:
         sys.stderr.write(record["traceback"])
         return 1
     return 0
+
+
+ACCUMULATE = "accumulate"
+SAFE_RESULTS = "coffea_wq_safe_results.py"
+
+
+class AccumulationInputError(Exception):
+    """An accumulation task's input that could not be added: ``input`` names it, ``refused`` the
+    type it tried to build when the allow-list refused it (else "")."""
+
+    def __init__(self, message: str, input_name: str, refused: str = ""):
+        super().__init__(message)
+        self.input = input_name
+        self.refused = refused
+
+
+def _task_value(payload: dict, item: object) -> object:
+    """The task's value: the function applied to the item, or the sum of an accumulation task's inputs."""
+    if ACCUMULATE in payload:
+        return _accumulate_inputs(payload[ACCUMULATE], item)
+    return _apply(payload["function"], item)
+
+
+def _accumulate_inputs(policy_data: dict, item: dict) -> object:
+    from coffea.processor import accumulate
+
+    safe = _safe_results_module()
+    policy = safe.ResultPolicy(frozenset(policy_data["packages"]), frozenset(policy_data["modules"]),
+                               frozenset(policy_data["globals"]))
+    total = None
+    for name in item["inputs"]:
+        record = _read_input(safe, policy, name)
+        total = accumulate([record.pop("value")], total)  # in place from the second input on
+        del record
+    return total
+
+
+def _read_input(safe: object, policy: object, name: str) -> dict:
+    import lz4.frame
+
+    try:
+        with lz4.frame.open(name, mode="rb") as stream:
+            record = safe.load_result(stream, policy)
+    except safe.RefusedResultError as exc:
+        raise AccumulationInputError(f"input {name}: {exc}", name, exc.qualified) from None
+    except Exception as exc:
+        raise AccumulationInputError(f"input {name} cannot be read: {exc!r}", name) from None
+    if not isinstance(record, dict) or record.get("status") != "ok" or "value" not in record:
+        raise AccumulationInputError(f"input {name} is not a result record with a value", name)
+    return record
+
+
+def _safe_results_module() -> object:
+    """The allow-list module shipped with the task, loaded once per content (a warm slot keeps it)."""
+    with open(SAFE_RESULTS, "rb") as f:
+        source = f.read()
+    name = "coffea_wq_safe_results_" + hashlib.sha256(source).hexdigest()[:16]
+    module = sys.modules.get(name)
+    if module is None:
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        try:
+            exec(compile(source, os.path.abspath(SAFE_RESULTS), "exec"), module.__dict__)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return module
 
 
 def main(argv: list[str]) -> int:
