@@ -1,0 +1,174 @@
+"""Accumulation tasks end to end (docs/reduction.md, section 3): real managers, real workers, real chunks.
+
+* only CCTools' ``work_queue_worker``s: the per-chunk big histograms are added by accumulation
+  tasks, the output equals IterativeExecutor's bin by bin, and this process merged fewer than
+  ``workers + treereduction`` results;
+* a mixed pool (two coffea-wq workers and one real ``work_queue_worker``): the same;
+* a rogue worker's result (a pickle that would run ``os.system``) reaches an accumulation task,
+  is refused there, its chunk runs again and the output is still equal;
+* accumulation tasks that fail for good (a result type that cannot be added in them) are
+  retried, then their inputs are merged in this process: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
+
+import coffea_wq
+from coffea_wq.executor import last_report
+from tests import support
+from tests.executor import flaky_sum, helpers, nano
+from tests.executor.test_trust import _rogue
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 2
+FAN_IN = 3
+BIG_MIB = 1
+SMALL_CHUNKS = 300  # 17 chunks of the test fileset
+
+
+@pytest.fixture(scope="module")
+def big_hist():
+    """benchmarks/big_hist_processor.py, sent by value so that workers need not import it."""
+    sys.path.insert(0, str(support.REPO / "benchmarks"))
+    try:
+        module = importlib.import_module("big_hist_processor")
+    finally:
+        sys.path.remove(str(support.REPO / "benchmarks"))
+    cloudpickle.register_pickle_by_value(module)
+    yield module
+    cloudpickle.unregister_pickle_by_value(module)
+
+
+@pytest.fixture(scope="module")
+def fileset(tmp_path_factory):
+    return helpers.make_fileset(tmp_path_factory.mktemp("nano"))
+
+
+def _run_big(executor, fileset, big_hist, chunksize: int = helpers.CHUNKSIZE) -> dict:
+    runner = processor.Runner(executor=executor, chunksize=chunksize, schema=NanoAODSchema)
+    return runner(fileset, big_hist.BigHistProcessor(BIG_MIB), treename="Events")
+
+
+@pytest.fixture(scope="module")
+def big_reference(fileset, big_hist):
+    return {size: _run_big(processor.IterativeExecutor(status=False), fileset, big_hist, size)
+            for size in (helpers.CHUNKSIZE, SMALL_CHUNKS)}
+
+
+def _assert_same_big(reference: dict, out: dict) -> None:
+    assert (out["chunks"], out["events"]) == (reference["chunks"], reference["events"])
+    for field in ("value", "variance"):
+        np.testing.assert_array_equal(out["big"].view(flow=True)[field], reference["big"].view(flow=True)[field])
+
+
+def _assert_tree_did_the_merging(chunks: int, workers: int) -> None:
+    report = last_report("Processing")
+    assert report.failed == [] and report.duplicates_ignored == 0
+    assert len(report.accumulated) == chunks
+    assert report.accumulation_tasks >= 1
+    assert report.merged_in_process <= workers + FAN_IN, report
+
+
+@support.requires_cctools
+def test_cctools_workers_results_are_added_by_accumulation_tasks(fileset, big_hist, big_reference, tmp_path):
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, local_worker_kind="cctools", treereduction=FAN_IN,
+                                           status=False, filepath=str(tmp_path))
+    out = _run_big(executor, fileset, big_hist)
+    _assert_same_big(big_reference[helpers.CHUNKSIZE], out)
+    _assert_tree_did_the_merging(out["chunks"], WORKERS)
+
+
+@support.requires_cctools
+def test_a_mixed_pool_with_a_real_work_queue_worker_gives_the_same_output(fileset, big_hist, big_reference, processes,
+                                                                          tmp_path):
+    password = tmp_path / "pool.password"
+    password.write_text("mixed-pool-secret")
+    password.chmod(0o600)
+    started = []
+
+    def add_cctools_worker(queue):  # once, when the first call opens the manager
+        if not started:
+            argv = helpers.worker_argv("cctools", queue.port, tmp_path / "cctools-worker")
+            started.append(processes.start(argv[:1] + ["-P", str(password)] + argv[1:],
+                                           env=helpers.worker_environment()))
+
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, local_worker_kind="coffea-wq", port=0,
+                                           manager_host=support.LOOPBACK, password_file=str(password),
+                                           treereduction=FAN_IN, status=False, filepath=str(tmp_path),
+                                           custom_init=add_cctools_worker)
+    out = _run_big(executor, fileset, big_hist, SMALL_CHUNKS)
+    _assert_same_big(big_reference[SMALL_CHUNKS], out)
+    report = last_report("Processing")
+    assert report.failed == [] and len(report.accumulated) == out["chunks"]
+    assert report.merged_in_process <= WORKERS + 1 + FAN_IN, report
+
+
+def test_a_rogue_result_is_refused_inside_an_accumulation_task(fileset, processes, tmp_path, caplog):
+    reference = helpers.iterative_output(fileset)
+    marker = tmp_path / "pwned"
+    errors: list = []
+    threads: list[threading.Thread] = []
+
+    def start_rogue(queue):
+        thread = threading.Thread(target=_rogue, args=(queue.port, marker, processes, tmp_path, errors), daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    # fan-in 2: the rogue's tiny result is among the two smallest of the first three that wait
+    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
+                                           treereduction=2, filepath=str(tmp_path), custom_init=start_rogue)
+    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
+                              chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
+    with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"):
+        out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert not marker.exists(), "the rogue worker's pickle ran code"
+    report = last_report("Processing")
+    assert len(report.refused) == 1 and report.refused[0].startswith("posix.system from rogue (127.0.0.1:")
+    assert "input in-" in caplog.text and "refused to build posix.system" in caplog.text  # refused on a worker
+    nano.assert_same_histograms(reference, out)
+    assert report.failed == [] and report.accumulation_tasks >= 1
+    assert sorted(report.accumulated, key=repr) == sorted(helpers.all_chunks(fileset), key=repr)
+
+
+def test_failed_accumulation_tasks_fall_back_to_this_process_and_lose_nothing(fileset, tmp_path, caplog):
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=2, retries=1, status=False,
+                                           filepath=str(tmp_path), allowed_result_modules=[flaky_sum.__name__])
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    with caplog.at_level(logging.WARNING, logger="coffea_wq.executor.tasks.accumulation"):
+        out = runner(fileset, flaky_sum.TallyProcessor(), treename="Events")
+    chunks = len(helpers.all_chunks(fileset))
+    assert out["events"].n == 5000 and out["chunks"] == chunks
+    report = last_report("Processing")
+    assert report.accumulation_tasks == 0 and report.failed == []
+    assert report.merged_in_process == chunks and len(report.accumulated) == chunks
+    assert "retry 1 of 1" in caplog.text and "merged in this process instead" in caplog.text
+    assert "Tally refuses to be added" in caplog.text
+
+
+def test_checkpoint_dir_keeps_results_that_wait_for_the_tree(fileset, big_hist, big_reference, tmp_path):
+    store = tmp_path / "checkpoints"
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, status=False,
+                                           filepath=str(tmp_path), checkpoint_dir=str(store))
+    first = _run_big(executor, fileset, big_hist)
+    stored = sorted(p.name for p in Path(store).rglob("*.lz4"))
+    assert len(stored) == first["chunks"]
+    rerun = _run_big(executor, fileset, big_hist)
+    _assert_same_big(big_reference[helpers.CHUNKSIZE], first)
+    _assert_same_big(big_reference[helpers.CHUNKSIZE], rerun)
+    report = last_report("Processing")
+    assert len(report.restored) == first["chunks"] and report.tasks_submitted == 0
