@@ -26,6 +26,7 @@ from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
 from coffea_wq.executor import last_report
+from coffea_wq.executor.tasks import accumulation
 from tests import support
 from tests.executor import flaky_sum, helpers, nano
 from tests.executor.test_trust import _rogue
@@ -115,7 +116,10 @@ def test_a_mixed_pool_with_a_real_work_queue_worker_gives_the_same_output(filese
     assert report.merged_in_process <= WORKERS + 1 + FAN_IN, report
 
 
-def test_a_rogue_result_is_refused_inside_an_accumulation_task(fileset, processes, tmp_path, caplog):
+def test_a_rogue_result_is_refused_inside_an_accumulation_task(fileset, processes, tmp_path, caplog, monkeypatch):
+    # small results are screened for refused globals when they arrive: screen none, so that the
+    # rogue's result waits for an accumulation task like a big one would
+    monkeypatch.setattr(accumulation, "SCREEN_BYTES", -1)
     reference = helpers.iterative_output(fileset)
     marker = tmp_path / "pwned"
     errors: list = []

@@ -217,24 +217,64 @@ def pickled_modules(data: bytes) -> set[str]:
             data = lz4.frame.decompress(data)
         except Exception:  # not ours to judge: it is simply not a processor
             return set()
-    modules: set[str] = set()
+    return {module for module, _ in pickled_globals(io.BytesIO(data))}
+
+
+def pickled_globals(stream: BinaryIO) -> list[tuple[str, str]]:
+    """The ``(module, name)`` of every global a pickle names, read opcode by opcode: nothing runs.
+
+    A truncated or exotic pickle gives what was read before the problem.
+
+    Example:
+        >>> pickled_globals(io.BytesIO(pickle.dumps(Path)))
+        [('pathlib', 'Path')]
+    """
+    found: list[tuple[str, str]] = []
     strings: list[Any] = []
     memo: dict[int, Any] = {}
     try:
-        for opcode, arg, _ in pickletools.genops(data):
+        for opcode, arg, _ in pickletools.genops(stream):
             if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
                 strings.append(arg)
             elif opcode.name == "MEMOIZE":
                 memo[len(memo)] = strings[-1] if strings else None
             elif opcode.name in ("BINGET", "LONG_BINGET", "GET"):
                 strings.append(memo.get(arg))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2 and isinstance(strings[-2], str):
-                modules.add(strings[-2])
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2 and all(isinstance(s, str) for s in strings[-2:]):
+                found.append((strings[-2], strings[-1]))
             elif opcode.name == "GLOBAL" and isinstance(arg, str):
-                modules.add(arg.split(" ")[0])
+                module, _, name = arg.partition(" ")
+                found.append((module, name))
     except Exception:  # a truncated or exotic pickle: keep what was read
         pass
-    return modules
+    return found
+
+
+def first_refused_global(stream: BinaryIO, policy: ResultPolicy) -> str | None:
+    """``module.name`` of the first global of a pickle that ``load_result`` would surely refuse, or None.
+
+    Judged on names alone, nothing imported: a subset of what the unpickler refuses (numpy types
+    and classes of allowed modules pass here and are judged when loaded), so a pickle flagged
+    here is refused there too. Used to read a small result at once instead of letting it wait.
+
+    Example:
+        >>> first_refused_global(io.BytesIO(pickle.dumps(print)), ResultPolicy())
+        'builtins.print'
+    """
+    for module, name in pickled_globals(stream):
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if module == "builtins":
+            if name in SAFE_BUILTINS or name == "getattr":
+                continue
+            return f"{module}.{name}"
+        key = f"{module}:{name}"
+        if key in SAFE_GLOBALS or key in policy.globals or module == "numpy" or module.startswith("numpy."):
+            continue
+        if not policy.allows_module(module):
+            return f"{module}.{name}"
+    return None
 
 
 def _library_dirs() -> list[Path]:

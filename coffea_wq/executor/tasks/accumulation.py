@@ -42,7 +42,7 @@ import lz4.frame
 from coffea_wq.executor.errors import describe_item
 from coffea_wq.executor.results import safe_results
 from coffea_wq.executor.results.outcome import OutcomeKind, peek_record, read_outcome
-from coffea_wq.executor.results.safe_results import ResultPolicy, load_result
+from coffea_wq.executor.results.safe_results import ResultPolicy, first_refused_global, load_result
 from coffea_wq.executor.results.tree import AccumulationJob, TreePlanner, WaitingResult
 from coffea_wq.executor.tasks.staging import FunctionFile, TaskTemplate, build_task
 from coffea_wq.executor.tasks.task_script import ACCUMULATE, SAFE_RESULTS
@@ -54,6 +54,14 @@ log = logging.getLogger(__name__)
 
 CATEGORY = "accumulating"
 INPUT_NAME = "in-{}.lz4"  # an input's name in the accumulation task's sandbox
+# ahead of the chunk tasks queued: results are added while processing goes on, so staging holds
+# few of them at a time, instead of all of them until the last chunk is dispatched
+PRIORITY = 10
+# a result this small (compressed) is screened at once for globals the allow-list refuses, so a
+# rogue worker is found when its result arrives, not when an accumulation task reads it; reading
+# past SCREEN_READ_BYTES (decompressed) gives up and leaves the judgement to the full read
+SCREEN_BYTES = 256 * 1024
+SCREEN_READ_BYTES = 32 * 2**20
 
 
 def accumulation_payload(folder: Path, policy: ResultPolicy, compression: int | None) -> FunctionFile:
@@ -94,6 +102,8 @@ class TreeReduction:
         peek = peek_record(output)
         if peek.status != "ok" or peek.value_is_none:
             return False
+        if _screened_refusal(output, self.policy) is not None:
+            return False  # the loop reads it now, and refuses it as any result refused here
         loop = self.loop
         if not loop.mark_done(unit):
             return True  # a second result for a chunk already counted
@@ -170,6 +180,7 @@ class TreeReduction:
         output.write_bytes(b"")
         task = build_task(self.loop.session.wq, self.template, job.job_id, item_path, output)
         task.specify_tag(f"accumulate-{job.job_id}")
+        task.specify_priority(PRIORITY)
         for n, result in enumerate(job.inputs):
             task.specify_input_file(str(result.path), INPUT_NAME.format(n), cache=False)
         task_id = self.loop.queue.submit(task)
@@ -258,6 +269,36 @@ class TreeReduction:
                 loop.resubmit_refused(unit, producer, detail)
             else:
                 loop.retry_or_fail(unit, detail, producer)
+
+
+def _screened_refusal(path: Path, policy: ResultPolicy) -> str | None:
+    """A global the allow-list refuses in a small result (``first_refused_global``), or None."""
+    try:
+        if path.stat().st_size > SCREEN_BYTES:
+            return None
+        with lz4.frame.open(path, mode="rb") as stream:
+            return first_refused_global(_CappedReader(stream, SCREEN_READ_BYTES), policy)
+    except Exception:  # unreadable: the full read says why
+        return None
+
+
+class _CappedReader:
+    """``read``/``readline`` of a stream that fail once more than ``limit`` bytes were read."""
+
+    def __init__(self, stream: Any, limit: int):
+        self.stream, self.left = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        return self._count(self.stream.read(size if size >= 0 else self.left + 1))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._count(self.stream.readline(size if size >= 0 else self.left + 1))
+
+    def _count(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        if self.left < 0:
+            raise OSError("screening limit reached")
+        return data
 
 
 def _worker(result: WaitingResult) -> str:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 
+import awkward as ak
 import hist
 import lz4.frame
+import numpy as np
 import pytest
+from coffea import processor
 
 from coffea_wq.executor.results.outcome import RecordPeek, peek_record
+from coffea_wq.executor.results.safe_results import (
+    RefusedResultError,
+    ResultPolicy,
+    first_refused_global,
+    loads_result,
+)
 from coffea_wq.executor.results.tree import TreePlanner, WaitingResult
 from coffea_wq.executor.tasks import task_script
 
@@ -133,3 +143,18 @@ def test_the_peek_of_a_hostile_pickle_runs_nothing(tmp_path):
     path.write_bytes(lz4.frame.compress(pickle.dumps({"status": "ok", "value": _Hostile(marker)})))
     assert peek_record(path) == RecordPeek("ok", False)  # routed to the tree, where the allow-list reads it
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------ the screen
+def test_the_screen_flags_what_the_allow_list_refuses_and_passes_real_outputs(tmp_path):
+    h = hist.Hist.new.Reg(10, 0, 1, name="x").StrCat([], growth=True, name="d").Weight()
+    h.fill(x=[0.1], d=["a"])
+    honest = {"h": h, "a": ak.Array([[1, 2], []]), "n": np.arange(3), "acc": processor.value_accumulator(int, 2)}
+    assert first_refused_global(io.BytesIO(pickle.dumps(honest)), ResultPolicy()) is None
+    for hostile, refused in ((_Hostile(tmp_path / "x"), "posix.system"), (print, "builtins.print"),
+                             ({"p": io.BytesIO}, "_io.BytesIO")):
+        data = pickle.dumps({"status": "ok", "value": hostile})
+        assert first_refused_global(io.BytesIO(data), ResultPolicy()) == refused
+        with pytest.raises(RefusedResultError):  # what the screen flags, the unpickler refuses
+            loads_result(data, ResultPolicy())
+    assert not (tmp_path / "x").exists()
