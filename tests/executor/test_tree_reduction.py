@@ -25,7 +25,7 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
-from coffea_wq.executor import last_report
+from coffea_wq.executor import TaskFailedError, last_report
 from coffea_wq.executor.tasks import accumulation
 from tests import support
 from tests.executor import flaky_sum, helpers, nano
@@ -176,3 +176,20 @@ def test_checkpoint_dir_keeps_results_that_wait_for_the_tree(fileset, big_hist, 
     _assert_same_big(big_reference[helpers.CHUNKSIZE], rerun)
     report = last_report("Processing")
     assert len(report.restored) == first["chunks"] and report.tasks_submitted == 0
+
+
+@support.requires_cctools
+def test_a_run_that_stops_on_a_failure_merges_the_results_still_waiting(fileset, tmp_path):
+    proc = nano.LeptonJetProcessor(fail_on=("dylike_b1.root", 0))
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, local_worker_kind="cctools", treereduction=2,
+                                           retries=0, status=False, filepath=str(tmp_path))
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema,
+                              metadata_cache={})
+    with pytest.raises(TaskFailedError) as info:
+        runner(fileset, proc, treename="Events")
+    report = last_report("Processing")
+    accumulated, unprocessed = set(report.accumulated), set(report.unprocessed)
+    assert accumulated and not accumulated & unprocessed
+    assert accumulated | unprocessed == helpers.all_chunks(fileset)  # nothing that came back was dropped
+    partial = info.value.partial_output
+    assert sum(v["all"] for v in partial["cutflow"].values()) == sum(c.entrystop - c.entrystart for c in accumulated)

@@ -69,6 +69,8 @@ from collections import OrderedDict
 
 RECORD_VERSION = 2
 WARM_SLOT_MODULE = "coffea_wq_warm_slot"
+ACCUMULATE = "accumulate"  # the payload key of accumulation tasks (docs/reduction.md, section 3)
+SAFE_RESULTS = "coffea_wq_safe_results.py"  # the allow-list module they ship
 # the reduction contract with the executor (docs/reduction.md); coffea_wq/worker/warm_contract.py
 # defines the same names for the worker and the executor, which this file cannot import
 CHUNK_ENV = "COFFEA_WQ_CHUNK"
@@ -151,8 +153,11 @@ def _load_function(fn_path: str) -> dict:
         return pickle.loads(data)
     key = (len(data), hashlib.sha256(data).hexdigest())
     if key not in cache:
+        payload = pickle.loads(data)
+        if ACCUMULATE in payload:
+            return payload  # tiny: the run's processor stays cached for the slot's next chunk
         cache.clear()  # one function per run: keep the memory of one
-        cache[key] = pickle.loads(data)
+        cache[key] = payload
     return cache[key]
 
 
@@ -446,10 +451,6 @@ def run_task(fn_path: str, item_path: str, out_path: str) -> int:
         sys.stderr.write(record["traceback"])
         return 1
     return 0
-
-
-ACCUMULATE = "accumulate"
-SAFE_RESULTS = "coffea_wq_safe_results.py"
 
 
 class AccumulationInputError(Exception):

@@ -11,8 +11,10 @@ import pickle
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import cloudpickle
 import hist
 import lz4.frame
 import numpy as np
@@ -102,3 +104,15 @@ def test_an_input_that_is_not_an_ok_record_is_named(tmp_path):
     with lz4.frame.open(box / "out.lz4") as f:
         record = pickle.load(f)
     assert record["exception_chain"][0]["attrs"] == {"input": "in-1.lz4", "refused": ""}
+
+
+def test_in_a_warm_slot_an_accumulation_task_leaves_the_processor_cached(tmp_path, monkeypatch):
+    slot = types.ModuleType(task_script.WARM_SLOT_MODULE)
+    slot.function_cache = {}
+    monkeypatch.setitem(sys.modules, task_script.WARM_SLOT_MODULE, slot)
+    function = tmp_path / "fn.pkl"
+    function.write_bytes(cloudpickle.dumps({"function": len, "compression": 1}))
+    processor_payload = task_script._load_function(str(function))
+    accumulate_payload = task_script._load_function(str(accumulation_payload(tmp_path, ResultPolicy(), 1).path))
+    assert task_script.ACCUMULATE in accumulate_payload
+    assert list(slot.function_cache.values()) == [processor_payload]  # the next chunk does not unpickle it again
