@@ -193,3 +193,14 @@ def test_a_run_that_stops_on_a_failure_merges_the_results_still_waiting(fileset,
     assert accumulated | unprocessed == helpers.all_chunks(fileset)  # nothing that came back was dropped
     partial = info.value.partial_output
     assert sum(v["all"] for v in partial["cutflow"].values()) == sum(c.entrystop - c.entrystart for c in accumulated)
+
+
+@support.requires_cctools_python
+def test_accumulation_tasks_also_run_under_cctools_own_manager(fileset, big_hist, big_reference, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("COFFEA_WQ_MANAGER", "cctools")
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, status=False,
+                                           filepath=str(tmp_path))
+    out = _run_big(executor, fileset, big_hist)
+    _assert_same_big(big_reference[helpers.CHUNKSIZE], out)
+    _assert_tree_did_the_merging(out["chunks"], WORKERS)
