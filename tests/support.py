@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,36 @@ def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         _signal_process_or_group(proc, signal.SIGKILL)
         proc.wait(timeout=grace)
+
+
+class LineReader:
+    """Collects a process's output lines in a thread, so tests can wait for a line."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def snapshot(self) -> list[str]:
+        with self._lock:
+            return list(self.lines)
+
+    def wait_for(self, predicate, timeout: float, what: str, start: int = 0):
+        """The first line from index ``start`` on that satisfies ``predicate``; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, line in enumerate(self.snapshot()[start:], start):
+                if predicate(line):
+                    return index, line
+            time.sleep(0.05)
+        tail = "\n".join(self.snapshot()[-30:])
+        pytest.fail(f"timed out after {timeout} s waiting for {what}; last lines:\n{tail}")
 
 
 class Processes:

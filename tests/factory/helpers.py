@@ -4,46 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
-import time
 from pathlib import Path
 
-import pytest
-
-from tests.support import SYSTEM_PYTHON, Processes
+from tests.support import SYSTEM_PYTHON, LineReader, Processes
 
 HERE = Path(__file__).resolve().parent
 STATUS_RE = re.compile(r"\|submitted: (\d+) \|needed: (\d+) \|waiting connection: (\d+) \|requested: (\d+)")
-
-
-class LineReader:
-    """Collects a process's output lines in a thread, so tests can wait for a line."""
-
-    def __init__(self, stream) -> None:
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream) -> None:
-        for line in iter(stream.readline, ""):
-            with self._lock:
-                self.lines.append(line.rstrip("\n"))
-
-    def snapshot(self) -> list[str]:
-        with self._lock:
-            return list(self.lines)
-
-    def wait_for(self, predicate, timeout: float, what: str, start: int = 0):
-        """The first line from index ``start`` on that satisfies ``predicate``; fail after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for index, line in enumerate(self.snapshot()[start:], start):
-                if predicate(line):
-                    return index, line
-            time.sleep(0.05)
-        tail = "\n".join(self.snapshot()[-30:])
-        pytest.fail(f"timed out after {timeout} s waiting for {what}; last lines:\n{tail}")
 
 
 def statuses(lines: list[str]) -> list[tuple[int, int]]:

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from tests.factory.helpers import CCToolsManager, LineReader
+from tests.factory.helpers import CCToolsManager
 from tests.support import (
     REAL_FACTORY,
+    LineReader,
     coffea_wq_command,
     needs_system,
     requires_cctools,

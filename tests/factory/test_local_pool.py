@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.factory.helpers import STATUS_RE, CCToolsManager, LineReader, statuses
-from tests.support import coffea_wq_command, requires_cctools, requires_cctools_python
+from tests.factory.helpers import STATUS_RE, CCToolsManager, statuses
+from tests.support import LineReader, coffea_wq_command, requires_cctools, requires_cctools_python
 
 pytestmark = [requires_cctools, requires_cctools_python, pytest.mark.slow]
 

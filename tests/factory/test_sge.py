@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.factory.helpers import CCToolsManager, LineReader
-from tests.support import REPO, coffea_wq_command, requires_cctools_python
+from tests.factory.helpers import CCToolsManager
+from tests.support import REPO, LineReader, coffea_wq_command, requires_cctools_python
 
 pytestmark = [pytest.mark.sge, pytest.mark.slow]
 

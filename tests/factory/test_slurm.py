@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tests.factory.helpers import CCToolsManager, LineReader
-from tests.support import coffea_wq_command, requires_cctools, requires_cctools_python
+from tests.factory.helpers import CCToolsManager
+from tests.support import LineReader, coffea_wq_command, requires_cctools, requires_cctools_python
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

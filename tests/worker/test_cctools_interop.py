@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from tests.support import (
     REAL_MAKEFLOW,
     SAMPLES,
     SYSTEM_PYTHON,
+    LineReader,
     coffea_wq_command,
     needs_system,
     requires_cctools,
@@ -37,18 +37,13 @@ class CCToolsManager:
             [SYSTEM_PYTHON, MANAGER_SCRIPT, mode, workdir, *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        port_line = wait_until(lambda: next((x for x in self.lines if x.startswith("PORT ")), None), 20, "manager port")
+        self.output = LineReader(self.proc.stdout)
+        _, port_line = self.output.wait_for(lambda line: line.startswith("PORT "), 20, "the manager's port")
         self.port = int(port_line.split()[1])
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
     def results(self, timeout: float = 60) -> dict[str, dict]:
-        wait_until(lambda: "DONE" in self.lines, timeout, "the manager to finish: " + "\n".join(self.lines[-5:]))
-        records = [json.loads(x) for x in self.lines if x.startswith("{")]
+        self.output.wait_for(lambda line: line == "DONE", timeout, "the manager to finish")
+        records = [json.loads(x) for x in self.output.snapshot() if x.startswith("{")]
         return {r["label"]: r for r in records}
 
 
