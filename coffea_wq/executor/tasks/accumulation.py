@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import logging
 import pickle
+import secrets
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,6 +95,7 @@ class TreeReduction:
         self.units: dict[int, WorkUnit] = {}  # chunk key -> its unit, while its value is in the tree
         self.salvaging = False
         self._moved = 0
+        self.prefix = f"tree-{secrets.token_hex(4)}"  # this call's files in a staging folder calls may share
 
     # ---------------------------------------------------------------- chunks coming back
     def take(self, unit: WorkUnit, task: Any) -> bool:
@@ -108,7 +110,7 @@ class TreeReduction:
         if not loop.mark_done(unit):
             return True  # a second result for a chunk already counted
         self._moved += 1
-        path = output.with_name(f"tree-{unit.key}-{self._moved}.lz4")
+        path = output.with_name(f"{self.prefix}-chunk-{unit.key}-{self._moved}.lz4")
         output.replace(path)  # a resubmission of this key can never overwrite what waits
         self.units[unit.key] = unit
         if loop.store is not None:
@@ -173,7 +175,7 @@ class TreeReduction:
 
     # ---------------------------------------------------------------- accumulation tasks
     def _submit(self, job: AccumulationJob) -> None:
-        item_path = self.staging.root / "items" / f"accumulate-{job.job_id}.pkl"
+        item_path = self.staging.root / "items" / f"{self.prefix}-job-{job.job_id}.pkl"
         item_path.write_bytes(pickle.dumps({"inputs": [INPUT_NAME.format(n) for n in range(len(job.inputs))]}))
         output = self._output_path(job)
         output.unlink(missing_ok=True)
@@ -190,7 +192,7 @@ class TreeReduction:
                                  f"{len(job.keys)} chunks")
 
     def _output_path(self, job: AccumulationJob) -> Path:
-        return self.staging.root / "outputs" / f"accumulated-{job.job_id}.lz4"
+        return self.staging.root / "outputs" / f"{self.prefix}-sum-{job.job_id}.lz4"
 
     def _sum_returned(self, job: AccumulationJob, task: Any, output: Path) -> None:
         total = WaitingResult(f"sum of {len(job.keys)} chunks", output, output.stat().st_size, job.keys,
