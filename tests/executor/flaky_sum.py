@@ -1,19 +1,21 @@
-"""A processor whose output cannot be added inside an accumulation task, but can anywhere else.
+"""Processors whose outputs behave differently inside an accumulation task than anywhere else.
 
-``Tally.__add__``/``__iadd__`` raise when the current directory holds the allow-list that
-accumulation tasks ship (``coffea_wq_safe_results.py``), that is inside an accumulation task's
-sandbox: a real failure of every accumulation task, for the test that such failures fall back to
-merging in the user's process with nothing lost (docs/reduction.md, section 3). Workers import
-this module by name (local workers get the tests' ``sys.path``).
+An accumulation task's sandbox is recognised by the allow-list it ships (``coffea_wq_safe_results.py``
+in the current directory). There ``Tally`` refuses to be added (a real failure of every
+accumulation task, for the test that such failures fall back to merging in the user's process),
+and ``SlowTally`` takes ``SLOW_ADD_S`` per addition (so a test can kill the worker while it runs).
+Workers import this module by name (local workers get the tests' ``sys.path``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from coffea import processor
 
 ACCUMULATION_SANDBOX_MARK = "coffea_wq_safe_results.py"
+SLOW_ADD_S = 1.0
 
 
 class Tally:
@@ -37,11 +39,32 @@ def _fail_in_accumulation_tasks() -> None:
         raise RuntimeError("Tally refuses to be added in an accumulation task (by design of this test)")
 
 
+class SlowTally(Tally):
+    """A count of events whose addition is slow in accumulation tasks."""
+
+    def __add__(self, other: Tally) -> Tally:
+        _slow_in_accumulation_tasks()
+        return SlowTally(self.n + other.n)
+
+    def __iadd__(self, other: Tally) -> Tally:
+        _slow_in_accumulation_tasks()
+        self.n += other.n
+        return self
+
+
+def _slow_in_accumulation_tasks() -> None:
+    if os.path.exists(ACCUMULATION_SANDBOX_MARK):
+        time.sleep(SLOW_ADD_S)
+
+
 class TallyProcessor(processor.ProcessorABC):
-    """Per chunk: ``{"events": Tally(events in the chunk), "chunks": 1}``."""
+    """Per chunk: ``{"events": Tally(events in the chunk), "chunks": 1}`` (``slow``: a SlowTally)."""
+
+    def __init__(self, slow: bool = False):
+        self.slow = slow
 
     def process(self, events) -> dict:
-        return {"events": Tally(len(events)), "chunks": 1}
+        return {"events": (SlowTally if self.slow else Tally)(len(events)), "chunks": 1}
 
     def postprocess(self, accumulator: dict) -> dict:
         return accumulator

@@ -7,11 +7,15 @@
 * a rogue worker's result (a pickle that would run ``os.system``) reaches an accumulation task,
   is refused there, its chunk runs again and the output is still equal;
 * accumulation tasks that fail for good (a result type that cannot be added in them) are
-  retried, then their inputs are merged in this process: nothing is lost.
+  retried, then their inputs are merged in this process: nothing is lost;
+* a run stopped by a failed chunk merges the results still waiting; a worker SIGKILLed while it
+  runs an accumulation task costs nothing (the manager requeues the task); ``checkpoint_dir``
+  stores results that wait; CCTools' own manager runs accumulation tasks too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import cloudpickle
 import numpy as np
+import psutil
 import pytest
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
@@ -204,3 +209,47 @@ def test_accumulation_tasks_also_run_under_cctools_own_manager(fileset, big_hist
     out = _run_big(executor, fileset, big_hist)
     _assert_same_big(big_reference[helpers.CHUNKSIZE], out)
     _assert_tree_did_the_merging(out["chunks"], WORKERS)
+
+
+def _kill_the_worker_of_an_accumulation_task(killed: list, stop: threading.Event) -> None:
+    """SIGKILL the first worker seen running an accumulation task (and that task), then return."""
+    me = psutil.Process()
+    while not stop.wait(0.2):
+        for proc in me.children(recursive=True):
+            try:
+                command = proc.cmdline()
+                if not any(word.startswith(accumulation.PAYLOAD_PREFIX) for word in command):
+                    continue
+                worker = next(p for p in proc.parents() if "worker" in " ".join(p.cmdline()))
+                family = [worker, *worker.children(recursive=True)]
+            except (psutil.Error, StopIteration):
+                continue
+            for member in family:
+                with contextlib.suppress(psutil.Error):
+                    member.kill()
+            killed.append(" ".join(command))
+            return
+
+
+@support.requires_cctools
+def test_an_accumulation_task_whose_worker_is_killed_is_requeued(fileset, tmp_path):
+    killed: list[str] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_the_worker_of_an_accumulation_task, args=(killed, stop), daemon=True)
+    # fan-in 4: the 7 results are added at the end by two tasks side by side, one of which loses its worker
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, local_worker_kind="cctools", treereduction=4,
+                                           status=False, filepath=str(tmp_path),
+                                           allowed_result_modules=[flaky_sum.__name__])
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    killer.start()
+    try:
+        out = runner(fileset, flaky_sum.TallyProcessor(slow=True), treename="Events")
+    finally:
+        stop.set()
+        killer.join(10)
+    assert killed, "no accumulation task was seen running"
+    chunks = len(helpers.all_chunks(fileset))
+    assert out["events"].n == 5000 and out["chunks"] == chunks
+    report = last_report("Processing")
+    assert report.accumulation_tasks >= 1 and report.failed == [] and len(report.accumulated) == chunks
+    assert report.merged_in_process < 4  # fewer than the fan-in were left for this process

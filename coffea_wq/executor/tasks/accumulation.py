@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATEGORY = "accumulating"
+PAYLOAD_PREFIX = "accumulate-"  # the FN file of accumulation tasks (its name in their command)
 INPUT_NAME = "in-{}.lz4"  # an input's name in the accumulation task's sandbox
 # ahead of the chunk tasks queued: results are added while processing goes on, so staging holds
 # few of them at a time, instead of all of them until the last chunk is dispatched
@@ -69,7 +70,7 @@ def accumulation_payload(folder: Path, policy: ResultPolicy, compression: int | 
     """The ``FN`` file of accumulation tasks: the run's allow-list as data (plain pickle, cached on workers)."""
     data = {"packages": sorted(policy.packages), "modules": sorted(policy.modules), "globals": sorted(policy.globals)}
     payload = pickle.dumps({ACCUMULATE: data, "compression": compression or 1}, protocol=pickle.HIGHEST_PROTOCOL)
-    remote = f"accumulate-{hashlib.sha256(payload).hexdigest()[:16]}.pkl"
+    remote = f"{PAYLOAD_PREFIX}{hashlib.sha256(payload).hexdigest()[:16]}.pkl"
     path = folder / remote
     if not path.exists():
         path.write_bytes(payload)
