@@ -137,7 +137,8 @@ def test_a_rogue_result_is_refused_inside_an_accumulation_task(fileset, processe
 
     # fan-in 2: the rogue's tiny result is among the two smallest of the first three that wait
     executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
-                                           treereduction=2, filepath=str(tmp_path), custom_init=start_rogue)
+                                           treereduction=2, filepath=str(tmp_path), custom_init=start_rogue,
+                                           warm_python=False)  # cold tasks: the honest results wait too
     runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
                               chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
     with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"):
@@ -156,7 +157,8 @@ def test_a_rogue_result_is_refused_inside_an_accumulation_task(fileset, processe
 
 def test_failed_accumulation_tasks_fall_back_to_this_process_and_lose_nothing(fileset, tmp_path, caplog):
     executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=2, retries=1, status=False,
-                                           filepath=str(tmp_path), allowed_result_modules=[flaky_sum.__name__])
+                                           filepath=str(tmp_path), allowed_result_modules=[flaky_sum.__name__],
+                                           warm_python=False)  # cold tasks: their results go to the tree
     runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
     with caplog.at_level(logging.WARNING, logger="coffea_wq.executor.tasks.accumulation"):
         out = runner(fileset, flaky_sum.TallyProcessor(), treename="Events")
@@ -172,7 +174,8 @@ def test_failed_accumulation_tasks_fall_back_to_this_process_and_lose_nothing(fi
 def test_checkpoint_dir_keeps_results_that_wait_for_the_tree(fileset, big_hist, big_reference, tmp_path):
     store = tmp_path / "checkpoints"
     executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, status=False,
-                                           filepath=str(tmp_path), checkpoint_dir=str(store))
+                                           filepath=str(tmp_path), checkpoint_dir=str(store),
+                                           warm_python=False)  # cold tasks: their results go to the tree
     first = _run_big(executor, fileset, big_hist)
     stored = sorted(p.name for p in Path(store).rglob("*.lz4"))
     assert len(stored) == first["chunks"]
