@@ -313,8 +313,7 @@ class WorkQueueExecutor(ExecutorBase):
             local_worker_kind=self.local_worker_kind, stats_log=self.stats_log,
             transactions_log=self.transactions_log, debug_log=self.debug_log,
             resource_monitor=resolved_monitor(self), factory=freeze_factory_options(self.factory),
-            manager_host=self.manager_host, ssl=frozen_ssl(self.ssl),
-            warm_preload=tuple(self.preload_modules) if self.warm_python else ())
+            manager_host=self.manager_host, ssl=frozen_ssl(self.ssl))
 
     def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
         fixed = RESOURCE_MODES[self.resources_mode] == "fixed"

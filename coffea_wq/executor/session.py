@@ -53,7 +53,6 @@ class SessionConfig:
     factory: FrozenOptions | None = None  # the ``factory={...}`` option, frozen
     manager_host: str | None = None  # address to listen on; None: see listen_host()
     ssl: bool | tuple[str, str] = False  # True: a self-signed certificate for the run; or (key, cert)
-    warm_preload: tuple[str, ...] = ()  # what local workers' warm slots import at once (none: cold tasks)
 
     def listen_host(self) -> str:
         """``manager_host``, else 127.0.0.1 when only local workers serve the run (no name, port or
@@ -111,8 +110,7 @@ class ManagerSession:
             self.workers = LocalWorkerPool(LocalWorkerSpec(
                 count=self.config.local_workers, host=self.worker_host, port=self.port,
                 password_file=self.password_file, kind=self.config.local_worker_kind,
-                workdir=self.staging.root / "workers", ssl=bool(self.config.ssl),
-                warm_preload=self.config.warm_preload))
+                workdir=self.staging.root / "workers", ssl=bool(self.config.ssl)))
             self.workers.start()
             if self.config.factory is not None:
                 self.factory = start_factory(self.config.factory, self.queue, self.password_file,

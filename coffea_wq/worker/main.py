@@ -245,8 +245,6 @@ def run_worker(options: WorkerOptions) -> int:
     stop.install()
     run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool(token),
                     tls=client_context(options.ssl_ca) if options.ssl else None)
-    if options.warm_preload is not None and run.warm_pool is not None:
-        run.warm_pool.prewarm(options.warm_preload, workspace.root)
     try:
         return run.serve_until_done()
     finally:

@@ -47,7 +47,6 @@ class WorkerOptions:
     debug_file: str | None = None
     parent_death: bool = False
     keep_path: bool = False
-    warm_preload: tuple[str, ...] | None = None  # start the warm zygote at once, importing these
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,9 +90,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-path", action="store_true",
                         help="give tasks this worker's PATH unchanged (default: the directory of the "
                              "worker's own python first, as activating its environment would)")
-    parser.add_argument("--warm-preload", metavar="MODULE,...",
-                        help="start the warm Python zygote of python3 at once, importing these modules, so "
-                             "that the first coffea task finds them imported (the executor's local workers)")
 
 
 def parse_manager_addresses(words: list[str]) -> list[tuple[str, int]]:
@@ -172,7 +168,6 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         debug_file=args.debug_file,
         parent_death=args.parent_death,
         keep_path=args.keep_path,
-        warm_preload=None if args.warm_preload is None else tuple(m for m in args.warm_preload.split(",") if m),
     )
 
 

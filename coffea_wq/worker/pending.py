@@ -27,10 +27,8 @@ log = logging.getLogger(__name__)
 class PendingStart:
     """``start()`` run in a thread; behaves as the process it returns (Popen-like) from the start."""
 
-    def __init__(self, start: Callable[[], Any], command: str, output_path: Path,
-                 on_done: Callable[[], None] | None = None):
+    def __init__(self, start: Callable[[], Any], command: str, output_path: Path):
         self.args = command
-        self.on_done = on_done  # told once the start is done (the worker's loop waits on it)
         self.output_path = output_path
         self.process: Any = None
         self.failed = False
@@ -62,8 +60,6 @@ class PendingStart:
         self.done.set()
         if process is not None and pending is not None:
             signal_process(process, pending)
-        if self.on_done is not None:
-            self.on_done()
 
     def poll(self) -> int | None:
         if not self.done.is_set():

@@ -67,12 +67,9 @@ from coffea_wq.worker.warm import WarmPythonPool
 log = logging.getLogger(__name__)
 
 ACTIVE_TIMEOUT = 3600.0  # seconds a send, or a stall inside a message, may take (CCTools' active_timeout)
-# A cold task's end is noticed by polling: 5 ms keeps a short task's result from waiting for the
-# loop (50 ms cost ~10% of throughput at 10k-event chunks in bench_e2e). Warm tasks wake the loop
-# when they end (the warm pool's news), so with only those running it polls for time limits only:
-# 200 wake-ups a second cost each worker ~5% of a core (docs/executor.md, section 6).
+# While tasks run, finished ones are noticed by polling: 5 ms keeps a short task's result from
+# waiting for the loop (50 ms cost ~10% of throughput at 10k-event chunks in bench_e2e).
 BUSY_POLL = 0.005
-WARM_BUSY_POLL = 0.25
 IDLE_POLL = 0.5
 SEND_CHUNK = 1 << 20
 
@@ -157,14 +154,13 @@ class WorkerSession:
         try:
             self.sock.settimeout(self.settings.active_timeout)
             selector.register(self.sock, selectors.EVENT_READ)
-            if self.warm_pool is not None:
-                selector.register(self.warm_pool.news_fd(), selectors.EVENT_READ, "news")
             self._send(self.conn.start())
             if self.settings.password is None:
                 self._after_authentication()
             while True:
                 self._check_stop_conditions()
-                if self._tls_pending() or self._wait(selector):
+                busy = self.tasks.active > 0
+                if self._tls_pending() or selector.select(BUSY_POLL if busy else IDLE_POLL):
                     self._receive()
                 self._handle_events()
                 self._advance_tasks()
@@ -173,18 +169,6 @@ class WorkerSession:
         finally:
             selector.close()
             self._close()
-
-    def _wait(self, selector: selectors.BaseSelector) -> bool:
-        """Sleep until the manager writes, a warm task starts or ends, or the poll interval is up;
-        True when the manager's socket is readable."""
-        if self.tasks.active == 0:
-            timeout = IDLE_POLL
-        else:
-            timeout = BUSY_POLL if self.warm_pool is None or self.tasks.needs_polling() else WARM_BUSY_POLL
-        ready = selector.select(timeout)
-        if self.warm_pool is not None and any(key.data == "news" for key, _ in ready):
-            self.warm_pool.take_news()
-        return any(key.data != "news" for key, _ in ready)
 
     def _tls_pending(self) -> bool:
         # TLS decrypts whole records: bytes already decrypted never wake the selector

@@ -32,7 +32,7 @@ from coffea_wq.worker.sandbox import (
     prepare_sandbox,
     remove_sandbox,
 )
-from coffea_wq.worker.warm import WarmPythonPool, tells_its_end
+from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,6 @@ class TaskTable:
     def active(self) -> int:
         """Tasks waiting or running (they keep the connection busy for the idle timeout)."""
         return sum(1 for r in self.records.values() if r.phase in (TaskPhase.WAITING, TaskPhase.RUNNING))
-
-    def needs_polling(self) -> bool:
-        """Whether a running task can end without telling the loop (a cold process): see warm.tells_its_end."""
-        return any(r.phase is TaskPhase.RUNNING and r.run is not None and not tells_its_end(r.run.handle)
-                   for r in self.records.values())
 
     def has_unreported(self) -> bool:
         return any(r.phase is TaskPhase.FINISHED for r in self.records.values())

@@ -29,7 +29,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -106,10 +105,8 @@ class WarmProcess:
 class _Zygote:
     """One zygote process and the thread that reads its answers."""
 
-    def __init__(self, python: str, env: dict[str, str], cwd: Path, preload: tuple[str, ...] = (),
-                 on_news: Callable[[], None] | None = None):
+    def __init__(self, python: str, env: dict[str, str], cwd: Path, preload: tuple[str, ...] = ()):
         self.python = python
-        self.on_news = on_news  # told after each answer (a task started or ended) and at the zygote's death
         self.proc = subprocess.Popen([python, str(ZYGOTE_SCRIPT), *preload], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
         self.cond = threading.Condition()
@@ -136,13 +133,9 @@ class _Zygote:
                     # keyed by request: a slot runs many tasks under one pid
                     self.exits[message["id"]] = int(message["returncode"])
                 self.cond.notify_all()
-            if self.on_news is not None:
-                self.on_news()
         with self.cond:
             self.dead = True
             self.cond.notify_all()
-        if self.on_news is not None:
-            self.on_news()
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str], output: Path,
             preload: tuple[str, ...]) -> tuple[int, int]:
@@ -236,40 +229,6 @@ class WarmPythonPool:
         self.zygotes: dict[str, _Zygote] = {}
         self.lock = threading.Lock()
         self.generation = 0  # counts close() calls: the pool serves one manager session after another
-        self._news: tuple[int, int] | None = None  # a pipe: a byte in it wakes the worker's loop
-
-    # -- news: the worker's loop sleeps until a warm task starts or ends, instead of polling
-
-    def news_fd(self) -> int:
-        """A descriptor that becomes readable when a warm task has started or ended (``take_news``)."""
-        if self._news is None:
-            read_end, write_end = os.pipe()
-            os.set_blocking(read_end, False)
-            os.set_blocking(write_end, False)
-            self._news = (read_end, write_end)
-        return self._news[0]
-
-    def tell_news(self) -> None:
-        if self._news is not None:
-            try:
-                os.write(self._news[1], b"!")
-            except (BlockingIOError, OSError):  # full: the loop has news to read already
-                pass
-
-    def take_news(self) -> None:
-        if self._news is not None:
-            try:
-                while os.read(self._news[0], 4096):
-                    pass
-            except (BlockingIOError, OSError):
-                pass
-
-    def __del__(self) -> None:
-        for fd in getattr(self, "_news", None) or ():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     @staticmethod
     def parse_warm_command(command: str, env: dict[str, str]) -> WarmRequest | None:
@@ -291,7 +250,7 @@ class WarmPythonPool:
         """``start`` in a thread: the worker's loop never waits for unpacking or imports (pending.py)."""
         generation = self.generation
         return PendingStart(lambda: self.start(request, cwd, env, output_path, generation), request.command,
-                            Path(output_path), on_done=self.tell_news)
+                            Path(output_path))
 
     def start(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path,
               generation: int | None = None) -> Any:
@@ -318,17 +277,6 @@ class WarmPythonPool:
             from coffea_wq.worker.execution import start_cold
 
             return start_cold(request.command, cwd, env, output_path)
-
-    def prewarm(self, preload: tuple[str, ...], workspace: Path) -> None:
-        """Start the zygote of the ``python3`` that tasks find on this process's PATH, importing
-        ``preload``, before any task comes: a local worker's first task then finds coffea imported
-        instead of waiting ~1.5 s for it (docs/executor.md, section 6). Failures only cost that."""
-        env = dict(os.environ)
-        try:
-            python, _env = self._interpreter(WarmRequest("", "python3", (), tuple(preload)), workspace, env)
-            self._zygote(python, env, workspace, tuple(preload))
-        except Exception as exc:
-            log.warning("could not start the warm zygote ahead of the tasks: %s", exc)
 
     def _check_generation(self, generation: int | None) -> None:
         if generation is not None and generation != self.generation:
@@ -363,7 +311,7 @@ class WarmPythonPool:
                 zygote = None
             if zygote is None:
                 zygote_env = {k: v for k, v in env.items() if k not in PER_TASK_VARIABLES}
-                zygote = _Zygote(python, zygote_env, workspace, preload, on_news=self.tell_news)
+                zygote = _Zygote(python, zygote_env, workspace, preload)
                 self.zygotes[python] = zygote
             return zygote
 
@@ -373,16 +321,6 @@ class WarmPythonPool:
             zygotes, self.zygotes = list(self.zygotes.values()), {}
         for zygote in zygotes:
             zygote.close()
-
-
-def tells_its_end(handle: Any) -> bool:
-    """Whether a task's end wakes the worker through the pool's news (a warm task, or one still
-    starting), so that the loop need not poll it; a cold process must be polled."""
-    if isinstance(handle, PendingStart):
-        return not handle.done.is_set() or tells_its_end(handle.process)
-    if isinstance(handle, MonitoredWarmProcess):
-        return tells_its_end(handle.process)
-    return isinstance(handle, WarmProcess)
 
 
 def _is_venv_python(path: str) -> bool:

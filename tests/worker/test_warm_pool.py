@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from coffea_wq.worker.pending import PendingStart
-from coffea_wq.worker.warm import ZYGOTE_SCRIPT, WarmProcess, WarmPythonPool, _Zygote, tells_its_end
+from coffea_wq.worker.warm import ZYGOTE_SCRIPT, WarmProcess, WarmPythonPool, _Zygote
 
 
 @pytest.fixture
@@ -50,7 +49,6 @@ def test_an_exit_read_before_run_wakes_up_is_not_lost():
         zygote = _Zygote.__new__(_Zygote)
         zygote.proc, zygote.cond, zygote.started, zygote.exits = sink, threading.Condition(), {}, {}
         zygote.dead, zygote.next_id, zygote.write_lock = False, 1, threading.Lock()
-        zygote.on_news = None
         pid = 2**22 + 12345  # above the default pid_max: no live process can have it
         zygote._read_answers(io.BytesIO(
             b'{"op": "started", "id": 1, "pid": %d}\n'
@@ -176,25 +174,3 @@ def test_the_zygote_ends_without_the_teardown_of_what_it_imported(tmp_path):
     finally:
         zygote.kill()
         zygote.wait()
-
-
-def test_a_warm_task_wakes_the_worker_when_it_starts_and_ends(tmp_path, pool):
-    # The worker's loop sleeps on the pool's news instead of polling its warm tasks every 5 ms:
-    # each start and end must make the news descriptor readable.
-    env = {"PATH": os.environ["PATH"], "COFFEA_WQ_WARM": "1"}
-    news = pool.news_fd()
-    request = pool.parse_warm_command("python3 coffea_wq_task.py fn item out", env)
-    for code in (3, 0):
-        sandbox = tmp_path / f"t.{code}"
-        sandbox.mkdir()
-        (sandbox / "coffea_wq_task.py").write_text(f"import sys, time\ntime.sleep(0.3)\nsys.exit({code})\n")
-        handle = pool.start_async(request, sandbox, env, tmp_path / f"t.{code}.out")
-        assert tells_its_end(handle)
-        while handle.poll() is None:  # each wait ends with news, the last with the task's end
-            readable, _, _ = select.select([news], [], [], 60)
-            assert readable, "the task's start or end did not wake the loop"
-            pool.take_news()
-        assert handle.poll() == code and isinstance(handle.process, WarmProcess)
-    cold = subprocess.Popen(["true"])
-    assert not tells_its_end(cold)  # a cold task tells nobody: the loop polls it
-    cold.wait()

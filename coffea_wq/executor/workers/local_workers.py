@@ -35,9 +35,6 @@ class LocalWorkerSpec:
     kind: str = "auto"  # "auto", "coffea-wq" or "cctools"
     workdir: Path | None = None
     ssl: bool = False  # the manager uses TLS: connect with --ssl
-    # coffea-wq workers start their warm zygote at once with these imports (--warm-preload), while
-    # the manager waits for them and preprocessing is submitted; () when tasks run cold
-    warm_preload: tuple[str, ...] = ()
 
 
 def worker_kind(requested: str = "auto") -> str:
@@ -66,8 +63,6 @@ def worker_command(spec: LocalWorkerSpec, kind: str, index: int) -> list[str]:
         workdir.mkdir(parents=True, exist_ok=True)
         options += ["--workdir", str(workdir)]
     if kind == "coffea-wq":
-        if spec.warm_preload:
-            options += ["--warm-preload", ",".join(spec.warm_preload)]
         return [sys.executable, "-m", "coffea_wq", "worker", *options, spec.host, str(spec.port)]
     return [shutil.which("work_queue_worker") or "work_queue_worker", *options, spec.host, str(spec.port)]
 
