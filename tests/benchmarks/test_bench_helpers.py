@@ -85,3 +85,20 @@ def test_big_hist_output_is_filled_from_the_jets_and_differences_are_found(bench
     changed = copy.deepcopy(out)
     changed["events"] -= 1
     assert bench_big_outputs.output_difference(out, changed) == "events: 15000 != 14999"
+
+
+def test_profile_classes_processes_by_depth_and_measures_their_cpu():
+    profile = _import_benchmark("profile_e2e")
+    assert profile.descendants(1, {2: 1, 3: 2, 4: 3, 5: 4, 6: 99}) == {2: 1, 3: 2, 4: 3, 5: 4}
+    assert [profile.kind_at_depth(d) for d in range(5)] == ["user", "worker", "zygote", "slot", "slot"]
+    # a child that burns 0.5 s of CPU, and its own child as much: read while alive (every 0.05 s), they
+    # count as worker and zygote
+    burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n"
+    script = f"import subprocess, sys\np = subprocess.Popen([sys.executable, '-c', {burn!r}])\n{burn}p.wait()\n"
+    with profile.CpuByProcess(interval=0.05) as meter:
+        import subprocess
+
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    kinds = meter.per_kind()
+    assert kinds["worker"][1] == 1 and kinds["zygote"][1] == 1
+    assert 0.3 < kinds["worker"][0] and 0.3 < kinds["zygote"][0]
