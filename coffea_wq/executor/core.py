@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ from coffea_wq.executor.options import (
     RESOURCE_MODES,
     category_limits,
     frozen_ssl,
+    reduce_settings,
     resolve_environment,
     resolve_x509_proxy,
     resolved_local_workers,
@@ -47,6 +49,7 @@ from coffea_wq.executor.tasks.dynamic_chunks import parse_targets
 from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.executor.tasks.task_loop import CallOptions, CallReport, TaskLoop
 from coffea_wq.executor.workers.factory_pool import freeze_factory_options
+from coffea_wq.worker.warm_contract import RUN_ENV
 
 __all__ = ["WorkQueueExecutor", "TaskFailedError", "RunInterrupted", "ExecutorConfigError", "last_report", "shutdown"]
 
@@ -161,6 +164,14 @@ class WorkQueueExecutor(ExecutorBase):
     custom_init : callable (None)     called with the WorkQueue before each call submits anything.
     warm_python : bool (True)         let coffea-wq workers run tasks in warm Python slots.
     preload_modules : tuple           modules a warm slot imports once.
+    reduction : bool (True)           merge results on the workers: each coffea-wq worker's warm slot
+                                      keeps a running sum (a partial) and hands it back, so this
+                                      process merges a few results, not one per chunk (docs/reduction.md).
+                                      False: every chunk's result is merged here, as before.
+    chunks_per_accum : int (None)     most chunks a partial holds before it is handed back (None: no
+                                      limit; bounds what a lost worker or a killed run costs).
+    accum_interval : float (None)     seconds after which a partial is handed back at its next chunk.
+    chunks_accum_in_mem : int (2)     accepted for coffea 0.7; merging always holds at most two results.
     treereduction : int (20)          results an accumulation task adds (fan-in): the results of chunks
                                       that ran cold (CCTools' work_queue_worker) are added on workers;
                                       fewer than this are left for this process (docs/reduction.md).
@@ -174,8 +185,8 @@ class WorkQueueExecutor(ExecutorBase):
                                       (s, MB; memory needs resource_monitor): see dynamic_chunks.py.
     checkpoint_dir : str (None)       keep every chunk's result in this folder of the submit host; a
                                       rerun merges them and submits only the rest (checkpoint.py).
-    tasks_accum_log, wrapper, bar_format, chunks_accum_in_mem,
-    chunks_per_accum : accepted for coffea 0.7 scripts; not implemented yet (a warning says so).
+    tasks_accum_log, wrapper, bar_format : accepted for coffea 0.7 scripts; not implemented yet (a
+                                      warning says so).
     """
 
     compression: int | None = 9
@@ -219,8 +230,10 @@ class WorkQueueExecutor(ExecutorBase):
     checkpoint_dir: str | os.PathLike | None = None
     custom_init: Callable | None = None
     bar_format: str | None = None
-    chunks_accum_in_mem: int | None = None
+    chunks_accum_in_mem: int | None = 2
     chunks_per_accum: int | None = None
+    accum_interval: float | None = None
+    reduction: bool = True
     warm_python: bool = True
     preload_modules: tuple[str, ...] = DEFAULT_PRELOAD
     dashboard: bool | int = False
@@ -278,7 +291,10 @@ class WorkQueueExecutor(ExecutorBase):
         configure_category(session, self, category)
         if self.custom_init is not None:
             self.custom_init(session.queue)
-        template = self.task_template(session, function, category)
+        # partials on workers need coffea-wq's manager, which says which workers are connected
+        reduce = self.reduction and not preprocessing and callable(getattr(session.queue, "worker_features", None))
+        run_id = secrets.token_hex(8) if reduce else ""  # one partial per call in a slot (docs/reduction.md)
+        template = self.task_template(session, function, category, reduce, run_id)
         options = CallOptions(retries=self.retries, split_on_exhaustion=self.split_on_exhaustion and not preprocessing,
                               verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,
                               desc=self.desc, unit=self.unit, resources_mode=RESOURCE_MODES[self.resources_mode],
@@ -286,7 +302,7 @@ class WorkQueueExecutor(ExecutorBase):
                               else parse_targets(self.dynamic_chunksize),
                               result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)),
                               treereduction=None if preprocessing else self.treereduction,
-                              compression=self.compression)
+                              compression=self.compression, reduce=reduce)
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None
         store = None
@@ -295,7 +311,7 @@ class WorkQueueExecutor(ExecutorBase):
         accumulation = None
         if options.treereduction:
             configure_category(session, self, "accumulating")
-            accumulation = self.task_template(session, function, "accumulating")
+            accumulation = self.task_template(session, function, "accumulating", reduce, run_id)
         loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested, store=store,
                         accumulation=accumulation)
         try:
@@ -315,12 +331,14 @@ class WorkQueueExecutor(ExecutorBase):
             resource_monitor=resolved_monitor(self), factory=freeze_factory_options(self.factory),
             manager_host=self.manager_host, ssl=frozen_ssl(self.ssl))
 
-    def task_template(self, session: ManagerSession, function: Callable, category: str) -> TaskTemplate:
+    def task_template(self, session: ManagerSession, function: Callable, category: str,
+                      reduce: bool = False, run_id: str = "") -> TaskTemplate:
         fixed = RESOURCE_MODES[self.resources_mode] == "fixed"
         declared = category_limits(self, category) if fixed else {}
         env, env_runner, env_name = resolve_environment(self.environment_file)
         return TaskTemplate(
-            function=session.staging.write_function(function, self.function_name, self.compression),
+            function=session.staging.write_function(function, self.function_name, self.compression,
+                                                    reduce_settings(self) if reduce else None),
             script=session.staging.script, category=category, environment=env, env_runner=env_runner,
             environment_name=env_name,
             extra_inputs=[(Path(p).resolve(), Path(p).name) for p in self.extra_input_files],
@@ -328,7 +346,9 @@ class WorkQueueExecutor(ExecutorBase):
             x509_proxy=resolve_x509_proxy(self.x509_proxy),
             cores=declared.get("cores"), memory=declared.get("memory"), disk=declared.get("disk"),
             gpus=declared.get("gpus"),
-            warm=self.warm_python, preload=tuple(self.preload_modules))
+            warm=self.warm_python, preload=tuple(self.preload_modules),
+            # one partial per call in a slot: a slot never adds this call's values to another's
+            environment_variables={RUN_ENV: run_id} if run_id else {})
 
 
 def last_report(desc: str | None = None) -> CallReport | None:

@@ -35,8 +35,6 @@ NOT_YET_IMPLEMENTED = {
     "tasks_accum_log": None,
     "wrapper": None,
     "bar_format": None,
-    "chunks_accum_in_mem": None,
-    "chunks_per_accum": None,
 }
 
 
@@ -63,6 +61,7 @@ def validate_options(ex: WorkQueueExecutor) -> None:
             parse_targets(ex.dynamic_chunksize)
         except DynamicChunksizeError as exc:
             raise ExecutorConfigError(str(exc)) from None
+    _validate_reduction(ex)
     if ex.treereduction < 2:
         raise ExecutorConfigError(f"treereduction={ex.treereduction!r}: expected an integer >= 2")
     _validate_port(ex.port)
@@ -82,6 +81,39 @@ def validate_options(ex: WorkQueueExecutor) -> None:
         if getattr(ex, name) not in (default, None, False):
             warnings.warn(f"WorkQueueExecutor option {name}={getattr(ex, name)!r} is accepted for coffea 0.7 "
                           "compatibility but not implemented yet; it has no effect", UserWarning, stacklevel=4)
+
+
+def _validate_reduction(ex: WorkQueueExecutor) -> None:
+    if not isinstance(ex.reduction, bool):
+        raise ExecutorConfigError(f"reduction={ex.reduction!r}: expected True or False")
+    for name in ("chunks_per_accum", "chunks_accum_in_mem"):
+        value = getattr(ex, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ExecutorConfigError(f"{name}={value!r}: expected an integer >= 1 or None")
+    interval = ex.accum_interval
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0):
+        raise ExecutorConfigError(f"accum_interval={interval!r}: expected a number of seconds > 0 or None")
+
+
+# with checkpoint_dir and no bound given, partials come back (and are stored) at least this often, so
+# that a killed run loses about this much of each worker's work (docs/reduction.md, section 5)
+CHECKPOINT_ACCUM_INTERVAL_S = 60.0
+
+
+def reduce_settings(ex: WorkQueueExecutor) -> dict[str, Any]:
+    """When a slot hands its partial back (docs/reduction.md): every N chunks, after T seconds.
+
+    Example:
+        >>> from coffea_wq.executor import WorkQueueExecutor
+        >>> reduce_settings(WorkQueueExecutor(chunks_per_accum=10))
+        {'every': 10, 'seconds': None}
+        >>> reduce_settings(WorkQueueExecutor(checkpoint_dir="ckpt"))
+        {'every': None, 'seconds': 60.0}
+    """
+    seconds = None if ex.accum_interval is None else float(ex.accum_interval)
+    if ex.checkpoint_dir is not None and seconds is None and ex.chunks_per_accum is None:
+        seconds = CHECKPOINT_ACCUM_INTERVAL_S
+    return {"every": ex.chunks_per_accum, "seconds": seconds}
 
 
 def _validate_trust_options(ex: WorkQueueExecutor) -> None:

@@ -112,6 +112,7 @@ class _Zygote:
         self.cond = threading.Condition()
         self.started: dict[int, dict] = {}
         self.exits: dict[int, int] = {}
+        self.queued: set[int] = set()  # requests waiting in the zygote for their slot (a flush): no start timeout
         self.dead = False
         self.next_id = 0
         self.write_lock = threading.Lock()
@@ -129,6 +130,8 @@ class _Zygote:
                 op = message.get("op")
                 if op in ("started", "failed"):
                     self.started[message["id"]] = message
+                elif op == "queued":
+                    self.queued.add(message["id"])
                 elif op == "exit":
                     # keyed by request: a slot runs many tasks under one pid
                     self.exits[message["id"]] = int(message["returncode"])
@@ -152,10 +155,11 @@ class _Zygote:
         deadline = time.monotonic() + START_TIMEOUT_S
         with self.cond:
             while request_id not in self.started:
-                if self.dead or time.monotonic() > deadline:
+                if self.dead or (time.monotonic() > deadline and request_id not in self.queued):
                     raise RuntimeError(f"zygote {self.proc.pid} did not start the task (exit {self.proc.poll()})")
                 self.cond.wait(0.5)
             answer = self.started.pop(request_id)
+            self.queued.discard(request_id)
             if answer["op"] == "failed":
                 raise RuntimeError(f"zygote {self.proc.pid}: {answer.get('error')}")
             return request_id, int(answer["pid"])

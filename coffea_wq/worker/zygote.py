@@ -14,6 +14,7 @@ being imported cannot corrupt the channel):
     <- {"op": "signal", "id": 7, "signal": 9}             (to the slot running task 7, if it still does)
     -> {"op": "started", "id": 7, "pid": 1234}           or  {"op": "failed", "id": 7, "error": "..."}
     -> {"op": "exit", "id": 7, "pid": 1234, "returncode": 0}   (negative: killed by that signal)
+    -> {"op": "queued", "id": 7}     (a flush waits for the busy slot holding its partial; "started" follows)
     -> {"op": "ready", "pid": <zygote pid>, "preloaded": [...], "failed": [...]}   once, at start
 
 Why slots and not a fork per task: a fork of a process holding coffea, awkward and numba pays
@@ -346,6 +347,7 @@ class Zygote:
         holder = self.holder_of(request)
         if holder is not None and holder.task is not None:
             holder.waiting.append(request)  # a flush: given to the slot holding the partial once it is idle
+            self.send({"op": "queued", "id": request["id"]})  # the worker then waits past its start timeout
             return
         while True:
             request["tries"] = request.get("tries", 0) + 1

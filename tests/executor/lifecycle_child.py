@@ -4,10 +4,11 @@
 
 SETTINGS_JSON holds: ``workdir`` (the executor's filepath), ``progress`` (a file each processed chunk
 appends a line to, so the test sees how far the run got), ``chunksize``, ``sleep`` (seconds per chunk),
-``local_workers``, ``port``, ``checkpoint_dir`` and ``use_result_type``. The script prints one line
-``RESULT {json}`` with the events in the output, the events of ``last_report().unprocessed``, the
-chunks submitted and, with ``output``, pickles the output there; ``KEYBOARDINTERRUPT`` when the run
-raised it.
+``local_workers``, ``port``, ``checkpoint_dir``, ``use_result_type``, ``reduction`` and
+``chunks_per_accum``. The script prints one line ``RESULT {json}`` with the events in the output,
+the events of ``last_report().unprocessed``, the chunks submitted, the report's reduction counts and
+whether any chunk was counted twice and, with ``output``, pickles the output there;
+``KEYBOARDINTERRUPT`` when the run raised it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def events_of(items) -> int:
 
 def main(settings: dict) -> None:
     extra = {"checkpoint_dir": settings["checkpoint_dir"]} if settings.get("checkpoint_dir") else {}
+    extra.update({k: settings[k] for k in ("reduction", "chunks_per_accum") if k in settings})
     executor = coffea_wq.WorkQueueExecutor(
         status=False, filepath=settings["workdir"], local_workers=settings.get("local_workers", 2),
         port=settings.get("port"), retries=0, **extra)
@@ -83,7 +85,11 @@ def main(settings: dict) -> None:
     print("RESULT " + json.dumps({
         "kind": kind, "events": sum(out["nevents"].values()), "unprocessed_events": events_of(report.unprocessed),
         "unprocessed": len(report.unprocessed), "submitted": report.tasks_submitted, "items": report.items,
-        "restored": len(getattr(report, "restored", [])), "pid": os.getpid()}), flush=True)
+        "restored": len(getattr(report, "restored", [])), "pid": os.getpid(),
+        "accumulated": len(report.accumulated), "skipped": len(report.skipped),
+        "counted_twice": len(report.accumulated) - len({(i.filename, i.entrystart) for i in report.accumulated}),
+        "partials_returned": report.partials_returned, "merged_in_process": report.merged_in_process}),
+        flush=True)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,14 @@ def _run(fileset, **options):
 
 
 def _task_events(path) -> dict[int, list]:
+    """The events of each chunk and file task (not the flush tasks that bring partials back,
+    category accumulating, docs/reduction.md), by task id."""
     by_task: dict[int, list] = {}
     for event in read_transactions_log(path):
         if event.kind == "TASK":
             by_task.setdefault(int(event.subject), []).append(event)
-    return by_task
+    return {task: events for task, events in by_task.items()
+            if not any(e.category == "accumulating" for e in events)}
 
 
 @pytest.mark.slow

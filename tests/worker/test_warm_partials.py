@@ -18,6 +18,7 @@ import lz4.frame
 import pytest
 
 from coffea_wq.executor.tasks import task_script
+from coffea_wq.worker import warm
 from coffea_wq.worker.warm import WarmProcess, WarmPythonPool
 
 COMMAND = "python3 coffea_wq_task.py fn.pkl item.pkl out.lz4"
@@ -88,9 +89,11 @@ def pool():
     warm.close()
 
 
-def test_values_join_the_slot_partial_and_a_flush_reaches_the_busy_slot_holding_it(tmp_path, pool):
+def test_values_join_the_slot_partial_and_a_flush_reaches_the_busy_slot_holding_it(tmp_path, pool, monkeypatch):
     tasks = Tasks(tmp_path, pool, reduce={"every": None, "seconds": None})
     first = tasks.run("a", key=1)
+    # the zygote is up: a start now times out quickly, except a flush waiting for its busy slot
+    monkeypatch.setattr(warm, "START_TIMEOUT_S", 0.5)
     assert first["status"] == "held" and first["count"] == 1 and "value" not in first
     held = first["partial"]
     token, slot_pid, seq = held.split("/")

@@ -19,6 +19,16 @@ name first when the staging folder is on another filesystem), owner-only (0600 f
   are submitted. That is what makes ``dynamic_chunksize`` resumable: stored ranges need not match
   the new chunks, and the uncovered rest is re-cut at the size learnt anew.
 
+With reduction (docs/reduction.md) a partial merged from a worker holds several chunks; it is
+stored once, as a *bundle*:
+
+    <checkpoint_dir>/<processor digest>/bundles/<id>.lz4   the partial's record
+    <checkpoint_dir>/<processor digest>/bundles/<id>.json  {"chunks": [source fields + filename, start, stop]}
+
+(the manifest is written after the record, so a bundle without one is ignored). A rerun merges a
+bundle when every chunk it names lies inside the events asked for and overlaps nothing already
+taken; per-chunk results fill in around the bundles.
+
 Result files are the task runner's own records, read back by ``read_outcome`` under the run's
 ``ResultPolicy``: the same restricted unpickler (safe_results.py) as results from the network.
 """
@@ -49,6 +59,8 @@ log = logging.getLogger(__name__)
 
 RESULT_SUFFIX = ".lz4"
 SOURCE_FILE = "source.json"
+BUNDLES = "bundles"
+MANIFEST_SUFFIX = ".json"
 _TRACKER_ID = re.compile(r"^[0-9a-f]{32}$")  # cloudpickle's random id of a class pickled by value
 # Runner closure arguments that do not change a chunk's result
 _IGNORED_KEYWORDS = ("checkpointer", "cache_function")
@@ -112,6 +124,16 @@ class Restored:
 
     results: list[tuple[Any, Any]]  # (WorkItem of the stored range, its value)
     remaining: list[Any]
+    bundles: list[tuple[list[Any], Any]] = dataclasses.field(default_factory=list)  # (WorkItems, value)
+
+    @property
+    def items(self) -> list[Any]:
+        """Every work item restored (single results and the chunks of bundles)."""
+        return [item for item, _ in self.results] + [item for items, _ in self.bundles for item in items]
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
 
 
 class CheckpointStore:
@@ -140,9 +162,12 @@ class CheckpointStore:
             by_source[source_id(item)].append(item)
         results: list[tuple[Any, Any]] = []
         remaining: list[Any] = []
+        bundles, covered_by_bundles = self._usable_bundles(by_source)
         for sid, wanted in by_source.items():
-            covered = []
+            covered = list(covered_by_bundles.get(sid, []))
             for start, stop, path in self._usable_ranges(sid, wanted):
+                if any(start < hi and lo < stop for lo, hi in covered_by_bundles.get(sid, [])):
+                    continue
                 outcome = read_outcome(path, self.policy, worker=f"checkpoint {path}")
                 if outcome.kind is not OutcomeKind.OK:
                     log.warning("checkpoint %s cannot be used (%s); its events are processed again", path,
@@ -153,8 +178,52 @@ class CheckpointStore:
                 covered.append((start, stop))
             for item in wanted:
                 remaining += _uncovered_pieces(item, covered)
-        self._log_summary(len(items), results, remaining)
-        return Restored(results, remaining)
+        self._log_summary(len(items), results + bundles, remaining)
+        return Restored(results, remaining, bundles)
+
+    def save_bundle(self, items: list[Any], record: Path) -> None:
+        """Move a partial's record at ``record`` into the store as one bundle of ``items``' chunks."""
+        if not items or not all(_is_chunk(i) for i in items):
+            return
+        chunks = [_source_fields(i) | {"filename": str(i.filename), "entrystart": int(i.entrystart),
+                                       "entrystop": int(i.entrystop)} for i in items]
+        manifest = json.dumps({"chunks": chunks}, sort_keys=True).encode()
+        folder = self.folder / BUNDLES
+        _private_dir(folder)
+        name = hashlib.sha256(manifest).hexdigest()[:24]
+        os.chmod(record, 0o600)
+        _move_into(Path(record), folder / f"{name}{RESULT_SUFFIX}")
+        _atomic_write(folder / f"{name}{MANIFEST_SUFFIX}", manifest)  # last: a bundle without it is ignored
+
+    def _usable_bundles(self, by_source: dict[str, list[Any]]) -> tuple[list, dict[str, list[tuple[int, int]]]]:
+        """Bundles whose chunks all lie inside the wanted events, not overlapping each other."""
+        folder = self.folder / BUNDLES
+        taken: list[tuple[list[Any], Any]] = []
+        covered: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        if not folder.is_dir():
+            return taken, covered
+        spans = {sid: _contiguous_spans(wanted) for sid, wanted in by_source.items()}
+        for manifest in sorted(folder.glob(f"*{MANIFEST_SUFFIX}")):
+            chunks = _read_manifest(manifest)
+            record = manifest.with_suffix(RESULT_SUFFIX)
+            if not chunks or not record.is_file():
+                continue
+            placed = [(_sid(c), c["entrystart"], c["entrystop"]) for c in chunks]
+            if not all(any(lo <= start and stop <= hi for lo, hi in spans.get(sid, [])) and
+                       not any(start < b and a < stop for a, b in covered[sid]) for sid, start, stop in placed):
+                continue
+            outcome = read_outcome(record, self.policy, worker=f"checkpoint {record}")
+            partial = outcome.partial
+            if outcome.kind not in (OutcomeKind.PARTIAL, OutcomeKind.REMOTE_ERROR) or partial is None:
+                log.warning("checkpoint bundle %s cannot be used (%s); its events are processed again", record,
+                            outcome.detail or outcome.kind.value)
+                continue
+            items = [dataclasses.replace(_item_holding(by_source[sid], start), entrystart=start, entrystop=stop)
+                     for sid, start, stop in placed]
+            taken.append((items, partial.value))
+            for sid, start, stop in placed:
+                covered[sid].append((start, stop))
+        return taken, covered
 
     def save(self, item: Any, record: Path, keep: bool = False) -> None:
         """Move the result record at ``record`` (a task's output file) into the store as ``item``'s.
@@ -171,20 +240,7 @@ class CheckpointStore:
                                                            indent=1).encode())
         target = self._record_path(item)
         os.chmod(record, 0o600)
-        try:
-            if keep:
-                _atomic_link(record, target)
-            else:
-                os.replace(record, target)  # the record is the staging copy, discarded next: move it
-        except OSError:  # another filesystem
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-            os.close(fd)
-            try:
-                shutil.copyfile(record, tmp)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        _move_into(Path(record), target, keep)
 
     def discard(self, item: Any) -> None:
         """Forget ``item``'s stored result (it was refused where it was read: it must not be restored)."""
@@ -271,6 +327,44 @@ def _uncovered_pieces(item: Any, covered: list[tuple[int, int]]) -> list[Any]:
     if pieces == [(item.entrystart, item.entrystop)]:
         return [item]
     return [dataclasses.replace(item, entrystart=lo, entrystop=hi) for lo, hi in pieces]
+
+
+def _move_into(record: Path, target: Path, keep: bool = False) -> None:
+    """Move ``record`` to ``target`` atomically (a staging copy, discarded next); copy across filesystems.
+
+    ``keep``: the record stays where it is too (a hard link, or a copy on another filesystem).
+    """
+    try:
+        if keep:
+            _atomic_link(record, target)
+        else:
+            os.replace(record, target)
+    except OSError:  # another filesystem
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(record, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _sid(fields: dict[str, Any]) -> str:
+    """``source_id`` of a manifest's chunk (its dataset, file uuid and tree name)."""
+    text = json.dumps({k: str(fields[k]) for k in ("dataset", "fileuuid", "treename")}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _read_manifest(path: Path) -> list[dict[str, Any]]:
+    try:
+        chunks = json.loads(path.read_text())["chunks"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    good = isinstance(chunks, list) and all(
+        isinstance(c, dict) and isinstance(c.get("entrystart"), int) and isinstance(c.get("entrystop"), int)
+        and all(isinstance(c.get(k), str) for k in ("dataset", "fileuuid", "treename")) for c in chunks)
+    return chunks if good else []
 
 
 def _private_dir(path: Path) -> None:

@@ -105,6 +105,11 @@ class Ledger:
         self._set(key, KeyState.DONE)
         return True
 
+    def reopen(self, key: int) -> None:
+        """A key counted done whose value turned out unusable before it was merged: to be run again."""
+        if key in self.states:
+            self._set(key, KeyState.PENDING)
+
     def returned_without_value(self, key: int) -> None:
         """The key's task came back with no value to count (a failure): it is no longer in flight."""
         if self.states.get(key) is KeyState.IN_FLIGHT:

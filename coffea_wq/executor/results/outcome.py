@@ -1,5 +1,9 @@
 """Decode a task's output file into a ``TaskOutcome``: the function's value or a ``RemoteError``.
 
+With reduction (docs/reduction.md) a task may also say its value joined a partial on its worker
+(HELD), bring a partial back (PARTIAL: the value of several chunks, with their keys), or say a
+partial it was asked for is not there (LOST); an error record may carry the partial of its slot.
+
 The file comes from a worker, so it is unpickled under a ``ResultPolicy`` (``safe_results.py``):
 a result that would build anything off the allow-list is ``REFUSED``, never loaded.
 """
@@ -25,6 +29,19 @@ class OutcomeKind(enum.Enum):
     MISSING = "missing"  # no output file came back
     UNREADABLE = "unreadable"  # an output came back but is not a runner record
     REFUSED = "refused"  # the output would build a type off the allow-list: not loaded
+    HELD = "held"  # the value joined partial ``partial.partial_id`` on the worker
+    PARTIAL = "partial"  # ``partial`` came back: its value and the chunk keys it holds
+    LOST = "lost"  # the flush task found no partial ``partial.partial_id`` in its slot
+
+
+@dataclass
+class PartialResult:
+    """A partial named in a record: its id, and (when it came back) its keys and value."""
+
+    partial_id: str
+    keys: list[int]
+    value: Any = None
+    count: int = 0  # HELD: how many chunks the partial holds now
 
 
 @dataclass
@@ -35,6 +52,8 @@ class TaskOutcome:
     detail: str = ""
     wall_time: float | None = None
     refused: str = ""  # with REFUSED: the class or function the output tried to build
+    partial: PartialResult | None = None  # HELD, PARTIAL, LOST; with REMOTE_ERROR: the partial it carried
+    key: int | None = None  # HELD: the chunk key the task says it ran
 
 
 def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "") -> TaskOutcome:
@@ -57,11 +76,31 @@ def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "
         return TaskOutcome(OutcomeKind.MISSING, detail=f"output file {path} did not come back")
     except Exception as exc:  # truncated transfer, foreign file, unpicklable class on this side
         return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"cannot decode output {path}: {exc!r}")
-    if not isinstance(record, dict) or record.get("status") not in ("ok", "error"):
+    if not isinstance(record, dict) or record.get("status") not in ("ok", "error", "held", "partial", "lost"):
         return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"output {path} is not a coffea-wq task record")
+    wall_time = record.get("wall_time")
     if record["status"] == "ok":
-        return TaskOutcome(OutcomeKind.OK, value=record.get("value"), wall_time=record.get("wall_time"))
-    return TaskOutcome(OutcomeKind.REMOTE_ERROR, remote=_remote_error(record), wall_time=record.get("wall_time"))
+        return TaskOutcome(OutcomeKind.OK, value=record.get("value"), wall_time=wall_time)
+    if record["status"] == "error":
+        carried = _partial(record.get("partial"), "id")
+        return TaskOutcome(OutcomeKind.REMOTE_ERROR, remote=_remote_error(record), wall_time=wall_time,
+                           partial=carried)
+    partial = _partial(record, "partial")
+    if partial is None or (record["status"] == "held" and not isinstance(record.get("key"), int)):
+        return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"output {path}: a malformed {record['status']} record")
+    kind = {"held": OutcomeKind.HELD, "partial": OutcomeKind.PARTIAL, "lost": OutcomeKind.LOST}[record["status"]]
+    return TaskOutcome(kind, wall_time=wall_time, partial=partial, key=record.get("key"))
+
+
+def _partial(fields: Any, id_field: str) -> PartialResult | None:
+    """The partial a record names, if its fields have the right types (a worker wrote them)."""
+    if not isinstance(fields, dict) or not isinstance(fields.get(id_field), str):
+        return None
+    keys = fields.get("keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
+        return None
+    count = fields.get("count", len(keys))
+    return PartialResult(fields[id_field], keys, fields.get("value"), count if isinstance(count, int) else 0)
 
 
 @dataclass(frozen=True)

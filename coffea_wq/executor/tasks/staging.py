@@ -40,6 +40,7 @@ from coffea_wq.executor.errors import ExecutorConfigError
 from coffea_wq.executor.tasks import task_script
 from coffea_wq.worker.warm_contract import (
     ENV_RUNNER,
+    FLUSH_ENV,
     TASK_SCRIPT,
     WarmCommand,
     build_warm_command,
@@ -126,10 +127,14 @@ class StagingArea:
         self.script = self.root / TASK_SCRIPT
         shutil.copyfile(task_script.__file__, self.script)
 
-    def write_function(self, function: Callable, function_name: str | None, compression: int | None) -> FunctionFile:
-        """Cloudpickle ``function`` (with the result compression level) once for a whole call."""
-        payload = cloudpickle.dumps({"function": function, "compression": compression or 1},
-                                    protocol=pickle.HIGHEST_PROTOCOL)
+    def write_function(self, function: Callable, function_name: str | None, compression: int | None,
+                       reduce: dict[str, Any] | None = None) -> FunctionFile:
+        """Cloudpickle ``function`` (with the result compression level and, with reduction on, the
+        hand-back settings ``{"every": N, "seconds": T}``, docs/reduction.md) once for a whole call."""
+        content = {"function": function, "compression": compression or 1}
+        if reduce is not None:
+            content["reduce"] = reduce
+        payload = cloudpickle.dumps(content, protocol=pickle.HIGHEST_PROTOCOL)
         digest = hashlib.sha256(payload).hexdigest()[:16]
         name = "".join(c if c.isalnum() or c in "_-." else "_" for c in (function_name or "function"))
         remote = f"fn-{name}-{digest}.pkl"
@@ -159,6 +164,10 @@ class StagingArea:
         _remove(path)
         path.write_bytes(b"")
         return path
+
+    def discard_output(self, key: int) -> None:
+        """Forget task ``key``'s output only (its value is held on a worker: the item may run again)."""
+        _remove(self.output_path(key))
 
     def discard(self, key: int) -> None:
         """Forget the files of task ``key`` (its result is accumulated or abandoned)."""
@@ -280,6 +289,31 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
     for name, value in template.environment_variables.items():
         task.specify_environment_variable(name, value)
     _specify_resources(task, template)
+    return task
+
+
+def build_flush_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path,
+                     partial_id: str, feature: str) -> Any:
+    """A task that brings partial ``partial_id`` back from the worker advertising ``feature``.
+
+    It runs the same command as the chunk tasks (so a warm slot takes it), on a placeholder item,
+    with ``COFFEA_WQ_FLUSH`` naming the partial; one core, so it never waits for a whole worker.
+    """
+    task = wq.Task(template.command())
+    task.specify_tag(f"flush {partial_id}")
+    task.specify_category("accumulating")
+    task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
+    task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
+    task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
+    if template.environment is not None and template.env_runner is not None:
+        task.specify_input_file(str(template.env_runner), ENV_RUNNER, cache=True)
+        task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
+    task.specify_output_file(str(output_path), OUTPUT_REMOTE_NAME, cache=False)
+    for name, value in {**warm_environment(template.preload), **template.environment_variables,
+                        FLUSH_ENV: partial_id}.items():
+        task.specify_environment_variable(name, value)
+    task.specify_feature(feature)
+    task.specify_cores(1)
     return task
 
 

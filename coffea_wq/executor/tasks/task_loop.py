@@ -7,6 +7,11 @@ A failure that used up its retries stops the call softly: the other tasks are ca
 call returns what was accumulated, with the failure (``TaskFailedError``) as its exception. A stop
 request (the first Ctrl-C, see ``interrupts.py``) does the same with a ``RunInterrupted``. Either
 way the report's ``unprocessed`` lists the items whose results are not in what is returned.
+
+With reduction on (``CallOptions.reduce``, docs/reduction.md) values are merged on the workers:
+``reduction.py`` handles held records, returned partials and flush tasks, and on a stop or failure
+brings back the live partials (at most ``FLUSH_ON_STOP_S``) before the call returns. What a failed
+task means (retry, split, refusal, failure) is ``failing.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +29,6 @@ from coffea.processor import accumulate
 from coffea_wq.dashboard.tracker import RunTracker
 from coffea_wq.executor.backend import module_constant
 from coffea_wq.executor.errors import (
-    EnvironmentFileError,
-    RemoteError,
     RunInterrupted,
     TaskFailedError,
     describe_item,
@@ -35,14 +38,24 @@ from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
 from coffea_wq.executor.results.safe_results import ResultPolicy
 from coffea_wq.executor.session import ManagerSession
 from coffea_wq.executor.tasks.accumulation import TreeReduction
-from coffea_wq.executor.tasks.culprits import ENV_CORRUPT_EXIT, environment_failure_reason, unchangeable_cause
+from coffea_wq.executor.tasks.culprits import unchangeable_cause
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
-from coffea_wq.executor.tasks.exhaustion import exhaustion_failure, exhaustion_reason
+from coffea_wq.executor.tasks.exhaustion import exhaustion_failure
+from coffea_wq.executor.tasks.failing import FailureHandling
 from coffea_wq.executor.tasks.progress import ProgressBars
-from coffea_wq.executor.tasks.splitting import split_work_item
+from coffea_wq.executor.tasks.reduction import Reduction
 from coffea_wq.executor.tasks.staging import TaskTemplate, build_task
-from coffea_wq.executor.verbose import task_report_lines
+from coffea_wq.executor.tasks.task_facts import (
+    connected_cores,
+    connected_workers,
+    result_name,
+    runtime_s,
+    task_resources,
+    verbose_report,
+    worker_name,
+)
 from coffea_wq.executor.workers.refused import RefusedWorkers, password_mismatch_error
+from coffea_wq.worker.warm_contract import CHUNK_ENV
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +65,7 @@ WAIT_TIMEOUT_S = 1
 MIN_QUEUED = 200  # tasks kept submitted beyond what the manager calls hungry
 DYNAMIC_AHEAD = 2  # with dynamic chunk sizes: chunks cut beyond one per connected core
 LOCAL_WORKERS_GONE_GRACE_S = 10.0
-MAX_REFUSED_RESULTS = 3  # refused results of one item (each from a worker then dropped) before it fails
+TASK_READY = 1  # CCTools' WORK_QUEUE_TASK_READY: submitted, no worker has it yet
 
 
 @dataclass
@@ -63,6 +76,8 @@ class WorkUnit:
     item: Any
     failures: int = 0
     refused: int = 0  # results refused by the allow-list: not failures of the item, but bounded
+    announced: bool = False  # counted in the Submitted bar (a resubmission is not counted again)
+    shown_processed: bool = False  # counted in the Processed bar (held, taken by the tree, or merged)
 
 
 @dataclass
@@ -79,6 +94,7 @@ class CallOptions:
     result_policy: ResultPolicy = field(default_factory=ResultPolicy)  # what results may contain
     treereduction: int | None = None  # fan-in of accumulation tasks; None: every result is merged here
     compression: int | None = None  # lz4 level of the sums accumulation tasks send back
+    reduce: bool = False  # partials on the workers (docs/reduction.md); the template's payload says when
 
 
 @dataclass
@@ -104,9 +120,11 @@ class CallReport:
     wall_time: float = 0.0
     merged_in_process: int = 0  # results this process unpickled and added to the output
     accumulation_tasks: int = 0  # accumulation tasks that sent a sum back (docs/reduction.md, section 3)
+    partials_returned: int = 0  # partials of workers' warm slots merged here (docs/reduction.md, section 1)
+    partials_lost: int = 0  # partials lost or dropped: their chunks ran again
 
 
-class TaskLoop:
+class TaskLoop(FailureHandling):
     """Runs one executor call on an open session.
 
     Example (with a session and template from ``coffea_wq.executor``):
@@ -126,6 +144,7 @@ class TaskLoop:
         self.options = options
         self.pending: deque[WorkUnit] = deque()
         self.in_flight: dict[int, WorkUnit] = {}
+        self.units: dict[int, WorkUnit] = {}  # every unit of the call by key (not those split away)
         self.done_keys: set[int] = set()
         self.next_key = 0
         self.accumulated: Any = None
@@ -141,6 +160,9 @@ class TaskLoop:
         self.refused_workers = RefusedWorkers(self.queue)
         self.tree = None if accumulation is None or not options.treereduction else \
             TreeReduction(self, accumulation, options.treereduction, options.compression)
+        self.reduction = Reduction(self) if options.reduce else None
+        self.stopping = False  # winding down: nothing is submitted any more
+        self.waiting_state = module_constant(session.wq, "WORK_QUEUE_TASK_READY", TASK_READY)
 
     def run(self, items: list[Any], accumulator: Any) -> tuple[Any, Any]:
         """Process every item; return ``(accumulated, 0)`` or ``(partial, TaskFailedError)``."""
@@ -150,24 +172,26 @@ class TaskLoop:
         restored = self.store.restore(items) if self.store is not None else None
         if restored is not None:
             items = restored.remaining
-        unit_name, total = self.options.unit, len(items) + (len(restored.results) if restored else 0)
+        unit_name, total = self.options.unit, len(items) + (restored.count if restored else 0)
         if self.options.dynamic_chunksize and items and all(hasattr(i, "entrystart") for i in items):
             self.ranges = EntryRanges(items)
             self.model = ChunkSizeModel(self.options.dynamic_chunksize,
                                         base=max(i.entrystop - i.entrystart for i in items))
             self.report.items = 0  # counted as chunks are cut
             unit_name, total = "event", self.ranges.events  # as coffea 0.7's dynamic mode counted
-            total += sum(self._events(item) for item, _ in (restored.results if restored else []))
+            total += sum(self._events(item) for item in (restored.items if restored else []))
         else:
             for item in items:
                 self.pending.append(self._new_unit(item))
         if self.tracker:
-            planned = items + [item for item, _ in restored.results] if restored else items
+            planned = items + restored.items if restored else items
             self.tracker.call_started(self.options.desc, unit_name, planned, chunks_known=self.ranges is None)
         with ProgressBars(self.options.desc, unit_name, total, self.options.status) as bars:
             self.bars = bars
             for item, value in restored.results if restored else []:
-                self._merge_restored(item, value)
+                self._merge_restored([item], value)
+            for bundle, value in restored.bundles if restored else []:
+                self._merge_restored(bundle, value)
             try:
                 self._loop_until_done()
                 if self.tree is not None:
@@ -175,8 +199,8 @@ class TaskLoop:
             finally:
                 if self.tree is not None:
                     self.tree.cancel()
-                self.report.unprocessed = self._unprocessed_items()
                 self._cancel_in_flight()
+                self.report.unprocessed = self._unprocessed_items()
                 self.report.wall_time = time.monotonic() - started
                 if self.tracker:
                     self.tracker.call_ended()
@@ -189,37 +213,42 @@ class TaskLoop:
             return self.accumulated, self.report.interrupted
         return self.accumulated, 0
 
-    def _merge_restored(self, item: Any, value: Any) -> None:
-        amount = self._events(item) if self.ranges is not None else 1
+    def _merge_restored(self, items: list[Any], value: Any) -> None:
+        """A stored result (one chunk's, or a bundle of several) merged without a task."""
         self.merge_value(value)
-        self.report.accumulated.append(item)
-        self.report.restored.append(item)
-        if self.tracker:
-            self.tracker.item_restored(item)
-        if self.bars:
-            for bar in ("submitted", "processed", "accumulated"):
-                self.bars.advance(bar, amount)
+        for item in items:
+            self.report.accumulated.append(item)
+            self.report.restored.append(item)
+            if self.tracker:
+                self.tracker.item_restored(item)
+            if self.bars:
+                for bar in ("submitted", "processed", "accumulated"):
+                    self.bars.advance(bar, self._events(item) if self.ranges is not None else 1)
 
     @staticmethod
     def _events(item: Any) -> int:
         return item.entrystop - item.entrystart
 
     def _unprocessed_items(self) -> list[Any]:
-        """The items whose results are not accumulated: failed, in flight, queued and not yet cut."""
-        units = ([self.failed_unit] if self.failed_unit is not None else []) + list(self.in_flight.values())
-        units += list(self.pending)
-        items = [unit.item for unit in units if unit.key not in self.done_keys]
+        """The items whose results are not accumulated: failed, in flight, held, queued and not yet cut."""
+        items = [unit.item for unit in self.units.values() if unit.key not in self.done_keys]
         if self.ranges is not None:
             items += self.ranges.remaining_items()
         return items
 
     def _loop_until_done(self) -> None:
         gone_since: float | None = None
+        reduction = self.reduction
         while self._work_left() and self.failure is None:
             if self.stop_requested():
                 self._announce_stop()
+                self._wind_down()
                 return
             self._submit_ready()
+            if reduction is not None:
+                if not self.pending and not self._more_to_cut():
+                    reduction.flush_live()  # nothing left to submit: bring the partials back
+                reduction.check_workers()
             if self.tree is not None:
                 self.tree.step()
                 if not self._work_left() or self.failure is not None:
@@ -232,30 +261,68 @@ class TaskLoop:
             if self.tree is not None and self.tree.owns(task.id):
                 self.tree.completed(task)
                 continue
-            unit = self.in_flight.pop(task.id, None)
-            if unit is None:
-                log.debug("ignoring task %s, not part of this call", task.id)
+            if reduction is not None and reduction.handle_flush(task):
                 continue
-            self.report.tasks_returned += 1
-            self.handle_completion(task, unit)
+            if not self.handle_returned_chunk(task):
+                log.debug("ignoring task %s, not part of this call", task.id)
+        if self.failure is not None:
+            self._wind_down()
+
+    def _wind_down(self) -> None:
+        """A stop or a failure: cancel the chunk tasks, and with reduction bring back what workers hold.
+
+        With reduction, only the tasks no worker has started are cancelled at once: cancelling a
+        task that runs in a warm slot kills the slot and the partial in it. The running ones end
+        (their values join the partials) while the flush tasks wait behind them, for at most
+        ``FLUSH_ON_STOP_S``; then whatever is left is cancelled.
+        """
+        self.stopping = True
+        if self.reduction is not None:
+            self._cancel_in_flight(not_started_only=True)
+            self.reduction.flush_for_stop()
+        self._cancel_in_flight()
+
+    def handle_returned_chunk(self, task: Any) -> bool:
+        """A chunk task came back (True; its record handled), or the task is not one of ours."""
+        unit = self.in_flight.pop(task.id, None)
+        if unit is None:
+            return False
+        self.report.tasks_returned += 1
+        self.handle_completion(task, unit)
+        return True
+
+    def say(self, message: str) -> None:
+        self.bars.print(message) if self.bars and self.options.status else log.warning(message)
 
     def processing_done(self) -> bool:
         """No chunk is queued, running or still to be cut."""
         return not (self.pending or self.in_flight or self._more_to_cut())
 
     def _work_left(self) -> bool:
-        return not self.processing_done() or (self.tree is not None and self.tree.busy())
+        return not self.processing_done() or (self.tree is not None and self.tree.busy()) or \
+            (self.reduction is not None and self.reduction.outstanding())
 
     def _announce_stop(self) -> None:
-        message = (f"Ctrl-C: {self.options.desc.lower()} stops; {len(self.in_flight)} task(s) in flight are "
-                   "cancelled and the output so far is returned (Ctrl-C again aborts at once)")
-        self.bars.print(message) if self.bars and self.options.status else log.warning(message)
+        running = " (running ones first hand back the work merged on their workers)" if self.reduction else ""
+        self.say(f"Ctrl-C: {self.options.desc.lower()} stops; {len(self.in_flight)} task(s) in flight are "
+                 f"cancelled{running} and the output so far is returned (Ctrl-C again aborts at once)")
 
     def _new_unit(self, item: Any) -> WorkUnit:
-        unit = WorkUnit(self.next_key, item)
-        self.next_key += 1
+        unit = WorkUnit(self.allocate_key(), item)
         self.session.staging.write_item(unit.key, item)
+        self.units[unit.key] = unit
+        if self.reduction is not None:
+            self.reduction.ledger.add(unit.key)
         return unit
+
+    def allocate_key(self) -> int:
+        """A fresh key: names a unit's (or a flush task's) staging files."""
+        self.next_key += 1
+        return self.next_key - 1
+
+    def requeue(self, unit: WorkUnit) -> None:
+        """Run a unit again without spending a retry (its partial was lost or dropped)."""
+        self.pending.append(unit)
 
     def _more_to_cut(self) -> bool:
         return self.ranges is not None and bool(self.ranges.ranges)
@@ -264,7 +331,7 @@ class TaskLoop:
         if self.ranges is not None:
             # cut a chunk only when a core can take it, so that it gets the size learnt so far
             while (self.pending or self._more_to_cut()) and \
-                    len(self.in_flight) < DYNAMIC_AHEAD + _connected_cores(self.queue):
+                    len(self.in_flight) < DYNAMIC_AHEAD + connected_cores(self.queue):
                 self.submit_unit(self.pending.popleft() if self.pending else self._cut_unit())
             return
         while self.pending and (len(self.in_flight) < MIN_QUEUED or self.queue.hungry()):
@@ -283,14 +350,21 @@ class TaskLoop:
         return item.entrystop - item.entrystart if self.ranges is not None else 1
 
     def submit_unit(self, unit: WorkUnit) -> None:
+        if self.stopping:  # a retry asked for while winding down: it stays undone
+            self.pending.append(unit)
+            return
         staging = self.session.staging
         output = staging.reset_output(unit.key)  # never read a previous attempt's output
         task = build_task(self.session.wq, self.template, unit.key, staging.item_path(unit.key), output, unit.item)
+        if self.reduction is not None:
+            task.specify_environment_variable(CHUNK_ENV, str(unit.key))
+            self.reduction.ledger.submitted(unit.key)
         task_id = self.queue.submit(task)
         self.in_flight[task_id] = unit
         self.report.tasks_submitted += 1
-        if unit.failures == 0 and self.bars:
+        if not unit.announced and self.bars:
             self.bars.advance("submitted", self._amount(unit.item))
+        unit.announced = True
         if self.options.verbose and self.bars:
             self.bars.print(f"Submitted task (id #{task_id}): {describe_item(unit.item)}")
 
@@ -304,7 +378,7 @@ class TaskLoop:
         result = int(task.result)
         if result == self.success:
             if self.tree is not None and self.tree.take(unit, task):  # its value waits for an accumulation task
-                self._learn_chunk_size(unit, task, None)
+                self.learn_chunk_size(unit, task, None)
                 return
             outcome = read_outcome(self.session.staging.output_path(unit.key), self.options.result_policy,
                                    worker_name(task))
@@ -312,10 +386,14 @@ class TaskLoop:
                 self.refuse_result(unit, task, outcome.refused, outcome.detail)
                 return
             if outcome.kind is OutcomeKind.OK:
-                self._learn_chunk_size(unit, task, outcome.wall_time)
+                self.learn_chunk_size(unit, task, outcome.wall_time)
                 self.accept_value(unit, outcome.value)
                 return
+            if self.reduction is not None and self.reduction.handle_record(unit, task, outcome):
+                return
             if outcome.kind is OutcomeKind.REMOTE_ERROR:
+                if self.reduction is not None:
+                    self.reduction.carried(outcome)  # the slot's partial comes with the error: merge it first
                 remote = outcome.remote
                 reason = f"{remote.type_name}: {remote.message}"
                 permanent = unchangeable_cause(remote)
@@ -334,29 +412,13 @@ class TaskLoop:
                 reason = exhaustion_failure(task, self.options.resources_mode, self._why_not_split(unit))
                 self.fail(unit, reason, task)
             return
-        self.retry_or_fail(unit, f"task result {_result_name(task)} (exit status {task.return_status})", task)
+        self.retry_or_fail(unit, f"task result {result_name(task)} (exit status {task.return_status})", task)
 
-    def _environment_broke(self, task: Any, unit: WorkUnit) -> bool:
-        """A task that the environment runner failed (exit 65): fail the run if the tarball itself is
-        bad, else retry elsewhere (its copy was damaged on the way); see culprits.py."""
-        environment = self.template.environment
-        if environment is None or _exit_status(task) != ENV_CORRUPT_EXIT:
-            return False
-        reason, retry_can_help = environment_failure_reason(environment, self.template.environment_remote_name,
-                                                            worker_name(task), getattr(task, "output", ""))
-        if retry_can_help:
-            self.retry_or_fail(unit, reason, task)
-            return True
-        self.fail(unit, reason, task)
-        self.failure = EnvironmentFileError(str(environment), unit.item, unit.failures, reason,
-                                            host=getattr(task, "hostname", None), stdout=getattr(task, "output", None))
-        return True
-
-    def _learn_chunk_size(self, unit: WorkUnit, task: Any, wall_time: float | None) -> None:
+    def learn_chunk_size(self, unit: WorkUnit, task: Any, wall_time: float | None) -> None:
         if self.model is None:
             return
-        memory = _resources(task, "resources_measured").get("memory")
-        self.model.observe(self._amount(unit.item), wall_time or _runtime_s(task),
+        memory = task_resources(task, "resources_measured").get("memory")
+        self.model.observe(self._amount(unit.item), wall_time or runtime_s(task),
                            float(memory) if isinstance(memory, (int, float)) and memory > 0 else None)
 
     def accept_value(self, unit: WorkUnit, value: Any) -> None:
@@ -378,7 +440,10 @@ class TaskLoop:
 
     def mark_done(self, unit: WorkUnit) -> bool:
         """The unit's result came back; False when one already had (a result counts once)."""
-        if unit.key in self.done_keys:
+        counted = unit.key in self.done_keys
+        if self.reduction is not None:  # the ledger also knows keys done through partials
+            counted = not self.reduction.ledger.mark_done(unit.key) or counted
+        if counted:
             self.report.duplicates_ignored += 1
             return False
         self.done_keys.add(unit.key)
@@ -387,10 +452,17 @@ class TaskLoop:
     def unmark_done(self, unit: WorkUnit) -> None:
         """The unit's result turned out unusable before it was merged: it is to be done again."""
         self.done_keys.discard(unit.key)
-        if self.bars:
+        if self.reduction is not None:
+            self.reduction.ledger.reopen(unit.key)
+        if self.bars and unit.shown_processed:
             self.bars.advance("processed", -self._amount(unit.item))
+        unit.shown_processed = False
 
     def count_processed(self, unit: WorkUnit) -> None:
+        """The unit's value is computed (held on a worker, waiting for the tree, or merged)."""
+        if unit.shown_processed:
+            return
+        unit.shown_processed = True
         if self.bars:
             self.bars.advance("processed", self._amount(unit.item))
         if self.tracker:
@@ -401,6 +473,18 @@ class TaskLoop:
         self.accumulated = accumulate([value], self.accumulated)
         self.report.merged_in_process += 1
 
+    def merge_partial(self, value: Any, units: list[WorkUnit], record: Path | None = None) -> None:
+        """A worker's partial holding ``units``: merged once, its units done (and stored as one bundle)."""
+        self.merge_value(value)
+        if self.store is not None and record is not None:
+            try:
+                self.store.save_bundle([unit.item for unit in units], record)
+            except OSError as exc:  # merged all the same; only a rerun would redo them
+                log.warning("checkpoint_dir: cannot store a partial of %d chunk(s): %s", len(units), exc)
+        for unit in units:
+            self.done_keys.add(unit.key)
+            self.count_accumulated(unit)
+
     def count_accumulated(self, unit: WorkUnit) -> None:
         """The unit's value is in the output: its staged files go."""
         self.session.staging.discard(unit.key)
@@ -408,87 +492,12 @@ class TaskLoop:
         if self.bars:
             self.bars.advance("accumulated", self._amount(unit.item))
 
-    def refuse_result(self, unit: WorkUnit, task: Any, refused: str, detail: str) -> None:
-        """A result off the allow-list was not loaded: drop the worker that sent it, run the item elsewhere.
-
-        Not a failure of the item (the processor did nothing wrong where it ran honestly), so
-        retries are not spent; but an item whose results keep being refused (a result type of
-        the user's that is not allowed) fails after MAX_REFUSED_RESULTS with the refusal as reason.
-        """
-        self.report.refused.append(f"{refused} from {worker_name(task)}")
-        log.error("%s: %s; that worker is disconnected and the item resubmitted", describe_item(unit.item), detail)
-        self.refused_workers.disconnect(task)
-        self.resubmit_refused(unit, task, detail)
-
-    def resubmit_refused(self, unit: WorkUnit, task: Any, detail: str) -> None:
-        """Run a unit whose result was refused again, unless MAX_REFUSED_RESULTS of its results were."""
-        unit.refused += 1
-        if unit.refused >= MAX_REFUSED_RESULTS:
-            self.fail(unit, f"{detail} ({unit.refused} results refused)", task)
-            return
-        self.submit_unit(unit)
-
     def store_result(self, item: Any, record: Path, keep: bool = False) -> None:
         """Keep a result record in ``checkpoint_dir`` (``keep``: it stays in staging as well)."""
         try:
             self.store.save(item, record, keep=keep)
         except OSError as exc:  # the result is merged all the same; only a rerun would redo it
             log.warning("checkpoint_dir: cannot store the result of %s: %s", describe_item(item), exc)
-
-    def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
-        unit.failures += 1
-        host = getattr(task, "hostname", None)
-        if unit.failures <= self.options.retries:
-            self.report.retried += 1
-            if self.tracker:
-                self.tracker.attempt_failed(unit.item, reason, host, unit.failures, final=False)
-            log.warning("%s failed on %s (%s); retry %d of %d", describe_item(unit.item), host, reason,
-                        unit.failures, self.options.retries)
-            self.submit_unit(unit)
-            return
-        self.fail(unit, reason, task, remote)
-
-    def fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
-        """Stop the call softly: the item failed for good."""
-        if unit.failures == 0:
-            unit.failures = 1
-        if self.tracker:
-            self.tracker.attempt_failed(unit.item, reason, getattr(task, "hostname", None), unit.failures, final=True)
-        self.session.staging.discard(unit.key)
-        self.failed_unit = unit
-        self.failure = TaskFailedError(unit.item, unit.failures, reason, remote=remote,
-                                       host=getattr(task, "hostname", None), stdout=getattr(task, "output", None))
-
-    def _can_split(self, unit: WorkUnit) -> bool:
-        item = unit.item
-        return (self.options.split_on_exhaustion and hasattr(item, "entrystart")
-                and item.entrystop - item.entrystart > 1)
-
-    def _why_not_split(self, unit: WorkUnit) -> str:
-        if not hasattr(unit.item, "entrystart"):
-            return "not a chunk of events"
-        if not self.options.split_on_exhaustion:
-            return "split_on_exhaustion is off"
-        return "a single event cannot be split"
-
-    def split_unit(self, unit: WorkUnit, task: Any) -> None:
-        """Replace an item that exhausted its resources by two halves (fresh retries each)."""
-        pieces = split_work_item(unit.item, 2)
-        self.session.staging.discard(unit.key)
-        self.report.split.append((unit.item, pieces))
-        if self.tracker:
-            self.tracker.item_split(unit.item, pieces, exhaustion_reason(task), getattr(task, "hostname", None),
-                                    self.template.category)
-        log.warning("%s exhausted its resources on %s (%s); split into %d pieces", describe_item(unit.item),
-                    getattr(task, "hostname", "?"), exhaustion_reason(task), len(pieces))
-        if self.model is not None:
-            self.model.lower_to(max(1, self._amount(unit.item) // 2))  # later chunks shrink too
-        if self.bars:
-            if self.ranges is None:
-                self.bars.grow(len(pieces) - 1)
-            self.bars.advance("submitted", -self._amount(unit.item))  # each piece counts as submitted on its own
-        for piece in pieces:
-            self.submit_unit(self._new_unit(piece))
 
     def _report_task(self, task: Any, unit: WorkUnit) -> None:
         if self.options.verbose and self.bars:
@@ -498,21 +507,31 @@ class TaskLoop:
         if self.bars and (self.options.print_stdout or (failed and self.options.verbose)) and task.output:
             self.bars.print(task.output.rstrip())
 
-    def _cancel_in_flight(self) -> None:
+    def _cancel_in_flight(self, not_started_only: bool = False) -> None:
+        if self.reduction is not None and not not_started_only:
+            self.reduction.cancel_all()
         for task_id, unit in list(self.in_flight.items()):
+            if not_started_only and not self._not_started(task_id):
+                continue
             try:
                 self.queue.cancel_by_taskid(task_id)
             except Exception as exc:
                 log.debug("cancel of task %s failed: %r", task_id, exc)
             self.session.staging.discard(unit.key)
-        self.in_flight.clear()
+            del self.in_flight[task_id]
+
+    def _not_started(self, task_id: int) -> bool:
+        try:
+            return int(self.queue.task_state(task_id)) == self.waiting_state
+        except Exception:  # an implementation without task states: treat it as started (keep it)
+            return False
 
     def _check_local_workers(self, gone_since: float | None) -> float | None:
         """Fail instead of waiting forever when every local worker died and none other is here."""
         workers = self.session.workers
         if workers is None or not workers.processes or workers.alive() > 0:
             return None
-        if _connected_workers(self.queue) > 0:
+        if connected_workers(self.queue) > 0:
             return None
         now = time.monotonic()
         if gone_since is None:
@@ -526,70 +545,8 @@ class TaskLoop:
 
     def _check_refused_workers(self) -> None:
         """Fail instead of waiting forever when every worker that tried was refused (password/TLS)."""
-        if _connected_workers(self.queue) > 0:
+        if connected_workers(self.queue) > 0:
             return
         error = password_mismatch_error(self.queue)
         if error is not None:
             raise error
-
-
-def worker_name(task: Any) -> str:
-    """``hostname (ip:port)`` of the worker that ran ``task``, as far as the manager knows."""
-    hostname, address = getattr(task, "hostname", None) or "?", getattr(task, "host", None)
-    return f"{hostname} ({address})" if address and address != hostname else str(hostname)
-
-
-def verbose_report(task: Any, item: Any) -> list[str]:
-    """coffea's verbose lines for a finished task (complete / allocated / measured) and its item."""
-    lines = task_report_lines(task.id, task.command, task.return_status, _resources(task, "resources_allocated"),
-                              _resources(task, "resources_measured") or None, _runtime_s(task))
-    lines.insert(1, f"    {describe_item(item)} on {getattr(task, 'hostname', '?')}, result {_result_name(task)}")
-    return lines
-
-
-def _resources(task: Any, attribute: str) -> dict[str, Any]:
-    try:
-        summary = getattr(task, attribute)
-    except (AttributeError, TypeError, ValueError):  # a manager without measurements
-        return {}
-    if summary is None:
-        return {}
-    if isinstance(summary, dict):
-        return summary
-    return {name: getattr(summary, name, None) for name in ("cores", "memory", "disk", "gpus")}
-
-
-def _runtime_s(task: Any) -> float | None:
-    try:
-        return float(task.cmd_execution_time) / 1e6
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def _connected_workers(queue: Any) -> int:
-    try:
-        stats = queue.stats
-        return int(getattr(stats, "workers_connected", 0) or 0)
-    except (AttributeError, TypeError, ValueError):
-        return 0
-
-
-def _connected_cores(queue: Any) -> int:
-    try:
-        return int(getattr(queue.stats, "total_cores", 0) or 0)
-    except (AttributeError, TypeError, ValueError):
-        return 0
-
-
-def _exit_status(task: Any) -> int | None:
-    try:
-        return int(task.return_status)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def _result_name(task: Any) -> str:
-    try:
-        return str(task.result_str)
-    except (AttributeError, TypeError, ValueError):
-        return str(task.result)
