@@ -161,3 +161,21 @@ def test_a_mixed_pool_with_a_real_work_queue_worker_equals_iterative(tmp_path, r
     assert_each_chunk_once(report, reference["chunks"])
     # the coffea-wq worker's chunks came back as partials; the real worker's one by one
     assert report.partials_returned >= 1 and report.merged_in_process >= report.partials_returned
+
+
+def test_the_reduction_options_are_real_and_checked():
+    import warnings
+
+    from coffea_wq.executor.compat import split_executor_args
+    from coffea_wq.executor.errors import ExecutorConfigError
+    from coffea_wq.executor.options import reduce_settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not implemented yet" warning any more
+        executor = coffea_wq.WorkQueueExecutor(chunks_per_accum=3, accum_interval=10, chunks_accum_in_mem=5)
+    assert reduce_settings(executor) == {"every": 3, "seconds": 10.0}
+    assert split_executor_args({"chunks-per-accum": 5, "accum-interval": 30, "reduction": False})[0] == \
+        {"chunks_per_accum": 5, "accum_interval": 30, "reduction": False}
+    for bad in ({"chunks_per_accum": 0}, {"accum_interval": -1}, {"reduction": "yes"}, {"chunks_accum_in_mem": 0}):
+        with pytest.raises(ExecutorConfigError, match=next(iter(bad))):
+            coffea_wq.WorkQueueExecutor(**bad)
