@@ -301,7 +301,8 @@ class WorkQueueExecutor(ExecutorBase):
                               dynamic_chunksize=None if preprocessing or self.dynamic_chunksize is None
                               else parse_targets(self.dynamic_chunksize),
                               result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)),
-                              treereduction=None if preprocessing else self.treereduction,
+                              # reduction=False: every result merged here, as before reduction (docs/reduction.md)
+                              treereduction=self.treereduction if self.reduction and not preprocessing else None,
                               compression=self.compression, reduce=reduce)
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None

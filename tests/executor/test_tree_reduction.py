@@ -256,3 +256,14 @@ def test_an_accumulation_task_whose_worker_is_killed_is_requeued(fileset, tmp_pa
     report = last_report("Processing")
     assert report.accumulation_tasks >= 1 and report.failed == [] and len(report.accumulated) == chunks
     assert report.merged_in_process < 4  # fewer than the fan-in were left for this process
+
+
+def test_reduction_off_merges_every_result_here_as_it_arrives(fileset, tmp_path):
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=2, reduction=False, status=False,
+                                           filepath=str(tmp_path), warm_python=False)
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
+    nano.assert_same_histograms(helpers.iterative_output(fileset), out)
+    report = last_report("Processing")
+    chunks = len(helpers.all_chunks(fileset))
+    assert report.accumulation_tasks == 0 and report.merged_in_process == chunks == len(report.accumulated)
