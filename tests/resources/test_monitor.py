@@ -131,7 +131,8 @@ def test_sandbox_disk_is_measured_and_limited(tmp_path):
     write = [PY, "-c", "import time; open('big', 'wb').write(bytes(20 * 2**20)); time.sleep(30)"]
     summary, monitor = run_watched(write, tmp_path, limits={"disk": 5}, watchdog=True, interval=0.2)
     assert monitor.killed and summary.limits_exceeded == {"disk": 5}
-    assert 20 <= summary.resources["disk"] <= 25
+    # killed as soon as a sample sees more than the limit: under load that may be before all 20 MB are written
+    assert 5 < summary.resources["disk"] <= 25
 
 
 def test_wall_time_limit_kills_a_sleeping_task(tmp_path):
