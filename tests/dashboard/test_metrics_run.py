@@ -44,8 +44,12 @@ def test_metrics_match_the_report_at_the_end(tmp_path, capsys):
     # the run's items: 6 files preprocessed, 12 chunks processed
     assert metric(text, "coffea_wq_chunks_processed_total") == len(preprocessing.accumulated) + len(processing.accumulated)
     assert metric(text, "coffea_wq_task_retries_total") == processing.retried + preprocessing.retried == 1
-    assert metric(text, "coffea_wq_tasks_done_total") == processing.tasks_returned + preprocessing.tasks_returned
-    assert metric(text, "coffea_wq_tasks_submitted_total") == processing.tasks_submitted + preprocessing.tasks_submitted
+    # the manager counts every task: chunks, and the flush tasks that brought the workers' partials back
+    assert processing.accumulation_tasks == 0
+    assert metric(text, "coffea_wq_tasks_done_total") == \
+        processing.tasks_returned + processing.flush_tasks_returned + preprocessing.tasks_returned
+    assert metric(text, "coffea_wq_tasks_submitted_total") == \
+        processing.tasks_submitted + processing.flush_tasks_submitted + preprocessing.tasks_submitted
     assert metric(text, "coffea_wq_task_exhaustions_total") == 0
     assert metric(text, 'coffea_wq_workers{state="connected"}') == 2
     assert metric(text, "coffea_wq_bytes_received_total") > 0

@@ -81,6 +81,7 @@ class Reduction:
         flush = self.flushes.pop(task.id, None)
         if flush is None:
             return False
+        self.loop.report.flush_tasks_returned += 1
         staging = self.loop.session.staging
         outcome = read_outcome(staging.output_path(flush.key), self.loop.options.result_policy,
                                str(getattr(task, "hostname", "?")))
@@ -183,6 +184,7 @@ class Reduction:
         task = build_flush_task(loop.session.wq, loop.template, key, staging.item_path(key),
                                 staging.reset_output(key), partial_id, feature)
         self.flushes[loop.queue.submit(task)] = FlushTask(partial_id, key)
+        loop.report.flush_tasks_submitted += 1
 
     def cancel_flush(self, task_id: int) -> None:
         flush = self.flushes.pop(task_id, None)

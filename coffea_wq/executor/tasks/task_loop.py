@@ -122,6 +122,8 @@ class CallReport:
     accumulation_tasks: int = 0  # accumulation tasks that sent a sum back (docs/reduction.md, section 3)
     partials_returned: int = 0  # partials of workers' warm slots merged here (docs/reduction.md, section 1)
     partials_lost: int = 0  # partials lost or dropped: their chunks ran again
+    flush_tasks_submitted: int = 0  # flush tasks sent for partials (not in tasks_submitted, which counts chunks)
+    flush_tasks_returned: int = 0  # those that came back (the others were cancelled)
 
 
 class TaskLoop(FailureHandling):
