@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import signal
+
 import psutil
 import pytest
 
@@ -7,6 +9,17 @@ from tests.support import NOT_INSTALLED_MARK, Processes
 
 # How long a test module's processes may take to exit after it ends before they count as leaked.
 LEAK_GRACE_SECONDS = 10.0
+
+
+def pytest_configure(config):
+    """Ctrl-C as a terminal delivers it, even when the suite was started in the background.
+
+    A shell starts a background job with SIGINT ignored, and Python then keeps it ignored; the
+    soft-termination tests send SIGINT to this process and to children (which inherit an ignored
+    signal across exec, not a handler). With Python's own handler here, both behave as in a terminal.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item):
