@@ -266,12 +266,7 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
     task = wq.Task(template.command())
     task.specify_tag(str(key))
     task.specify_category(template.category)
-    task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
-    task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
-    task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
-    if template.environment is not None and template.env_runner is not None:
-        task.specify_input_file(str(template.env_runner), ENV_RUNNER, cache=True)
-        task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
+    _specify_runner_inputs(task, template, item_path)
     for local, remote in template.extra_inputs:
         task.specify_input_file(str(local), remote, cache=True)
     if template.ship_input_files:
@@ -292,6 +287,17 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
     return task
 
 
+def _specify_runner_inputs(task: Any, template: TaskTemplate, item_path: Path) -> None:
+    """What every task of the template needs to run the task script: the script, the function, the
+    item, and the environment tarball with its runner (chunk and flush tasks alike)."""
+    task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
+    task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
+    task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
+    if template.environment is not None and template.env_runner is not None:
+        task.specify_input_file(str(template.env_runner), ENV_RUNNER, cache=True)
+        task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
+
+
 def build_flush_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path,
                      partial_id: str, feature: str) -> Any:
     """A task that brings partial ``partial_id`` back from the worker advertising ``feature``.
@@ -302,12 +308,7 @@ def build_flush_task(wq: ModuleType, template: TaskTemplate, key: int, item_path
     task = wq.Task(template.command())
     task.specify_tag(f"flush {partial_id}")
     task.specify_category("accumulating")
-    task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
-    task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
-    task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
-    if template.environment is not None and template.env_runner is not None:
-        task.specify_input_file(str(template.env_runner), ENV_RUNNER, cache=True)
-        task.specify_input_file(str(template.environment), template.environment_remote_name, cache=True)
+    _specify_runner_inputs(task, template, item_path)
     task.specify_output_file(str(output_path), OUTPUT_REMOTE_NAME, cache=False)
     for name, value in {**warm_environment(template.preload), **template.environment_variables,
                         FLUSH_ENV: partial_id}.items():
