@@ -3,7 +3,7 @@
 Usage (``make bench`` runs it with the defaults):
 
     python benchmarks/bench_e2e.py [--events 1000000] [--chunksizes 100000,10000,20] [--max-chunks 10002]
-                                   [--workers 2] [--reps 1]
+                                   [--workers 2] [--reps 1] [--executors iterative,coffea-wq]
 
 The example's TopEFTLikeProcessor runs over the generated NanoAOD sample (``make data``; made
 here when missing) with ``--workers`` processes for FuturesExecutor and as many local workers
@@ -116,13 +116,14 @@ def run_once(name: str, fileset: dict, plan: Plan, workers: int) -> tuple[float,
     return time.perf_counter() - start, out
 
 
-def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[str]) -> dict[str, float]:
+def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[str],
+            executors: tuple[str, ...] = EXECUTORS) -> dict[str, float]:
     """Best events/s of each executor at one chunk size; differences from Iterative go to ``failures``."""
     print(f"chunksize {plan.chunksize:,}: {plan.chunks:,} chunks, {plan.events:,} events"
           + ("" if plan.maxchunks is None else f" (maxchunks={plan.maxchunks:,} per dataset)"), flush=True)
     rates: dict[str, float] = {}
     reference = None
-    for name in EXECUTORS:
+    for name in executors:
         best = 0.0
         for rep in range(reps):
             wall, out = run_once(name, fileset, plan, workers)
@@ -143,10 +144,27 @@ def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[s
     return rates
 
 
+def chosen_executors(spec: str) -> tuple[str, ...]:
+    """The executors ``--executors`` names, in :data:`EXECUTORS` order, always with iterative and coffea-wq."""
+    names = {name.strip() for name in spec.split(",") if name.strip()}
+    unknown = names - set(EXECUTORS)
+    if unknown:
+        raise SystemExit(f"--executors: unknown {', '.join(sorted(unknown))} (known: {', '.join(EXECUTORS)})")
+    names |= {"iterative", "coffea-wq"}
+    return tuple(name for name in EXECUTORS if name in names)
+
+
 def _against(value: float, target: float | None) -> str:
     """``value`` and, when there is one, its target and whether it is met, in two columns."""
     verdict = "" if target is None else f">= {target:.1f} {'met' if value >= target else 'MISSED'}"
     return f"{value:>9.2f}x {verdict:>13}"
+
+
+def _ratio(rates: dict[str, float], top: str, bottom: str, target: float | None = None) -> str:
+    """``top`` / ``bottom`` as :func:`_against` prints it, or a dash when either did not run."""
+    if top not in rates or bottom not in rates:
+        return f"{'-':>10} {'':>13}"
+    return _against(rates[top] / rates[bottom], target)
 
 
 def print_ratios(plans: list[Plan], rates: dict[int, dict[str, float]], workers: int) -> None:
@@ -158,10 +176,12 @@ def print_ratios(plans: list[Plan], rates: dict[int, dict[str, float]], workers:
         r = rates[plan.chunksize]
         limit = workers * r["iterative"]
         wq = r["coffea-wq"]
+        monitor = (f"{r['wq+monitor'] / r['futures']:>14.2f}x" if {"wq+monitor", "futures"} <= r.keys()
+                   else f"{'-':>15}")
         print(f"{plan.chunksize:>9,} {plan.chunks:>7,} {plan.events:>9,} {r['iterative']:>10,.0f} {limit:>10,.0f} "
               f"{wq:>10,.0f} {_against(wq / limit, LIMIT_TARGETS.get(plan.chunksize))} "
-              f"{_against(wq / r['futures'], FUTURES_TARGETS.get(plan.chunksize))} "
-              f"{wq / r['iterative']:>9.2f}x {r['wq+monitor'] / r['futures']:>14.2f}x", flush=True)
+              f"{_ratio(r, 'coffea-wq', 'futures', FUTURES_TARGETS.get(plan.chunksize))} "
+              f"{wq / r['iterative']:>9.2f}x {monitor}", flush=True)
 
 
 def main() -> int:
@@ -173,7 +193,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--executors", default=",".join(EXECUTORS),
+                        help="which executors to run, comma-separated; iterative and coffea-wq are always run "
+                             "(the limit and the figure it is compared with)")
     args = parser.parse_args()
+    executors = chosen_executors(args.executors)
 
     fileset = fileset_from_samples(read_cfg(ensure_data(args.events, args.data_dir)))
     plans = [plan_for(fileset, int(c), args.max_chunks) for c in args.chunksizes.split(",")]
@@ -181,7 +205,7 @@ def main() -> int:
     failures: list[str] = []
     print(f"{'executor':>10} {'chunksize':>9} {'rep':>3} {'events':>9} {'wall s':>7} {'events/s':>10}", flush=True)
     for plan in plans:
-        rates[plan.chunksize] = measure(fileset, plan, args.workers, args.reps, failures)
+        rates[plan.chunksize] = measure(fileset, plan, args.workers, args.reps, failures, executors)
     print_ratios(plans, rates, args.workers)
     for failure in failures:
         print(f"ERROR: {failure}", file=sys.stderr)

@@ -102,3 +102,18 @@ def test_profile_classes_processes_by_depth_and_measures_their_cpu():
     kinds = meter.per_kind()
     assert kinds["worker"][1] == 1 and kinds["zygote"][1] == 1
     assert 0.3 < kinds["worker"][0] and 0.3 < kinds["zygote"][0]
+
+
+def test_e2e_executor_choice_keeps_the_reference_and_coffea_wq(bench_e2e):
+    assert bench_e2e.chosen_executors("futures") == ("iterative", "futures", "coffea-wq")
+    assert bench_e2e.chosen_executors("coffea-wq, iterative") == ("iterative", "coffea-wq")
+    with pytest.raises(SystemExit, match="unknown dask"):
+        bench_e2e.chosen_executors("dask")
+
+
+def test_e2e_ratios_print_a_dash_for_executors_not_run(bench_e2e, capsys):
+    plan = bench_e2e.Plan(chunksize=20, maxchunks=None, chunks=10, events=200)
+    bench_e2e.print_ratios([plan], {20: {"iterative": 100.0, "coffea-wq": 180.0}}, workers=2)
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[:6] == ["20", "10", "200", "100", "200", "180"]
+    assert row[6:8] == ["0.90x", ">="] and "met" in row and row.count("-") == 2
