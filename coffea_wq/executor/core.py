@@ -125,6 +125,9 @@ class WorkQueueExecutor(ExecutorBase):
                                       or the factory's JSON file); stopped, its workers removed, at
                                       the end, also on failure.
     local_worker_kind : str ("auto")  "coffea-wq", "cctools" (work_queue_worker) or "auto".
+    fork_local_workers : bool (True)  coffea-wq local workers are forks of this process, as
+                                      FuturesExecutor's are (coffea is imported already: no start-up
+                                      before the first chunk); False: fresh processes.
     filepath : str (".")              where the per-run staging directory is made.
     environment_file : str (None)     packed Python environment (envtools / conda-pack / venv-pack
                                       tarball) the tasks run in; default: ``python3`` on the worker.
@@ -196,6 +199,7 @@ class WorkQueueExecutor(ExecutorBase):
     port: int | list[int] | tuple[int, int] | None = None
     local_workers: int | None = None
     local_worker_kind: str = "auto"
+    fork_local_workers: bool = True
     factory: dict[str, Any] | None = None
     filepath: str = "."
     events_total: int | None = None
@@ -330,7 +334,9 @@ class WorkQueueExecutor(ExecutorBase):
             local_worker_kind=self.local_worker_kind, stats_log=self.stats_log,
             transactions_log=self.transactions_log, debug_log=self.debug_log,
             resource_monitor=resolved_monitor(self), factory=freeze_factory_options(self.factory),
-            manager_host=self.manager_host, ssl=frozen_ssl(self.ssl))
+            manager_host=self.manager_host, ssl=frozen_ssl(self.ssl), fork_local_workers=self.fork_local_workers,
+            local_zygote_preload=tuple(self.preload_modules) if self.warm_python and not self.environment_file
+            else None)
 
     def task_template(self, session: ManagerSession, function: Callable, category: str,
                       reduce: bool = False, run_id: str = "") -> TaskTemplate:

@@ -48,6 +48,8 @@ def validate_options(ex: WorkQueueExecutor) -> None:
         raise ExecutorConfigError(f"retries={ex.retries!r}: expected an integer >= 0")
     if ex.local_workers is not None and (not isinstance(ex.local_workers, int) or ex.local_workers < 0):
         raise ExecutorConfigError(f"local_workers={ex.local_workers!r}: expected an integer >= 0")
+    if not isinstance(ex.fork_local_workers, bool):
+        raise ExecutorConfigError(f"fork_local_workers={ex.fork_local_workers!r}: expected True or False")
     if ex.local_worker_kind not in ("auto", "coffea-wq", "cctools"):
         raise ExecutorConfigError(f"local_worker_kind={ex.local_worker_kind!r}: expected auto, coffea-wq or cctools")
     _validate_category_resources(ex.category_resources)

@@ -26,7 +26,8 @@ from typing import Any
 from coffea_wq.executor.backend import load_work_queue_module
 from coffea_wq.executor.tasks.staging import StagingArea
 from coffea_wq.executor.workers.factory_pool import FrozenOptions, start_factory, stop_factory
-from coffea_wq.executor.workers.local_workers import LocalWorkerPool, LocalWorkerSpec
+from coffea_wq.executor.workers.forked import ForkedWorker, discard_forked, fork_refusal, fork_workers
+from coffea_wq.executor.workers.local_workers import LocalWorkerPool, LocalWorkerSpec, worker_kind
 from coffea_wq.executor.workers.run_secrets import write_run_password
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class SessionConfig:
     factory: FrozenOptions | None = None  # the ``factory={...}`` option, frozen
     manager_host: str | None = None  # address to listen on; None: see listen_host()
     ssl: bool | tuple[str, str] = False  # True: a self-signed certificate for the run; or (key, cert)
+    fork_local_workers: bool = True  # see workers/forked.py
+    # what the zygote a forked local worker makes of itself imports (None: it makes none: the tasks
+    # run another interpreter, or cold)
+    local_zygote_preload: tuple[str, ...] | None = None
 
     def listen_host(self) -> str:
         """``manager_host``, else 127.0.0.1 when only local workers serve the run (no name, port or
@@ -96,7 +101,9 @@ class ManagerSession:
         self.bound_everywhere = False  # the manager could not take the address it was given
 
     def open(self) -> None:
+        forked: list[ForkedWorker] = []
         try:
+            forked = self._fork_local_workers()  # before the manager's thread exists (workers/forked.py)
             self.queue = self._create_queue()
             keep_whole_worker_rule(self.queue)
             if self.config.makes_password():
@@ -110,14 +117,27 @@ class ManagerSession:
             self.workers = LocalWorkerPool(LocalWorkerSpec(
                 count=self.config.local_workers, host=self.worker_host, port=self.port,
                 password_file=self.password_file, kind=self.config.local_worker_kind,
-                workdir=self.staging.root / "workers", ssl=bool(self.config.ssl)))
+                workdir=self.staging.root / "workers", ssl=bool(self.config.ssl),
+                zygote_preload=self.config.local_zygote_preload), forked)
+            forked = []  # the pool's now
             self.workers.start()
             if self.config.factory is not None:
                 self.factory = start_factory(self.config.factory, self.queue, self.password_file,
                                              ssl=bool(self.config.ssl))
         except BaseException:
+            discard_forked(forked)
             self.close()
             raise
+
+    def _fork_local_workers(self) -> list[ForkedWorker]:
+        """This process's forks that become the local workers, or none (then they start fresh)."""
+        if self.config.local_workers <= 0:
+            return []
+        refusal = fork_refusal(self.config.fork_local_workers, worker_kind(self.config.local_worker_kind))
+        if refusal is not None:
+            log.info("local workers start as new processes: %s", refusal)
+            return []
+        return fork_workers(self.config.local_workers)
 
     def _create_queue(self) -> Any:
         port = self.config.listen_port()

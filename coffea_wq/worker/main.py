@@ -189,9 +189,12 @@ def make_identity(options: WorkerOptions) -> WorkerIdentity:
     )
 
 
-def load_warm_pool(token: str) -> WarmPythonPool | None:
-    """The warm Python slots for the executor's tasks (None: every task runs cold)."""
+def load_warm_pool(token: str, zygote_preload: tuple[str, ...] | None = None) -> WarmPythonPool | None:
+    """The warm Python slots for the executor's tasks (None: every task runs cold). With
+    ``zygote_preload``, the first zygote is forked from this process now (forked_zygote.py)."""
     try:
+        if zygote_preload is not None:
+            return WarmPythonPool.with_forked_zygote(token, zygote_preload)
         return WarmPythonPool(token)
     except Exception:  # warm slots are an optimisation; never fatal
         log.exception("could not create the warm Python pool; running every task cold")
@@ -214,8 +217,11 @@ def setup_logging(options: WorkerOptions) -> None:
     package.propagate = False
 
 
-def run_worker(options: WorkerOptions) -> int:
+def run_worker(options: WorkerOptions, zygote_preload: tuple[str, ...] | None = None) -> int:
     """Run a worker with ``options`` until it is done; returns the exit code.
+
+    ``zygote_preload`` is for a worker forked from the user's process (``run_forked``): its first
+    zygote is a fork of itself, made before any thread starts.
 
     Example::
 
@@ -241,9 +247,10 @@ def run_worker(options: WorkerOptions) -> int:
         # the token names this process's partials; the feature lets a flush task reach it (docs/reduction.md)
         features=(*options.features, worker_feature(token)),
     )
+    warm_pool = load_warm_pool(token, zygote_preload)  # before install(): a forked zygote keeps default signals
     stop = StopFlag(parent_pid=os.getppid() if options.parent_death else None)
     stop.install()
-    run = WorkerRun(options, workspace, settings, stop, warm_pool=load_warm_pool(token),
+    run = WorkerRun(options, workspace, settings, stop, warm_pool=warm_pool,
                     tls=client_context(options.ssl_ca) if options.ssl else None)
     try:
         return run.serve_until_done()
@@ -282,6 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     configure(parser)
     args = parser.parse_args(argv)
     return run_from_args(args)
+
+
+def run_forked(argv: list[str], zygote_preload: tuple[str, ...] | None) -> int:
+    """In a process forked from the user's (``executor/workers/forked.py``): run as
+    ``coffea-wq worker ARGV...`` would, with the first zygote forked from this process."""
+    parser = argparse.ArgumentParser(prog="coffea-wq worker")
+    configure(parser)
+    try:
+        return run_worker(options_from_args(parser.parse_args(argv)), zygote_preload)
+    except OptionError as exc:
+        print(f"coffea-wq worker: {exc}", file=sys.stderr)
+        return 2
 
 
 def run_from_args(args: argparse.Namespace) -> int:

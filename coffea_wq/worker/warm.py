@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
+from coffea_wq.worker.forked_zygote import ForkedChild, fork_zygote
 from coffea_wq.worker.pending import PendingStart
 from coffea_wq.worker.warm_contract import WORKER_TOKEN_ENV, marked_warm, parse_warm_command, preload_modules
 from coffea_wq.worker.warm_monitor import MonitoredWarmProcess, split_monitored
@@ -105,10 +107,9 @@ class WarmProcess:
 class _Zygote:
     """One zygote process and the thread that reads its answers."""
 
-    def __init__(self, python: str, env: dict[str, str], cwd: Path, preload: tuple[str, ...] = ()):
+    def __init__(self, python: str, proc: subprocess.Popen | ForkedChild):
         self.python = python
-        self.proc = subprocess.Popen([python, str(ZYGOTE_SCRIPT), *preload], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
+        self.proc = proc
         self.cond = threading.Condition()
         self.started: dict[int, dict] = {}
         self.exits: dict[int, int] = {}
@@ -119,6 +120,12 @@ class _Zygote:
         self.reader = threading.Thread(target=self._read_answers, args=(self.proc.stdout,), daemon=True,
                                        name=f"zygote-{self.proc.pid}")
         self.reader.start()
+
+    @classmethod
+    def spawn(cls, python: str, env: dict[str, str], cwd: Path, preload: tuple[str, ...] = ()) -> _Zygote:
+        """A fresh ``python zygote.py`` that imports ``preload`` first."""
+        return cls(python, subprocess.Popen([python, str(ZYGOTE_SCRIPT), *preload], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True))
 
     def _read_answers(self, stream: IO[bytes]) -> None:
         for line in stream:
@@ -227,12 +234,22 @@ class WarmPythonPool:
         >>> pool.close()
     """
 
-    def __init__(self, token: str = "") -> None:
+    def __init__(self, token: str = "", adopted: _Zygote | None = None) -> None:
         # the worker's token (docs/reduction.md): warm tasks get it, so their partials are named after it
         self.token = token
+        # a zygote forked from this worker at its start (forked_zygote.py): it serves the first
+        # tasks whose interpreter is the one this process runs
+        self.adopted = adopted
         self.zygotes: dict[str, _Zygote] = {}
         self.lock = threading.Lock()
         self.generation = 0  # counts close() calls: the pool serves one manager session after another
+
+    @classmethod
+    def with_forked_zygote(cls, token: str, preload: tuple[str, ...]) -> WarmPythonPool:
+        """A pool whose first zygote is a fork of this process (forked_zygote.py), for tasks run by
+        this interpreter; call it while this process has no thread but the main one."""
+        python = sys.executable if _is_venv_python(sys.executable) else os.path.realpath(sys.executable)
+        return cls(token, _Zygote(python, fork_zygote(preload)))
 
     @staticmethod
     def parse_warm_command(command: str, env: dict[str, str]) -> WarmRequest | None:
@@ -315,16 +332,48 @@ class WarmPythonPool:
                 zygote = None
             if zygote is None:
                 zygote_env = {k: v for k, v in env.items() if k not in PER_TASK_VARIABLES}
-                zygote = _Zygote(python, zygote_env, workspace, preload)
+                zygote = self._adopt(python) or _Zygote.spawn(python, zygote_env, workspace, preload)
                 self.zygotes[python] = zygote
             return zygote
+
+    def _adopt(self, python: str) -> _Zygote | None:
+        """The adopted zygote, once, if ``python`` is the interpreter it was forked from and it lives."""
+        zygote, self.adopted = self.adopted, None
+        if zygote is None:
+            return None
+        if zygote.alive() and same_interpreter(python, zygote.python):
+            log.info("tasks for %s run in the zygote forked from this worker (pid %d)", python, zygote.proc.pid)
+            return zygote
+        self.adopted = zygote if zygote.alive() else None  # another interpreter's tasks: keep it
+        if self.adopted is None:
+            zygote.close()
+        return None
 
     def close(self) -> None:
         self.generation += 1  # a start not yet under way in its thread fails instead of starting a task
         with self.lock:
             zygotes, self.zygotes = list(self.zygotes.values()), {}
+            if self.adopted is not None:
+                zygotes.append(self.adopted)
+                self.adopted = None
         for zygote in zygotes:
             zygote.close()
+
+
+def same_interpreter(a: str, b: str) -> bool:
+    """Whether two paths run the same Python with the same packages: the same virtual environment
+    (``.venv/bin/python`` and ``.venv/bin/python3``), or the same executable outside one.
+
+    Example:
+        >>> same_interpreter("/usr/bin/python3", "/usr/bin/python3")
+        True
+    """
+    def identity(path: str) -> tuple[str, str]:
+        if _is_venv_python(path):
+            return "venv", os.path.realpath(Path(path).parent.parent)
+        return "python", os.path.realpath(path)
+
+    return identity(a) == identity(b)
 
 
 def _is_venv_python(path: str) -> bool:

@@ -115,7 +115,10 @@ def test_local_workers_only_listen_on_loopback_with_a_run_password(fileset, refe
         workers = [p for p in psutil.Process().children(recursive=True) if "worker" in p.cmdline()]
         seen["argv"] = [p.cmdline() for p in workers]
 
-    executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, filepath=str(tmp_path), custom_init=inspect)
+    # started fresh, so that their command lines show how the password reaches them (forked workers,
+    # the default, get their options through a pipe: test_forked_workers.py)
+    executor = coffea_wq.WorkQueueExecutor(local_workers=2, status=False, filepath=str(tmp_path), custom_init=inspect,
+                                           fork_local_workers=False)
     out = _run(executor, fileset)
     nano.assert_same_histograms(reference, out)
     assert seen["listening"] == {"127.0.0.1"}

@@ -1,7 +1,8 @@
 """Worker processes an executor starts on 127.0.0.1 (``local_workers=N``) and stops at the end.
 
-The default is coffea-wq's own worker (``python -m coffea_wq worker``); CCTools'
-``work_queue_worker`` is used when ours is not installed, or on request (``kind="cctools"``).
+The default is coffea-wq's own worker (``python -m coffea_wq worker``, or a fork of this process
+running the same code when ``forked.py`` allows it); CCTools' ``work_queue_worker`` is used when
+ours is not installed, or on request (``kind="cctools"``).
 Workers inherit this process's environment with two additions, so that tasks see what the user's
 session sees (as FuturesExecutor's processes do): the directory of this interpreter first on
 ``PATH`` (``python3`` in a task is this Python), and ``sys.path`` as ``PYTHONPATH`` (the
@@ -20,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from coffea_wq.executor.workers.forked import ForkedWorker, discard_forked
+
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 120  # a worker whose manager vanished exits after this (a fallback: see --parent-death)
@@ -35,6 +38,8 @@ class LocalWorkerSpec:
     kind: str = "auto"  # "auto", "coffea-wq" or "cctools"
     workdir: Path | None = None
     ssl: bool = False  # the manager uses TLS: connect with --ssl
+    # forked workers only (forked.py): the modules of the zygote each forks from itself (None: no such zygote)
+    zygote_preload: tuple[str, ...] | None = None
 
 
 def worker_kind(requested: str = "auto") -> str:
@@ -51,6 +56,13 @@ def worker_kind(requested: str = "auto") -> str:
 
 def worker_command(spec: LocalWorkerSpec, kind: str, index: int) -> list[str]:
     """The argv of local worker number ``index``."""
+    if kind == "coffea-wq":
+        return [sys.executable, "-m", "coffea_wq", "worker", *worker_arguments(spec, index)]
+    return [shutil.which("work_queue_worker") or "work_queue_worker", *worker_arguments(spec, index)]
+
+
+def worker_arguments(spec: LocalWorkerSpec, index: int) -> list[str]:
+    """The options and manager address of local worker number ``index`` (both workers spell them alike)."""
     # --parent-death (both workers have it): a worker exits when this process dies, even by SIGKILL,
     # instead of waiting out its idle timeout (docs/executor.md, "Nothing left behind")
     options = ["--cores", str(spec.cores), "-t", str(IDLE_TIMEOUT_S), "--parent-death"]
@@ -62,9 +74,7 @@ def worker_command(spec: LocalWorkerSpec, kind: str, index: int) -> list[str]:
         workdir = spec.workdir / f"worker-{index}"
         workdir.mkdir(parents=True, exist_ok=True)
         options += ["--workdir", str(workdir)]
-    if kind == "coffea-wq":
-        return [sys.executable, "-m", "coffea_wq", "worker", *options, spec.host, str(spec.port)]
-    return [shutil.which("work_queue_worker") or "work_queue_worker", *options, spec.host, str(spec.port)]
+    return [*options, spec.host, str(spec.port)]
 
 
 def worker_environment() -> dict[str, str]:
@@ -85,16 +95,31 @@ class LocalWorkerPool:
         []
     """
 
-    def __init__(self, spec: LocalWorkerSpec):
+    def __init__(self, spec: LocalWorkerSpec, forked: list[ForkedWorker] | None = None):
         self.spec = spec
-        self.processes: list[subprocess.Popen] = []
+        self.forked = list(forked or [])  # children forked from this process, waiting for their command
+        self.processes: list[subprocess.Popen | ForkedWorker] = []
 
     def start(self) -> None:
+        try:
+            self._start()
+        finally:
+            discard_forked(self.forked)  # any not used (fewer workers, an error): they exit
+            self.forked = []
+
+    def _start(self) -> None:
         if self.spec.count <= 0:
             return
         kind = worker_kind(self.spec.kind)
         env = worker_environment()
         for index in range(self.spec.count):
+            if self.forked and kind == "coffea-wq":
+                worker = self.forked.pop(0)
+                log.info("local worker %d: forked from this process (pid %d), coffea-wq worker %s", index,
+                         worker.pid, " ".join(worker_arguments(self.spec, index)))
+                self.processes.append(worker)
+                worker.launch(worker_arguments(self.spec, index), env, self._log_path(index), self.spec.zygote_preload)
+                continue
             argv = worker_command(self.spec, kind, index)
             log.info("starting local worker %d: %s", index, " ".join(argv))
             with self._log_file(index) as logfile:  # the child keeps its own descriptor
@@ -102,14 +127,20 @@ class LocalWorkerPool:
                                                        stdin=subprocess.DEVNULL, stdout=logfile,
                                                        stderr=subprocess.STDOUT))
 
-    def _log_file(self, index: int):
+    def _log_path(self, index: int) -> Path | None:
         # worker chatter goes to a file beside its workspace, not into the user's terminal
         if self.spec.workdir is None:
-            return open(os.devnull, "wb")
+            return None
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
-        return open(self.spec.workdir / f"worker-{index}.log", "ab")
+        return self.spec.workdir / f"worker-{index}.log"
+
+    def _log_file(self, index: int):
+        path = self._log_path(index)
+        return open(os.devnull if path is None else path, "ab")
 
     def stop(self, grace: float = 5.0) -> None:
+        discard_forked(self.forked)
+        self.forked = []
         for proc in self.processes:
             _signal_group(proc, signal.SIGTERM)
         for proc in self.processes:
@@ -124,7 +155,7 @@ class LocalWorkerPool:
         return sum(1 for p in self.processes if p.poll() is None)
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def _signal_group(proc: subprocess.Popen | ForkedWorker, sig: int) -> None:
     if proc.poll() is not None:
         return
     try:
