@@ -20,8 +20,9 @@ Modules:
   done), ``splitting`` and ``exhaustion`` (split on exhaustion), ``dynamic_chunks``, ``culprits``
   (which file or environment broke a task), ``progress`` (the rich progress bars).
 * ``results/``: what a task sends back: ``outcome`` (a result or a remote error record),
-  ``safe_results`` (the unpickling allow-list), ``remote_exceptions``, ``checkpoint``
-  (``checkpoint_dir``).
+  ``checkpoint`` (``checkpoint_dir``), ``ledger`` and ``tree`` (reduction). The unpickling
+  allow-list and the rebuilding of remote exceptions are ``coffea_wq.safe_pickle``'s, shared with
+  ``coffea_wq.work_queue.PythonTask``.
 * ``workers/``: where the workers come from: ``local_workers`` (processes on 127.0.0.1),
   ``factory_pool`` (the ``factory={...}`` option), ``run_secrets`` (the run's password file),
   ``refused`` (peers the manager turned away).

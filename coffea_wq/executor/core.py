@@ -36,7 +36,6 @@ from coffea_wq.executor.options import (
     validate_options,
 )
 from coffea_wq.executor.results.checkpoint import CheckpointStore, function_digest
-from coffea_wq.executor.results.safe_results import ResultPolicy, user_modules_of
 from coffea_wq.executor.session import (
     ManagerSession,
     SessionConfig,
@@ -49,6 +48,7 @@ from coffea_wq.executor.tasks.dynamic_chunks import parse_targets
 from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.executor.tasks.task_loop import CallOptions, CallReport, TaskLoop
 from coffea_wq.executor.workers.factory_pool import freeze_factory_options
+from coffea_wq.safe_pickle.allow_list import ResultPolicy, user_modules_of
 from coffea_wq.worker.warm_contract import RUN_ENV
 
 __all__ = ["WorkQueueExecutor", "TaskFailedError", "RunInterrupted", "ExecutorConfigError", "last_report", "shutdown"]

@@ -1,1 +1,4 @@
-"""What a task sends back: outcomes, the unpickling allow-list, remote errors, checkpoints."""
+"""What a task sends back: outcomes, checkpoints, the reduction ledger and tree.
+
+The unpickling allow-list they are read through is ``coffea_wq.safe_pickle``'s.
+"""

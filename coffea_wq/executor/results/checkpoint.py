@@ -30,7 +30,8 @@ bundle when every chunk it names lies inside the events asked for and overlaps n
 taken; per-chunk results fill in around the bundles.
 
 Result files are the task runner's own records, read back by ``read_outcome`` under the run's
-``ResultPolicy``: the same restricted unpickler (safe_results.py) as results from the network.
+``ResultPolicy``: the same restricted unpickler (``coffea_wq/safe_pickle/allow_list.py``) as results
+from the network.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import cloudpickle
 import lz4.frame
 
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
-from coffea_wq.executor.results.safe_results import ResultPolicy
+from coffea_wq.safe_pickle.allow_list import ResultPolicy
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,9 @@ With reduction (docs/reduction.md) a task may also say its value joined a partia
 (HELD), bring a partial back (PARTIAL: the value of several chunks, with their keys), or say a
 partial it was asked for is not there (LOST); an error record may carry the partial of its slot.
 
-The file comes from a worker, so it is unpickled under a ``ResultPolicy`` (``safe_results.py``):
-a result that would build anything off the allow-list is ``REFUSED``, never loaded.
+The file comes from a worker, so it is unpickled under a ``ResultPolicy``
+(``coffea_wq/safe_pickle/allow_list.py``): a result that would build anything off the allow-list
+is ``REFUSED``, never loaded.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import lz4.frame
 
 from coffea_wq.executor.errors import RemoteError
-from coffea_wq.executor.results.remote_exceptions import rebuild_chain
-from coffea_wq.executor.results.safe_results import RefusedResultError, ResultPolicy, load_result
+from coffea_wq.safe_pickle.allow_list import RefusedResultError, ResultPolicy, load_result
+from coffea_wq.safe_pickle.remote_exceptions import rebuild_chain
 
 
 class OutcomeKind(enum.Enum):

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 import lz4.frame
 
 from coffea_wq.executor.errors import describe_item
-from coffea_wq.executor.results import safe_results
 from coffea_wq.executor.results.outcome import OutcomeKind, peek_record, read_outcome
-from coffea_wq.executor.results.safe_results import ResultPolicy, first_refused_global, load_result
 from coffea_wq.executor.results.tree import AccumulationJob, TreePlanner, WaitingResult
 from coffea_wq.executor.tasks.staging import FunctionFile, TaskTemplate, build_task
 from coffea_wq.executor.tasks.task_script import ACCUMULATE, SAFE_RESULTS
+from coffea_wq.safe_pickle import allow_list
+from coffea_wq.safe_pickle.allow_list import ResultPolicy, first_refused_global, load_result
 
 if TYPE_CHECKING:
     from coffea_wq.executor.tasks.task_loop import TaskLoop, WorkUnit
@@ -87,7 +87,7 @@ class TreeReduction:
         self.planner = TreePlanner(fan_in)
         script = self.staging.root / SAFE_RESULTS
         if not script.exists():
-            shutil.copyfile(safe_results.__file__, script)
+            shutil.copyfile(allow_list.__file__, script)
         self.template = dataclasses.replace(
             template, category=CATEGORY,
             function=accumulation_payload(self.staging.root, self.policy, compression),

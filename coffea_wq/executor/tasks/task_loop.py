@@ -35,7 +35,6 @@ from coffea_wq.executor.errors import (
 )
 from coffea_wq.executor.results.checkpoint import CheckpointStore
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
-from coffea_wq.executor.results.safe_results import ResultPolicy
 from coffea_wq.executor.session import ManagerSession
 from coffea_wq.executor.tasks.accumulation import TreeReduction
 from coffea_wq.executor.tasks.culprits import unchangeable_cause
@@ -55,6 +54,7 @@ from coffea_wq.executor.tasks.task_facts import (
     worker_name,
 )
 from coffea_wq.executor.workers.refused import RefusedWorkers, password_mismatch_error
+from coffea_wq.safe_pickle.allow_list import ResultPolicy
 from coffea_wq.worker.warm_contract import CHUNK_ENV
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Workers the executor will not wait for: those whose result it refused, and those the manager refused.
 
-* A worker that sent a result off the allow-list (``safe_results.py``) is disconnected, so it
-  cannot take the same item again on that connection (coffea-wq's manager releases that one
+* A worker that sent a result off the allow-list (``coffea_wq/safe_pickle/allow_list.py``) is
+  disconnected, so it cannot take the same item again on that connection (coffea-wq's manager releases that one
   connection; CCTools' blocks the worker's hostname for a while).
 * When every worker that tried to join was refused for a password or TLS mismatch, none is
   connected and none ever joined, the run fails after ``REFUSAL_GRACE_S`` with an error naming the

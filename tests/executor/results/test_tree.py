@@ -14,14 +14,14 @@ import pytest
 from coffea import processor
 
 from coffea_wq.executor.results.outcome import RecordPeek, peek_record
-from coffea_wq.executor.results.safe_results import (
+from coffea_wq.executor.results.tree import TreePlanner, WaitingResult
+from coffea_wq.executor.tasks import task_script
+from coffea_wq.safe_pickle.allow_list import (
     RefusedResultError,
     ResultPolicy,
     first_refused_global,
     loads_result,
 )
-from coffea_wq.executor.results.tree import TreePlanner, WaitingResult
-from coffea_wq.executor.tasks import task_script
 
 
 def _planner(fan_in: int, sizes: list[int]) -> TreePlanner:

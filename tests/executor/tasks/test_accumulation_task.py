@@ -20,11 +20,11 @@ import lz4.frame
 import numpy as np
 from coffea import processor
 
-from coffea_wq.executor.results import safe_results
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
-from coffea_wq.executor.results.safe_results import ResultPolicy
 from coffea_wq.executor.tasks import task_script
 from coffea_wq.executor.tasks.accumulation import INPUT_NAME, accumulation_payload
+from coffea_wq.safe_pickle import allow_list
+from coffea_wq.safe_pickle.allow_list import ResultPolicy
 from coffea_wq.worker.warm_contract import TASK_SCRIPT
 
 
@@ -39,7 +39,7 @@ def _sandbox(tmp_path: Path, records: list[dict | bytes]) -> Path:
     box = tmp_path / "sandbox"
     box.mkdir()
     shutil.copyfile(task_script.__file__, box / TASK_SCRIPT)
-    shutil.copyfile(safe_results.__file__, box / task_script.SAFE_RESULTS)
+    shutil.copyfile(allow_list.__file__, box / task_script.SAFE_RESULTS)
     payload = accumulation_payload(tmp_path, ResultPolicy(), compression=1)
     shutil.copyfile(payload.path, box / "fn.pkl")
     names = [INPUT_NAME.format(n) for n in range(len(records))]

@@ -1,6 +1,6 @@
 """Rebuild a worker's exception from the plain data ``coffea_wq_task.py`` sends (never from a pickle).
 
-Why: results are unpickled through an allow-list (``safe_results.py``), and exception classes
+Why: results are unpickled through an allow-list (``allow_list.py``), and exception classes
 cannot be on it (any library defines them, and building one runs its ``__init__``). So the task
 runner describes each exception of the ``__cause__`` chain as data: its classes, most derived
 first, its args and plain attributes. Here the most derived class that this process has

@@ -1,4 +1,4 @@
-"""The result allow-list (executor/results/safe_results.py): real coffea outputs load, hostile pickles do not."""
+"""The result allow-list (safe_pickle/allow_list.py): real coffea outputs load, hostile pickles do not."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from coffea import processor
 
-from coffea_wq.executor.results.remote_exceptions import rebuild_chain
-from coffea_wq.executor.results.safe_results import (
+from coffea_wq.safe_pickle.allow_list import (
     RefusedResultError,
     ResultPolicy,
     loads_result,
     pickled_modules,
     user_modules_of,
 )
+from coffea_wq.safe_pickle.remote_exceptions import rebuild_chain
 from tests.executor import nano
 
 

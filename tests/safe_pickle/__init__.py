@@ -1,0 +1,1 @@
+"""Tests of coffea_wq/safe_pickle/: the unpickling allow-list and remote exceptions."""
