@@ -24,15 +24,13 @@ import traceback
 from typing import IO, NoReturn
 
 
-class ForkedChild:
-    """A child made with ``os.fork``, with what ``_Zygote`` uses of ``subprocess.Popen``."""
+class ForkedProcess:
+    """A child made with ``os.fork``: ``pid``, ``poll`` and ``wait`` as ``subprocess.Popen`` has them."""
 
-    def __init__(self, pid: int, stdin: IO[bytes], stdout: IO[bytes]):
+    def __init__(self, pid: int, what: str = "forked process"):
         self.pid = pid
-        self.stdin: IO[bytes] | None = stdin
-        self.stdout = stdout
         self.returncode: int | None = None
-        self.args = [f"forked zygote {pid}"]
+        self.args = [f"{what} {pid}"]
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -53,6 +51,15 @@ class ForkedChild:
             time.sleep(0.01)
         assert self.returncode is not None
         return self.returncode
+
+
+class ForkedChild(ForkedProcess):
+    """A forked zygote, with the pipes ``_Zygote`` talks to it through (as a Popen's stdin and stdout)."""
+
+    def __init__(self, pid: int, stdin: IO[bytes], stdout: IO[bytes]):
+        super().__init__(pid, "forked zygote")
+        self.stdin: IO[bytes] | None = stdin
+        self.stdout = stdout
 
 
 def fork_zygote(preload: tuple[str, ...]) -> ForkedChild:

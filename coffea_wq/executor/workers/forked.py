@@ -35,9 +35,10 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+
+from coffea_wq.worker.forked_zygote import ForkedProcess
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,12 @@ def _resident_bytes() -> int:
         return 0
 
 
-@dataclass
-class ForkedWorker:
-    """A child of this process that becomes a worker once it gets its command line; ``pid``,
-    ``poll`` and ``wait`` as ``subprocess.Popen`` has them (``LocalWorkerPool`` uses those)."""
+class ForkedWorker(ForkedProcess):
+    """A child of this process that becomes a worker once it gets its command line (``launch``)."""
 
-    pid: int
-    control: int  # write end of the pipe its command line goes through; -1 once used
-    returncode: int | None = None
-
-    @property
-    def args(self) -> list[str]:
-        return [f"forked worker {self.pid}"]
+    def __init__(self, pid: int, control: int):
+        super().__init__(pid, "forked worker")
+        self.control = control  # write end of the pipe its command line goes through; -1 once used
 
     def launch(self, argv: list[str], env: dict[str, str], log_path: Path | None,
                zygote_preload: tuple[str, ...] | None) -> None:
@@ -99,26 +94,6 @@ class ForkedWorker:
         if self.control >= 0:
             os.close(self.control)
             self.control = -1
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                self.returncode = -int(signal.SIGKILL)
-                return self.returncode
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-            time.sleep(0.01)
-        assert self.returncode is not None
-        return self.returncode
 
 
 def discard_forked(workers: list[ForkedWorker], grace: float = 5.0) -> None:
