@@ -5,15 +5,19 @@ any code in the user's process (a ``__reduce__`` returning ``os.system``), passw
 a password only says the peer knew it. So results are read by ``ResultUnpickler``, whose
 ``find_class`` (the only door through which a pickle reaches code) hands out:
 
-* named data types of the standard library: containers, numbers, ``datetime``, ``decimal``, and
-  the ``copyreg`` helpers that rebuild instances of allowed classes;
+* named data types of the standard library: containers, numbers, ``datetime``, ``decimal``, the
+  built-in exception classes (``ValueError``, ...: plain data whose constructor only stores its
+  arguments), and the ``copyreg`` helpers that rebuild instances of allowed classes;
 * numpy arrays, dtypes and scalars (not ``numpy.memmap``: it creates files) and the functions
   numpy's own pickles call to rebuild them; awkward's ``unpickle_*`` functions;
 * classes, never functions, defined in awkward, hist, boost_histogram, coffea.processor,
   coffea.analysis_tools (Weights, PackedSelection, cutflows), in the user's own modules that the
   processor refers to (``user_modules``), and in the packages named by the executor option
   ``allowed_result_modules`` (``"module:name"`` there allows that one global);
-* ``getattr(SomeEnum, "MEMBER")``, the way Python 3.12 pickles enum members, for allowed enums.
+* ``getattr(SomeEnum, "MEMBER")``, the way Python 3.12 pickles enum members, for allowed enums;
+* the three helpers ``dill`` puts in pickles of plain values (``_load_type`` for built-in types,
+  ``_create_array`` for numpy arrays, ``_eval_repr`` for ``range``), as checked stand-ins written
+  here: dill is never imported, and its helpers for functions, code and classes are refused.
 
 A class counts where it is defined (``cls.__module__``), so ``subprocess.Popen`` re-exported by
 an allowed module is still refused; a module outside the list is never imported. See
@@ -28,6 +32,7 @@ import enum
 import io
 import pickle
 import pickletools
+import re
 import site
 import sys
 import sysconfig
@@ -57,6 +62,9 @@ CLASS_PACKAGES = ("awkward", "hist", "boost_histogram", "coffea.processor", "cof
 _LIBRARY_ROOTS = frozenset({"coffea_wq", "cloudpickle", "coffea", "numpy", "awkward", "awkward_cpp", "uproot",
                             "hist", "boost_histogram", "lz4", "envtools"})
 _LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
+DILL_MODULES = ("dill._dill", "dill.dill")  # where dill's helpers live (dill.dill before dill 0.3)
+_DILL_PLAIN_HELPERS = ("_load_type", "_create_array", "_eval_repr")
+_RANGE_REPR = re.compile(r"range\((-?\d{1,30}), (-?\d{1,30})(?:, (-?\d{1,30}))?\)")
 
 
 class RefusedResultError(pickle.UnpicklingError):
@@ -126,7 +134,7 @@ class ResultUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "builtins":
-            if name in SAFE_BUILTINS:
+            if name in SAFE_BUILTINS or is_builtin_exception(name):
                 return getattr(builtins, name)
             if name == "getattr":
                 return _enum_member
@@ -134,6 +142,8 @@ class ResultUnpickler(pickle.Unpickler):
         key = f"{module}:{name}"
         if key in SAFE_GLOBALS or key in self.policy.globals:
             return super().find_class(module, name)
+        if module in DILL_MODULES and name in _DILL_PLAIN_HELPERS:
+            return _DILL_STAND_INS[name]
         if module == "numpy" or module.startswith("numpy."):
             return _numpy_type(module, name, super().find_class)
         if not self.policy.allows_module(module):
@@ -146,6 +156,51 @@ class ResultUnpickler(pickle.Unpickler):
             raise RefusedResultError(module, name, f"it is {found.__module__}.{found.__qualname__}, "
                                                    "which is not on the allow-list")
         return found
+
+
+def is_builtin_exception(name: str) -> bool:
+    """Whether ``builtins.<name>`` is an exception class (``ValueError``, ``KeyError``, ...).
+
+    Example:
+        >>> is_builtin_exception("ValueError"), is_builtin_exception("print")
+        (True, False)
+    """
+    found = builtins.__dict__.get(name)
+    return isinstance(found, type) and issubclass(found, BaseException)
+
+
+# ---------------------------------------------------------------------------- dill's plain-value helpers
+def _dill_load_type(name: Any) -> type:
+    """dill's ``_load_type(name)``: only the built-in types a plain value needs, never FunctionType & co."""
+    if isinstance(name, str) and (name in SAFE_BUILTINS or is_builtin_exception(name)):
+        return getattr(builtins, name)
+    if name == "NoneType":
+        return type(None)
+    raise RefusedResultError(DILL_MODULES[0], "_load_type", f"dill's type {name!r} is not on the allow-list")
+
+
+def _dill_create_array(rebuild: Any, args: Any, state: Any, npdict: Any = None) -> Any:
+    """dill's ``_create_array``: ``rebuild`` came through the allow-list; what it makes must be an array."""
+    import numpy
+
+    array = rebuild(*args)
+    if not isinstance(array, numpy.ndarray) or isinstance(array, numpy.memmap):
+        raise RefusedResultError(DILL_MODULES[0], "_create_array", f"it built a {type(array).__name__}, not an array")
+    array.__setstate__(state)
+    if npdict:
+        raise RefusedResultError(DILL_MODULES[0], "_create_array", "an array subclass with attributes")
+    return array
+
+
+def _dill_eval_repr(text: Any) -> range:
+    """dill's ``_eval_repr`` (it pickles ``range`` as its repr): parsed, never evaluated."""
+    match = _RANGE_REPR.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise RefusedResultError(DILL_MODULES[0], "_eval_repr", f"{str(text)[:80]!r} is not a range")
+    return range(*(int(g) for g in match.groups() if g is not None))
+
+
+_DILL_STAND_INS = {"_load_type": _dill_load_type, "_create_array": _dill_create_array, "_eval_repr": _dill_eval_repr}
 
 
 def _numpy_type(module: str, name: str, resolve) -> type:
@@ -266,11 +321,13 @@ def first_refused_global(stream: BinaryIO, policy: ResultPolicy) -> str | None:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "builtins":
-            if name in SAFE_BUILTINS or name == "getattr":
+            if name in SAFE_BUILTINS or name == "getattr" or is_builtin_exception(name):
                 continue
             return f"{module}.{name}"
         key = f"{module}:{name}"
         if key in SAFE_GLOBALS or key in policy.globals or module == "numpy" or module.startswith("numpy."):
+            continue
+        if module in DILL_MODULES and name in _DILL_PLAIN_HELPERS:
             continue
         if not policy.allows_module(module):
             return f"{module}.{name}"

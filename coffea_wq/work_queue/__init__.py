@@ -18,8 +18,10 @@ Workers are the real ``work_queue_worker`` or ``coffea-wq worker``:
 ``work_queue_worker 127.0.0.1 9123``. See docs/manager.md.
 
 Modules: ``constants`` (CCTools' ``WORK_QUEUE_*`` values), ``task`` (``Task``), ``python_task``
-(``PythonTask``), ``queue`` (``WorkQueue``), ``workers`` and ``categories`` (the parts of ``WorkQueue``
-acting on workers and on categories/monitoring), ``futures`` (CCTools' ``work_queue_futures``).
+(``PythonTask``) and ``python_results`` (its result records, read through an allow-list),
+``queue`` (``WorkQueue``), ``workers`` and ``categories`` (the parts of ``WorkQueue`` acting on
+workers and on categories/monitoring), ``functional`` (``map``, ``pair``, ``tree_reduce``),
+``futures`` (CCTools' ``work_queue_futures``).
 ``Factory`` is coffea-wq's worker factory (``coffea_wq.Factory``), loaded on first use.
 """
 
@@ -31,7 +33,12 @@ import socket
 from typing import Any
 
 from coffea_wq.work_queue.constants import *  # noqa: F403 (CCTools' module exports every WORK_QUEUE_* name)
-from coffea_wq.work_queue.python_task import PythonTask, PythonTaskNoResult, RemoteTask
+from coffea_wq.work_queue.python_task import (
+    PythonTask,
+    PythonTaskNoResult,
+    PythonTaskRefusedResult,
+    RemoteTask,
+)
 from coffea_wq.work_queue.queue import WorkQueue
 from coffea_wq.work_queue.task import Task, work_queue_result_str
 
@@ -39,7 +46,7 @@ from coffea_wq.work_queue.task import Task, work_queue_result_str
 pythontask_available = importlib.util.find_spec("dill") is not None or importlib.util.find_spec("cloudpickle") is not None
 
 _CONSTANTS = [name for name in dir() if name.startswith(("WORK_QUEUE_", "CATEGORY_ALLOCATION_", "RESOURCES_"))]
-__all__ = ["WorkQueue", "Task", "PythonTask", "PythonTaskNoResult", "RemoteTask",  # noqa: F405 (Factory: lazy)
+__all__ = ["WorkQueue", "Task", "PythonTask", "PythonTaskNoResult", "PythonTaskRefusedResult", "RemoteTask",  # noqa: F405 (Factory: lazy)
            "Factory", "work_queue_result_str", "hostname", "pythontask_available", *_CONSTANTS]
 
 

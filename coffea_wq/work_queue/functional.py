@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from coffea_wq.work_queue.python_results import ResultSettings
 from coffea_wq.work_queue.python_task import PythonTask
 
 RESULT_WAIT_S = 1.0
@@ -44,7 +45,29 @@ def chunks(items: Sequence, size: int) -> list[list]:
 
 
 class FunctionalMethods:
-    """Methods of ``WorkQueue`` that run Python functions over sequences (mixed into it)."""
+    """Methods of ``WorkQueue`` that run Python functions over sequences, and say what the results of
+    its ``PythonTask``s may contain (mixed into it)."""
+
+    _python_results: ResultSettings
+
+    def specify_allowed_result_modules(self, modules: str | Iterable[str]) -> int:
+        """Let the results of this queue's PythonTasks (and ``map``/``pair``/``tree_reduce``) also contain
+        classes of ``modules`` (coffea-wq; not in CCTools, whose results can run any code here).
+
+        Each entry is a package (``"mypkg"``: its classes and its submodules') or one global
+        (``"mypkg.mod:make_thing"``, of any kind). Example: ``q.specify_allowed_result_modules(["mypkg"])``.
+        """
+        self._python_results.allow(modules)
+        return 1
+
+    def specify_trusted_results(self, trusted: bool = True) -> int:
+        """Read PythonTask results with dill/cloudpickle's own ``load``, as CCTools does (coffea-wq).
+
+        Only for a pool of workers you trust completely: such a result can run any code in this
+        process. A task's own ``specify_trusted_results(False)`` still uses the allow-list.
+        """
+        self._python_results.trusted = bool(trusted)
+        return 1
 
     def map(self, fn: Callable, seq: Sequence, chunksize: int = 1) -> list:
         """``[fn(x) for x in seq]``, computed on workers, ``chunksize`` items per task, in order.
@@ -105,7 +128,7 @@ class FunctionalMethods:
                 task = self.wait_for_tag(tag, RESULT_WAIT_S)
                 if task is None:
                     continue
-                # raises the function's exception, or PythonTaskNoResult
+                # raises the function's exception, or PythonTaskNoResult (PythonTaskRefusedResult too)
                 results[order.pop(task.id)] = task.output
         except BaseException:
             for task_id in order:  # the call failed: its other tasks are of no use

@@ -2,7 +2,9 @@
 
 The function and its arguments are pickled into one input file; a small wrapper script (cached on
 the worker) unpickles them with the worker's ``python3``, calls the function and pickles what it
-returned, or the exception it raised, into the task's output file. ``task.output`` unpickles it.
+returned, or a description of the exception it raised, into the task's output file.
+``task.output`` reads it through the allow-list of ``coffea_wq.safe_pickle``, since it comes from a
+peer on the network (``python_results.py``).
 
 Pickling uses ``dill`` when it is importable on the submit side, else ``cloudpickle`` (coffea
 depends on it, so it is always there); the worker's ``python3`` needs the same module. See
@@ -13,45 +15,36 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import logging
+import pickle
 import shutil
 import tempfile
 import threading
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from coffea_wq.protocol.codes import ResultCode
+from coffea_wq.safe_pickle.allow_list import RefusedResultError, ResultPolicy, user_modules_of
+from coffea_wq.work_queue.python_results import (
+    WRAPPER_NAME,
+    WRAPPER_SOURCE,
+    PythonTaskNoResult,
+    PythonTaskRefusedResult,
+    ResultSettings,
+    outcome_of,
+    read_record,
+)
 from coffea_wq.work_queue.task import Task
 
-WRAPPER_NAME = "coffea_wq_pytask.py"
+__all__ = ["PythonTask", "PythonTaskNoResult", "PythonTaskRefusedResult", "RemoteTask", "choose_serializer"]
+
+log = logging.getLogger("coffea_wq.work_queue")
+
 CALL_NAME = "coffea_wq_call.pkl"
 RESULT_NAME = "coffea_wq_result.pkl"
 SERIALIZERS = ("dill", "cloudpickle")
-
-# The wrapper runs on the worker, where coffea-wq may not be installed: it uses only the standard
-# library and the serializer named on its command line.
-WRAPPER_SOURCE = '''\
-"""Run one coffea-wq PythonTask: python3 coffea_wq_pytask.py SERIALIZER CALL_FILE RESULT_FILE"""
-import importlib
-import sys
-import traceback
-
-serializer = importlib.import_module(sys.argv[1])
-with open(sys.argv[2], "rb") as handle:
-    function, args, kwargs = serializer.load(handle)
-try:
-    outcome = ("value", function(*args, **kwargs))
-except Exception as error:
-    traceback.print_exc()
-    outcome = ("error", error, traceback.format_exc())
-with open(sys.argv[3], "wb") as handle:
-    serializer.dump(outcome, handle)
-'''
-
-
-class PythonTaskNoResult(Exception):
-    """A PythonTask's function produced no result: the task itself failed (its ``result_str`` says how)."""
-
 
 def choose_serializer() -> str:
     """``"dill"`` when it can be imported here, else ``"cloudpickle"`` (CCTools 7 used dill, 8 cloudpickle)."""
@@ -95,6 +88,13 @@ class PythonTask(Task):
     complete (missing input, worker lost, ...), it raises ``PythonTaskNoResult``. CCTools returns
     these exceptions instead of raising them (docs/manager.md lists the difference).
 
+    The value is read through an allow-list (README, "Security"): builtins containers, numbers and
+    strings, numpy arrays, awkward arrays, hist histograms, coffea accumulators, classes of your own
+    modules that the call refers to, and what ``specify_allowed_result_modules`` (here or on the
+    queue) adds. Anything else raises ``PythonTaskRefusedResult`` naming it and the worker, and
+    nothing of it is built. ``specify_trusted_results()`` reads results as CCTools does, for a pool
+    of workers you fully trust.
+
     Example::
 
         t = PythonTask(pow, 2, 10)
@@ -104,15 +104,20 @@ class PythonTask(Task):
         print(t.output)  # 1024
     """
 
-    __slots__ = ("_directory", "_serializer", "_loaded", "_value", "_error", "remote_traceback", "_cleanup")
+    __slots__ = ("_directory", "_serializer", "_loaded", "_value", "_error", "remote_traceback", "_cleanup",
+                 "_user_modules", "_settings", "_queue_settings")
 
     def __init__(self, func: Any, *args: Any, **kwargs: Any) -> None:
         self._serializer = choose_serializer()
         self._directory = Path(tempfile.mkdtemp(prefix="task-", dir=_STAGING.root()))
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._directory), True)
-        serializer = importlib.import_module(self._serializer)
-        with open(self._directory / CALL_NAME, "wb") as handle:
-            serializer.dump((func, args, kwargs), handle)
+        call = importlib.import_module(self._serializer).dumps((func, args, kwargs))
+        (self._directory / CALL_NAME).write_bytes(call)
+        # the user's own modules that the call names (read from its pickle, nothing run): their
+        # classes may come back in the result
+        self._user_modules = user_modules_of(func) | user_modules_of(call)
+        self._settings = ResultSettings()
+        self._queue_settings = ResultSettings(trusted=False)
         self._loaded = False
         self._value: Any = None
         self._error: BaseException | None = None
@@ -124,6 +129,37 @@ class PythonTask(Task):
 
     def _python_command(self, prefix: str = "") -> str:
         return f"{prefix}python3 {WRAPPER_NAME} {self._serializer} {CALL_NAME} {RESULT_NAME}"
+
+    # ---------------------------------------------------------------- what a result may contain
+    def specify_allowed_result_modules(self, modules: str | Iterable[str]) -> int:
+        """Let this task's result also contain classes of ``modules`` (coffea-wq; not in CCTools).
+
+        Each entry is a package (``"mypkg"``: its classes and its submodules') or one global
+        (``"mypkg.mod:make_thing"``, of any kind). Adds to what the queue allows.
+        """
+        self._settings.allow(modules)
+        return 1
+
+    def specify_trusted_results(self, trusted: bool = True) -> int:
+        """Read this task's result with the serializer's own ``load``, as CCTools does (coffea-wq).
+
+        Only for workers you trust completely: such a result can run any code in this process.
+        ``False`` restores the allow-list even where the queue trusts its workers.
+        """
+        self._settings.trusted = bool(trusted)
+        return 1
+
+    def follow_queue_result_settings(self, settings: ResultSettings) -> None:
+        """Use the settings of the queue the task is submitted to (``WorkQueue.submit`` calls this)."""
+        self._queue_settings = settings
+
+    def result_policy(self) -> ResultPolicy | None:
+        """The allow-list this task's result is read through now; None when its workers are trusted."""
+        trusted = self._settings.trusted if self._settings.trusted is not None else self._queue_settings.trusted
+        if trusted:
+            return None
+        allowed = [*self._queue_settings.allowed_modules, *self._settings.allowed_modules]
+        return ResultPolicy.build(allowed, user_modules=self._user_modules)
 
     def specify_environment(self, env_file: str) -> int:
         """Run the function inside a packed environment (``coffea-wq env pack``), sent with the task.
@@ -156,21 +192,47 @@ class PythonTask(Task):
                 f" (exit status {self.return_status}); its output:\n{self.std_output}")
             return
         path = self._directory / RESULT_NAME
+        policy = self.result_policy()
         try:
-            serializer = importlib.import_module(self._serializer)
-            with open(path, "rb") as handle:
-                outcome = serializer.load(handle)
-        except (OSError, EOFError, ValueError, ImportError, AttributeError) as error:
-            self._error = PythonTaskNoResult(
-                f"PythonTask {self.id}: cannot read its result {path} ({error}); exit status "
-                f"{self.return_status}; its output:\n{self.std_output}")
+            record = read_record(path, self._serializer, policy)
+        except RefusedResultError as refused:
+            self._error = self._refusal(refused)
+            log.info("%s", self._error)
             return
-        if outcome[0] == "value":
-            self._value = outcome[1]
-        else:
-            self._error, self.remote_traceback = outcome[1], outcome[2]
-            if hasattr(self._error, "add_note"):
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, ImportError, AttributeError,
+                IndexError, KeyError) as error:  # truncated, foreign, or a class this side lacks
+            self._error = PythonTaskNoResult(
+                f"PythonTask {self.id}: cannot read its result {path} from worker {self._worker()} ({error!r}); "
+                f"exit status {self.return_status}; its output:\n{self.std_output}")
+            return
+        outcome = outcome_of(record, self._serializer, trusted=policy is None)
+        self.remote_traceback = outcome.remote_traceback
+        if outcome.problem:
+            self._error = PythonTaskNoResult(f"PythonTask {self.id}: {outcome.problem} (worker {self._worker()});"
+                                             f" the worker's traceback:\n{outcome.remote_traceback}")
+        elif outcome.error is not None:
+            self._error = outcome.error
+            if hasattr(self._error, "add_note"):  # Python 3.11+
                 self._error.add_note(f"raised by PythonTask {self.id} on {self.hostname}:\n{self.remote_traceback}")
+        else:
+            self._value = outcome.value
+
+    def _worker(self) -> str:
+        return f"{self.hostname or '?'} ({self.host or 'address unknown'})"
+
+    def _refusal(self, refused: RefusedResultError) -> PythonTaskRefusedResult:
+        root = refused.module.split(".")[0]
+        if root in ("cloudpickle", "dill"):  # code sent by value: no module to allow
+            advice = ("functions, and classes defined in a script, come back as code, which only "
+                      "queue.specify_trusted_results() reads (for workers you trust completely)")
+        else:
+            entry = f"builtins:{refused.name}" if root == "builtins" else root
+            advice = (f"if you trust that type, allow it with task.specify_allowed_result_modules(['{entry}']) "
+                      "or queue.specify_allowed_result_modules(...)")
+        return PythonTaskRefusedResult(
+            f"PythonTask {self.id}: refused the result sent by worker {self._worker()}: {refused}; nothing of it "
+            f"was loaded; {advice} (docs/manager.md, section 8)",
+            refused=refused.qualified, task_id=self.id, worker=self._worker())
 
     def __repr__(self) -> str:
         return f"<PythonTask {self.id or '(unsubmitted)'} {self._spec.state.log_name}>"

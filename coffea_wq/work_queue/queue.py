@@ -12,6 +12,8 @@ from coffea_wq.protocol.codes import TaskState
 from coffea_wq.work_queue.categories import CategorySettings
 from coffea_wq.work_queue.constants import WORK_QUEUE_DEFAULT_PORT, WORK_QUEUE_WAITFORTASK
 from coffea_wq.work_queue.functional import FunctionalMethods
+from coffea_wq.work_queue.python_results import ResultSettings
+from coffea_wq.work_queue.python_task import PythonTask
 from coffea_wq.work_queue.task import Task
 from coffea_wq.work_queue.workers import WorkerControl
 
@@ -61,6 +63,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
             raise
         self._catalog_option = catalog
         self._closed = False
+        self._python_results = ResultSettings(trusted=False)  # what PythonTask results may contain
         if name:
             self._manager.advertise(catalog)
         log.info("manager listening on %s:%d%s", host or "0.0.0.0", self.port, " (TLS)" if self._manager.using_ssl else "")
@@ -88,6 +91,8 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         task._spec.reset_results()
         task._spec.try_count = 0
         task._spec.view = task  # what wait() hands back for this record
+        if isinstance(task, PythonTask):
+            task.follow_queue_result_settings(self._python_results)
         return self._manager.submit(task._spec)
 
     def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
