@@ -115,3 +115,41 @@ def _closed_by_peer(sock: socket.socket, deadline: float) -> bool:
         except ConnectionError:
             return True
     return False
+
+
+@dataclass
+class ResultForger:
+    """Offers a core, takes one task, reports success, and answers the ``get`` of its output with
+    ``payload``: the bytes of a result file of its own making (a hostile pickle, or a forged record)."""
+
+    port: int
+    payload: bytes
+    hostname: str = "rogue"
+    timeout: float = 60.0
+    answered: bool = False
+    error: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)  # set by the test: hang up
+
+    def start(self) -> ResultForger:
+        threading.Thread(target=self._run, daemon=True, name="rogue-forger").start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            rogue = ScriptedWorker(self.port, cores=1, memory=1000, disk=1000, hostname=self.hostname)
+            try:
+                task = rogue.next_task(timeout=self.timeout)
+                rogue.finish(task.task_id)
+                while not (line := rogue.read_line(timeout=self.timeout)).startswith("get "):
+                    pass
+                name = line.split()[1]
+                rogue.send(f"file {name} {len(self.payload)}\n".encode() + self.payload + b"end\n")
+                self.answered = True
+                self.release.wait(self.timeout)  # connected until the test has read the task back
+            finally:
+                rogue.close()
+        except (OSError, EOFError, AssertionError) as error:
+            self.error = repr(error)
+        finally:
+            self.done.set()
