@@ -144,8 +144,8 @@ class ResultForger:
                 while not (line := rogue.read_line(timeout=self.timeout)).startswith("get "):
                     pass
                 name = line.split()[1]
+                self.answered = True  # before the bytes go: the test may have the task back before send returns
                 rogue.send(f"file {name} {len(self.payload)}\n".encode() + self.payload + b"end\n")
-                self.answered = True
                 self.release.wait(self.timeout)  # connected until the test has read the task back
             finally:
                 rogue.close()

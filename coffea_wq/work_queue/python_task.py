@@ -105,7 +105,7 @@ class PythonTask(Task):
     """
 
     __slots__ = ("_directory", "_serializer", "_loaded", "_value", "_error", "remote_traceback", "_cleanup",
-                 "_user_modules", "_settings", "_queue_settings")
+                 "_user_modules", "_call_modules", "_settings", "_queue_settings")
 
     def __init__(self, func: Any, *args: Any, **kwargs: Any) -> None:
         self._serializer = choose_serializer()
@@ -113,9 +113,10 @@ class PythonTask(Task):
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._directory), True)
         call = importlib.import_module(self._serializer).dumps((func, args, kwargs))
         (self._directory / CALL_NAME).write_bytes(call)
-        # the user's own modules that the call names (read from its pickle, nothing run): their
-        # classes may come back in the result
-        self._user_modules = user_modules_of(func) | user_modules_of(call)
+        # the user's own modules whose classes may come back: the function's now; those its pickled
+        # arguments name only when a result needs them (reading a big pickle costs ~1 us an opcode)
+        self._user_modules = user_modules_of(func)
+        self._call_modules: frozenset[str] | None = None
         self._settings = ResultSettings()
         self._queue_settings = ResultSettings(trusted=False)
         self._loaded = False
@@ -159,7 +160,7 @@ class PythonTask(Task):
         if trusted:
             return None
         allowed = [*self._queue_settings.allowed_modules, *self._settings.allowed_modules]
-        return ResultPolicy.build(allowed, user_modules=self._user_modules)
+        return ResultPolicy.build(allowed, user_modules=self._user_modules | (self._call_modules or frozenset()))
 
     def specify_environment(self, env_file: str) -> int:
         """Run the function inside a packed environment (``coffea-wq env pack``), sent with the task.
@@ -194,7 +195,7 @@ class PythonTask(Task):
         path = self._directory / RESULT_NAME
         policy = self.result_policy()
         try:
-            record = read_record(path, self._serializer, policy)
+            record = self._read_record(path, policy)
         except RefusedResultError as refused:
             self._error = self._refusal(refused)
             log.info("%s", self._error)
@@ -216,6 +217,19 @@ class PythonTask(Task):
                 self._error.add_note(f"raised by PythonTask {self.id} on {self.hostname}:\n{self.remote_traceback}")
         else:
             self._value = outcome.value
+
+    def _read_record(self, path: Path, policy: ResultPolicy | None) -> Any:
+        """The record under ``policy``; on a refusal, once more with the user modules that the call's
+        pickle names (read opcode by opcode, nothing run) if that adds any."""
+        try:
+            return read_record(path, self._serializer, policy)
+        except RefusedResultError:
+            if policy is None or self._call_modules is not None:
+                raise
+            self._call_modules = user_modules_of((self._directory / CALL_NAME).read_bytes())
+            if not self._call_modules - self._user_modules:
+                raise
+        return read_record(path, self._serializer, self.result_policy())
 
     def _worker(self) -> str:
         return f"{self.hostname or '?'} ({self.host or 'address unknown'})"

@@ -8,6 +8,7 @@ classes and exceptions as before. dill's pickles are made by Debian's dill runni
 from __future__ import annotations
 
 import collections
+import copy
 import os
 import pickle
 import subprocess
@@ -163,6 +164,15 @@ def test_allowed_modules_and_trusted_results_are_the_switches(queue):
         other.shutdown()
     with pytest.raises(TypeError, match="mypkg.mod:Name"):
         task.specify_allowed_result_modules([3])
+
+
+def test_classes_of_the_user_modules_the_arguments_name_come_back(queue):
+    # copy.deepcopy is no module of the user's: Point's module is allowed only because the call's
+    # pickle names it (an argument is a Point)
+    payload = pickle.dumps({"status": "value", "value": [Point(1.0, 2.0)]})
+    assert forged(queue, wq.PythonTask(copy.deepcopy, [Point(0.0, 0.0)]), payload).output == [Point(1.0, 2.0)]
+    with pytest.raises(wq.PythonTaskRefusedResult, match=f"{__name__}.Point"):
+        _ = forged(queue, wq.PythonTask(copy.deepcopy, [0.0]), payload).output
 
 
 def test_futures_queue_map_refuses_a_rogue_result(tmp_path):
