@@ -133,7 +133,8 @@ def main() -> int:
     fileset = fileset_from_samples(read_cfg(args.data_dir / "samples.cfg"))
     maxchunks = args.maxchunks or None
     executor = (processor.IterativeExecutor(status=False) if args.executor == "iterative"
-                else coffea_wq.WorkQueueExecutor(local_workers=args.workers, status=False, compression=1))
+                else coffea_wq.WorkQueueExecutor(local_workers=args.workers, status=False, compression=1,
+                                                 fork_local_workers=os.environ.get("FORK", "1") == "1"))
     runner = processor.Runner(executor=executor, chunksize=args.chunksize, maxchunks=maxchunks,
                               schema=NanoAODSchema, metadata_cache={})
     with CpuByProcess() as meter:

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -66,6 +67,7 @@ def fork_zygote(preload: tuple[str, ...]) -> ForkedChild:
     """Fork this process into a zygote that imports ``preload`` (what is not imported yet) and serves."""
     requests_r, requests_w = os.pipe()
     answers_r, answers_w = os.pipe()
+    gc.freeze()  # as zygote.py does before it forks a slot: collections in the child skip what it inherits
     pid = os.fork()
     if pid == 0:
         _become_zygote(requests_r, answers_w, (requests_w, answers_r), preload)

@@ -57,6 +57,7 @@ the end of its run, and a partial nobody asks for within that bound belongs to a
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -398,6 +399,9 @@ class Zygote:
         ours, theirs = socket.socketpair()
         inherited = [self.requests_fd, self.answers.fileno(), self.wake_r, self.wake_w, ours.fileno(),
                      *(slot.fd for slot in self.slots.values())]
+        # what the zygote holds (coffea, awkward, numba: ~10^6 objects) moves out of the collector's
+        # sight: a slot's collections then never walk it, nor write to (and so copy) its pages
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError:

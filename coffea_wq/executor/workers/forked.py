@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -145,6 +146,9 @@ def fork_workers(count: int) -> list[ForkedWorker]:
 def _serve_as_worker(control: int) -> NoReturn:
     code = 1
     try:
+        # the user's objects (coffea and all) are out of the collector's sight in this child: its
+        # collections never walk them, nor write to (and so copy) their pages
+        gc.freeze()
         os.setsid()  # its own session, as a started worker: a Ctrl-C in the terminal reaches the executor only
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)
