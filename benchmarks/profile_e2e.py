@@ -3,7 +3,7 @@
 Usage:
 
     python benchmarks/profile_e2e.py [--executor coffea-wq|iterative] [--chunksize 20] [--maxchunks 25]
-                                     [--workers 2]
+                                     [--workers 2] [--fresh-workers]
 
 Wall time on a shared machine says more about the other users than about coffea-wq; CPU time
 per chunk, split by process, says where a task's cost goes (docs/executor.md, "Where the time
@@ -127,6 +127,8 @@ def main() -> int:
     parser.add_argument("--chunksize", type=int, default=20)
     parser.add_argument("--maxchunks", type=int, default=25, help="per dataset; 0 for all")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fresh-workers", action="store_true",
+                        help="start local workers as new processes (fork_local_workers=False), to compare")
     parser.add_argument("--data-dir", type=Path, default=REPO / "analysis_examples" / "data" / "generated")
     args = parser.parse_args()
 
@@ -134,7 +136,7 @@ def main() -> int:
     maxchunks = args.maxchunks or None
     executor = (processor.IterativeExecutor(status=False) if args.executor == "iterative"
                 else coffea_wq.WorkQueueExecutor(local_workers=args.workers, status=False, compression=1,
-                                                 fork_local_workers=os.environ.get("FORK", "1") == "1"))
+                                                 fork_local_workers=not args.fresh_workers))
     runner = processor.Runner(executor=executor, chunksize=args.chunksize, maxchunks=maxchunks,
                               schema=NanoAODSchema, metadata_cache={})
     with CpuByProcess() as meter:
