@@ -182,19 +182,26 @@ class CheckpointStore:
         self._log_summary(len(items), results + bundles, remaining)
         return Restored(results, remaining, bundles)
 
-    def save_bundle(self, items: list[Any], record: Path) -> None:
-        """Move a partial's record at ``record`` into the store as one bundle of ``items``' chunks."""
+    def save_bundle(self, items: list[Any], record: Path, keep: bool = False) -> None:
+        """Move a partial's record at ``record`` into the store as one bundle of ``items``' chunks
+        (``keep``: it stays where it is too, as ``save``'s)."""
         if not items or not all(_is_chunk(i) for i in items):
             return
-        chunks = [_source_fields(i) | {"filename": str(i.filename), "entrystart": int(i.entrystart),
-                                       "entrystop": int(i.entrystop)} for i in items]
-        manifest = json.dumps({"chunks": chunks}, sort_keys=True).encode()
+        manifest = _bundle_manifest(items)
         folder = self.folder / BUNDLES
         _private_dir(folder)
         name = hashlib.sha256(manifest).hexdigest()[:24]
         os.chmod(record, 0o600)
-        _move_into(Path(record), folder / f"{name}{RESULT_SUFFIX}")
+        _move_into(Path(record), folder / f"{name}{RESULT_SUFFIX}", keep)
         _atomic_write(folder / f"{name}{MANIFEST_SUFFIX}", manifest)  # last: a bundle without it is ignored
+
+    def discard_bundle(self, items: list[Any]) -> None:
+        """Forget the bundle of ``items``' chunks (its record was refused where it was read)."""
+        if not items or not all(_is_chunk(i) for i in items):
+            return
+        name = hashlib.sha256(_bundle_manifest(items)).hexdigest()[:24]
+        for suffix in (MANIFEST_SUFFIX, RESULT_SUFFIX):  # the manifest first: a bundle without it is ignored
+            (self.folder / BUNDLES / f"{name}{suffix}").unlink(missing_ok=True)
 
     def _usable_bundles(self, by_source: dict[str, list[Any]]) -> tuple[list, dict[str, list[tuple[int, int]]]]:
         """Bundles whose chunks all lie inside the wanted events, not overlapping each other."""
@@ -276,6 +283,12 @@ class CheckpointStore:
             log.warning("checkpoint_dir %s holds results of %d other processor(s) or settings (%s); none "
                         "match this one (%s), so all %d work items are processed", self.root, len(others),
                         ", ".join(sorted(others)[:3]), self.digest, count)
+
+
+def _bundle_manifest(items: list[Any]) -> bytes:
+    chunks = [_source_fields(i) | {"filename": str(i.filename), "entrystart": int(i.entrystart),
+                                   "entrystop": int(i.entrystop)} for i in items]
+    return json.dumps({"chunks": chunks}, sort_keys=True).encode()
 
 
 def source_id(item: Any) -> str:

@@ -7,6 +7,10 @@ partial it was asked for is not there (LOST); an error record may carry the part
 The file comes from a worker, so it is unpickled under a ``ResultPolicy``
 (``coffea_wq/safe_pickle/allow_list.py``): a result that would build anything off the allow-list
 is ``REFUSED``, never loaded.
+
+A partial's value is a second pickle after its record (``task_script.py``): ``read_outcome(...,
+value=False)`` reads the record alone (the partial's id and keys), so the executor can decide to
+leave a big value for an accumulation task without loading it (docs/reduction.md, section 2).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import lz4.frame
 
 from coffea_wq.executor.errors import RemoteError
+from coffea_wq.executor.tasks.task_script import VALUE_FOLLOWS, record_value_follows
 from coffea_wq.safe_pickle.allow_list import RefusedResultError, ResultPolicy, load_result
 from coffea_wq.safe_pickle.remote_exceptions import rebuild_chain
 
@@ -43,6 +48,7 @@ class PartialResult:
     keys: list[int]
     value: Any = None
     count: int = 0  # HELD: how many chunks the partial holds now
+    value_unread: bool = False  # its value follows in the record file, not read (``read_outcome(value=False)``)
 
 
 @dataclass
@@ -57,17 +63,22 @@ class TaskOutcome:
     key: int | None = None  # HELD: the chunk key the task says it ran
 
 
-def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "") -> TaskOutcome:
+def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "", value: bool = True) -> TaskOutcome:
     """Read the record ``coffea_wq_task.py`` wrote at ``path`` under ``policy`` (default: the built-in
-    allow-list); ``worker`` names the peer that sent it, for the refusal message.
+    allow-list); ``worker`` names the peer that sent it, for the refusal message. ``value=False``:
+    a partial's value that follows its record is not read (``partial.value_unread``).
 
     Example:
         >>> read_outcome(Path("/nonexistent")).kind
         <OutcomeKind.MISSING: 'missing'>
     """
+    following = None
     try:
         with lz4.frame.open(path, mode="rb") as f:
             record = load_result(f, policy or ResultPolicy())
+            unread = record_value_follows(record)
+            if unread and value:
+                following, unread = load_result(f, policy or ResultPolicy()), False
     except RefusedResultError as exc:
         where = f" from worker {worker}" if worker else ""
         return TaskOutcome(OutcomeKind.REFUSED, refused=exc.qualified,
@@ -83,25 +94,46 @@ def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "
     if record["status"] == "ok":
         return TaskOutcome(OutcomeKind.OK, value=record.get("value"), wall_time=wall_time)
     if record["status"] == "error":
-        carried = _partial(record.get("partial"), "id")
+        carried = _partial(record.get("partial"), "id", following, unread)
         return TaskOutcome(OutcomeKind.REMOTE_ERROR, remote=_remote_error(record), wall_time=wall_time,
                            partial=carried)
-    partial = _partial(record, "partial")
+    partial = _partial(record, "partial", following, unread)
     if partial is None or (record["status"] == "held" and not isinstance(record.get("key"), int)):
         return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"output {path}: a malformed {record['status']} record")
     kind = {"held": OutcomeKind.HELD, "partial": OutcomeKind.PARTIAL, "lost": OutcomeKind.LOST}[record["status"]]
     return TaskOutcome(kind, wall_time=wall_time, partial=partial, key=record.get("key"))
 
 
-def _partial(fields: Any, id_field: str) -> PartialResult | None:
-    """The partial a record names, if its fields have the right types (a worker wrote them)."""
+def _partial(fields: Any, id_field: str, following: Any = None, unread: bool = False) -> PartialResult | None:
+    """The partial a record names, if its fields have the right types (a worker wrote them).
+
+    Its value is the record's ``value`` field (records of version 2, kept in ``checkpoint_dir``)
+    or ``following``, the pickle after the record; ``unread``: that one was not read.
+    """
     if not isinstance(fields, dict) or not isinstance(fields.get(id_field), str):
         return None
     keys = fields.get("keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
         return None
     count = fields.get("count", len(keys))
-    return PartialResult(fields[id_field], keys, fields.get("value"), count if isinstance(count, int) else 0)
+    value = following if fields.get(VALUE_FOLLOWS) is True else fields.get("value")
+    return PartialResult(fields[id_field], keys, value, count if isinstance(count, int) else 0, unread)
+
+
+def carried_value(outcome: TaskOutcome) -> tuple[bool, Any]:
+    """``(True, value)`` of an outcome that carries a read value (an ok record, or a partial's), else ``(False, None)``.
+
+    Example:
+        >>> carried_value(TaskOutcome(OutcomeKind.OK, value=3))
+        (True, 3)
+    """
+    if outcome.kind is OutcomeKind.OK:
+        return True, outcome.value
+    partial = outcome.partial
+    if outcome.kind in (OutcomeKind.PARTIAL, OutcomeKind.REMOTE_ERROR) and partial is not None and \
+            not partial.value_unread:
+        return True, partial.value
+    return False, None
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ decides. The rules are docs/reduction.md, section 3:
   big sum once per few chunks;
 * once nothing more will be processed (``final``), the waiting results are split into groups of at
   most ``fan_in`` (smallest first, at least two per group), run side by side, as long as what waits
-  plus what runs is at least ``fan_in``. When fewer than ``fan_in`` remain and nothing runs, the
-  user's process merges them one at a time (``finished``).
+  plus what runs is at least ``fan_in``. When fewer than ``fan_in`` remain and nothing runs, one
+  last group takes them all if they are big (``big_bytes``: all but the largest weigh at least that
+  much, compressed), so that the user's process reads one result, never holding the output while
+  it loads another big one; otherwise the user's process merges them one at a time (``finished``).
 
 Example:
     >>> planner = TreePlanner(fan_in=2)
@@ -24,6 +26,11 @@ Example:
     [['r1', 'r2']]
     >>> planner.finished(final=True)
     False
+    >>> big = TreePlanner(fan_in=20, big_bytes=100)
+    >>> for n, size in enumerate((150, 120)):
+    ...     big.add(WaitingResult(f"r{n}", size=size, keys=(n,)))
+    >>> [[r.name for r in job.inputs] for job in big.plan(final=True)]
+    [['r1', 'r0']]
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class TreePlanner:
     """Waiting results and running accumulation jobs of one call (see the module doc for the rules)."""
 
     fan_in: int
+    big_bytes: int | None = None  # at the end, results this big (but the largest, summed) get a last task
     waiting: list[WaitingResult] = field(default_factory=list)
     running: dict[int, AccumulationJob] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count)
@@ -83,13 +91,23 @@ class TreePlanner:
             return jobs
         while len(self.waiting) >= 2 and len(self.waiting) + len(self.running) >= self.fan_in:
             jobs.append(self._start(min(self.fan_in, len(self.waiting))))
+        if not self.running and self._big_enough_for_a_last_task():
+            jobs.append(self._start(len(self.waiting)))  # fewer than fan_in here
         return jobs
 
     def finished(self, final: bool) -> bool:
         """Nothing runs and no job would start: the user's process merges what waits."""
         if not final or self.running:
             return False
-        return len(self.waiting) < self.fan_in
+        return len(self.waiting) < self.fan_in and not self._big_enough_for_a_last_task()
+
+    def _big_enough_for_a_last_task(self) -> bool:
+        """Two or more results wait and, but the largest, they weigh ``big_bytes``: merged here, the
+        output would hold that much while the largest loads (docs/reduction.md, section 3)."""
+        if self.big_bytes is None or len(self.waiting) < 2:
+            return False
+        sizes = sorted(result.size for result in self.waiting)
+        return sum(sizes[:-1]) >= self.big_bytes
 
     def succeeded(self, job_id: int, total: WaitingResult) -> AccumulationJob:
         """Job ``job_id`` sent back ``total`` (covering its inputs' keys): it waits in their place."""

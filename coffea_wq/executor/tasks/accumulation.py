@@ -5,8 +5,10 @@ sends its value back as a file. With a tree (``treereduction``, docs/reduction.m
 file is not unpickled in the user's process: ``TreeReduction.take`` peeks at its head (status, and
 whether the value is None) and leaves it waiting in staging; ``results/tree.py`` decides which
 waiting files an accumulation task adds (category ``accumulating``, the same warm-task command
-with an accumulation payload, see ``task_script.py``); the sum waits in their place. At the end
-the user's process merges the few that are left, one at a time.
+with an accumulation payload, see ``task_script.py``); the sum waits in their place. A partial
+that a warm slot handed back (``take_partial``, its value unread) waits too when it is big
+(``BIG_RESULT_BYTES``), else it is merged at once. At the end, results that are big get one last
+accumulation task, so that the user's process reads one; small ones are merged here, one at a time.
 
 What can go wrong, and what happens:
 
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import lz4.frame
 
 from coffea_wq.executor.errors import describe_item
-from coffea_wq.executor.results.outcome import OutcomeKind, peek_record, read_outcome
+from coffea_wq.executor.results.outcome import OutcomeKind, carried_value, peek_record, read_outcome
 from coffea_wq.executor.results.tree import AccumulationJob, TreePlanner, WaitingResult
 from coffea_wq.executor.tasks.staging import FunctionFile, TaskTemplate, build_task
 from coffea_wq.executor.tasks.task_script import ACCUMULATE, SAFE_RESULTS
@@ -64,6 +66,11 @@ PRIORITY = 10
 # past SCREEN_READ_BYTES (decompressed) gives up and leaves the judgement to the full read
 SCREEN_BYTES = 256 * 1024
 SCREEN_READ_BYTES = 32 * 2**20
+# a result record at least this big (compressed) is "big": a returned partial waits for an
+# accumulation task instead of being merged here, and at the end of a run results that weigh this
+# much (all but the largest) are added by one last task, so that this process loads one result
+# and never holds the output while it loads another (docs/reduction.md, section 3, for the figures)
+BIG_RESULT_BYTES = 128 * 1024
 
 
 def accumulation_payload(folder: Path, policy: ResultPolicy, compression: int | None) -> FunctionFile:
@@ -84,7 +91,7 @@ class TreeReduction:
         self.loop = loop
         self.staging = loop.session.staging
         self.policy = loop.options.result_policy
-        self.planner = TreePlanner(fan_in)
+        self.planner = TreePlanner(fan_in, BIG_RESULT_BYTES)
         script = self.staging.root / SAFE_RESULTS
         if not script.exists():
             shutil.copyfile(allow_list.__file__, script)
@@ -94,6 +101,7 @@ class TreeReduction:
             extra_inputs=[*template.extra_inputs, (script, SAFE_RESULTS)])
         self.jobs: dict[int, AccumulationJob] = {}  # task id -> job
         self.units: dict[int, WorkUnit] = {}  # chunk key -> its unit, while its value is in the tree
+        self.bundles: dict[int, list[WorkUnit]] = {}  # chunk key -> the units of its partial's checkpoint bundle
         self.salvaging = False
         self._moved = 0
         self.prefix = f"tree-{secrets.token_hex(4)}"  # this call's files in a staging folder calls may share
@@ -121,6 +129,33 @@ class TreeReduction:
                                        getattr(task, "hostname", None), getattr(task, "host", None)))
         return True
 
+    def take_partial(self, partial_id: str, units: list[WorkUnit], record: Path, task: Any) -> None:
+        """A partial the ledger accepted, its value unread in ``record``: it waits if big, else it is merged now."""
+        loop = self.loop
+        self._moved += 1
+        path = record.with_name(f"{self.prefix}-partial-{self._moved}.lz4")
+        record.replace(path)  # its staging name may be reused (a retry of the task that carried it)
+        for unit in units:
+            loop.done_keys.add(unit.key)  # the ledger counted them done
+            self.units[unit.key] = unit
+        if loop.store is not None:
+            self._store_bundle(units, path)
+        result = WaitingResult(f"partial {partial_id} of {len(units)} chunk(s)", path, path.stat().st_size,
+                               tuple(unit.key for unit in units), getattr(task, "hostname", None),
+                               getattr(task, "host", None))
+        if result.size < BIG_RESULT_BYTES:
+            self._merge_here([result])  # small: no task round trip for it
+        else:
+            self.planner.add(result)
+
+    def _store_bundle(self, units: list[WorkUnit], path: Path) -> None:
+        try:
+            self.loop.store.save_bundle([unit.item for unit in units], path, keep=True)
+        except OSError as exc:  # merged all the same; only a rerun would redo them
+            log.warning("checkpoint_dir: cannot store a partial of %d chunk(s): %s", len(units), exc)
+            return
+        self.bundles.update(dict.fromkeys((unit.key for unit in units), units))
+
     # ---------------------------------------------------------------- the loop's turn
     def busy(self) -> bool:
         return bool(self.planner.running or self.planner.waiting)
@@ -130,7 +165,7 @@ class TreeReduction:
 
     def step(self) -> None:
         """Start the accumulation tasks the planner wants; at the end, merge what is left here."""
-        final = self.loop.processing_done()
+        final = self.loop.nothing_more_to_come()
         for job in self.planner.plan(final):
             self._submit(job)
         if self.planner.finished(final) and self.planner.waiting:
@@ -241,14 +276,17 @@ class TreeReduction:
         loop = self.loop
         for result in results:
             outcome = read_outcome(result.path, self.policy, _worker(result))
-            if outcome.kind is OutcomeKind.OK:
-                loop.merge_value(outcome.value)
-                del outcome
+            found, value = carried_value(outcome)
+            if found:
+                loop.merge_value(value)
+                del outcome, value  # not held while the next one loads
                 for key in result.keys:
+                    self.bundles.pop(key, None)
                     loop.count_accumulated(self.units.pop(key))
                 _remove(result.path)
             else:
-                self._redo(result, outcome.refused if outcome.kind is OutcomeKind.REFUSED else "", outcome.detail)
+                self._redo(result, outcome.refused if outcome.kind is OutcomeKind.REFUSED else "",
+                           outcome.detail or f"it carries no value ({outcome.kind.value} record)")
 
     def _redo(self, result: WaitingResult, refused: str, detail: str) -> None:
         """``result`` is unusable: its producer is the culprit, and the chunks it covered run again."""
@@ -260,6 +298,11 @@ class TreeReduction:
             loop.unmark_done(unit)
             if loop.store is not None:
                 loop.store.discard(unit.item)
+                bundle = self.bundles.pop(unit.key, None)
+                if bundle is not None:
+                    loop.store.discard_bundle([u.item for u in bundle])
+                    for other in bundle:
+                        self.bundles.pop(other.key, None)
         if refused:
             loop.report.refused.append(f"{refused} from {_worker(result)}")
             loop.refused_workers.disconnect(producer)

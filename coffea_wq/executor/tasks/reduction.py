@@ -5,10 +5,15 @@ partial and answers with a small *held* record; partials come back by themselves
 ``chunks_per_accum`` chunks, after ``accum_interval`` seconds, with a slot's last task or an error
 record) or when a *flush task* asks (once nothing is left to submit, and on a soft stop). The
 ``Ledger`` (results/ledger.py) decides what each record means; this module does what it decides
-on the loop: merge a partial's value once, resubmit the keys of a lost or dropped partial (not a
+on the loop: count a partial's value once, resubmit the keys of a lost or dropped partial (not a
 retry: those chunks did nothing wrong), pin flush tasks to the partial's worker with its feature,
 and each time the loop wakes up, declare lost the partials whose worker left (and cancel their
 flush tasks, which no other worker could run).
+
+With accumulation tasks on (``treereduction``), a partial's record is read without its value
+(``read_outcome(value=False)``): an accepted partial goes to the tree (``TreeReduction.take_partial``),
+which merges it here if it is small and else lets it wait for an accumulation task, so that at
+the end of a run with big results the user's process loads one (docs/reduction.md, sections 2-3).
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coffea_wq.executor.results.ledger import Decision, KeyState, Ledger
 from coffea_wq.executor.results.outcome import OutcomeKind, PartialResult, TaskOutcome, read_outcome
 from coffea_wq.executor.tasks.staging import build_flush_task
+from coffea_wq.executor.tasks.task_facts import worker_name
 
 if TYPE_CHECKING:  # the loop owns us
     from coffea_wq.executor.tasks.task_loop import TaskLoop, WorkUnit
@@ -67,14 +74,18 @@ class Reduction:
         if outcome.kind is OutcomeKind.PARTIAL and outcome.partial is not None:
             self.loop.learn_chunk_size(unit, task, outcome.wall_time)
             self.loop.count_processed(unit)
-            self.returned(outcome.partial, own_key=unit.key, record=self.loop.session.staging.output_path(unit.key))
+            self.returned(outcome.partial, unit.key, self.loop.session.staging.output_path(unit.key), task)
             return True
         return False
 
-    def carried(self, outcome: TaskOutcome) -> None:
-        """An error record that carries its slot's partial: merge that first (docs/reduction.md, 5)."""
+    def carried(self, outcome: TaskOutcome, record: Path, task: Any) -> None:
+        """An error record (at ``record``) that carries its slot's partial: merge that first (docs/reduction.md, 5)."""
         if outcome.partial is not None:
-            self.returned(outcome.partial, own_key=None)
+            self.returned(outcome.partial, None, record, task)
+
+    def read(self, record: Path, task: Any) -> TaskOutcome:
+        """A task's record; with accumulation tasks, a partial's value is left unread (see the module doc)."""
+        return read_outcome(record, self.loop.options.result_policy, worker_name(task), value=self.loop.tree is None)
 
     def handle_flush(self, task: Any) -> bool:
         """A flush task came back (True), or the task is not one of ours (False)."""
@@ -83,11 +94,10 @@ class Reduction:
             return False
         self.loop.report.flush_tasks_returned += 1
         staging = self.loop.session.staging
-        outcome = read_outcome(staging.output_path(flush.key), self.loop.options.result_policy,
-                               str(getattr(task, "hostname", "?")))
+        outcome = self.read(staging.output_path(flush.key), task)
         if int(task.result) == self.loop.success and outcome.kind is OutcomeKind.PARTIAL and outcome.partial:
             if outcome.partial.partial_id == flush.partial_id:
-                self.returned(outcome.partial, own_key=None, record=staging.output_path(flush.key))
+                self.returned(outcome.partial, None, staging.output_path(flush.key), task)
             else:
                 self.lose(flush.partial_id, f"its flush task brought back {outcome.partial.partial_id}")
         else:
@@ -150,11 +160,16 @@ class Reduction:
         return set(self.ledger.keys_in(KeyState.PENDING, KeyState.IN_FLIGHT, KeyState.HELD))
 
     # ------------------------------------------------------------------ what the ledger decides
-    def returned(self, partial: PartialResult, own_key: int | None, record: Any = None) -> None:
+    def returned(self, partial: PartialResult, own_key: int | None, record: Path, task: Any) -> None:
+        """Partial ``partial`` came back in the record at ``record``, brought by ``task``."""
         decision = self.ledger.returned(partial.partial_id, partial.keys, own_key)
         if decision.merge:
             self.loop.report.partials_returned += 1
-            self.loop.merge_partial(partial.value, [self.loop.units[k] for k in decision.done], record)
+            units = [self.loop.units[k] for k in decision.done]
+            if partial.value_unread and self.loop.tree is not None:
+                self.loop.tree.take_partial(partial.partial_id, units, record, task)
+            else:
+                self.loop.merge_partial(partial.value, units, record)
         else:
             self.loop.report.partials_lost += 1
             log.warning("partial %s dropped (%s); %d chunk(s) run again", partial.partial_id, decision.reason,

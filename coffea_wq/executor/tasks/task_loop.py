@@ -300,6 +300,10 @@ class TaskLoop(FailureHandling):
         """No chunk is queued, running or still to be cut."""
         return not (self.pending or self.in_flight or self._more_to_cut())
 
+    def nothing_more_to_come(self) -> bool:
+        """Processing is done and no partial is still to come back: what waits in the tree is all there is."""
+        return self.processing_done() and (self.reduction is None or not self.reduction.outstanding())
+
     def _work_left(self) -> bool:
         return not self.processing_done() or (self.tree is not None and self.tree.busy()) or \
             (self.reduction is not None and self.reduction.outstanding())
@@ -382,8 +386,9 @@ class TaskLoop(FailureHandling):
             if self.tree is not None and self.tree.take(unit, task):  # its value waits for an accumulation task
                 self.learn_chunk_size(unit, task, None)
                 return
-            outcome = read_outcome(self.session.staging.output_path(unit.key), self.options.result_policy,
-                                   worker_name(task))
+            output = self.session.staging.output_path(unit.key)
+            # with a tree, a partial's value is left unread: it may wait for an accumulation task
+            outcome = read_outcome(output, self.options.result_policy, worker_name(task), value=self.tree is None)
             if outcome.kind is OutcomeKind.REFUSED:
                 self.refuse_result(unit, task, outcome.refused, outcome.detail)
                 return
@@ -395,7 +400,7 @@ class TaskLoop(FailureHandling):
                 return
             if outcome.kind is OutcomeKind.REMOTE_ERROR:
                 if self.reduction is not None:
-                    self.reduction.carried(outcome)  # the slot's partial comes with the error: merge it first
+                    self.reduction.carried(outcome, output, task)  # the slot's partial comes with the error
                 remote = outcome.remote
                 reason = f"{remote.type_name}: {remote.message}"
                 permanent = unchangeable_cause(remote)

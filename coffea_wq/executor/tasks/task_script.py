@@ -39,6 +39,12 @@ when it holds ``every`` chunks, is older than ``seconds``, or the slot says this
 partial, or ``{"status": "lost", "partial": ID}`` when this slot does not hold it. Partial ids are
 ``<worker token>/<slot pid>/<sequence>``.
 
+A record that carries a partial's value (a ``partial`` record, an error record with a
+``"partial"``) is written as TWO pickles in the one lz4 frame: the record without the value, with
+``"value_follows": True`` where the value was (in the record, or in its ``"partial"`` dict), then
+the value. The executor reads the first one alone to learn the partial's id and keys, and decides
+whether to load the value or to leave the file for an accumulation task (docs/reduction.md, 2).
+
 A warm slot also keeps the chunk's ROOT file open for the next chunk of the same file
 (``OpenFiles``, stored in the slot module as ``open_files``): coffea opens the file of every
 chunk and reads its TTree's metadata again, which at 20-event chunks is a fifth of the chunk's
@@ -47,12 +53,13 @@ time (docs/executor.md, "What a task is, and why it is fast").
 Accumulation tasks (docs/reduction.md, section 3) use the same command. Their ``FN`` is a plain
 pickle ``{"accumulate": {"packages", "modules", "globals"}, "compression": int}`` (the run's
 ``ResultPolicy`` as lists), their ``ITEM`` ``{"inputs": [file, ...]}``: earlier task outputs shipped
-as input files. Each input is read in turn through ``coffea_wq_safe_results.py`` (the executor's
-allow-list, shipped as an input file under that name: never plain pickle, a worker's result may be
-a rogue one), added into the sum with coffea's ``accumulate`` and dropped, so at most the sum and
-one input are in memory. The sum is the ok record's value. An input that is refused or is not an
-ok record raises ``AccumulationInputError``, whose attributes ``input`` (the file) and ``refused``
-(the type refused, if that was why) travel in the error record's ``exception_chain``.
+as input files (ok records, and records carrying a partial's value). Each input is read in turn
+through ``coffea_wq_safe_results.py`` (the executor's allow-list, shipped as an input file under
+that name: never plain pickle, a worker's result may be a rogue one), added into the sum with
+coffea's ``accumulate`` and dropped, so at most the sum and one input are in memory. The sum is
+the ok record's value. An input that is refused or carries no value raises
+``AccumulationInputError``, whose attributes ``input`` (the file) and ``refused`` (the type
+refused, if that was why) travel in the error record's ``exception_chain``.
 """
 
 from __future__ import annotations
@@ -67,7 +74,7 @@ import time
 import traceback
 from collections import OrderedDict
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: a partial's value follows its record as a second pickle
 WARM_SLOT_MODULE = "coffea_wq_warm_slot"
 ACCUMULATE = "accumulate"  # the payload key of accumulation tasks (docs/reduction.md, section 3)
 SAFE_RESULTS = "coffea_wq_safe_results.py"  # the allow-list module they ship
@@ -78,13 +85,36 @@ RUN_ENV = "COFFEA_WQ_RUN"
 FLUSH_ENV = "COFFEA_WQ_FLUSH"
 TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"
 STALE_PARTIAL_S = 3600.0  # a partial of another run untouched this long is dropped (its run is over)
+VALUE_FOLLOWS = "value_follows"  # in a record whose value is the next pickle of the file
 
 
 def _write_record(path: str, record: dict, level: int) -> None:
     import lz4.frame
 
+    head, value = _split_partial_value(record)
     with lz4.frame.open(path, mode="wb", compression_level=level) as out:
-        pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(head, out, protocol=pickle.HIGHEST_PROTOCOL)
+        if head is not record:
+            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _split_partial_value(record: dict) -> tuple[dict, object]:
+    """A record carrying a partial's value: the record without it (marked ``value_follows``), and the value.
+
+    Why two pickles: the executor reads the first alone (ids and keys, bytes) and leaves a big
+    value unread for an accumulation task (docs/reduction.md, section 2). Other records: unchanged.
+    """
+    if record.get("status") == "partial" and "value" in record:
+        head = {k: v for k, v in record.items() if k != "value"}
+        head[VALUE_FOLLOWS] = True
+        return head, record["value"]
+    carried = record.get("partial")
+    if record.get("status") == "error" and isinstance(carried, dict) and "value" in carried:
+        head = dict(record)
+        head["partial"] = {k: v for k, v in carried.items() if k != "value"}
+        head["partial"][VALUE_FOLLOWS] = True
+        return head, carried["value"]
+    return record, None
 
 
 _PLAIN = (str, int, float, bool, bytes, type(None))
@@ -485,18 +515,31 @@ def _accumulate_inputs(policy_data: dict, item: dict) -> object:
 
 
 def _read_input(safe: object, policy: object, name: str) -> dict:
+    """An input's record as ``{"value": ...}``: an ok record, or a record carrying a partial's value."""
     import lz4.frame
 
     try:
         with lz4.frame.open(name, mode="rb") as stream:
             record = safe.load_result(stream, policy)
+            if record_value_follows(record):
+                return {"value": safe.load_result(stream, policy)}
     except safe.RefusedResultError as exc:
         raise AccumulationInputError(f"input {name}: {exc}", name, exc.qualified) from None
     except Exception as exc:
         raise AccumulationInputError(f"input {name} cannot be read: {exc!r}", name) from None
-    if not isinstance(record, dict) or record.get("status") != "ok" or "value" not in record:
+    if not isinstance(record, dict) or record.get("status") not in ("ok", "partial") or "value" not in record:
         raise AccumulationInputError(f"input {name} is not a result record with a value", name)
     return record
+
+
+def record_value_follows(record: object) -> bool:
+    """A partial record, or an error record carrying a partial, whose value is the file's next pickle."""
+    if not isinstance(record, dict):
+        return False
+    if record.get("status") == "partial":
+        return record.get(VALUE_FOLLOWS) is True
+    carried = record.get("partial")
+    return record.get("status") == "error" and isinstance(carried, dict) and carried.get(VALUE_FOLLOWS) is True
 
 
 def _safe_results_module() -> object:

@@ -104,6 +104,37 @@ def test_a_failed_job_is_retried_with_the_same_inputs_then_abandoned_or_given_ba
     assert planner.abandon(again.job_id) is again and not planner.running and not planner.waiting
 
 
+def test_at_the_end_big_results_get_one_last_task_so_that_this_process_reads_one():
+    planner = TreePlanner(20, big_bytes=100)
+    for n, size in enumerate((300, 60, 50)):
+        planner.add(WaitingResult(f"r{n}", size=size, keys=(n,)))
+    assert planner.plan(final=False) == [] and not planner.finished(final=False)
+    jobs = planner.plan(final=True)  # 60 + 50 >= 100 besides the largest
+    assert [_names(j) for j in jobs] == [["r2", "r1", "r0"]] and not planner.waiting
+    assert not planner.finished(final=True)  # it runs
+    planner.succeeded(jobs[0].job_id, WaitingResult("sum", size=310, keys=jobs[0].keys))
+    assert planner.plan(final=True) == [] and planner.finished(final=True)  # one left: read here
+
+
+def test_at_the_end_small_results_are_merged_here_without_a_task():
+    planner = TreePlanner(20, big_bytes=100)
+    for n, size in enumerate((500, 60, 30)):  # one big result and 90 bytes besides it
+        planner.add(WaitingResult(f"r{n}", size=size, keys=(n,)))
+    assert planner.plan(final=True) == [] and planner.finished(final=True)
+    assert _planner(20, [500, 400]).plan(final=True) == []  # no threshold: fewer than the fan-in stay here
+
+
+def test_a_last_task_waits_for_the_running_ones():
+    planner = TreePlanner(3, big_bytes=10)
+    for n in range(4):
+        planner.add(WaitingResult(f"r{n}", size=100, keys=(n,)))
+    first = planner.plan(final=True)
+    assert [len(j.inputs) for j in first] == [3] and len(planner.waiting) == 1
+    assert planner.plan(final=True) == [] and not planner.finished(final=True)
+    planner.succeeded(first[0].job_id, WaitingResult("sum", size=300, keys=first[0].keys))
+    assert [_names(j) for j in planner.plan(final=True)] == [["r3", "sum"]]  # 2 < fan-in, but big
+
+
 def test_a_fan_in_below_two_is_refused():
     with pytest.raises(ValueError, match="fan_in=1"):
         TreePlanner(1)

@@ -75,6 +75,32 @@ def test_an_accumulation_task_returns_the_sum_of_its_inputs(tmp_path):
     assert outcome.value["n"].value == 16 and outcome.value["names"] == {"c3", "c5", "c8"}
 
 
+def test_partial_records_are_inputs_too_and_their_values_are_added(tmp_path):
+    # what a warm slot hands back: the record, then its value as a second pickle (docs/reduction.md, 2)
+    partial = {"version": task_script.RECORD_VERSION, "status": "partial", "partial": "tok/1/0", "keys": [0, 1],
+               "value": _value(5), "wall_time": 0.1}
+    carried = task_script._error_record(RuntimeError("chunk 9 broke"), 0.0)
+    carried["partial"] = {"id": "tok/2/0", "keys": [2], "value": _value(8)}
+    box = _sandbox(tmp_path, [_ok(_value(3)), partial, carried])
+    done = _run(box)
+    assert done.returncode == 0, done.stderr
+    outcome = read_outcome(box / "out.lz4")
+    expected = processor.accumulate([_value(3), _value(5), _value(8)])
+    assert outcome.kind is OutcomeKind.OK and outcome.value["names"] == {"c3", "c5", "c8"}
+    assert np.array_equal(outcome.value["h"].view()["value"], expected["h"].view()["value"])
+
+
+def test_a_partial_input_whose_value_is_refused_is_named(tmp_path):
+    marker = tmp_path / "pwned"
+    partial = {"status": "partial", "partial": "tok/1/0", "keys": [0], "value": _RunsAShellCommand(marker)}
+    box = _sandbox(tmp_path, [_ok(_value(2)), partial])
+    assert _run(box).returncode == 1
+    assert not marker.exists()
+    with lz4.frame.open(box / "out.lz4") as f:
+        record = pickle.load(f)
+    assert record["exception_chain"][0]["attrs"] == {"input": "in-1.lz4", "refused": "posix.system"}
+
+
 class _RunsAShellCommand:
     def __init__(self, marker: Path):
         self.marker = marker
