@@ -177,7 +177,8 @@ class WorkQueueExecutor(ExecutorBase):
     chunks_accum_in_mem : int (2)     accepted for coffea 0.7; merging always holds at most two results.
     treereduction : int (20)          results an accumulation task adds (fan-in): the results of chunks
                                       that ran cold (CCTools' work_queue_worker) are added on workers;
-                                      fewer than this are left for this process (docs/reduction.md).
+                                      fewer than this are left for this process, and one only when
+                                      results are big (docs/reduction.md, section 3).
     chunksize, events_total, status_display_interval : accepted for coffea 0.7 compatibility.
     dashboard : bool or int (False)   serve a live dashboard of the run (True: any free port; or a
                                       port), with Prometheus ``/metrics``; its address is printed at

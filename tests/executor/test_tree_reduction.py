@@ -10,19 +10,26 @@
   retried, then their inputs are merged in this process: nothing is lost;
 * a run stopped by a failed chunk merges the results still waiting; a worker SIGKILLed while it
   runs an accumulation task costs nothing (the manager requeues the task); ``checkpoint_dir``
-  stores results that wait; CCTools' own manager runs accumulation tasks too.
+  stores results that wait; CCTools' own manager runs accumulation tasks too;
+* partials of warm slots (records read without their values): big ones wait and a last task adds
+  them, so this process loads one result; small ones are merged at once, no extra task; a failed
+  last task falls back to merging here; a rogue partial is refused in an accumulation task and
+  its worker blamed; ``checkpoint_dir`` keeps each waiting partial as one bundle.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
+import pickle
 import sys
 import threading
 from pathlib import Path
 
 import cloudpickle
+import lz4.frame
 import numpy as np
 import psutil
 import pytest
@@ -31,10 +38,11 @@ from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
 from coffea_wq.executor import TaskFailedError, last_report
-from coffea_wq.executor.tasks import accumulation
+from coffea_wq.executor.tasks import accumulation, task_script
+from coffea_wq.worker.warm_contract import CHUNK_ENV
 from tests import support
 from tests.executor import flaky_sum, helpers, nano
-from tests.executor.test_trust import _rogue
+from tests.executor.test_trust import WritesAFile, _rogue
 
 pytestmark = pytest.mark.slow
 
@@ -267,3 +275,102 @@ def test_reduction_off_merges_every_result_here_as_it_arrives(fileset, tmp_path)
     report = last_report("Processing")
     chunks = len(helpers.all_chunks(fileset))
     assert report.accumulation_tasks == 0 and report.merged_in_process == chunks == len(report.accumulated)
+
+
+# ------------------------------------------------------------------ partials of warm slots (docs/reduction.md, 2-3)
+def _bundled_chunks(store: Path) -> list[int]:
+    """The chunks each checkpoint bundle names."""
+    return [len(json.loads(m.read_text())["chunks"]) for m in store.glob("*/bundles/*.json")]
+
+
+def test_big_partials_wait_and_a_last_task_adds_them_so_this_process_loads_one(fileset, big_hist, big_reference,
+                                                                                tmp_path, monkeypatch):
+    # 1 MiB histograms compress below the real threshold: here every partial counts as big
+    monkeypatch.setattr(accumulation, "BIG_RESULT_BYTES", 1)
+    store = tmp_path / "checkpoints"
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, chunks_per_accum=2,
+                                           status=False, filepath=str(tmp_path), checkpoint_dir=str(store))
+    out = _run_big(executor, fileset, big_hist)
+    _assert_same_big(big_reference[helpers.CHUNKSIZE], out)
+    report = last_report("Processing")
+    chunks = out["chunks"]
+    assert report.failed == [] and report.duplicates_ignored == 0 and len(report.accumulated) == chunks
+    assert report.partials_returned >= 4 and report.partials_lost == 0, report  # 7 chunks, at most 2 a partial
+    assert report.merged_in_process == 1 and report.accumulation_tasks >= 1, report
+    bundled = _bundled_chunks(store)  # one bundle per partial, every chunk in one
+    assert sum(bundled) == chunks and len(bundled) == report.partials_returned
+    rerun = _run_big(executor, fileset, big_hist)  # every chunk from the bundles, no task
+    _assert_same_big(big_reference[helpers.CHUNKSIZE], rerun)
+    report = last_report("Processing")
+    assert len(report.restored) == chunks and report.tasks_submitted == 0
+
+
+def test_small_partials_are_merged_here_without_an_extra_task(fileset, tmp_path):
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, chunks_per_accum=2,
+                                           status=False, filepath=str(tmp_path))
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
+    nano.assert_same_histograms(helpers.iterative_output(fileset), out)
+    report = last_report("Processing")
+    assert report.partials_returned >= 4 and report.accumulation_tasks == 0, report
+    assert report.merged_in_process == report.partials_returned, report
+
+
+def test_a_failed_last_task_falls_back_to_merging_the_partials_here(fileset, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(accumulation, "BIG_RESULT_BYTES", 1)  # every partial waits for an accumulation task
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, chunks_per_accum=2,
+                                           retries=1, status=False, filepath=str(tmp_path),
+                                           allowed_result_modules=[flaky_sum.__name__])
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    with caplog.at_level(logging.WARNING, logger="coffea_wq.executor.tasks.accumulation"):
+        out = runner(fileset, flaky_sum.TallyProcessor(), treename="Events")  # Tally cannot be added in those
+    chunks = len(helpers.all_chunks(fileset))
+    assert out["events"].n == 5000 and out["chunks"] == chunks
+    report = last_report("Processing")
+    assert report.accumulation_tasks == 0 and report.failed == [] and len(report.accumulated) == chunks
+    assert report.partials_returned >= 4 and report.merged_in_process == report.partials_returned, report
+    assert "retry 1 of 1" in caplog.text and "merged in this process instead" in caplog.text
+
+
+def _rogue_partial(marker: Path):
+    """A rogue's answer to a chunk task: a partial record for that chunk whose value runs a command."""
+    def answer(task) -> bytes:
+        key = int(next(e.split("=", 1)[1] for e in task.env if e.startswith(f"{CHUNK_ENV}=")))
+        head = {"version": task_script.RECORD_VERSION, "status": "partial", "partial": "roguetoken/1/0",
+                "keys": [key], task_script.VALUE_FOLLOWS: True}
+        return lz4.frame.compress(pickle.dumps(head) + pickle.dumps(WritesAFile(marker)))
+    return answer
+
+
+def test_a_rogue_partial_is_refused_in_an_accumulation_task_and_its_worker_blamed(fileset, processes, tmp_path,
+                                                                                  caplog, monkeypatch):
+    monkeypatch.setattr(accumulation, "BIG_RESULT_BYTES", 1)  # the rogue's tiny partial waits like a big one
+    reference = helpers.iterative_output(fileset)
+    marker = tmp_path / "pwned"
+    errors: list = []
+    threads: list[threading.Thread] = []
+
+    def start_rogue(queue):
+        thread = threading.Thread(target=_rogue, args=(queue.port, marker, processes, tmp_path, errors,
+                                                       _rogue_partial(marker)), daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    # fan-in 2 and a partial per chunk: the rogue's partial is among the two smallest of the first three
+    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
+                                           treereduction=2, chunks_per_accum=1, filepath=str(tmp_path),
+                                           custom_init=start_rogue)
+    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
+                              chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
+    with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"):
+        out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert not marker.exists(), "the rogue worker's pickle ran code"
+    report = last_report("Processing")
+    assert len(report.refused) == 1 and report.refused[0].startswith("posix.system from rogue (127.0.0.1:")
+    assert "input in-" in caplog.text and "refused to build posix.system" in caplog.text  # refused on a worker
+    nano.assert_same_histograms(reference, out)
+    assert report.failed == [] and report.duplicates_ignored == 0
+    assert sorted(report.accumulated, key=repr) == sorted(helpers.all_chunks(fileset), key=repr)

@@ -51,8 +51,9 @@ class WritesAFile:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _rogue(port: int, marker: Path, processes, tmp_path, errors: list) -> None:
-    """Take one task, answer it with a hostile pickle, then let honest workers in."""
+def _rogue(port: int, marker: Path, processes, tmp_path, errors: list, answer=None) -> None:
+    """Take one task, answer it with a hostile pickle (``answer(task)``: the output's bytes), then let
+    honest workers in."""
     try:
         rogue = ScriptedWorker(port, cores=1, hostname="rogue")
         task = rogue.next_task(timeout=30)
@@ -60,7 +61,8 @@ def _rogue(port: int, marker: Path, processes, tmp_path, errors: list) -> None:
         line = rogue.read_line(timeout=30)
         assert line.startswith("get "), line
         name = line.split()[1]
-        payload = lz4.frame.compress(pickle.dumps({"status": "ok", "value": WritesAFile(marker)}))
+        payload = answer(task) if answer else \
+            lz4.frame.compress(pickle.dumps({"status": "ok", "value": WritesAFile(marker)}))
         rogue.send(f"file {name} {len(payload)}\n".encode() + payload + b"end\n")
         for index in range(2):
             processes.start(helpers.worker_argv("coffea-wq", port, tmp_path / f"honest{index}"),
