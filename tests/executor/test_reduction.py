@@ -159,8 +159,9 @@ def test_a_mixed_pool_with_a_real_work_queue_worker_equals_iterative(tmp_path, r
     assert_equal_outputs(reference, out)
     report = coffea_wq.last_report("Processing")
     assert_each_chunk_once(report, reference["chunks"])
-    # the coffea-wq worker's chunks came back as partials; the real worker's one by one
-    assert report.partials_returned >= 1 and report.merged_in_process >= report.partials_returned
+    # the coffea-wq worker's chunks came back as partials, the real worker's one by one; 1 MiB
+    # partials are about the size where they wait for an accumulation task (docs/reduction.md, 3)
+    assert report.partials_returned >= 1 and report.merged_in_process >= 1
 
 
 def test_the_reduction_options_are_real_and_checked():
