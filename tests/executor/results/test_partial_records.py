@@ -14,8 +14,8 @@ import lz4.frame
 import numpy as np
 
 from coffea_wq.executor.results.outcome import OutcomeKind, carried_value, read_outcome
-from coffea_wq.executor.results.safe_results import ResultPolicy
 from coffea_wq.executor.tasks import task_script
+from coffea_wq.safe_pickle.allow_list import ResultPolicy
 
 UNPICKLED: list[str] = []  # what ``Witness.__setstate__`` saw: proof that a value was loaded
 
