@@ -120,7 +120,7 @@ class CallReport:
     wall_time: float = 0.0
     merged_in_process: int = 0  # results this process unpickled and added to the output
     accumulation_tasks: int = 0  # accumulation tasks that sent a sum back (docs/reduction.md, section 3)
-    partials_returned: int = 0  # partials of workers' warm slots merged here (docs/reduction.md, section 1)
+    partials_returned: int = 0  # partials of warm slots accepted: merged here or by accumulation tasks (docs/reduction.md)
     partials_lost: int = 0  # partials lost or dropped: their chunks ran again
     flush_tasks_submitted: int = 0  # flush tasks sent for partials (not in tasks_submitted, which counts chunks)
     flush_tasks_returned: int = 0  # those that came back (the others were cancelled)
