@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 class PendingStart:
     """``start()`` run in a thread; behaves as the process it returns (Popen-like) from the start."""
 
-    def __init__(self, start: Callable[[], Any], command: str, output_path: Path):
+    def __init__(self, start: Callable[[], Any], command: str, output_path: Path,
+                 on_done: Callable[[], None] | None = None):
         self.args = command
+        self.on_done = on_done  # told when the start is over (wakeup.py)
         self.output_path = output_path
         self.process: Any = None
         self.failed = False
@@ -60,6 +62,16 @@ class PendingStart:
         self.done.set()
         if process is not None and pending is not None:
             signal_process(process, pending)
+        if self.on_done is not None:
+            self.on_done()
+
+    @property
+    def event_driven(self) -> bool:
+        """Whether its end will wake the worker's loop (a warm process), so that the loop need not poll
+        it; a start under way wakes it when it is over."""
+        if not self.done.is_set():
+            return self.on_done is not None
+        return bool(getattr(self.process, "event_driven", False))
 
     def poll(self) -> int | None:
         if not self.done.is_set():

@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 ACTIVE_TIMEOUT = 3600.0  # seconds a send, or a stall inside a message, may take (CCTools' active_timeout)
 # While tasks run, finished ones are noticed by polling: 5 ms keeps a short task's result from
 # waiting for the loop (50 ms cost ~10% of throughput at 10k-event chunks in bench_e2e).
-BUSY_POLL = 0.005
+BUSY_POLL = 0.005  # a cold task runs: its end is noticed by polling
+WARM_POLL = 0.1  # only warm tasks run: they wake the loop (wakeup.py); time limits are checked this often
 IDLE_POLL = 0.5
 SEND_CHUNK = 1 << 20
 
@@ -154,13 +155,18 @@ class WorkerSession:
         try:
             self.sock.settimeout(self.settings.active_timeout)
             selector.register(self.sock, selectors.EVENT_READ)
+            wakeup = self.warm_pool.wakeup if self.warm_pool is not None else None
+            if wakeup is not None:
+                selector.register(wakeup, selectors.EVENT_READ)
             self._send(self.conn.start())
             if self.settings.password is None:
                 self._after_authentication()
             while True:
                 self._check_stop_conditions()
-                busy = self.tasks.active > 0
-                if self._tls_pending() or selector.select(BUSY_POLL if busy else IDLE_POLL):
+                ready = {key.fileobj for key, _ in selector.select(self._poll_interval())}
+                if wakeup is not None and wakeup in ready:
+                    wakeup.drain()
+                if self._tls_pending() or self.sock in ready:
                     self._receive()
                 self._handle_events()
                 self._advance_tasks()
@@ -169,6 +175,13 @@ class WorkerSession:
         finally:
             selector.close()
             self._close()
+
+    def _poll_interval(self) -> float:
+        if self._tls_pending():
+            return 0.0
+        if self.tasks.needs_polling():
+            return BUSY_POLL
+        return WARM_POLL if self.tasks.active > 0 else IDLE_POLL
 
     def _tls_pending(self) -> bool:
         # TLS decrypts whole records: bytes already decrypted never wake the selector

@@ -110,6 +110,12 @@ class TaskTable:
         """Tasks waiting or running (they keep the connection busy for the idle timeout)."""
         return sum(1 for r in self.records.values() if r.phase in (TaskPhase.WAITING, TaskPhase.RUNNING))
 
+    def needs_polling(self) -> bool:
+        """Whether a running task's end would go unnoticed without polling (a cold process): the
+        loop then wakes every few ms; warm tasks wake it themselves (wakeup.py)."""
+        return any(r.phase is TaskPhase.RUNNING and r.run is not None
+                   and not getattr(r.run.handle, "event_driven", False) for r in self.records.values())
+
     def has_unreported(self) -> bool:
         return any(r.phase is TaskPhase.FINISHED for r in self.records.values())
 

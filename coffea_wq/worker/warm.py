@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +38,7 @@ from typing import IO, Any
 from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
 from coffea_wq.worker.forked_zygote import ForkedChild, fork_zygote
 from coffea_wq.worker.pending import PendingStart
+from coffea_wq.worker.wakeup import Wakeup
 from coffea_wq.worker.warm_contract import WORKER_TOKEN_ENV, marked_warm, parse_warm_command, preload_modules
 from coffea_wq.worker.warm_monitor import MonitoredWarmProcess, split_monitored
 
@@ -69,6 +71,8 @@ class WarmProcess:
         self.pid = pid  # the slot's: it leads the session the task runs in
         self.args = command
         self.returncode: int | None = None
+
+    event_driven = True  # its zygote's reader wakes the worker's loop when it ends
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -110,6 +114,7 @@ class _Zygote:
     def __init__(self, python: str, proc: subprocess.Popen | ForkedChild):
         self.python = python
         self.proc = proc
+        self.on_news: Callable[[], None] = _nothing  # the pool's wake-up of the worker's loop (wakeup.py)
         self.cond = threading.Condition()
         self.started: dict[int, dict] = {}
         self.exits: dict[int, int] = {}
@@ -143,9 +148,11 @@ class _Zygote:
                     # keyed by request: a slot runs many tasks under one pid
                     self.exits[message["id"]] = int(message["returncode"])
                 self.cond.notify_all()
+            self.on_news()
         with self.cond:
             self.dead = True
             self.cond.notify_all()
+        self.on_news()
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str], output: Path,
             preload: tuple[str, ...]) -> tuple[int, int]:
@@ -241,6 +248,7 @@ class WarmPythonPool:
         # tasks whose interpreter is the one this process runs
         self.adopted = adopted
         self.zygotes: dict[str, _Zygote] = {}
+        self.wakeup = Wakeup()  # in the worker's selector: warm tasks' news wake its loop
         self.lock = threading.Lock()
         self.generation = 0  # counts close() calls: the pool serves one manager session after another
 
@@ -271,7 +279,7 @@ class WarmPythonPool:
         """``start`` in a thread: the worker's loop never waits for unpacking or imports (pending.py)."""
         generation = self.generation
         return PendingStart(lambda: self.start(request, cwd, env, output_path, generation), request.command,
-                            Path(output_path))
+                            Path(output_path), on_done=self.wakeup.notify)
 
     def start(self, request: WarmRequest, cwd: Path, env: dict[str, str], output_path: Path,
               generation: int | None = None) -> Any:
@@ -333,6 +341,7 @@ class WarmPythonPool:
             if zygote is None:
                 zygote_env = {k: v for k, v in env.items() if k not in PER_TASK_VARIABLES}
                 zygote = self._adopt(python) or _Zygote.spawn(python, zygote_env, workspace, preload)
+                zygote.on_news = self.wakeup.notify
                 self.zygotes[python] = zygote
             return zygote
 
@@ -358,6 +367,10 @@ class WarmPythonPool:
                 self.adopted = None
         for zygote in zygotes:
             zygote.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def same_interpreter(a: str, b: str) -> bool:

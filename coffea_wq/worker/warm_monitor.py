@@ -87,6 +87,11 @@ class MonitoredWarmProcess:
         self.watch.sampler.zero_counters()
         self.watch.start()
 
+    @property
+    def event_driven(self) -> bool:
+        """As the warm process it measures: its end (a limit broken too) comes from the zygote."""
+        return bool(getattr(self.process, "event_driven", False))
+
     def poll(self) -> int | None:
         if self.returncode is None:
             code = self.process.poll()

@@ -48,7 +48,7 @@ def test_an_exit_read_before_run_wakes_up_is_not_lost():
     try:
         zygote = _Zygote.__new__(_Zygote)
         zygote.proc, zygote.cond, zygote.started, zygote.exits = sink, threading.Condition(), {}, {}
-        zygote.queued = set()
+        zygote.queued, zygote.on_news = set(), (lambda: None)
         zygote.dead, zygote.next_id, zygote.write_lock = False, 1, threading.Lock()
         pid = 2**22 + 12345  # above the default pid_max: no live process can have it
         zygote._read_answers(io.BytesIO(
