@@ -14,7 +14,8 @@
 * partials of warm slots (records read without their values): big ones wait and a last task adds
   them, so this process loads one result; small ones are merged at once, no extra task; a failed
   last task falls back to merging here; a rogue partial is refused in an accumulation task and
-  its worker blamed; ``checkpoint_dir`` keeps each waiting partial as one bundle.
+  its worker blamed; ``checkpoint_dir`` keeps each waiting partial as one bundle; a run stopped
+  by a failed chunk merges the big partials still waiting.
 """
 
 from __future__ import annotations
@@ -374,3 +375,23 @@ def test_a_rogue_partial_is_refused_in_an_accumulation_task_and_its_worker_blame
     nano.assert_same_histograms(reference, out)
     assert report.failed == [] and report.duplicates_ignored == 0
     assert sorted(report.accumulated, key=repr) == sorted(helpers.all_chunks(fileset), key=repr)
+
+
+def test_a_stopped_run_merges_the_big_partials_still_waiting(fileset, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(accumulation, "BIG_RESULT_BYTES", 1)  # every partial waits: the stop must merge them
+    proc = nano.LeptonJetProcessor(fail_on=("dylike_b1.root", 0))
+    executor = coffea_wq.WorkQueueExecutor(local_workers=WORKERS, treereduction=FAN_IN, retries=0, status=False,
+                                           filepath=str(tmp_path))
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema,
+                              metadata_cache={})
+    with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"), \
+            pytest.raises(TaskFailedError) as info:
+        runner(fileset, proc, treename="Events")
+    assert "cannot be used" not in caplog.text  # each waiting partial was read and merged, none redone
+    report = last_report("Processing")
+    accumulated, unprocessed = set(report.accumulated), set(report.unprocessed)
+    assert accumulated and not accumulated & unprocessed and report.partials_returned >= 1, report
+    assert report.merged_in_process >= 1 and report.refused == []
+    assert accumulated | unprocessed == helpers.all_chunks(fileset)  # nothing that came back was dropped
+    partial = info.value.partial_output
+    assert sum(v["all"] for v in partial["cutflow"].values()) == sum(c.entrystop - c.entrystart for c in accumulated)
