@@ -61,9 +61,10 @@ def big_hist():
         module = importlib.import_module("big_hist_processor")
     finally:
         sys.path.remove(str(support.REPO / "benchmarks"))
+    # left registered: test_reduction.py registers the same module when it is imported, and its
+    # tests may run after this module's
     cloudpickle.register_pickle_by_value(module)
-    yield module
-    cloudpickle.unregister_pickle_by_value(module)
+    return module
 
 
 @pytest.fixture(scope="module")
