@@ -141,11 +141,15 @@ class RunView:
         self._poller = None
 
     def _poll(self, stop: threading.Event) -> None:
-        while not stop.wait(POLL_S):
+        # the first reading at once, not after POLL_S: a run may be over within a second (forked
+        # local workers start at once), and CCTools' manager answers only while the run waits on it
+        while True:
             try:
                 self.snapshot()
             except Exception:  # a bug here must not end the polling, nor the user's run
                 log.exception("dashboard: reading the manager failed")
+            if stop.wait(POLL_S):
+                return
 
     def snapshot(self) -> Snapshot:
         with self._lock:
