@@ -27,8 +27,6 @@ ALLOWED_FOREIGN_PRIVATES = {
     ("coffea_wq/executor/tasks/task_script.py", "os._exit"): "documented: exit without finalisers",
     ("coffea_wq/worker/zygote.py", "os._exit"): "documented: exit without finalisers",
     ("coffea_wq/worker/forked_zygote.py", "os._exit"): "documented: a forked child exits without finalisers",
-    ("coffea_wq/executor/workers/forked.py", "os._exit"):
-        "documented: a fork of the user's process never runs its atexit handlers",
     ("coffea_wq/worker/main.py", "os._Environ"): "the type of os.environ, in an annotation",
     ("envtools/pack_conda.py", "conda_env._excluded_files"):
         "conda-pack's CondaEnv takes the exclusions back in its constructor and has no public getter",

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import IO, NoReturn
 
 
@@ -78,13 +79,11 @@ def fork_zygote(preload: tuple[str, ...]) -> ForkedChild:
 
 def _become_zygote(requests_fd: int, answers_fd: int, parent_ends: tuple[int, int],
                    preload: tuple[str, ...]) -> NoReturn:
-    code = 1
-    try:
+    def serve() -> int:
         for fd in parent_ends:
             os.close(fd)
         os.setsid()  # as a started zygote: its own session, out of the worker's process group
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_DFL)
+        default_stop_signals()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
@@ -93,11 +92,27 @@ def _become_zygote(requests_fd: int, answers_fd: int, parent_ends: tuple[int, in
         from coffea_wq.worker.zygote import Zygote
 
         Zygote(requests_fd, answers_fd).serve(list(preload))
-        code = 0
+        return 0
+
+    run_as_child(serve)
+
+
+def default_stop_signals() -> None:
+    """The default actions for the signals that stop a process, in place of the parent's handlers."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def run_as_child(body: Callable[[], int]) -> NoReturn:
+    """In a forked child: run ``body`` and exit with its code (1 if it raised, after the traceback),
+    without the parent's teardown, atexit handlers or buffered output written a second time."""
+    code = 1
+    try:
+        code = body()
     except BaseException:
         traceback.print_exc()
     finally:
         try:
             sys.stderr.flush()
         finally:
-            os._exit(code)  # never the worker's teardown or atexit handlers
+            os._exit(code)

@@ -146,21 +146,8 @@ def test_a_rogue_result_is_refused_inside_an_accumulation_task(fileset, processe
         threads.append(thread)
 
     # fan-in 2: the rogue's tiny result is among the two smallest of the first three that wait
-    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
-                                           treereduction=2, filepath=str(tmp_path), custom_init=start_rogue,
-                                           warm_python=False)  # cold tasks: the honest results wait too
-    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
-                              chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
-    with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"):
-        out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
-    assert not marker.exists(), "the rogue worker's pickle ran code"
-    report = last_report("Processing")
-    assert len(report.refused) == 1 and report.refused[0].startswith("posix.system from rogue (127.0.0.1:")
-    assert "input in-" in caplog.text and "refused to build posix.system" in caplog.text  # refused on a worker
-    nano.assert_same_histograms(reference, out)
+    report = _run_refusing_the_rogue(fileset, reference, tmp_path, caplog, start_rogue, threads, errors, marker,
+                                     warm_python=False)  # cold tasks: the honest results wait too
     assert report.failed == [] and report.accumulation_tasks >= 1
     assert sorted(report.accumulated, key=repr) == sorted(helpers.all_chunks(fileset), key=repr)
 
@@ -359,21 +346,8 @@ def test_a_rogue_partial_is_refused_in_an_accumulation_task_and_its_worker_blame
         threads.append(thread)
 
     # fan-in 2 and a partial per chunk: the rogue's partial is among the two smallest of the first three
-    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
-                                           treereduction=2, chunks_per_accum=1, filepath=str(tmp_path),
-                                           custom_init=start_rogue)
-    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
-                              chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
-    with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"):
-        out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
-    assert not marker.exists(), "the rogue worker's pickle ran code"
-    report = last_report("Processing")
-    assert len(report.refused) == 1 and report.refused[0].startswith("posix.system from rogue (127.0.0.1:")
-    assert "input in-" in caplog.text and "refused to build posix.system" in caplog.text  # refused on a worker
-    nano.assert_same_histograms(reference, out)
+    report = _run_refusing_the_rogue(fileset, reference, tmp_path, caplog, start_rogue, threads, errors, marker,
+                                     chunks_per_accum=1)
     assert report.failed == [] and report.duplicates_ignored == 0
     assert sorted(report.accumulated, key=repr) == sorted(helpers.all_chunks(fileset), key=repr)
 
@@ -396,3 +370,24 @@ def test_a_stopped_run_merges_the_big_partials_still_waiting(fileset, tmp_path, 
     assert accumulated | unprocessed == helpers.all_chunks(fileset)  # nothing that came back was dropped
     partial = info.value.partial_output
     assert sum(v["all"] for v in partial["cutflow"].values()) == sum(c.entrystop - c.entrystart for c in accumulated)
+
+
+def _run_refusing_the_rogue(fileset, reference, tmp_path, caplog, start_rogue, threads, errors, marker, **options):
+    """A run with fan-in 2 that ``start_rogue`` joins: its pickle is refused on a worker, it is
+    blamed, nothing it sent ran, and the output equals Iterative's; the run's report."""
+    executor = coffea_wq.WorkQueueExecutor(port=0, manager_host=support.LOOPBACK, local_workers=0, status=False,
+                                           treereduction=2, filepath=str(tmp_path), custom_init=start_rogue,
+                                           **options)
+    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
+                              chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema, metadata_cache={})
+    with caplog.at_level(logging.ERROR, logger="coffea_wq.executor.tasks.accumulation"):
+        out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert not marker.exists(), "the rogue worker's pickle ran code"
+    report = last_report("Processing")
+    assert len(report.refused) == 1 and report.refused[0].startswith("posix.system from rogue (127.0.0.1:")
+    assert "input in-" in caplog.text and "refused to build posix.system" in caplog.text  # refused on a worker
+    nano.assert_same_histograms(reference, out)
+    return report

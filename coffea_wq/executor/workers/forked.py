@@ -35,11 +35,10 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from coffea_wq.worker.forked_zygote import ForkedProcess
+from coffea_wq.worker.forked_zygote import ForkedProcess, default_stop_signals, run_as_child
 
 log = logging.getLogger(__name__)
 
@@ -144,32 +143,24 @@ def fork_workers(count: int) -> list[ForkedWorker]:
 
 
 def _serve_as_worker(control: int) -> NoReturn:
-    code = 1
-    try:
+    def serve() -> int:
         # the user's objects (coffea and all) are out of the collector's sight in this child: its
         # collections never walk them, nor write to (and so copy) their pages
         gc.freeze()
         os.setsid()  # its own session, as a started worker: a Ctrl-C in the terminal reaches the executor only
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_DFL)
+        default_stop_signals()
         message = _read_command(control, os.getppid())
         if message is None:
-            code = 0
-        else:
-            _point_stdio(message["log"])
-            os.environ.clear()
-            os.environ.update(message["env"])
-            from coffea_wq.worker.main import run_forked
+            return 0
+        _point_stdio(message["log"])
+        os.environ.clear()
+        os.environ.update(message["env"])
+        from coffea_wq.worker.main import run_forked
 
-            preload = message["preload"]
-            code = run_forked(list(message["argv"]), None if preload is None else tuple(preload))
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stderr.flush()
-        finally:
-            os._exit(code)  # never the user's atexit handlers or buffered output a second time
+        preload = message["preload"]
+        return run_forked(list(message["argv"]), None if preload is None else tuple(preload))
+
+    run_as_child(serve)
 
 
 def _read_command(control: int, parent: int) -> dict | None:
