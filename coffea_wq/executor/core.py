@@ -45,6 +45,7 @@ from coffea_wq.executor.session import (
     queue_feature,
 )
 from coffea_wq.executor.tasks.dynamic_chunks import parse_targets
+from coffea_wq.executor.tasks.read_errors import unwrap_coffea_retries
 from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD, TaskTemplate
 from coffea_wq.executor.tasks.task_loop import CallOptions, CallReport, TaskLoop
 from coffea_wq.executor.workers.factory_pool import freeze_factory_options
@@ -299,6 +300,7 @@ class WorkQueueExecutor(ExecutorBase):
         # partials on workers need coffea-wq's manager, which says which workers are connected
         reduce = self.reduction and not preprocessing and callable(getattr(session.queue, "worker_features", None))
         run_id = secrets.token_hex(8) if reduce else ""  # one partial per call in a slot (docs/reduction.md)
+        function, skipbadfiles = unwrap_coffea_retries(function)  # retried and skipped here (read_errors.py)
         template = self.task_template(session, function, category, reduce, run_id)
         options = CallOptions(retries=self.retries, split_on_exhaustion=self.split_on_exhaustion and not preprocessing,
                               verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,
@@ -308,7 +310,7 @@ class WorkQueueExecutor(ExecutorBase):
                               result_policy=ResultPolicy.build(self.allowed_result_modules, user_modules_of(function)),
                               # reduction=False: every result merged here, as before reduction (docs/reduction.md)
                               treereduction=self.treereduction if self.reduction and not preprocessing else None,
-                              compression=self.compression, reduce=reduce)
+                              compression=self.compression, reduce=reduce, skipbadfiles=skipbadfiles)
         tracker = tracker_for_session(session, self.dashboard, self.dashboard_host, self.password_file) \
             if self.dashboard is not False and self.dashboard is not None else None
         store = None

@@ -132,11 +132,14 @@ class ManagerCore:
             requested = category.task_max_resources(task.requested, label, max_worker)
             minimum = category.task_min_resources(task.requested, label, max_worker)
             mode = category.mode
+        avoid = self._avoidable(task.avoid_hosts) if task.avoid_hosts else None
         count = len(workers)
         self._rotation = (self._rotation + 1) % count
         for i in range(count):
             worker = workers[(self._rotation + i) % count]
             if task.features and not set(task.features) <= worker.features:
+                continue
+            if avoid and worker.address in avoid:
                 continue
             if task.end_time > 0 and worker.end_time > 0 and task.end_time > worker.end_time:
                 continue
@@ -146,6 +149,12 @@ class ManagerCore:
                 task.allocated = box
                 return worker
         return None
+
+    def _avoidable(self, hosts: list[str]) -> set[str] | None:
+        """``hosts`` to pass over, or None when no other worker is connected (then any will do)."""
+        avoid = set(hosts)
+        others = any(p.kind is PeerKind.WORKER and not p.closing and p.address not in avoid for p in self.peers.values())
+        return avoid if others else None
 
     def commit_task(self, task: TaskSpec, worker: Peer) -> None:
         """Send the task's missing inputs and its task block to ``worker``."""

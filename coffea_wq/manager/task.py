@@ -96,6 +96,9 @@ class TaskSpec:
     env: list[tuple[str, str]] = field(default_factory=list)
     files: list[FileSpec] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
+    # coffea-wq: workers ("ip:port") to pass over while another worker is connected (a retry after a
+    # read error there; docs/manager.md, "Avoided workers")
+    avoid_hosts: list[str] = field(default_factory=list)
     # -- filled by the manager
     state: TaskState = TaskState.UNKNOWN
     result: ResultCode = ResultCode.UNKNOWN

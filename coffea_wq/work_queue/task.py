@@ -84,6 +84,12 @@ class Task:
         self._spec.features.append(str(name))
         return 1
 
+    def specify_avoided_host(self, host: str) -> int:
+        """coffea-wq: do not run on the worker at ``host`` ("ip:port", as ``task.host`` says) while another
+        worker is connected; with none other, any worker will do (docs/manager.md, "Avoided workers")."""
+        self._spec.avoid_hosts.append(str(host))
+        return 1
+
     def specify_priority(self, priority: float) -> int:
         self._spec.priority = float(priority)
         return 1
@@ -239,6 +245,7 @@ class Task:
             command=spec.command, tag=spec.tag, category=spec.category, priority=spec.priority,
             requested=spec.requested, max_retries=spec.max_retries, running_time_max=spec.running_time_max,
             end_time=spec.end_time, env=list(spec.env), files=list(spec.files), features=list(spec.features),
+            avoid_hosts=list(spec.avoid_hosts),
         )
         return other
 

@@ -5,8 +5,8 @@
   with the reason on stdout. The executor then checks the user's own tarball once: corrupt here,
   the run fails at once naming it; sound here, the copy on that worker was damaged in transit,
   which a retry elsewhere can fix.
-* A processor error whose cause is a missing input file or a missing tree (or branch) is the same
-  on every worker: the item fails at once, without spending retries.
+* Read errors (a missing file or tree, a reset, a timeout, a full disk) are read_errors.py's, and what
+  a retry does about them retry_policy.py's.
 """
 
 from __future__ import annotations
@@ -15,21 +15,10 @@ import logging
 import tarfile
 from pathlib import Path
 
-from coffea_wq.executor.errors import RemoteError
-
 log = logging.getLogger(__name__)
 
 ENV_CORRUPT_EXIT = 65  # coffea_wq_env_run's status for a corrupt or truncated tarball
 GZIP_MAGIC = b"\x1f\x8b"
-# exception types (by name, so that no module is imported for them) whose cause stays on retry
-UNCHANGEABLE_TYPES = {
-    "FileNotFoundError": "the input file does not exist",
-    "IsADirectoryError": "the input is a directory",
-    "NotADirectoryError": "a folder in the input's path is a file",
-    "KeyInFileError": "the file has no such tree or branch",
-    "UprootMissTreeError": "the file has no such tree",
-}
-
 _VERDICTS: dict[tuple[str, int, int], str | None] = {}
 
 
@@ -77,18 +66,6 @@ def environment_failure_reason(tarball: Path, remote_name: str, worker: str, out
                 f"{said or 'nothing'})"), False
     return (f"the environment tarball {str(tarball)!r} (sent as {remote_name}) arrived damaged on worker "
             f"{worker}: {said or 'no output'}; the tarball here is sound"), True
-
-
-def unchangeable_cause(remote: RemoteError) -> str | None:
-    """What in a remote error's cause chain no retry can change, or None."""
-    exc: BaseException | None = remote.exception
-    seen = 0
-    while exc is not None and seen < 20:
-        for cls in type(exc).__mro__:
-            if cls.__name__ in UNCHANGEABLE_TYPES:
-                return f"{UNCHANGEABLE_TYPES[cls.__name__]} ({type(exc).__name__})"
-        exc, seen = exc.__cause__, seen + 1
-    return None
 
 
 def _last_line(text: str | None) -> str:

@@ -9,19 +9,23 @@ refused result (a rogue worker's) and a lost partial (docs/reduction.md) are not
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from coffea_wq.executor.errors import EnvironmentFileError, RemoteError, TaskFailedError, describe_item
 from coffea_wq.executor.tasks.culprits import ENV_CORRUPT_EXIT, environment_failure_reason
 from coffea_wq.executor.tasks.exhaustion import exhaustion_reason
+from coffea_wq.executor.tasks.read_errors import ReadErrorClass, ReadErrorKind, exception_chain
+from coffea_wq.executor.tasks.retry_policy import RetryDecision, decide_retry
 from coffea_wq.executor.tasks.splitting import split_work_item
-from coffea_wq.executor.tasks.task_facts import exit_status, worker_name
+from coffea_wq.executor.tasks.task_facts import connected_workers, exit_status, worker_name
 
 if TYPE_CHECKING:
     from coffea_wq.executor.tasks.task_loop import WorkUnit
 
 log = logging.getLogger("coffea_wq.executor.tasks.task_loop")  # the loop's log, as before the split
 
+NOT_A_READ_ERROR = ReadErrorClass(ReadErrorKind.OTHER)
 MAX_REFUSED_RESULTS = 3  # refused results of one item (each from a worker then dropped) before it fails
 
 
@@ -64,18 +68,46 @@ class FailureHandling:
             return
         self.submit_unit(unit)
 
-    def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
+    def retry_or_fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None,
+                      verdict: ReadErrorClass = NOT_A_READ_ERROR) -> None:
+        """Retry (later, elsewhere), fail, or skip under ``skipbadfiles``: as retry_policy.py decides."""
         unit.failures += 1
         host = getattr(task, "hostname", None)
-        if unit.failures <= self.options.retries:
+        decision = self.retry_decision(unit, task, verdict)
+        if decision.retry:
             self.report.retried += 1
+            if decision.kind is not ReadErrorKind.OTHER:
+                self.report.read_retries[decision.kind.value] = self.report.read_retries.get(decision.kind.value, 0) + 1
+                reason = f"{reason} [{decision.kind.value}]"
             if self.tracker:
                 self.tracker.attempt_failed(unit.item, reason, host, unit.failures, final=False)
-            log.warning("%s failed on %s (%s); retry %d of %d", describe_item(unit.item), host, reason,
-                        unit.failures, self.options.retries)
-            self.submit_unit(unit)
+            log.warning("%s failed on %s (%s); retry %d%s", describe_item(unit.item), host, reason,
+                        unit.failures, f" in {decision.delay_s:.1f} s" if decision.delay_s else "")
+            unit.avoid = decision.avoid_workers
+            self.held.hold(unit, decision.delay_s, time.monotonic()) if decision.delay_s else self.submit_unit(unit)
             return
-        self.fail(unit, reason, task, remote)
+        if decision.permanent_reason is not None:
+            reason = f"{reason} (not retried: {decision.permanent_reason})"
+        if not self.skip_bad_file(unit, reason, remote):
+            self.fail(unit, reason, task, remote)
+
+    def retry_decision(self, unit: WorkUnit, task: Any, verdict: ReadErrorClass) -> RetryDecision:
+        host = getattr(task, "host", None) or getattr(task, "hostname", None) or "?"
+        unit.workers_tried.append(str(host))
+        if unit.first_failure is None:
+            unit.first_failure = time.monotonic()
+        avoiding = callable(getattr(task, "specify_avoided_host", None))  # coffea-wq's manager only
+        return decide_retry(verdict, unit.failures, unit.workers_tried, connected_workers(self.queue) if avoiding
+                            else None, self.retry_policy, time.monotonic() - unit.first_failure)
+
+    def skip_bad_file(self, unit: WorkUnit, reason: str, remote: RemoteError | None) -> bool:
+        """Under coffea's ``skipbadfiles``: an item whose error it names is skipped and listed, not failed."""
+        types = self.options.skipbadfiles
+        if not types or remote is None or not any(isinstance(e, types) for e in exception_chain(remote.exception)):
+            return False
+        self.report.bad_files.append(f"{describe_item(unit.item)}: {reason}")
+        self.accept_value(unit, None)
+        return True
 
     def fail(self, unit: WorkUnit, reason: str, task: Any, remote: RemoteError | None = None) -> None:
         """Stop the call softly: the item failed for good."""

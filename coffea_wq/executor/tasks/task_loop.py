@@ -37,12 +37,14 @@ from coffea_wq.executor.results.checkpoint import CheckpointStore
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
 from coffea_wq.executor.session import ManagerSession
 from coffea_wq.executor.tasks.accumulation import TreeReduction
-from coffea_wq.executor.tasks.culprits import unchangeable_cause
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
 from coffea_wq.executor.tasks.exhaustion import exhaustion_failure
 from coffea_wq.executor.tasks.failing import FailureHandling
+from coffea_wq.executor.tasks.held_retries import HeldRetries
 from coffea_wq.executor.tasks.progress import ProgressBars
+from coffea_wq.executor.tasks.read_errors import classify_read_error
 from coffea_wq.executor.tasks.reduction import Reduction
+from coffea_wq.executor.tasks.retry_policy import RetryPolicy, avoid_workers
 from coffea_wq.executor.tasks.staging import TaskTemplate, build_task
 from coffea_wq.executor.tasks.task_facts import (
     connected_cores,
@@ -78,6 +80,9 @@ class WorkUnit:
     refused: int = 0  # results refused by the allow-list: not failures of the item, but bounded
     announced: bool = False  # counted in the Submitted bar (a resubmission is not counted again)
     shown_processed: bool = False  # counted in the Processed bar (held, taken by the tree, or merged)
+    workers_tried: list[str] = field(default_factory=list)  # where its failed attempts ran (retry_policy.py)
+    avoid: frozenset[str] = frozenset()  # workers its next attempt should not run on
+    first_failure: float | None = None  # monotonic time of its first failure
 
 
 @dataclass
@@ -95,6 +100,7 @@ class CallOptions:
     treereduction: int | None = None  # fan-in of accumulation tasks; None: every result is merged here
     compression: int | None = None  # lz4 level of the sums accumulation tasks send back
     reduce: bool = False  # partials on the workers (docs/reduction.md); the template's payload says when
+    skipbadfiles: tuple[type[BaseException], ...] = ()  # coffea's, applied here (read_errors.py)
 
 
 @dataclass
@@ -106,6 +112,8 @@ class CallReport:
     tasks_submitted: int = 0
     tasks_returned: int = 0
     retried: int = 0
+    read_retries: dict[str, int] = field(default_factory=dict)  # of ``retried``: by kind of read error
+    bad_files: list[str] = field(default_factory=list)  # skipped items (skipbadfiles), each with its error
     accumulated: list[Any] = field(default_factory=list)  # items whose result was merged, in order
     restored: list[Any] = field(default_factory=list)  # those of them read from checkpoint_dir
     skipped: list[Any] = field(default_factory=list)  # items skipped by skipbadfiles (result None)
@@ -165,6 +173,8 @@ class TaskLoop(FailureHandling):
         self.reduction = Reduction(self) if options.reduce else None
         self.stopping = False  # winding down: nothing is submitted any more
         self.waiting_state = module_constant(session.wq, "WORK_QUEUE_TASK_READY", TASK_READY)
+        self.held = HeldRetries()  # retries waiting out their backoff
+        self.retry_policy = RetryPolicy(retries=options.retries)
 
     def run(self, items: list[Any], accumulator: Any) -> tuple[Any, Any]:
         """Process every item; return ``(accumulated, 0)`` or ``(partial, TaskFailedError)``."""
@@ -298,7 +308,7 @@ class TaskLoop(FailureHandling):
 
     def processing_done(self) -> bool:
         """No chunk is queued, running or still to be cut."""
-        return not (self.pending or self.in_flight or self._more_to_cut())
+        return not (self.pending or self.in_flight or self._more_to_cut() or self.held)
 
     def nothing_more_to_come(self) -> bool:
         """Processing is done and no partial is still to come back: what waits in the tree is all there is."""
@@ -334,6 +344,7 @@ class TaskLoop(FailureHandling):
         return self.ranges is not None and bool(self.ranges.ranges)
 
     def _submit_ready(self) -> None:
+        self.pending.extend(self.held.due(time.monotonic()))
         if self.ranges is not None:
             # cut a chunk only when a core can take it, so that it gets the size learnt so far
             while (self.pending or self._more_to_cut()) and \
@@ -362,6 +373,7 @@ class TaskLoop(FailureHandling):
         staging = self.session.staging
         output = staging.reset_output(unit.key)  # never read a previous attempt's output
         task = build_task(self.session.wq, self.template, unit.key, staging.item_path(unit.key), output, unit.item)
+        avoid_workers(task, unit.avoid)
         if self.reduction is not None:
             task.specify_environment_variable(CHUNK_ENV, str(unit.key))
             self.reduction.ledger.submitted(unit.key)
@@ -402,12 +414,8 @@ class TaskLoop(FailureHandling):
                 if self.reduction is not None:
                     self.reduction.carried(outcome, output, task)  # the slot's partial comes with the error
                 remote = outcome.remote
-                reason = f"{remote.type_name}: {remote.message}"
-                permanent = unchangeable_cause(remote)
-                if permanent is not None:  # the same on every worker: spend no retries on it
-                    self.fail(unit, f"{reason} (not retried: {permanent})", task, remote)
-                    return
-                self.retry_or_fail(unit, reason, task, remote)
+                self.retry_or_fail(unit, f"{remote.type_name}: {remote.message}", task, remote,
+                                   classify_read_error(remote.exception, remote.type_name, remote.message))
                 return
             self.retry_or_fail(unit, f"{outcome.detail} (exit status {task.return_status})", task)
             return
