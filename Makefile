@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # `make test` sets COFFEA_WQ_REQUIRE_SYSTEM_PACKAGES=1: a test that would skip for want of one of these
 # fails instead (tests/support.py, needs_system); `make test-fast` lets such tests skip.
 SYSTEM_PACKAGES := python3 coop-computing-tools coop-computing-tools-doc python3-workqueue python3-dill iproute2 slurm-wlm munge gnuplot-nox openssl \
+  xrootd-server \
   chromium chromium-driver \
   gridengine-master gridengine-exec gridengine-client
 # Grid Engine's packages ask debconf questions. The tests start their own cell

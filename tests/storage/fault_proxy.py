@@ -1,10 +1,11 @@
 """A TCP proxy for tests that breaks some of the connections it carries, the way real storage does.
 
 Each accepted connection gets a fate from ``plan`` (by its number, 0-based; connections past the
-plan pass through): ``PASS`` forwards both ways; ``RESET`` forwards until the server has sent
-``after_bytes`` to the client, then closes both sides with a TCP reset (SO_LINGER 0), mid-read;
-``STALL`` forwards the same amount, then forwards nothing more (the client's read times out) until
-the connection is dropped at ``stop()``. Threads, loopback only; ``stop()`` ends every thread.
+plan pass through), with the bytes the server may send first: ``PASS`` forwards both ways;
+``RESET`` forwards until the server has sent that many bytes to the client, then closes both sides
+with a TCP reset (SO_LINGER 0); ``STALL`` forwards as many, then nothing more (the client's read
+times out) until the connection is dropped at ``stop()``. Threads, loopback only; ``stop()`` ends
+every thread.
 """
 
 from __future__ import annotations
@@ -26,19 +27,18 @@ class FaultProxy:
     """Listen on 127.0.0.1:``port`` (0: a free one) and forward to ``target``.
 
     Example:
-        >>> proxy = FaultProxy(("127.0.0.1", 1094), [Fate.RESET, Fate.PASS])   # doctest: +SKIP
+        >>> proxy = FaultProxy(("127.0.0.1", 1094), [(Fate.RESET, 0), (Fate.STALL, 100)])   # doctest: +SKIP
         >>> proxy.start(); ...; proxy.stop()                                     # doctest: +SKIP
     """
 
-    def __init__(self, target: tuple[str, int], plan: Sequence[Fate] = (), after_bytes: int = 4096) -> None:
+    def __init__(self, target: tuple[str, int], plan: Sequence[tuple[Fate, int]] = ()) -> None:
         self.target = target
         self.plan = list(plan)
-        self.after_bytes = after_bytes
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
         self.fates: list[Fate] = []  # what happened to each connection, in order
-        self.broken = 0  # connections reset or stalled after after_bytes
+        self.broken = 0  # connections reset or stalled
         self._stop = threading.Event()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -68,11 +68,11 @@ class FaultProxy:
         while not self._stop.is_set():
             try:
                 client, _ = self.listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
-            fate = self.plan[self.accepted] if self.accepted < len(self.plan) else Fate.PASS
+            fate, after = self.plan[self.accepted] if self.accepted < len(self.plan) else (Fate.PASS, 0)
             self.accepted += 1
             self.fates.append(fate)
             try:
@@ -84,22 +84,23 @@ class FaultProxy:
                 self._sockets += [client, server]
             sent = [0]
             self._spawn(self._pump, client, server, None, sent)
-            self._spawn(self._pump, server, client, fate, sent)
+            self._spawn(self._pump, server, client, fate, sent, after)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, fate: Fate | None, sent: list[int]) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, fate: Fate | None, sent: list[int],
+              after: int = 0) -> None:
         """Copy ``source`` to ``sink``; the server-to-client direction (``fate`` set) may break."""
         source.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 data = source.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 break
             if not data:
                 break
-            if fate in (Fate.RESET, Fate.STALL) and sent[0] + len(data) > self.after_bytes:
-                room = max(0, self.after_bytes - sent[0])
+            if fate in (Fate.RESET, Fate.STALL) and sent[0] + len(data) > after:
+                room = max(0, after - sent[0])
                 try:
                     sink.sendall(data[:room])
                 except OSError:
