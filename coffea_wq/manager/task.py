@@ -97,7 +97,7 @@ class TaskSpec:
     files: list[FileSpec] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     # coffea-wq: workers ("ip:port") to pass over while another worker is connected (a retry after a
-    # read error there; docs/manager.md, "Avoided workers")
+    # read error there; docs/manager.md, section 3)
     avoid_hosts: list[str] = field(default_factory=list)
     # -- filled by the manager
     state: TaskState = TaskState.UNKNOWN

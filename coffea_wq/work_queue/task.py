@@ -86,7 +86,7 @@ class Task:
 
     def specify_avoided_host(self, host: str) -> int:
         """coffea-wq: do not run on the worker at ``host`` ("ip:port", as ``task.host`` says) while another
-        worker is connected; with none other, any worker will do (docs/manager.md, "Avoided workers")."""
+        worker is connected; with none other, any worker will do (docs/manager.md, section 3)."""
         self._spec.avoid_hosts.append(str(host))
         return 1
 
