@@ -202,16 +202,17 @@ class RunView:
             throughput = self.tracker.throughput()
             failures = self.tracker.failures()
             totals = {"chunks": self.tracker.chunks_done_total, "events": self.tracker.events_done_total}
+            breakdown = self.tracker.breakdown()
         else:
             self.series.add(tasks.done)
             progress = foreign_progress(tasks, self.series.recent_rate(), now - (self._started or now))
             throughput = self.series.points()
-            failures, totals = [], {}
+            failures, totals, breakdown = [], {}, {}
         return Snapshot(time=now, state=self.state, source=info, progress=progress, tasks=tasks,
                         throughput=throughput, workers=workers, categories=category_views(state, self.tracker),
                         failures=failures, running_tasks=running_tasks(state.tasks),
                         workers_connected=sum(1 for w in workers if w.connected),
-                        started=self._started, run_totals=totals, error=error)
+                        started=self._started, run_totals=totals, error=error, breakdown=breakdown)
 
 
 def task_counts(queue: dict[str, Any], tracker: RunTracker | None) -> TaskCounts:

@@ -71,6 +71,12 @@ class SnapshotCollector(Collector):
             planned.add_metric([progress.phase, "done"], progress.chunks_done)
             planned.add_metric([progress.phase, "total"], progress.chunks_total)
             yield planned
+            phases = CounterMetricFamily("coffea_wq_phase_seconds", "Seconds of task time by phase "
+                                         "(where the time went, docs/executor.md section 10)", labels=["phase"])
+            for name, seconds in sorted(snap.breakdown.get("seconds", {}).items()):
+                phases.add_metric([name], seconds)
+            yield phases
+            yield _counter("phase_tasks", "Tasks whose phases were reported", snap.breakdown.get("tasks", 0))
         wall = HistogramMetricFamily("coffea_wq_task_wall_time_seconds", "Wall time of returned task attempts",
                                      labels=["category"])
         memory = HistogramMetricFamily("coffea_wq_task_memory_megabytes", "Measured peak memory of task attempts",

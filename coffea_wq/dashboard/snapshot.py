@@ -180,6 +180,8 @@ class Snapshot:
     started: float | None = None  # epoch seconds
     error: str = ""  # why the manager could not be read (state UNREACHABLE)
     run_totals: dict[str, int] = field(default_factory=dict)  # executor: items and events over every call
+    # executor: where the time went (``Breakdown.as_dict()``, docs/executor.md, section 10); {} otherwise
+    breakdown: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         data = asdict(self)

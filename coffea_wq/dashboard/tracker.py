@@ -81,6 +81,9 @@ class RunTracker:
         self.splits = 0
         self._failures: deque[FailureView] = deque(maxlen=FAILURES_KEPT)
         self._categories: dict[str, _CategoryRecord] = {}
+        # the whole run's breakdown, every call (docs/executor.md, section 10): a Breakdown the executor
+        # hands over (``keep_breakdown``; this layer does not import the executor's)
+        self._breakdown: Any = None
 
     # ------------------------------------------------------------------ hooks (the task loop's thread)
     def call_started(self, desc: str, unit: str, items: list[Any], chunks_known: bool = True) -> None:
@@ -137,6 +140,22 @@ class RunTracker:
                 record.peaks["wall_time"] = max(record.peaks.get("wall_time", 0.0), wall)
             if exhausted:
                 record.exhaustions += 1
+
+    def keep_breakdown(self, breakdown: Any) -> None:
+        """The ``Breakdown`` to sum the run's phases in (the first one handed over is kept)."""
+        with self._lock:
+            if self._breakdown is None:
+                self._breakdown = breakdown
+
+    def phases_reported(self, phases: dict[str, float], dataset: str | None, worker: str | None) -> None:
+        """A task's phases (or time spent merging here, without dataset and worker)."""
+        with self._lock:
+            if self._breakdown is None:
+                return
+            if dataset is None and worker is None:
+                self._breakdown.total.add(phases)
+            else:
+                self._breakdown.add(phases, dataset, worker)
 
     def item_processed(self, item: Any) -> None:
         """An item's result was accumulated (or skipped by ``skipbadfiles``)."""
@@ -210,6 +229,11 @@ class RunTracker:
     def failures(self) -> list[FailureView]:
         with self._lock:
             return list(reversed(self._failures))  # newest first
+
+    def breakdown(self) -> dict[str, Any]:
+        """Where the run's time went so far: ``Breakdown.as_dict()``."""
+        with self._lock:
+            return self._breakdown.as_dict() if self._breakdown is not None else {}
 
     def categories(self) -> list[CategoryView]:
         with self._lock:

@@ -103,6 +103,9 @@ class ManagerLogs:
             task.limits_exceeded, task.measured,
         )
 
+    def task_phases(self, task_id: int, phases: dict[str, float]) -> None:
+        self._call("task_phases", task_id, phases)
+
     def task_canceled(self, task: TaskSpec) -> None:
         self._call("task_canceled", task.task_id)
 

@@ -13,9 +13,12 @@ Grammar (docs/catalog.md, "Logs" and "Formats"; spacing is CCTools' byte for byt
     <µs> <pid> TASK <id> WAITING_RETRIEVAL <host:port> 
     <µs> <pid> TASK <id> RETRIEVED|DONE <RESULT>  <exit>  <json limits> <json measured>
     <µs> <pid> TASK <id> CANCELED
+    <µs> <pid> TASK <id> PHASES {"process":[1.25,"s"],...}     (coffea-wq: where its time went)
 
 Resources are ``{"name":[value,"unit"],...}`` in CCTools' resource-table order with its units
 and decimals. :func:`parse_transactions_line` reads every line back, for tests and tools.
+``PHASES`` is coffea-wq's own: the executor writes one per returned chunk, seconds per phase
+(docs/executor.md, section 10), read by ``coffea-wq report``; CCTools never writes it.
 """  # noqa: W291
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ HEADER = (
     "# time manager_pid TASK taskid RUNNING worker_address (FIRST_RESOURCES|MAX_RESOURCES) {resources_allocated}\n"
     "# time manager_pid TASK taskid WAITING_RETRIEVAL worker_address\n"
     "# time manager_pid TASK taskid (RETRIEVED|DONE) (SUCCESS|SIGNAL|END_TIME|FORSAKEN|MAX_RETRIES|MAX_WALLTIME|UNKNOWN|RESOURCE_EXHAUSTION) exit_code {limits_exceeded} {resources_measured}\n"
+    "# time manager_pid TASK taskid PHASES {seconds_per_phase}\n"
     "\n"
 )
 
@@ -207,6 +211,12 @@ class TransactionLog:
             tail = f" {{}} {resources_json(measured)}"
         self.write_event(f"TASK {int(task_id)} {state_name} {result}  {int(exit_code)} {tail}")
 
+    def task_phases(self, task_id: int, phases: dict[str, float]) -> None:
+        """coffea-wq's own line: where a task's time went, ``{"phase":[seconds,"s"],...}``."""
+        body = ",".join(f'"{_token(name, "phase")}":[{_json_number(seconds, 6)},"s"]'
+                        for name, seconds in phases.items())
+        self.write_event(f"TASK {int(task_id)} PHASES {{{body}}}")
+
     def task_canceled(self, task_id: int) -> None:
         self.write_event(f"TASK {int(task_id)} CANCELED")
 
@@ -270,6 +280,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (rf"TASK (\d+) RUNNING {_ADDR}  (FIRST_RESOURCES|MAX_RESOURCES) {_JSON}", "task_running"),
         (rf"TASK (\d+) WAITING_RETRIEVAL {_ADDR} ", "task_waiting_retrieval"),
         (rf"TASK (\d+) (RETRIEVED|DONE) ([A-Z_]+)  (-?\d+)  ?{_JSON} {_JSON}", "task_done"),
+        (rf"TASK (\d+) PHASES {_JSON}", "task_phases"),
         (r"TASK (\d+) (CANCELED|UNKNOWN)", "task_other"),
     )
 )
@@ -345,6 +356,8 @@ def _build_event(name: str, m: re.Match[str], ts: int, pid: int, n: int | None) 
             ts, pid, "TASK", m[1], m[2], result=m[3], exit_code=int(m[4]),
             limits_exceeded=_resources(m[5], n), resources=_resources(m[6], n),
         )  # fmt: skip
+    if name == "task_phases":
+        return TransactionEvent(ts, pid, "TASK", m[1], "PHASES", resources=_resources(m[2], n))
     return TransactionEvent(ts, pid, "TASK", m[1], m[2])
 
 

@@ -95,6 +95,11 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
             task.follow_queue_result_settings(self._python_results)
         return self._manager.submit(task._spec)
 
+    def log_task_phases(self, task_id: int, phases: dict[str, float]) -> None:
+        """coffea-wq's own: a ``PHASES`` line in the transactions log (where a task's time went,
+        docs/executor.md, section 10). CCTools' queue has no such method."""
+        self._manager.logs.task_phases(int(task_id), phases)
+
     def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """The next finished task, or None if none finished within ``timeout`` s (-1: forever)."""
         spec = self._manager.wait(None if timeout is None or timeout < 0 else timeout)

@@ -33,6 +33,7 @@ from coffea_wq.worker.sandbox import (
     remove_sandbox,
 )
 from coffea_wq.worker.warm import WarmPythonPool
+from coffea_wq.worker.warm_contract import INPUTS_ENV, LAUNCHED_ENV
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,9 @@ class TaskTable:
         try:
             sandbox = prepare_sandbox(self.workspace, self.cache, spec)
             env = task_environment(spec, self.workspace.root, sandbox, make_task_tmpdir(sandbox, spec.taskid))
+            # where the task's time went (docs/executor.md, section 10): inputs, and when it was launched
+            env.setdefault(INPUTS_ENV, f"{time.monotonic() - started:.6f}")
+            env.setdefault(LAUNCHED_ENV, repr(time.time()))
             handle = start_task_process(spec, sandbox, env, output_path, self.warm_pool)
         except (MissingInput, CacheError) as exc:
             log.warning("task %d: %s", spec.taskid, exc)

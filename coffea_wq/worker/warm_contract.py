@@ -37,6 +37,10 @@ WORKER_TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"  # set by the worker in every warm t
 CHUNK_ENV = "COFFEA_WQ_CHUNK"  # the executor's key of the task's chunk
 RUN_ENV = "COFFEA_WQ_RUN"  # the executor call the task belongs to (one partial per run in a slot)
 FLUSH_ENV = "COFFEA_WQ_FLUSH"  # a flush task: the id of the partial to hand back
+# where a task's time went (docs/executor.md, section 10), set by the worker for every task;
+# task_clock.py spells the same names
+LAUNCHED_ENV = "COFFEA_WQ_LAUNCHED"  # time.time() when the worker launched the task
+INPUTS_ENV = "COFFEA_WQ_INPUTS_S"  # seconds the worker spent preparing its sandbox (inputs)
 WORKER_FEATURE_PREFIX = "coffea-wq-worker-"  # + the token: the feature a coffea-wq worker advertises
 TASK_SCRIPT = "coffea_wq_task.py"
 ENV_RUNNER = "coffea_wq_env_run"

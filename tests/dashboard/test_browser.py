@@ -145,6 +145,12 @@ def test_dashboard_in_chromium_follows_the_run(tmp_path):
         wait.until(lambda d: number(d, "chunks-done") > chunks and number(d, "refreshes") > refreshes + 1)
         assert driver.execute_script("return window.sameDocument;") == "never reloaded"
         assert driver.find_elements(By.CSS_SELECTOR, "#throughput svg path.line")
+        # where the time went: a stacked bar whose biggest piece is the sleeping processor, and advice
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#breakdown-bar span[data-phase=process]"))
+        widths = {piece.get_attribute("data-phase"): piece.size["width"]
+                  for piece in driver.find_elements(By.CSS_SELECTOR, "#breakdown-bar span")}
+        assert max(widths, key=widths.get) == "process", widths
+        assert "% of worker time in your processor" in driver.find_element(By.ID, "advice").text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
 

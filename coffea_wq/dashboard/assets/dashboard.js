@@ -207,6 +207,38 @@ function showCategories(categories) {
   $("histograms").replaceChildren(...figures);
 }
 
+// where the time went (docs/executor.md, section 10): the phases in the order a task meets them
+const PHASES = [
+  ["inputs", "inputs", "#8d6e63"], ["start_cold", "cold start", "#e53935"], ["start_warm", "warm start", "#ef9a9a"],
+  ["open", "opening files", "#fb8c00"], ["read", "reading", "#fdd835"], ["process", "process()", "#43a047"],
+  ["accumulate", "adding on workers", "#00897b"], ["write", "writing result", "#5e35b1"],
+  ["other", "worker, other", "#9e9e9e"], ["send", "sending inputs", "#1e88e5"],
+  ["receive", "fetching outputs", "#3949ab"], ["decode", "decoding here", "#8e24aa"], ["merge", "merging here", "#d81b60"],
+];
+
+function showBreakdown(breakdown) {
+  const shares = (breakdown && breakdown.shares) || {};
+  $("advice").firstChild.textContent = (breakdown && breakdown.advice) || "no task has reported its phases yet";
+  const bars = [], keys = [];
+  for (const [name, label, colour] of PHASES) {
+    const share = shares[name] || 0;
+    if (share <= 0) continue;
+    const piece = document.createElement("span");
+    piece.style.width = (100 * share).toFixed(2) + "%";
+    piece.style.background = colour;
+    piece.dataset.phase = name;
+    piece.title = `${label}: ${(100 * share).toFixed(1)}% (${duration(breakdown.seconds[name])})`;
+    bars.push(piece);
+    const key = document.createElement("span");
+    const swatch = document.createElement("i");
+    swatch.style.background = colour;
+    key.append(swatch, `${label} ${(100 * share).toFixed(0)}%`);
+    keys.push(key);
+  }
+  $("breakdown-bar").replaceChildren(...bars);
+  $("breakdown-legend").replaceChildren(...keys);
+}
+
 function showFailures(failures) {
   $("no-failures").hidden = failures.length > 0;
   fillTable("failures", failures, (tr, f) => {
@@ -234,6 +266,8 @@ function show(snap) {
   showRunning(snap);
   showCategories(snap.categories);
   showFailures(snap.failures);
+  $("breakdown-card").hidden = snap.source.kind !== "executor";
+  showBreakdown(snap.breakdown);
   refreshes += 1;
   $("refreshes").textContent = refreshes;
   $("updated").textContent = clock(snap.time);

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import io
 import pickletools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +62,9 @@ class TaskOutcome:
     refused: str = ""  # with REFUSED: the class or function the output tried to build
     partial: PartialResult | None = None  # HELD, PARTIAL, LOST; with REMOTE_ERROR: the partial it carried
     key: int | None = None  # HELD: the chunk key the task says it ran
+    # seconds per phase of the task on its worker (task_clock.py; docs/executor.md, section 10);
+    # ``write`` is there when the record's end was read (not when a partial's value was left unread)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "", value: bool = True) -> TaskOutcome:
@@ -73,13 +76,15 @@ def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "
         >>> read_outcome(Path("/nonexistent")).kind
         <OutcomeKind.MISSING: 'missing'>
     """
-    following = None
+    following, trailer = None, None
     try:
         with open_record(path) as f:
             record = load_result(f, policy or ResultPolicy())
             unread = record_value_follows(record)
             if unread and value:
                 following, unread = load_result(f, policy or ResultPolicy()), False
+            if not unread:
+                trailer = _trailer(f, policy or ResultPolicy())
     except RefusedResultError as exc:
         where = f" from worker {worker}" if worker else ""
         return TaskOutcome(OutcomeKind.REFUSED, refused=exc.qualified,
@@ -91,6 +96,12 @@ def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "
         return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"cannot decode output {path}: {exc!r}")
     if not isinstance(record, dict) or record.get("status") not in ("ok", "error", "held", "partial", "lost"):
         return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"output {path} is not a coffea-wq task record")
+    outcome = _outcome_of(path, record, following, unread)
+    outcome.phases = _phases(record.get("phases"), trailer)
+    return outcome
+
+
+def _outcome_of(path: Path, record: dict, following: Any, unread: bool) -> TaskOutcome:
     wall_time = record.get("wall_time")
     if record["status"] == "ok":
         return TaskOutcome(OutcomeKind.OK, value=record.get("value"), wall_time=wall_time)
@@ -103,6 +114,25 @@ def read_outcome(path: Path, policy: ResultPolicy | None = None, worker: str = "
         return TaskOutcome(OutcomeKind.UNREADABLE, detail=f"output {path}: a malformed {record['status']} record")
     kind = {"held": OutcomeKind.HELD, "partial": OutcomeKind.PARTIAL, "lost": OutcomeKind.LOST}[record["status"]]
     return TaskOutcome(kind, wall_time=wall_time, partial=partial, key=record.get("key"))
+
+
+def _trailer(stream: Any, policy: ResultPolicy) -> Any:
+    """The pickle after a record (and its value): ``{"write": seconds}`` from runners that time it."""
+    try:
+        return load_result(stream, policy)
+    except EOFError:  # an older runner's record: nothing after it
+        return None
+
+
+def _phases(fields: Any, trailer: Any) -> dict[str, float]:
+    """A record's ``phases`` (seconds by name) and the trailer's ``write``, where their types are right."""
+    phases = {}
+    for source in (fields, trailer):
+        if isinstance(source, dict):
+            phases.update({name: float(seconds) for name, seconds in source.items()
+                           if isinstance(name, str) and isinstance(seconds, (int, float))
+                           and not isinstance(seconds, bool) and 0 <= seconds < 1e9})
+    return phases
 
 
 def open_record(path: Path) -> io.BufferedReader:

@@ -37,7 +37,7 @@ from typing import Any
 import cloudpickle
 
 from coffea_wq.executor.errors import ExecutorConfigError
-from coffea_wq.executor.tasks import task_script
+from coffea_wq.executor.tasks import task_clock, task_script
 from coffea_wq.worker.warm_contract import (
     ENV_RUNNER,
     FLUSH_ENV,
@@ -126,6 +126,7 @@ class StagingArea:
         (self.root / "outputs").mkdir()
         self.script = self.root / TASK_SCRIPT
         shutil.copyfile(task_script.__file__, self.script)
+        shutil.copyfile(task_clock.__file__, self.root / task_script.CLOCK_SCRIPT)  # shipped beside it
 
     def write_function(self, function: Callable, function_name: str | None, compression: int | None,
                        reduce: dict[str, Any] | None = None) -> FunctionFile:
@@ -291,6 +292,9 @@ def _specify_runner_inputs(task: Any, template: TaskTemplate, item_path: Path) -
     """What every task of the template needs to run the task script: the script, the function, the
     item, and the environment tarball with its runner (chunk and flush tasks alike)."""
     task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
+    clock = Path(template.script).with_name(task_script.CLOCK_SCRIPT)
+    if clock.exists():  # a template's script from elsewhere may come alone: its tasks report no phases
+        task.specify_input_file(str(clock), task_script.CLOCK_SCRIPT, cache=True)
     task.specify_input_file(str(template.function.path), template.function.remote_name, cache=True)
     task.specify_input_file(str(item_path), ITEM_REMOTE_NAME, cache=False)
     if template.environment is not None and template.env_runner is not None:

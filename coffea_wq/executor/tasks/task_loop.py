@@ -33,8 +33,10 @@ from coffea_wq.executor.errors import (
     TaskFailedError,
     describe_item,
 )
+from coffea_wq.executor.results.breakdown import Breakdown
 from coffea_wq.executor.results.checkpoint import CheckpointStore
 from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.results.phase_log import phase_listener
 from coffea_wq.executor.session import ManagerSession
 from coffea_wq.executor.tasks.accumulation import TreeReduction
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
@@ -132,6 +134,7 @@ class CallReport:
     partials_lost: int = 0  # partials lost or dropped: their chunks ran again
     flush_tasks_submitted: int = 0  # flush tasks sent for partials (not in tasks_submitted, which counts chunks)
     flush_tasks_returned: int = 0  # those that came back (the others were cancelled)
+    breakdown: Breakdown = field(default_factory=Breakdown)  # where the time went (docs/executor.md, section 10)
 
 
 class TaskLoop(FailureHandling):
@@ -161,6 +164,7 @@ class TaskLoop(FailureHandling):
         self.failure: TaskFailedError | None = None
         self.failed_unit: WorkUnit | None = None
         self.report = CallReport(desc=options.desc)
+        self.report.breakdown.listener = phase_listener(session.queue, tracker)  # the txlog, the dashboard
         self.bars: ProgressBars | None = None
         self.exhaustion = module_constant(session.wq, "WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION",
                                           RESULT_RESOURCE_EXHAUSTION)
@@ -400,7 +404,10 @@ class TaskLoop(FailureHandling):
                 return
             output = self.session.staging.output_path(unit.key)
             # with a tree, a partial's value is left unread: it may wait for an accumulation task
+            began = time.perf_counter()
             outcome = read_outcome(output, self.options.result_policy, worker_name(task), value=self.tree is None)
+            self.report.breakdown.add_task(task, outcome.phases, getattr(unit.item, "dataset", None),
+                                           worker_name(task), time.perf_counter() - began)
             if outcome.kind is OutcomeKind.REFUSED:
                 self.refuse_result(unit, task, outcome.refused, outcome.detail)
                 return
@@ -485,7 +492,9 @@ class TaskLoop(FailureHandling):
 
     def merge_value(self, value: Any) -> None:
         """Add one result into the output (the only place this process adds a task's value)."""
+        began = time.perf_counter()
         self.accumulated = accumulate([value], self.accumulated)
+        self.report.breakdown.add_here("merge", time.perf_counter() - began)
         self.report.merged_in_process += 1
 
     def merge_partial(self, value: Any, units: list[WorkUnit], record: Path | None = None) -> None:

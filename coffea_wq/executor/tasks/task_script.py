@@ -39,27 +39,17 @@ when it holds ``every`` chunks, is older than ``seconds``, or the slot says this
 partial, or ``{"status": "lost", "partial": ID}`` when this slot does not hold it. Partial ids are
 ``<worker token>/<slot pid>/<sequence>``.
 
-A record that carries a partial's value (a ``partial`` record, an error record with a
-``"partial"``) is written as TWO pickles in the one lz4 frame: the record without the value, with
-``"value_follows": True`` where the value was (in the record, or in its ``"partial"`` dict), then
-the value. The executor reads the first one alone to learn the partial's id and keys, and decides
-whether to load the value or to leave the file for an accumulation task (docs/reduction.md, 2).
+A record carrying a partial's value is two pickles in the one lz4 frame, the record (with
+``"value_follows": True`` where the value was) and then the value (``_split_partial_value``).
 
-A warm slot also keeps the chunk's ROOT file open for the next chunk of the same file
-(``OpenFiles``, stored in the slot module as ``open_files``): coffea opens the file of every
-chunk and reads its TTree's metadata again, which at 20-event chunks is a fifth of the chunk's
-time (docs/executor.md, "What a task is, and why it is fast").
+Accumulation tasks (docs/reduction.md, section 3) use the same command, with ``FN`` a plain pickle
+``{"accumulate": {"packages", "modules", "globals"}, "compression": int}`` and ``ITEM`` ``{"inputs":
+[file, ...]}``: their inputs are read one at a time through ``coffea_wq_safe_results.py`` (the
+executor's allow-list, shipped with them) and added into the sum (``_accumulate_inputs``).
 
-Accumulation tasks (docs/reduction.md, section 3) use the same command. Their ``FN`` is a plain
-pickle ``{"accumulate": {"packages", "modules", "globals"}, "compression": int}`` (the run's
-``ResultPolicy`` as lists), their ``ITEM`` ``{"inputs": [file, ...]}``: earlier task outputs shipped
-as input files (ok records, and records carrying a partial's value). Each input is read in turn
-through ``coffea_wq_safe_results.py`` (the executor's allow-list, shipped as an input file under
-that name: never plain pickle, a worker's result may be a rogue one), added into the sum with
-coffea's ``accumulate`` and dropped, so at most the sum and one input are in memory. The sum is
-the ok record's value. An input that is refused or carries no value raises
-``AccumulationInputError``, whose attributes ``input`` (the file) and ``refused`` (the type
-refused, if that was why) travel in the error record's ``exception_chain``.
+Where the time went (docs/executor.md, section 10): every record carries ``"phases": {name:
+seconds}`` (``coffea_wq_task_clock.py``, shipped beside this file) after its other keys, and the
+file ends with one more pickle ``{"write": seconds}``, the time the record took to write.
 """
 
 from __future__ import annotations
@@ -86,16 +76,20 @@ FLUSH_ENV = "COFFEA_WQ_FLUSH"
 TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"
 STALE_PARTIAL_S = 3600.0  # a partial of another run untouched this long is dropped (its run is over)
 VALUE_FOLLOWS = "value_follows"  # in a record whose value is the next pickle of the file
+# set by a coffea-wq worker (warm_contract.py): when it launched the task, and its input preparation
+CLOCK_SCRIPT = "coffea_wq_task_clock.py"  # task_clock.py, shipped with every task: where its time went
 
 
 def _write_record(path: str, record: dict, level: int) -> None:
     import lz4.frame
 
+    began = time.perf_counter()
     head, value = _split_partial_value(record)
     with lz4.frame.open(path, mode="wb", compression_level=level) as out:
         pickle.dump(head, out, protocol=pickle.HIGHEST_PROTOCOL)
         if head is not record:
             pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"write": time.perf_counter() - began}, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _split_partial_value(record: dict) -> tuple[dict, object]:
@@ -339,18 +333,33 @@ def _open_files():
     return files
 
 
-def _apply(function, item):
+def _apply(function, item, clock):
     """``function(item)``, in a warm slot with the chunk's file kept open for the next chunk."""
     files = _open_files()
     uproot_module = sys.modules.get("uproot") if files is not None else None
     if uproot_module is None:
-        return function(item)
+        return clock.call(function, item)
     files.install(uproot_module, item)
     try:
-        return function(item)
+        return clock.call(function, item)
     finally:
         files.uninstall()
 
+
+class _NoClock:
+    """Stands in when the clock module did not come with this file (a runner copied alone): no phases."""
+
+    seconds: dict = {}
+    add = started = staticmethod(lambda *args, **kwargs: None)
+    call = staticmethod(lambda function, item: function(item))
+
+
+def _new_clock(started: float):
+    """The task's ``TaskClock`` (``coffea_wq_task_clock.py``, shipped beside this file)."""
+    try:
+        return _shipped_module(CLOCK_SCRIPT).TaskClock(started)
+    except OSError:
+        return _NoClock()
 
 class _Reducer:
     """The slot's partial of this task's run: adds values to it and decides when it goes back."""
@@ -408,9 +417,7 @@ class _Reducer:
         return bool(getattr(self.slot, "last_task", False))
 
     def hand_back(self, partial_id: str, started: float) -> dict:
-        partial = self.partials.pop(partial_id)
-        return {"version": RECORD_VERSION, "status": "partial", "partial": partial_id, "keys": partial["keys"],
-                "value": partial["value"], "wall_time": time.time() - started}
+        return _partial_record(partial_id, self.partials.pop(partial_id), started)
 
     def carried_by_error(self) -> dict | None:
         """The run's partial, taken out of the slot for an error record (the slot retires after it)."""
@@ -426,20 +433,30 @@ class _Reducer:
             del self.partials[pid]
 
 
+def _partial_record(partial_id: str, partial: dict, started: float) -> dict:
+    return {"version": RECORD_VERSION, "status": "partial", "partial": partial_id, "keys": partial["keys"],
+            "value": partial["value"], "wall_time": time.time() - started}
+
+
 def _flush_record(partial_id: str, started: float) -> dict:
     """A flush task's record: the partial this slot holds under ``partial_id``, or that it is lost."""
     slot = sys.modules.get(WARM_SLOT_MODULE)
     partials = getattr(slot, "partials", None)
     if isinstance(partials, dict) and partial_id in partials:
-        partial = partials.pop(partial_id)
-        return {"version": RECORD_VERSION, "status": "partial", "partial": partial_id, "keys": partial["keys"],
-                "value": partial["value"], "wall_time": time.time() - started}
+        return _partial_record(partial_id, partials.pop(partial_id), started)
     return {"version": RECORD_VERSION, "status": "lost", "partial": partial_id, "host": socket.gethostname(),
             "wall_time": time.time() - started}
 
 
 def _compute_record(fn_path: str, item_path: str, started: float) -> tuple[dict, int]:
-    """Run the function on the item: the record to write and the compression level."""
+    """Run the function on the item: the record to write (with its ``phases``) and the compression level."""
+    clock = _new_clock(started)
+    record, level = _record_of(fn_path, item_path, started, clock)
+    record["phases"] = clock.seconds
+    return record, level
+
+
+def _record_of(fn_path: str, item_path: str, started: float, clock) -> tuple[dict, int]:
     level, reducer, added = 1, None, False
     try:
         payload = _load_function(fn_path)
@@ -450,10 +467,13 @@ def _compute_record(fn_path: str, item_path: str, started: float) -> tuple[dict,
         reducer = _Reducer.for_task(payload)
         with open(item_path, "rb") as f:
             item = pickle.load(f)
-        value = _task_value(payload, item)
+        clock.started(warm=WARM_SLOT_MODULE in sys.modules)
+        value = _task_value(payload, item, clock)
         if reducer is not None and value is not None:  # None: skipped by skipbadfiles, sent as is
-            added = True
-            return reducer.add(value, started), level
+            added, began = True, time.perf_counter()
+            record = reducer.add(value, started)
+            clock.add("accumulate", time.perf_counter() - began)
+            return record, level
         return {"version": RECORD_VERSION, "status": "ok", "value": value, "wall_time": time.time() - started}, level
     except BaseException as exc:  # the remote traceback is the whole point: report anything
         record = _error_record(exc, started)
@@ -472,7 +492,7 @@ def run_task(fn_path: str, item_path: str, out_path: str) -> int:
         _write_record(out_path, record, level)
     except BaseException as exc:  # e.g. an output that cannot be pickled
         try:
-            _write_record(out_path, _error_record(exc, started), level)
+            _write_record(out_path, {**_error_record(exc, started), "phases": record["phases"]}, level)
         except BaseException:
             traceback.print_exc()
             return 2
@@ -493,17 +513,21 @@ class AccumulationInputError(Exception):
         self.refused = refused
 
 
-def _task_value(payload: dict, item: object) -> object:
+def _task_value(payload: dict, item: object, clock) -> object:
     """The task's value: the function applied to the item, or the sum of an accumulation task's inputs."""
     if ACCUMULATE in payload:
-        return _accumulate_inputs(payload[ACCUMULATE], item)
-    return _apply(payload["function"], item)
+        began = time.perf_counter()
+        try:
+            return _accumulate_inputs(payload[ACCUMULATE], item)
+        finally:
+            clock.add("accumulate", time.perf_counter() - began)
+    return _apply(payload["function"], item, clock)
 
 
 def _accumulate_inputs(policy_data: dict, item: dict) -> object:
     from coffea.processor import accumulate
 
-    safe = _safe_results_module()
+    safe = _shipped_module(SAFE_RESULTS)
     policy = safe.ResultPolicy(frozenset(policy_data["packages"]), frozenset(policy_data["modules"]),
                                frozenset(policy_data["globals"]))
     total = None
@@ -542,17 +566,17 @@ def record_value_follows(record: object) -> bool:
     return record.get("status") == "error" and isinstance(carried, dict) and carried.get(VALUE_FOLLOWS) is True
 
 
-def _safe_results_module() -> object:
-    """The allow-list module shipped with the task, loaded once per content (a warm slot keeps it)."""
-    with open(SAFE_RESULTS, "rb") as f:
+def _shipped_module(filename: str) -> object:
+    """A module shipped with the task as ``filename``, loaded once per content (a warm slot keeps it)."""
+    with open(filename, "rb") as f:
         source = f.read()
-    name = "coffea_wq_safe_results_" + hashlib.sha256(source).hexdigest()[:16]
+    name = filename.removesuffix(".py") + "_" + hashlib.sha256(source).hexdigest()[:16]
     module = sys.modules.get(name)
     if module is None:
         module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
         sys.modules[name] = module  # dataclasses look their module up while the class is made
         try:
-            exec(compile(source, os.path.abspath(SAFE_RESULTS), "exec"), module.__dict__)
+            exec(compile(source, os.path.abspath(filename), "exec"), module.__dict__)
         except BaseException:
             del sys.modules[name]
             raise

@@ -97,7 +97,9 @@ def test_the_file_holds_the_record_then_the_value_as_two_pickles(tmp_path):
     with lz4.frame.open(path) as stream:
         head = pickle.load(stream)  # the test's own record
         value = pickle.load(stream)
+        trailer = pickle.load(stream)  # the time the writing took (docs/executor.md, section 10)
         assert stream.read() == b""
+    assert set(trailer) == {"write"} and trailer["write"] >= 0
     assert head["value_follows"] is True and "value" not in head and head["keys"] == [3, 4, 9]
     assert np.array_equal(value["h"].values(), h.values())
 
@@ -105,7 +107,7 @@ def test_the_file_holds_the_record_then_the_value_as_two_pickles(tmp_path):
 def test_records_without_a_partial_value_stay_one_pickle_and_old_partial_records_still_read(tmp_path):
     ok = {"version": task_script.RECORD_VERSION, "status": "ok", "value": {"n": 1}}
     with lz4.frame.open(_write(tmp_path / "ok.lz4", ok)) as stream:
-        assert pickle.load(stream) == ok and stream.read() == b""
+        assert pickle.load(stream) == ok and set(pickle.load(stream)) == {"write"} and stream.read() == b""
     # a version-2 bundle kept in checkpoint_dir: the value inside the record
     old = tmp_path / "old.lz4"
     with lz4.frame.open(old, mode="wb") as out:
