@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("coffea_wq.cli.monitor", "measure and limit a command's resources (like resource_monitor)"),
     "dashboard": ("coffea_wq.cli.dashboard", "serve a live dashboard of a running manager in the browser"),
     "graph-log": ("coffea_wq.cli.graph_log", "plot a stats log (like work_queue_graph_log)"),
+    "report": ("coffea_wq.cli.report", "a finished run's logs as one HTML page: timelines, where the time went"),
     "env": ("coffea_wq.cli.env", "build, list and clean packed Python environments"),
 }
 
