@@ -233,6 +233,26 @@ class Manager:
         with self._server.lock:
             self._server.max_task_output = int(size)
 
+    def set_peer_transfers(self, enabled: bool | None = None, min_bytes: int | None = None,
+                           per_source: int | None = None) -> None:
+        """Worker-to-worker transfers of cached files (manager/peers.py): on/off, the smallest file
+        sent that way, and how many transfers one worker serves at once."""
+        with self._server.lock:
+            planner = self._server.core.planner
+            if enabled is not None:
+                planner.enabled = bool(enabled)
+            if min_bytes is not None:
+                planner.min_bytes = max(0, int(min_bytes))
+            if per_source is not None:
+                planner.per_source = max(1, int(per_source))
+
+    def peer_transfer_counts(self) -> dict[str, int]:
+        """Copies of cached files made by workers and by the manager, and peer failures fallen back from."""
+        with self._server.lock:
+            counts = self._server.core.planner.counts
+            return {"peer_copies": counts.peer_copies, "manager_copies": counts.manager_copies,
+                    "failures": counts.failures}
+
     def set_steady_n_tasks(self, count: int) -> None:
         with self._server.lock:
             self._server.core.set_steady_n_tasks(int(count))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor_files, wrapped_command
 from coffea_wq.manager.outputs import OutputWriter, RefusedName
+from coffea_wq.manager.peers import HeldTask, PeerPlanner
 from coffea_wq.manager.queue import TaskQueue
 from coffea_wq.manager.stdout import SpoolDirectory, StdoutSpool
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
@@ -63,6 +64,8 @@ class ManagerCore:
         self._on_retrieved = on_retrieved
         self._rotation = 0
         self.spool = SpoolDirectory()  # where large task stdout goes (manager/stdout.py)
+        # which worker gets a cached file from which other worker (manager/peers.py)
+        self.planner = PeerPlanner(self.peers, self._send_input, self._input_arrived)
 
     def category(self, name: str) -> Category:
         category = self.categories.get(name)
@@ -173,7 +176,11 @@ class ManagerCore:
             self.finish_task(task)
             return
         task.time_when_commit_start = now_us()
+        on_their_way = set()
         for spec, signature, parts in pieces:
+            if self.planner.take(spec, signature, worker):
+                on_their_way.add(spec.cached_name)  # from another worker: the task block waits for it
+                continue
             for part in parts:
                 worker.outbox.add(part)
             size = signature[0] if signature else 0
@@ -181,7 +188,12 @@ class ManagerCore:
             worker.bytes_sent += size
             self.queue.counters.bytes_sent += size
             worker.cache[spec.cached_name] = signature
-        worker.send(worker.conn.send(_task_message(task, box, command, self.monitor is not None)))
+            self.planner.sent_by_manager(spec, signature, worker)
+        message = _task_message(task, box, command, self.monitor is not None)
+        if on_their_way:
+            worker.held_tasks[task.task_id] = HeldTask(message, on_their_way)
+        else:
+            worker.send(worker.conn.send(message))
         task.state = TaskState.RUNNING
         task.try_count += 1
         task.worker_key = worker.key
@@ -193,6 +205,25 @@ class ManagerCore:
         self.queue.counters.tasks_dispatched += 1
         self.queue.count_for_category(task.category, "tasks_dispatched")
         self.logs.task_running(task, worker.address)
+
+    def _send_input(self, worker: Peer, spec, signature: tuple) -> None:
+        """The manager's own copy of an input, when no other worker could give it (manager/peers.py)."""
+        try:
+            for part in input_pieces(spec):
+                worker.outbox.add(part)
+        except InputMissing as error:
+            log.warning("worker %s: %s", worker.address, error)
+            return
+        worker.bytes_sent += signature[0]
+        self.queue.counters.bytes_sent += signature[0]
+
+    def _input_arrived(self, worker: Peer, name: str) -> None:
+        """Send the blocks of the worker's held tasks that waited only for ``name``."""
+        for task_id, held in list(worker.held_tasks.items()):
+            held.names.discard(name)
+            if not held.names:
+                del worker.held_tasks[task_id]
+                worker.send(worker.conn.send(held.message))
 
     # ------------------------------------------------------------------ results
     def request_results(self, peer: Peer) -> None:
@@ -411,7 +442,10 @@ class ManagerCore:
             else:
                 self._requeue(task)
         peer.tasks.clear()
+        peer.held_tasks.clear()
         peer.cache.clear()
+        if peer.kind is PeerKind.WORKER:
+            self.planner.forget_worker(peer)
         peer.inuse = Resources(0.0, 0.0, 0.0, 0.0)
 
     def _requeue(self, task: TaskSpec) -> None:
@@ -437,6 +471,7 @@ class ManagerCore:
                     self._release_box(peer, task)
                     self._cleanup_on_worker(peer, task, kill=True)
                 peer.tasks.pop(task.task_id, None)
+                peer.held_tasks.pop(task.task_id, None)
         self.queue.forget(task)
         self.logs.task_canceled(task)
         return task

@@ -23,6 +23,7 @@ from coffea_wq.manager.refusals import RefusalLog
 from coffea_wq.manager.workers import Peer, PeerKind, now_us
 from coffea_wq.protocol import messages as msg
 from coffea_wq.protocol.manager_side import STATUS_REQUESTS
+from coffea_wq.protocol.peer_messages import PEER_PORT_INFO
 
 log = logging.getLogger("coffea_wq.manager")
 
@@ -102,6 +103,10 @@ class EventHandlers:
                 peer.end_time = 0.0
         elif event.field == "end_of_resource_update":
             self.logs.worker_resources(peer)
+        elif event.field == PEER_PORT_INFO:
+            # a coffea-wq worker serves its cache to others there (manager/peers.py)
+            port = event.value.strip()
+            peer.peer_port = int(port) if port.isdigit() and 0 < int(port) < 65536 else 0
         elif event.field == "idle-disconnecting":
             log.info("worker %s (%s) idled out", peer.hostname, peer.address)
             self.close_peer(peer, "IDLE_OUT")
@@ -178,4 +183,6 @@ EVENT_HANDLERS: dict[type, Callable[[EventHandlers, Peer, object], None]] = {
     msg.AuthSucceeded: lambda handlers, peer, event: log.debug("peer %s authenticated", peer.address),
     msg.ConnectionClosed: lambda handlers, peer, event: handlers.on_connection_failed(peer, "peer closed the connection"),
     msg.ConnectionFailed: EventHandlers.on_failed,
+    msg.CacheUpdate: lambda handlers, peer, event: handlers.core.planner.on_cache_update(peer, event),
+    msg.CacheInvalid: lambda handlers, peer, event: handlers.core.planner.on_cache_invalid(peer, event),
 }

@@ -74,6 +74,8 @@ class Peer:
     tls_handshaking: bool = False  # TLS manager: the handshake is not finished, nothing else is read
     tls_want_write: bool = False  # the handshake waits until the socket can be written
     conn_password: bytes | None = None  # the password this connection was (or is being) checked against
+    peer_port: int = 0  # where a coffea-wq worker serves its cache to other workers (0: it does not)
+    held_tasks: dict[int, object] = field(default_factory=dict)  # task id -> peers.HeldTask (inputs on their way)
 
     def __post_init__(self) -> None:
         # the connection reads and drops a result for any task not running here (docs/manager.md)

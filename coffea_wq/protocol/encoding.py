@@ -169,4 +169,9 @@ _ENCODERS: dict[type, Callable] = {
     m.StatusRequest: _line(lambda msg: msg.kind),
     m.HttpRequest: _http,
     m.NameRequest: lambda _: b"name\n",
+    # our extension (docs/protocol.md, "Our extension: peer transfers")
+    m.CacheReport: _line(lambda msg: f"cache-report {msg.name}"),
+    m.PeerGet: _line(lambda msg: f"peer-get {msg.name} {msg.size} 0{msg.mode & 0o777:o} {msg.digest} {msg.host} {msg.port}"),
+    m.CacheUpdate: _line(lambda msg: f"cache-update {msg.name} {msg.size}"),
+    m.CacheInvalid: _line(lambda msg: f"cache-invalid {msg.name} {msg.reason}"),
 }

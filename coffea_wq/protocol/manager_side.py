@@ -395,6 +395,18 @@ class WorkerConnection:
             self._stop_reading()
         return True
 
+    def _on_cache_update(self, rest: str, line: str) -> None:
+        fields = rest.split()
+        if len(fields) != 2:
+            raise ProtocolError(f"malformed cache-update {line[:80]!r}")
+        self._events.append(m.CacheUpdate(fields[0], parse_int(fields[1], line)))
+
+    def _on_cache_invalid(self, rest: str, line: str) -> None:
+        name, _, reason = rest.partition(" ")
+        if not name:
+            raise ProtocolError(f"malformed cache-invalid {line[:80]!r}")
+        self._events.append(m.CacheInvalid(name, reason.strip() or "no reason given"))
+
     def _on_simple(self, rest: str, line: str) -> None:
         keyword = line.split(" ")[0]
         if keyword == "alive":
@@ -436,6 +448,10 @@ _LINE_HANDLERS = {
     "end": WorkerConnection._on_end,
     "update": WorkerConnection._on_update,
     "GET": WorkerConnection._on_get,
+    # our extension (docs/protocol.md, "Our extension: peer transfers"): a coffea-wq worker sends
+    # these only in answer to our manager's cache-report and peer-get
+    "cache-update": WorkerConnection._on_cache_update,
+    "cache-invalid": WorkerConnection._on_cache_invalid,
     **{kind: WorkerConnection._on_status for kind in STATUS_REQUESTS},
     **{kw: WorkerConnection._on_simple for kw in ("alive", "available_results", "name", "feature", "tlq", "auth", "ready")},
 }

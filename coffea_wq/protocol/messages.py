@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from coffea_wq.protocol import CCTOOLS_VERSION, PROTOCOL_VERSION
 from coffea_wq.protocol.codes import FileFlags
+from coffea_wq.protocol.peer_messages import CacheInvalid, CacheReport, CacheUpdate, PeerGet  # noqa: F401 (re-exported)
 
 
 def _line_safe(value: str, what: str) -> None:
@@ -494,6 +495,7 @@ ManagerEvent = (
     Handshake | WorkerIdentified | ResourceReport | ResourceTag | Info | Alive | Feature | ResultsAvailable
     | ResultStart | ResultOutput | FileReply | FileData | DirectoryStart | FileMissing | ReplyEnd | WatchUpdate
     | StatusRequest | HttpRequest | NameRequest | AuthSucceeded | ConnectionClosed | ConnectionFailed
+    | CacheUpdate | CacheInvalid
 )
 """What ``manager_side.WorkerConnection.next_event`` hands out (besides ``NEED_DATA``)."""
 
@@ -501,6 +503,7 @@ WorkerEvent = (
     PutFile | FileChunk | FileEnd | DirStart | DirEnd | Symlink | UrlFile | TaskReceived
     | SendResults | GetRequest | KillTask | UnlinkFile | InvalidateFile | ThirdParty | Release
     | Exit | Check | ProjectName | AuthSucceeded | ConnectionClosed | ConnectionFailed
+    | CacheReport | PeerGet
 )
 """What ``worker_side.ManagerConnection.next_event`` hands out (besides ``NEED_DATA``)."""
 

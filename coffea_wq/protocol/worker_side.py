@@ -82,6 +82,7 @@ from coffea_wq.protocol.messages import (
     UrlFile,
     WorkerEvent,
 )
+from coffea_wq.protocol.peer_messages import CacheReport, PeerGet
 from coffea_wq.protocol.urlcode import url_decode
 
 PAYLOAD_CHUNK = 1 << 20
@@ -427,6 +428,26 @@ def _bare(message: object) -> Callable[[str], object]:
     return parse
 
 
+def _cached_name(text: str, what: str) -> str:
+    name = check_relative_path(url_decode(text), what)
+    if "/" in name:
+        raise ProtocolError(f"{what}: cached name {name!r} must not contain '/'")
+    return name
+
+
+def _cache_report(line: str) -> CacheReport:
+    return CacheReport(_cached_name(split_fields(line, 2)[1], "cache-report"))
+
+
+def _peer_get(line: str) -> PeerGet:
+    parts = split_fields(line, 7)
+    try:
+        return PeerGet(_cached_name(parts[1], "peer-get"), parse_int(parts[2], line), parse_mode(parts[3], line),
+                       parts[4], parts[5], parse_int(parts[6], line))
+    except ValueError as error:
+        raise ProtocolError(f"malformed peer-get {line[:200]!r}: {error}") from None
+
+
 def _auth(line: str) -> object:
     raise _PasswordRefused("this manager requires a password (use the -P option)")
 
@@ -452,4 +473,7 @@ _ONE_LINE: dict[str, Callable[[str], object]] = {
     "exit": _bare(Exit()),
     "check": _bare(Check()),
     "auth": _auth,
+    # our extension, sent only by our manager to a worker that advertised it (peer_messages.py)
+    "cache-report": _cache_report,
+    "peer-get": _peer_get,
 }

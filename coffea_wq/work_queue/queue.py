@@ -27,6 +27,10 @@ PROPORTIONAL_TUNES = {
     "force-proportional-resources-whole-tasks": "proportional_whole_tasks",
 }
 
+# coffea-wq's own: worker-to-worker transfers of cached files (manager/peers.py)
+PEER_TUNES = {"peer-transfers": "enabled", "peer-transfer-min-bytes": "min_bytes",
+              "peer-transfers-per-source": "per_source"}
+
 
 class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
     """The manager: listens for workers, runs submitted tasks on them (CCTools' ``WorkQueue``).
@@ -185,7 +189,10 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         rest is dropped and the task's result is STDOUT_MISSING), ``proportional-resources`` (1, the
         default: a task that declares some resources gets the same share of the worker in the others;
         0: it gets the whole worker in the others) and ``proportional-whole-tasks`` (1, the default:
-        that share is rounded down to 1/n); others are accepted and ignored.
+        that share is rounded down to 1/n); coffea-wq's own ``peer-transfers`` (1, the default: coffea-wq
+        workers get cached files from each other, docs/manager.md "Peer transfers"; 0: all from the
+        manager), ``peer-transfer-min-bytes`` (default 1 MiB: smaller files always come from the
+        manager) and ``peer-transfers-per-source`` (default 3); others are accepted and ignored.
 
         Example: ``q.tune("category-steady-n-tasks", 3)``, ``q.tune("proportional-resources", 0)``.
         """
@@ -205,6 +212,11 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
             if int(value) < 0:
                 raise ValueError(f"tune('max-task-stdout-storage', {value!r}): expected bytes >= 0")
             self._manager.set_max_task_output(int(value))
+            return 1
+        if name in PEER_TUNES:
+            if int(value) < 0:
+                raise ValueError(f"tune({name!r}, {value!r}): expected a number >= 0")
+            self._manager.set_peer_transfers(**{PEER_TUNES[name]: int(value)})
             return 1
         log.info("tune(%r, %r): not used by coffea-wq's manager; ignored", name, value)
         return 0

@@ -22,9 +22,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from coffea_wq.manager.tls import server_context
+from coffea_wq.manager.tls_setup import CertificateError, self_signed_certificate
 from coffea_wq.protocol.messages import WorkerIdentity
 from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
 from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
+from coffea_wq.worker.peers import CacheServer
 from coffea_wq.worker.resources import WorkerResources, measure_resources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.session import SessionEnd, SessionResult, SessionSettings, WorkerSession
@@ -76,6 +79,7 @@ class WorkerRun:
     warm_pool: WarmPythonPool | None = None
     last_served: object | None = None
     tls: ssl.SSLContext | None = None  # --ssl: every connection starts with a TLS handshake
+    cache_server: CacheServer | None = None  # serves the cache to other workers (worker/peers.py)
 
     def serve_until_done(self) -> int:
         """The outer loop; returns the process exit code."""
@@ -120,6 +124,7 @@ class WorkerRun:
         session = WorkerSession(
             sock, peer, self.settings, self.workspace, warm_pool=self.warm_pool, should_stop=self.stop,
             expected_project=choice.project if choice is not None and choice.verify_project else None,
+            cache_server=self.cache_server, peer_tls=self.tls,
         )
         result = session.serve()
         self.last_served = choice.key if choice is not None else None
@@ -177,6 +182,27 @@ def _try_connect(host: str, port: int, tls: ssl.SSLContext | None = None) -> soc
         notice(f"manager {host}:{port} refused the TLS handshake ({exc}): it does not use TLS, or not this "
                "certificate; start the manager with ssl=... or this worker without --ssl")
         return None
+
+
+def start_cache_server(options: WorkerOptions, password: bytes | None, workspace: Workspace) -> CacheServer | None:
+    """The server of this worker's cache to other workers, or None (--no-peer-transfers, or it cannot start).
+
+    With --ssl it speaks TLS with a certificate made for this process (in the workspace, mode 0600).
+    """
+    if not options.peer_transfers:
+        return None
+    try:
+        tls = None
+        if options.ssl:
+            directory = workspace.root / "peer-tls"
+            directory.mkdir(mode=0o700)
+            tls = server_context(*self_signed_certificate(directory, "coffea-wq worker"))
+        server = CacheServer(password, tls, port=options.peer_port)
+    except (OSError, CertificateError, ssl.SSLError) as error:
+        notice(f"peer transfers off: cannot serve the cache to other workers ({error})")
+        return None
+    notice(f"serving the cache to other workers on port {server.port}{' (TLS)' if tls else ''}")
+    return server
 
 
 def make_identity(options: WorkerOptions) -> WorkerIdentity:
@@ -251,10 +277,13 @@ def run_worker(options: WorkerOptions, zygote_preload: tuple[str, ...] | None = 
     stop = StopFlag(parent_pid=os.getppid() if options.parent_death else None)
     stop.install()
     run = WorkerRun(options, workspace, settings, stop, warm_pool=warm_pool,
-                    tls=client_context(options.ssl_ca) if options.ssl else None)
+                    tls=client_context(options.ssl_ca) if options.ssl else None,
+                    cache_server=start_cache_server(options, password, workspace))
     try:
         return run.serve_until_done()
     finally:
+        if run.cache_server is not None:
+            run.cache_server.close()
         if run.warm_pool is not None:
             run.warm_pool.close()
         notice(f"deleting workspace {workspace.root}")

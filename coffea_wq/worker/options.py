@@ -47,6 +47,8 @@ class WorkerOptions:
     debug_file: str | None = None
     parent_death: bool = False
     keep_path: bool = False
+    peer_transfers: bool = True  # serve the cache to other workers and fetch from them (docs/worker.md)
+    peer_port: int = 0  # where the cache server listens (0: any free port)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +79,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ssl-ca", type=Path, metavar="FILE",
                         help="with --ssl: accept only a manager whose certificate this PEM file vouches for "
                              "(default: any certificate; the password authenticates the manager)")
+    parser.add_argument("--no-peer-transfers", dest="peer_transfers", action="store_false",
+                        help="neither serve this worker's cache to other workers nor fetch from them (then every "
+                             "file comes from the manager, as with work_queue_worker)")
+    parser.add_argument("--peer-port", type=int, default=0, metavar="PORT",
+                        help="the port the cache server listens on for other workers (default: any free port)")
     parser.add_argument("-i", "--min-backoff", type=float, default=1.0, help="first retry delay, in s (default 1)")
     parser.add_argument("-b", "--max-backoff", type=float, default=60.0, help="longest retry delay, in s (default 60)")
     parser.add_argument("-A", "--arch", help="architecture to report instead of uname's")
@@ -142,6 +149,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         raise OptionError("--ssl-ca needs --ssl")
     if args.ssl_ca is not None and not args.ssl_ca.is_file():
         raise OptionError(f"--ssl-ca file {str(args.ssl_ca)!r} does not exist or is not a file")
+    if not 0 <= args.peer_port < 65536:
+        raise OptionError(f"--peer-port {args.peer_port}: not a TCP port (0-65535)")
     timeout = args.timeout
     return WorkerOptions(
         managers=parse_manager_addresses(args.address) if args.address else [],
@@ -168,6 +177,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         debug_file=args.debug_file,
         parent_death=args.parent_death,
         keep_path=args.keep_path,
+        peer_transfers=args.peer_transfers,
+        peer_port=args.peer_port,
     )
 
 

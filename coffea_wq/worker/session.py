@@ -14,6 +14,7 @@ import os
 import selectors
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -56,9 +57,11 @@ from coffea_wq.protocol.messages import (
     handshake_messages,
     resource_messages,
 )
+from coffea_wq.protocol.peer_messages import PEER_PORT_INFO, CacheInvalid, CacheReport, CacheUpdate, PeerGet
 from coffea_wq.protocol.worker_side import ManagerConnection
 from coffea_wq.worker.cache import CacheError, FileCache, IncomingFile
 from coffea_wq.worker.execution import ProcessOutcome, TaskObserver
+from coffea_wq.worker.peers import CacheServer, PeerFetches
 from coffea_wq.worker.resources import WorkerResources
 from coffea_wq.worker.sandbox import Workspace
 from coffea_wq.worker.tasks import TaskTable
@@ -72,6 +75,7 @@ ACTIVE_TIMEOUT = 3600.0  # seconds a send, or a stall inside a message, may take
 BUSY_POLL = 0.005  # a cold task runs: its end is noticed by polling
 WARM_POLL = 0.1  # only warm tasks run: they wake the loop (wakeup.py); time limits are checked this often
 IDLE_POLL = 0.5
+FETCH_POLL = 0.02  # a peer transfer runs: its end is noticed by polling
 SEND_CHUNK = 1 << 20
 
 
@@ -134,6 +138,8 @@ class WorkerSession:
     observer: TaskObserver | None = None
     should_stop: Callable[[], str | None] = lambda: None
     expected_project: str | None = None
+    cache_server: CacheServer | None = None  # serves the cache to other workers (worker/peers.py)
+    peer_tls: ssl.SSLContext | None = None  # the context fetches from other workers use (--ssl)
     conn: ManagerConnection = field(init=False)
     handshake_done: bool = field(default=False, init=False)
 
@@ -146,6 +152,10 @@ class WorkerSession:
         self._last_tag = 0
         self._last_work = time.monotonic()
         self._last_received = time.monotonic()
+        self.fetches: PeerFetches | None = None
+        if self.cache_server is not None:
+            self.cache_server.cache = self.cache
+            self.fetches = PeerFetches(self.cache, self.settings.password, self.peer_tls)
 
     # -- the loop
 
@@ -169,6 +179,7 @@ class WorkerSession:
                 if self._tls_pending() or self.sock in ready:
                     self._receive()
                 self._handle_events()
+                self._report_fetches()
                 self._advance_tasks()
         except _Stop as stop:
             return SessionResult(stop.end, stop.reason, self.handshake_done)
@@ -181,6 +192,8 @@ class WorkerSession:
             return 0.0
         if self.tasks.needs_polling():
             return BUSY_POLL
+        if self.fetches is not None and self.fetches.running:
+            return FETCH_POLL
         return WARM_POLL if self.tasks.active > 0 else IDLE_POLL
 
     def _tls_pending(self) -> bool:
@@ -221,6 +234,19 @@ class WorkerSession:
         if self.tasks.has_unreported() and not self._results_announced:
             self._say(ResultsAvailable())
             self._results_announced = True
+
+    def _report_fetches(self) -> None:
+        if self.fetches is None:
+            return
+        for outcome in self.fetches.done():
+            request = outcome.request
+            if outcome.error:
+                log.warning("could not fetch %s from a peer: %s", request.name, outcome.error)
+                self._say(CacheInvalid(request.name, outcome.error.replace("\n", " ")[:2000]))
+            else:
+                log.info("fetched %s (%d bytes) from peer %s:%d", request.name, request.size, request.host,
+                         request.port)
+                self._say(CacheUpdate(request.name, request.size))
 
     def _check_stop_conditions(self) -> None:
         signal_name = self.should_stop()
@@ -307,6 +333,19 @@ class WorkerSession:
             # tell the manager again what we have, as CCTools does after forsaking
             self._say(*resource_messages(self._resource_report()))
 
+    def _on_cache_report(self, event: CacheReport) -> None:
+        path = self.cache.path_of(event.name)
+        if path.is_file() and not path.is_symlink():
+            self._say(CacheUpdate(event.name, path.stat().st_size))
+        else:
+            self._say(CacheInvalid(event.name, "not in the cache"))
+
+    def _on_peer_get(self, event: PeerGet) -> None:
+        if self.fetches is None:
+            self._say(CacheInvalid(event.name, "this worker has peer transfers off"))
+            return
+        self.fetches.start(event)
+
     def _on_send_results(self, _event: SendResults) -> None:
         self._results_announced = False
         for taskid, outcome in self.tasks.take_unreported():
@@ -354,8 +393,10 @@ class WorkerSession:
 
     def _send_handshake(self) -> None:
         end_time = int(self.settings.end_time) if self.settings.end_time else 0
+        # our manager answers the peer port with peer transfers; CCTools' ignores an unknown info field
+        advert = (Info(PEER_PORT_INFO, str(self.cache_server.port)),) if self.cache_server is not None else ()
         self._say(*handshake_messages(self.settings.identity, self._resource_report(), self.tasks.running, end_time,
-                                      tuple(self.settings.features)))
+                                      tuple(self.settings.features)), *advert)
         self.handshake_done = True
         self._last_work = time.monotonic()
 
@@ -417,6 +458,10 @@ class WorkerSession:
             pass
 
     def _close(self) -> None:
+        if self.cache_server is not None:
+            self.cache_server.cache = None
+        if self.fetches is not None:
+            self.fetches.close()
         if self._incoming is not None:
             self._incoming.abort()
             self._incoming = None
@@ -448,6 +493,8 @@ _HANDLERS: dict[type, Callable[[WorkerSession, object], None]] = {
     Release: WorkerSession._on_release,
     Exit: WorkerSession._on_exit,
     ThirdParty: WorkerSession._on_third_party,
+    CacheReport: WorkerSession._on_cache_report,
+    PeerGet: WorkerSession._on_peer_get,
 }  # type: ignore[dict-item]
 
 

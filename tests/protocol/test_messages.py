@@ -27,6 +27,9 @@ TO_WORKER = [
     ([m.UnlinkFile("file-0-a")], [m.UnlinkFile("file-0-a")]),
     ([m.InvalidateFile("a b")], [m.InvalidateFile("a b")]),
     ([m.Check(), m.Release(), m.Exit()], [m.Check(), m.Release(), m.Exit()]),
+    # our extension (docs/protocol.md, "Our extension: peer transfers")
+    ([m.CacheReport("file-1-env.tar.gz"), m.PeerGet("file-1-env.tar.gz", 123, 0o640, "ab" * 32, "10.0.0.2", 9200)],
+     [m.CacheReport("file-1-env.tar.gz"), m.PeerGet("file-1-env.tar.gz", 123, 0o640, "ab" * 32, "10.0.0.2", 9200)]),
     ([m.TaskMessage(5, "echo hi", category="c", cores=1.5, memory=100, disk=10, gpus=1, wall_time=3,
                     env=(("A", "1 2"),), empty_dirs=("tmp",), inputs=(m.TaskFile("c-1", "in put.txt", FileFlags.CACHE),),
                     outputs=(m.TaskFile("c-2", "out.txt", FileFlags.WATCH),))],
@@ -48,6 +51,8 @@ TO_MANAGER = [
     ((), [m.StatusRequest("queue_status")], None),
     ((), [m.HttpRequest("/worker_status")], None),
     ((), [m.NameRequest()], None),
+    ((), [HELLO, m.CacheUpdate("file-1-env.tar.gz", 123), m.CacheInvalid("file-2-x", "peer 10.0.0.2:9200 sent corrupt bytes")],
+     None),
 ]
 
 

@@ -342,3 +342,18 @@ def test_handshake_has_features_and_end_time():
         b"resource gpus 1 1 1\nresource cores 4 4 4\nresource tag 3\ninfo end_of_resource_update 0\n"
         b"info tasks_running 2\ninfo worker-end-time 1795599576\n"
     )
+
+
+@pytest.mark.parametrize("line", [
+    b"peer-get a/b 10 0644 abcd 10.0.0.2 9200\n",  # a cached name never has a '/'
+    b"peer-get ../x 10 0644 abcd 10.0.0.2 9200\n",
+    b"peer-get x 10 0644 abcd 10.0.0.2 0\n",  # no such port
+    b"peer-get x -1 0644 abcd 10.0.0.2 9200\n",
+    b"peer-get x 10 0644 abcd 10.0.0.2\n",  # a field missing
+    b"cache-report\n",
+])
+def test_a_malformed_peer_message_is_a_protocol_error(line):
+    conn = ManagerConnection()
+    conn.receive_data(line)
+    event = conn.next_event()
+    assert isinstance(event, ConnectionFailed), event

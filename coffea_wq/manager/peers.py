@@ -1,0 +1,259 @@
+"""Where a worker gets a cached file from: the manager, or another worker (docs/manager.md,
+"Peer transfers"; the messages are in docs/protocol.md, "Our extension: peer transfers").
+
+Only workers that advertised a cache server (``info coffea-wq-peer-port PORT``, coffea-wq workers)
+take part; every other worker, and every file that is not a cached regular file of at least
+``min_bytes``, goes through the manager's ``put`` as before.
+
+The rules, per cached file (name and local signature):
+
+- the first copy comes from the manager, followed by ``cache-report``: the worker's ``cache-update``
+  answer makes it a *holder*;
+- later copies come from a holder with a free slot (at most ``per_source`` transfers at once each),
+  named in a ``peer-get``; with none free but copies held or on their way, the worker waits for one
+  (each finished copy becomes a holder, so the number of sources grows as the file spreads);
+- a ``cache-invalid`` (the peer died, sent corrupt bytes, failed the password, ...) is logged with
+  the source's address, that source is no longer asked for this file, and the manager sends the
+  file itself;
+- a task whose inputs are still on their way is held on its worker (resources reserved, block not
+  sent) until each has arrived or the manager's ``put`` of it is queued ahead of the block.
+
+Everything here runs on the manager's loop thread, with the manager lock held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coffea_wq.manager.task import FileKind, FileSpec
+from coffea_wq.manager.workers import Peer
+from coffea_wq.protocol import messages as msg
+
+log = logging.getLogger("coffea_wq.manager")
+
+DEFAULT_MIN_BYTES = 1 << 20  # smaller files cost the manager less than a peer's round trips
+DEFAULT_PER_SOURCE = 3  # concurrent transfers one worker serves (as TaskVine's default)
+
+
+@dataclass
+class HeldTask:
+    """A task block that waits on its worker for ``names`` to arrive."""
+
+    message: msg.TaskMessage
+    names: set[str]
+
+
+@dataclass
+class SharedFile:
+    """One cached file as the peer planner follows it across workers."""
+
+    name: str
+    path: str
+    signature: tuple
+    mode: int
+    digest: str = ""
+    holders: set[int] = field(default_factory=set)  # workers that confirmed a whole copy
+    arriving: dict[int, int] = field(default_factory=dict)  # worker -> its source (0: the manager)
+    waiting: list[int] = field(default_factory=list)  # workers waiting for a source with a free slot
+    serving: Counter = field(default_factory=Counter)  # source -> transfers it serves now
+    refused: set[int] = field(default_factory=set)  # sources that failed once: not asked again
+
+    def sha256(self) -> str:
+        if not self.digest:
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as handle:
+                while data := handle.read(1 << 20):
+                    digest.update(data)
+            self.digest = digest.hexdigest()
+        return self.digest
+
+
+@dataclass
+class PeerCounts:
+    """What the planner did: copies by peers and by the manager, failures fallen back from."""
+
+    peer_copies: int = 0
+    manager_copies: int = 0
+    failures: int = 0
+
+
+class PeerPlanner:
+    """Plans peer transfers for the manager's core.
+
+    Args:
+        peers: the manager's peers by key (``ManagerCore.peers``).
+        send_from_manager: queues the manager's ``put`` of a file to a worker (its bytes are counted there).
+        arrived: called with a worker and a name once the worker's held tasks need not wait for it.
+    """
+
+    def __init__(self, peers: dict[int, Peer], send_from_manager: Callable[[Peer, FileSpec, tuple], None],
+                 arrived: Callable[[Peer, str], None]) -> None:
+        self.peers = peers
+        self.send_from_manager = send_from_manager
+        self.arrived = arrived
+        self.enabled = True
+        self.min_bytes = DEFAULT_MIN_BYTES
+        self.per_source = DEFAULT_PER_SOURCE
+        self.files: dict[str, SharedFile] = {}
+        self.specs: dict[str, FileSpec] = {}
+        self.counts = PeerCounts()
+
+    # ------------------------------------------------------------------ at commit
+    def eligible(self, spec: FileSpec, signature: tuple, worker: Peer) -> bool:
+        if not (self.enabled and worker.peer_port and spec.cached and spec.kind is FileKind.FILE):
+            return False
+        return signature[0] >= self.min_bytes and not stat.S_ISDIR(os.stat(str(spec.local)).st_mode)
+
+    def take(self, spec: FileSpec, signature: tuple, worker: Peer) -> bool:
+        """Whether ``worker`` gets this input through the planner (True: the task must wait for it);
+        False: the caller sends it with the task as usual (then ``sent_by_manager`` follows)."""
+        if not self.eligible(spec, signature, worker):
+            return False
+        shared = self._shared(spec, signature)
+        if worker.key in shared.arriving or worker.key in shared.waiting:
+            return True
+        if self._start_from_peer(shared, worker):
+            return True
+        if self._source_to_come(shared, worker):
+            shared.waiting.append(worker.key)
+            return True
+        return False
+
+    def sent_by_manager(self, spec: FileSpec, signature: tuple, worker: Peer) -> None:
+        """The manager's put of an eligible file was queued: ask the worker to confirm it, to serve it on."""
+        if not self.eligible(spec, signature, worker):
+            return
+        shared = self._shared(spec, signature)
+        shared.arriving[worker.key] = 0
+        self.counts.manager_copies += 1
+        worker.send(worker.conn.send(msg.CacheReport(spec.cached_name)))
+
+    def _shared(self, spec: FileSpec, signature: tuple) -> SharedFile:
+        shared = self.files.get(spec.cached_name)
+        if shared is None or shared.signature != signature:
+            # a new version: every old copy is stale (the workers get the new one through put or peers)
+            info = os.stat(str(spec.local))
+            shared = SharedFile(spec.cached_name, str(spec.local), signature, (info.st_mode | 0o600) & 0o777)
+            self.files[spec.cached_name] = shared
+            self.specs[spec.cached_name] = spec
+        return shared
+
+    def _start_from_peer(self, shared: SharedFile, worker: Peer) -> bool:
+        source = self._free_source(shared, worker)
+        if source is None:
+            return False
+        host = source.address.rpartition(":")[0].strip("[]")
+        worker.send(worker.conn.send(msg.PeerGet(shared.name, shared.signature[0], shared.mode, shared.sha256(),
+                                                 host, source.peer_port)))
+        shared.arriving[worker.key] = source.key
+        shared.serving[source.key] += 1
+        log.debug("worker %s gets %s from worker %s", worker.address, shared.name, source.address)
+        return True
+
+    def _source_to_come(self, shared: SharedFile, worker: Peer) -> bool:
+        """Whether a peer may serve ``worker`` later: a usable holder (busy now) or a copy on its way."""
+        return bool(shared.arriving) or any(self._usable(shared, key, worker) for key in shared.holders)
+
+    def _usable(self, shared: SharedFile, key: int, worker: Peer) -> bool:
+        peer = self.peers.get(key)
+        return peer is not None and key != worker.key and key not in shared.refused and not peer.closing
+
+    def _free_source(self, shared: SharedFile, worker: Peer) -> Peer | None:
+        best = None
+        for key in shared.holders:
+            if not self._usable(shared, key, worker):
+                continue
+            peer = self.peers[key]
+            if shared.serving[key] < self.per_source and (best is None or shared.serving[key] < shared.serving[best.key]):
+                best = peer
+        return best
+
+    # ------------------------------------------------------------------ worker reports
+    def on_cache_update(self, worker: Peer, event: msg.CacheUpdate) -> None:
+        """``cache-update``: the worker holds the file, and serves it on."""
+        shared = self.files.get(event.name)
+        if shared is None or worker.key not in shared.arriving:
+            log.debug("worker %s: cache-update for %s not asked for", worker.address, event.name)
+            return
+        source = shared.arriving.pop(worker.key)
+        self._release_slot(shared, source)
+        if event.size != shared.signature[0]:
+            self._fall_back(shared, worker, source, f"it reports {event.size} bytes, not {shared.signature[0]}")
+        else:
+            if source:
+                self.counts.peer_copies += 1
+            shared.holders.add(worker.key)
+            worker.cache[event.name] = shared.signature
+            self.arrived(worker, event.name)
+        self._serve_waiting(shared)
+
+    def on_cache_invalid(self, worker: Peer, event: msg.CacheInvalid) -> None:
+        """``cache-invalid``: the copy failed; the manager sends the file itself."""
+        shared = self.files.get(event.name)
+        if shared is None or worker.key not in shared.arriving:
+            log.debug("worker %s: cache-invalid for %s not asked for", worker.address, event.name)
+            return
+        source = shared.arriving.pop(worker.key)
+        self._release_slot(shared, source)
+        self._fall_back(shared, worker, source, event.reason)
+        self._serve_waiting(shared)
+
+    def _fall_back(self, shared: SharedFile, worker: Peer, source: int, reason: str) -> None:
+        if source == 0:  # the manager's own put did not land: the task reports the missing input
+            log.warning("worker %s (%s) does not hold %s after the manager sent it: %s", worker.hostname,
+                        worker.address, shared.name, reason)
+            self.arrived(worker, shared.name)
+            return
+        self.counts.failures += 1
+        source_peer = self.peers.get(source)
+        where = f"worker {source_peer.hostname} ({source_peer.address})" if source_peer else "a worker that has left"
+        log.warning("worker %s (%s) could not get %s from %s: %s; the manager sends it", worker.hostname,
+                    worker.address, shared.name, where, reason)
+        shared.refused.add(source)
+        shared.holders.discard(source)
+        self._manager_copy(shared, worker)
+
+    def _manager_copy(self, shared: SharedFile, worker: Peer) -> None:
+        spec = self.specs[shared.name]
+        self.send_from_manager(worker, spec, shared.signature)
+        self.sent_by_manager(spec, shared.signature, worker)
+        worker.cache[shared.name] = shared.signature
+        self.arrived(worker, shared.name)  # the put is queued ahead of any task block sent from now on
+
+    def _release_slot(self, shared: SharedFile, source: int) -> None:
+        if source and shared.serving[source] > 0:
+            shared.serving[source] -= 1
+
+    def _serve_waiting(self, shared: SharedFile) -> None:
+        """Start transfers to waiting workers while sources have free slots (a waiting worker whose
+        file can no longer come from any peer gets it from the manager)."""
+        waiting, shared.waiting = shared.waiting, []
+        for key in waiting:
+            worker = self.peers.get(key)
+            if worker is None:
+                continue
+            if self._start_from_peer(shared, worker):
+                continue
+            if self._source_to_come(shared, worker):
+                shared.waiting.append(key)
+            else:
+                self._manager_copy(shared, worker)
+
+    # ------------------------------------------------------------------ workers leaving
+    def forget_worker(self, worker: Peer) -> None:
+        """A worker left: it holds nothing now; what it was receiving or serving is let go."""
+        for shared in self.files.values():
+            shared.holders.discard(worker.key)
+            if worker.key in shared.waiting:
+                shared.waiting.remove(worker.key)
+            source = shared.arriving.pop(worker.key, None)
+            if source is not None:
+                self._release_slot(shared, source)
+            # transfers it was serving fail on their own (the fetching worker reports cache-invalid)
+            self._serve_waiting(shared)
