@@ -395,8 +395,10 @@ class WorkerSession:
         end_time = int(self.settings.end_time) if self.settings.end_time else 0
         # our manager answers the peer port with peer transfers; CCTools' ignores an unknown info field
         advert = (Info(PEER_PORT_INFO, str(self.cache_server.port)),) if self.cache_server is not None else ()
-        self._say(*handshake_messages(self.settings.identity, self._resource_report(), self.tasks.running, end_time,
-                                      tuple(self.settings.features)), *advert)
+        hello = handshake_messages(self.settings.identity, self._resource_report(), self.tasks.running, end_time,
+                                   tuple(self.settings.features))
+        after_features = next(i for i, message in enumerate(hello) if isinstance(message, Alive))
+        self._say(*hello[:after_features], *advert, *hello[after_features:])
         self.handshake_done = True
         self._last_work = time.monotonic()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -47,7 +48,9 @@ def test_handshake_task_outputs_and_cleanup(manager, processes, tmp_path):
     assert lines[1].startswith("info worker-id worker-") and len(lines[1].split()[2]) == 39
     # every coffea-wq worker advertises its token (docs/reduction.md), as --feature names are sent
     assert lines[2].startswith("feature coffea-wq-worker-") and len(lines[2].split("-")[-1]) == 16
-    assert lines[3:] == [
+    # the cache server's port, for peer transfers (docs/protocol.md, "Our extension: peer transfers")
+    assert re.fullmatch(r"info coffea-wq-peer-port \d+", lines[3]), lines[3]
+    assert lines[4:] == [
         "alive", "resource workers 1 1 1", "resource disk 1000 1000 1000", "resource memory 1000 1000 1000",
         "resource gpus 0 0 0", "resource cores 2 2 2", "resource tag 0", "info end_of_resource_update 0",
         "info tasks_running 0", "info worker-end-time 0",
