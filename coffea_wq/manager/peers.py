@@ -103,6 +103,7 @@ class PeerPlanner:
         self.files: dict[str, SharedFile] = {}
         self.specs: dict[str, FileSpec] = {}
         self.counts = PeerCounts()
+        self.source_names: dict[int, str] = {}  # source key -> "worker HOST (ADDRESS)", kept after it leaves
 
     # ------------------------------------------------------------------ at commit
     def eligible(self, spec: FileSpec, signature: tuple, worker: Peer) -> bool:
@@ -153,6 +154,7 @@ class PeerPlanner:
                                                  host, source.peer_port)))
         shared.arriving[worker.key] = source.key
         shared.serving[source.key] += 1
+        self.source_names[source.key] = f"worker {source.hostname} ({source.address})"
         log.debug("worker %s gets %s from worker %s", worker.address, shared.name, source.address)
         return True
 
@@ -211,8 +213,9 @@ class PeerPlanner:
             self.arrived(worker, shared.name)
             return
         self.counts.failures += 1
-        source_peer = self.peers.get(source)
-        where = f"worker {source_peer.hostname} ({source_peer.address})" if source_peer else "a worker that has left"
+        where = self.source_names.get(source, "another worker")
+        if source not in self.peers:
+            where += ", which has left"
         log.warning("worker %s (%s) could not get %s from %s: %s; the manager sends it", worker.hostname,
                     worker.address, shared.name, where, reason)
         shared.refused.add(source)
