@@ -56,7 +56,12 @@ test: $(STAMP) system-packages
 test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) system-packages
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+$(BENCH_STAMP): $(STAMP) setup.cfg
+	$(PIP) install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) system-packages
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)

@@ -1,4 +1,4 @@
-"""Big outputs: every chunk returns one big histogram; coffea-wq vs FuturesExecutor and IterativeExecutor.
+"""Big outputs: every chunk returns one big histogram; coffea-wq vs Iterative, Futures, Dask and Parsl.
 
 Usage (``make bench`` runs it with the defaults):
 
@@ -6,15 +6,18 @@ Usage (``make bench`` runs it with the defaults):
 
 ``big_hist_processor.BigHistProcessor`` runs over the bundled sample (analysis_examples/data/sample)
 cut into ``--chunks`` chunks; each chunk fills and returns one ``hist.Hist`` of ``--mb`` MiB (3
-regular axes, ``Weight`` storage). Executors: IterativeExecutor, FuturesExecutor(workers=W) and
-coffea-wq with W local workers. Each run is a fresh Python process, so that its peak RSS is its own:
+regular axes, ``Weight`` storage). Executors: IterativeExecutor, FuturesExecutor(workers=W),
+DaskExecutor on a LocalCluster and ParslExecutor on a HighThroughputExecutor, W single-core
+workers each (``peer_executors.py``: their clusters start before the timed call), and coffea-wq
+with W local workers. Each run is a fresh Python process, so that its peak RSS is its own:
 ``peak RSS`` is that process's ``ru_maxrss`` (the user's process only: Futures' pool processes and
 coffea-wq's local workers are its children and are not counted), and ``growth`` is the peak minus
 the RSS just before the Runner was called, also given as a multiple of one result's size (what the
 merge held at once; the final output itself is one result). Outputs are checked equal to
-IterativeExecutor's, bin by bin. Prints wall time, the ratios coffea-wq / Futures and coffea-wq /
-Iterative, and the targets from issue 14 (set there for 64 MiB; printed, not asserted):
-coffea-wq <= 0.5x Futures' wall time and <= 1.3x Iterative's, growth <= 3 results.
+IterativeExecutor's, bin by bin. Prints wall time, the ratios coffea-wq / Futures, coffea-wq /
+Iterative and the best of Futures, Dask and Parsl / coffea-wq, with the targets (printed, not
+asserted; for 64 MiB): coffea-wq <= 0.5x Futures' wall time and <= 1.3x Iterative's, growth <= 3
+results, and >= 1.5x as fast as the best of Futures, Dask and Parsl.
 """
 
 from __future__ import annotations
@@ -45,15 +48,17 @@ import psutil  # noqa: E402
 from big_hist_processor import BigHistProcessor, bins_per_axis, histogram_bytes  # noqa: E402
 from coffea import processor  # noqa: E402
 from coffea.nanoevents import NanoAODSchema  # noqa: E402
+from peer_executors import PEERS, missing, peer_executor  # noqa: E402
 
 import coffea_wq  # noqa: E402
 from analysis_examples.topeft.cfg import fileset_from_samples, read_cfg  # noqa: E402
 
 SAMPLE_CFG = REPO / "analysis_examples" / "data" / "sample" / "samples.cfg"
-EXECUTORS = ("iterative", "futures", "coffea-wq")
+EXECUTORS = ("iterative", *PEERS, "coffea-wq")
 TARGET_WALL_VS_FUTURES = 0.5
 TARGET_WALL_VS_ITERATIVE = 1.3
 TARGET_GROWTH_RESULTS = 3.0
+TARGET_SPEED_VS_BEST_PEER = 1.5
 RUN_TIMEOUT_S = 1800
 
 
@@ -89,18 +94,20 @@ def count_chunks(chunksize: int) -> int:
     return sum(1 for _ in runner.preprocess(fileset(), treename="Events"))
 
 
-def make_executor(name: str, workers: int) -> processor.executor.ExecutorBase:
-    if name == "iterative":
-        return processor.IterativeExecutor(status=False)
-    if name == "futures":
-        return processor.FuturesExecutor(workers=workers, status=False)
-    return coffea_wq.WorkQueueExecutor(local_workers=workers, status=False, compression=1)
-
-
 def run_child(name: str, megabytes: float, chunksize: int, workers: int, out_path: Path) -> Measurement:
     """One run in this (fresh) process; the output is pickled to ``out_path`` for the comparison."""
-    runner = processor.Runner(executor=make_executor(name, workers), chunksize=chunksize, schema=NanoAODSchema,
-                              metadata_cache={})
+    if name == "iterative":
+        return _timed_run(name, processor.IterativeExecutor(status=False), megabytes, chunksize, out_path)
+    if name in PEERS:
+        with peer_executor(name, workers) as executor:
+            return _timed_run(name, executor, megabytes, chunksize, out_path)
+    return _timed_run(name, coffea_wq.WorkQueueExecutor(local_workers=workers, status=False, compression=1),
+                      megabytes, chunksize, out_path)
+
+
+def _timed_run(name: str, executor: processor.executor.ExecutorBase, megabytes: float, chunksize: int,
+               out_path: Path) -> Measurement:
+    runner = processor.Runner(executor=executor, chunksize=chunksize, schema=NanoAODSchema, metadata_cache={})
     files, proc = fileset(), BigHistProcessor(megabytes)
     gc.collect()
     rss_before = psutil.Process().memory_info().rss
@@ -161,6 +168,9 @@ def measure_size(megabytes: float, chunks: int, workers: int, tmp: Path) -> tupl
     runs: dict[str, Measurement] = {}
     failures = []
     for name in EXECUTORS:
+        if missing(name):
+            print(f"skipped {missing(name)}", flush=True)
+            continue
         out_path = tmp / f"{name}-{megabytes:g}.pickle"
         m = runs[name] = run_in_fresh_process(name, megabytes, chunksize, workers, out_path)
         print(f"{name:>10} {m.wall_s:>7.2f} {mib(m.rss_before):>11} {mib(m.peak_rss):>10} {mib(m.growth):>10} "
@@ -182,10 +192,14 @@ def print_ratios(megabytes: float, runs: dict[str, Measurement]) -> None:
     def verdict(value: float, target: float) -> str:
         return f"target <= {target:g}: {'met' if value <= target else 'MISSED'}"
 
+    best = min((p for p in PEERS if p in runs), key=lambda p: runs[p].wall_s)  # futures always runs
+    speed = runs[best].wall_s / wq.wall_s
     print(f"  {megabytes:g} MiB: coffea-wq wall / Futures = {vs_futures:.2f}x "
           f"({verdict(vs_futures, TARGET_WALL_VS_FUTURES)}), coffea-wq wall / Iterative = {vs_iterative:.2f}x "
           f"({verdict(vs_iterative, TARGET_WALL_VS_ITERATIVE)}), coffea-wq RSS growth = {growth:.1f} results "
-          f"({verdict(growth, TARGET_GROWTH_RESULTS)})", flush=True)
+          f"({verdict(growth, TARGET_GROWTH_RESULTS)}), coffea-wq speed / best of Futures, Dask, Parsl ({best}) "
+          f"= {speed:.2f}x (target >= {TARGET_SPEED_VS_BEST_PEER:g}: "
+          f"{'met' if speed >= TARGET_SPEED_VS_BEST_PEER else 'MISSED'})", flush=True)
 
 
 def parse_args() -> argparse.Namespace:

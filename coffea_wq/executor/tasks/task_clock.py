@@ -22,6 +22,29 @@ import time
 # set by a coffea-wq worker in every task's environment (the names of coffea_wq/worker/warm_contract.py)
 LAUNCHED_ENV = "COFFEA_WQ_LAUNCHED"  # time.time() when the worker started the task's process
 INPUTS_ENV = "COFFEA_WQ_INPUTS_S"  # seconds the worker spent preparing the task's inputs
+# "0" in a task's environment: no phases measured (how benchmarks/bench_e2e.py measures what they cost)
+PHASES_ENV = "COFFEA_WQ_PHASES"
+
+
+def new_clock(entered: float) -> TaskClock | UnusedClock:
+    """The task's clock: a ``TaskClock``, or an ``UnusedClock`` when ``COFFEA_WQ_PHASES=0``."""
+    return UnusedClock() if os.environ.get(PHASES_ENV) == "0" else TaskClock(entered)
+
+
+class UnusedClock:
+    """Measures nothing: the record's ``phases`` stay empty."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        pass
+
+    def started(self, warm: bool) -> None:
+        pass
+
+    def call(self, function, item):
+        return function(item)
 
 
 class TaskClock:

@@ -355,9 +355,9 @@ class _NoClock:
 
 
 def _new_clock(started: float):
-    """The task's ``TaskClock`` (``coffea_wq_task_clock.py``, shipped beside this file)."""
+    """The task's clock (``coffea_wq_task_clock.py``, shipped beside this file)."""
     try:
-        return _shipped_module(CLOCK_SCRIPT).TaskClock(started)
+        return _shipped_module(CLOCK_SCRIPT).new_clock(started)
     except OSError:
         return _NoClock()
 
