@@ -9,9 +9,10 @@ The rules, per cached file (name and local signature):
 
 - the first copy comes from the manager, followed by ``cache-report``: the worker's ``cache-update``
   answer makes it a *holder*;
-- later copies come from a holder with a free slot (at most ``per_source`` transfers at once each),
-  named in a ``peer-get``; with none free but copies held or on their way, the worker waits for one
-  (each finished copy becomes a holder, so the number of sources grows as the file spreads);
+- later copies come from a holder, or a worker the file is on its way to (it passes the file on as
+  it arrives), with a free slot (at most ``per_source`` transfers at once each), named in a
+  ``peer-get``; with none free, the worker waits for one (each new copy is a source, so the file
+  spreads down a tree whose fan-out is ``per_source``);
 - a ``cache-invalid`` (the peer died, sent corrupt bytes, failed the password, ...) is logged with
   the source's address, that source is no longer asked for this file, and the manager sends the
   file itself;
@@ -168,7 +169,8 @@ class PeerPlanner:
 
     def _free_source(self, shared: SharedFile, worker: Peer) -> Peer | None:
         best = None
-        for key in shared.holders:
+        # a copy on its way serves too: the worker passes the file on as it arrives (worker/peers.py)
+        for key in (*shared.holders, *shared.arriving):
             if not self._usable(shared, key, worker):
                 continue
             peer = self.peers[key]

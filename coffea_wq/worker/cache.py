@@ -14,11 +14,14 @@ followed by ``put``, ``dir``, ``get``, ``unlink`` or ``url``. Symlinks themselve
 
 from __future__ import annotations
 
+import enum
 import errno
+import itertools
 import logging
 import os
 import shutil
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,32 +45,60 @@ class CacheError(Exception):
     """A cache operation the manager asked for cannot be done (the connection must end)."""
 
 
+class Growth(enum.Enum):
+    GROWING = "growing"
+    DONE = "done"
+    FAILED = "failed"
+
+
 @dataclass
 class IncomingFile:
-    """A file being received: chunks go to a hidden temporary file, renamed at ``finish``."""
+    """A file being received: chunks go to a hidden temporary file, renamed at ``finish``.
+
+    Written unbuffered, so ``written`` bytes of ``temp_path`` can already be read by another thread:
+    the cache server passes a file on to other workers while it arrives (worker/peers.py).
+    """
 
     final_path: Path
     temp_path: Path
     mode: int
     remaining: int
+    size: int = 0
+    written: int = 0
+    state: Growth = Growth.GROWING
+    on_end: Callable[[IncomingFile], None] | None = None
 
     def __post_init__(self) -> None:
-        self._handle = open(self.temp_path, "wb")  # noqa: SIM115 (closed in finish/abort)
+        self._handle = open(self.temp_path, "wb", buffering=0)  # noqa: SIM115 (closed in finish/abort)
 
     def write(self, data: bytes) -> None:
-        self._handle.write(data)
+        view = memoryview(data)
+        while view:
+            done = self._handle.write(view)
+            view = view[done:]
         self.remaining -= len(data)
+        self.written += len(data)
 
     def finish(self) -> None:
-        self._handle.close()
-        os.chmod(self.temp_path, (self.mode | 0o600) & 0o7777)
-        if self.final_path.is_dir() and not self.final_path.is_symlink():
-            shutil.rmtree(self.final_path)
-        os.replace(self.temp_path, self.final_path)
+        try:
+            self._handle.close()
+            os.chmod(self.temp_path, (self.mode | 0o600) & 0o7777)
+            if self.final_path.is_dir() and not self.final_path.is_symlink():
+                shutil.rmtree(self.final_path)
+            os.replace(self.temp_path, self.final_path)
+        except BaseException:
+            self.abort()
+            raise
+        self.state = Growth.DONE
+        if self.on_end is not None:
+            self.on_end(self)
 
     def abort(self) -> None:
         self._handle.close()
         self.temp_path.unlink(missing_ok=True)
+        self.state = Growth.FAILED
+        if self.on_end is not None:
+            self.on_end(self)
 
 
 @dataclass(frozen=True)
@@ -92,7 +123,9 @@ class FileCache:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = Path(os.path.realpath(root))
-        self._temp_counter = 0
+        self._temp_counter = itertools.count(1)
+        # top-level files on their way in, by name: the cache server may pass them on meanwhile
+        self.growing: dict[str, IncomingFile] = {}
 
     def path_of(self, name: str) -> Path:
         """``cache/<name>``; refuses names that leave the cache, through ``..`` or through a symlink.
@@ -124,9 +157,16 @@ class FileCache:
         free = shutil.disk_usage(self.root).free
         if length > free:
             raise CacheError(f"no room for {name!r}: {length} bytes sent, {free} bytes free in {self.root}")
-        self._temp_counter += 1
-        temp = path.parent / f".incoming-{os.getpid()}-{self._temp_counter}"
-        return IncomingFile(path, temp, mode, length)
+        temp = path.parent / f".incoming-{os.getpid()}-{next(self._temp_counter)}"
+        incoming = IncomingFile(path, temp, mode, length, size=length, on_end=self._arrived)
+        if "/" not in name:
+            self.growing[name] = incoming
+        return incoming
+
+    def _arrived(self, incoming: IncomingFile) -> None:
+        name = incoming.final_path.name
+        if self.growing.get(name) is incoming:
+            del self.growing[name]
 
     def make_dir(self, name: str, top_level: bool) -> None:
         """Create ``cache/<name>``; a top-level directory sent again replaces the old one."""

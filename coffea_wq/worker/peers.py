@@ -8,7 +8,9 @@ The serving side, :class:`CacheServer`, listens on its own port (advertised to o
    proves who is who, as with the manager);
 2. the password exchange of the manager's port (``auth.PasswordAuth``) when the worker has one: a peer
    that cannot prove the run's password gets nothing;
-3. ``peer-fetch NAME`` -> ``file NAME SIZE`` + SIZE bytes, or ``missing NAME ERRNO``; then close.
+3. ``peer-fetch NAME`` -> ``file NAME SIZE`` + SIZE bytes, or ``missing NAME ERRNO``; then close. A file
+   still arriving here (from the manager or another peer) is passed on as it grows, so a file spreads
+   down a tree of workers in about the time of one transfer per level of fan-out, not per copy.
 
 The fetching side, :func:`fetch_from_peer`, runs the same steps as a client, writes the bytes to a
 hidden temporary name, and moves the file into the cache only when its size and SHA-256 are those
@@ -25,14 +27,14 @@ import os
 import queue
 import socket
 import ssl
-import tempfile
 import threading
+import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from coffea_wq.protocol.auth import AuthState, PasswordAuth
 from coffea_wq.protocol.peer_messages import PeerGet
-from coffea_wq.worker.cache import CacheError, FileCache
+from coffea_wq.worker.cache import CacheError, FileCache, Growth, IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ FETCH_LINE = "peer-fetch"
 PEER_TIMEOUT = 60.0  # seconds without progress before a peer counts as gone (a host that vanished)
 MAX_LINE = 4096
 CHUNK = 1 << 20
+APPEAR_POLL = 0.02  # seconds between looks for a file the manager said is on its way here
+GROW_POLL = 0.002  # seconds between looks at a file that grows while it is passed on
 
 
 class PeerError(Exception):
@@ -146,26 +150,62 @@ class CacheServer:
             sock.close()
 
     def _send_file(self, sock: socket.socket, name: str) -> None:
-        cache = self.cache
-        try:
-            if cache is None or "/" in name:
-                raise CacheError(f"no cached file {name!r}")
-            path = cache.path_of(name)
-            handle = open(path, "rb")  # noqa: SIM115 (closed below)
-        except (CacheError, OSError) as error:
-            code = error.errno if isinstance(error, OSError) and error.errno else errno.ENOENT
-            sock.sendall(f"missing {name} {code}\n".encode())
-            return
+        """``file NAME SIZE`` + the bytes: of the cached file, or of one still arriving, passed on as it
+        grows; a name not there yet is waited for (the manager names a source as soon as it sent the file)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            opened = self._open(name)
+            if opened is not None:
+                break
+            if time.monotonic() > deadline:
+                sock.sendall(f"missing {name} {errno.ENOENT}\n".encode())
+                return
+            time.sleep(APPEAR_POLL)
+        handle, size, incoming = opened
         with handle:
-            size = os.fstat(handle.fileno()).st_size
             sock.sendall(f"file {name} {size}\n".encode())
-            if isinstance(sock, ssl.SSLSocket):
-                while data := handle.read(CHUNK):
-                    sock.sendall(data)
-            else:
+            if incoming is None and not isinstance(sock, ssl.SSLSocket):
                 sock.sendfile(handle)
+            else:
+                self._stream(sock, handle, size, incoming, name)
         self.served += 1
-        log.info("cache server: sent %s (%d bytes)", name, size)
+        log.info("cache server: sent %s (%d bytes)%s", name, size, " while it arrived" if incoming else "")
+
+    def _open(self, name: str) -> tuple[BinaryIO, int, IncomingFile | None] | None:
+        cache = self.cache
+        if cache is None or "/" in name:
+            return None
+        incoming = cache.growing.get(name)
+        try:
+            if incoming is not None:
+                return open(incoming.temp_path, "rb"), incoming.size, incoming  # noqa: SIM115
+            path = cache.path_of(name)
+            if path.is_file() and not path.is_symlink():
+                handle = open(path, "rb")  # noqa: SIM115
+                return handle, os.fstat(handle.fileno()).st_size, None
+        except (OSError, CacheError):
+            return None  # renamed into place (or gone) just now: look again
+        return None
+
+    def _stream(self, sock: socket.socket, handle: BinaryIO, size: int, incoming: IncomingFile | None,
+                name: str) -> None:
+        sent = 0
+        idle_since = time.monotonic()
+        while sent < size:
+            ready = size if incoming is None or incoming.state is Growth.DONE else incoming.written
+            if incoming is not None and incoming.state is Growth.FAILED:
+                raise PeerError(f"{name} failed to arrive here while being passed on")
+            if ready <= sent:
+                if time.monotonic() - idle_since > self.timeout:
+                    raise PeerError(f"{name} stopped arriving here while being passed on")
+                time.sleep(GROW_POLL)
+                continue
+            data = handle.read(min(CHUNK, ready - sent))
+            if not data:
+                raise PeerError(f"{name} is shorter than announced")
+            sock.sendall(data)
+            sent += len(data)
+            idle_since = time.monotonic()
 
 
 # ---------------------------------------------------------------------------- fetching
@@ -173,14 +213,17 @@ class CacheServer:
 
 def fetch_from_peer(cache: FileCache, request: PeerGet, password: bytes | None,
                     tls: ssl.SSLContext | None = None, timeout: float = PEER_TIMEOUT) -> None:
-    """Put ``request.name`` into ``cache`` from the peer it names; PeerError (naming the peer) if not."""
+    """Put ``request.name`` into ``cache`` from the peer it names; PeerError (naming the peer) if not.
+
+    The file arrives like a ``put`` (``FileCache.begin_file``), so this worker's own cache server can pass
+    it on to others before it is complete; it is moved into place only if its SHA-256 is the manager's.
+    """
     who = f"peer {request.host}:{request.port}"
-    target = cache.path_of(request.name)
     try:
         sock = socket.create_connection((request.host, request.port), timeout=timeout)
     except OSError as error:
         raise PeerError(f"cannot connect to {who}: {error}") from None
-    temp: Path | None = None
+    incoming: IncomingFile | None = None
     try:
         if tls is not None:
             sock = tls.wrap_socket(sock)
@@ -193,25 +236,22 @@ def fetch_from_peer(cache: FileCache, request: PeerGet, password: bytes | None,
             raise PeerError(f"{who} does not have {request.name} (it answered {' '.join(reply)[:80]!r})")
         if reply[2] != str(request.size):
             raise PeerError(f"{who} offers {reply[2]} bytes of {request.name}, not the {request.size} expected")
-        fd, temp_name = tempfile.mkstemp(prefix=".incoming-peer-", dir=target.parent)
-        temp = Path(temp_name)
+        incoming = cache.begin_file(request.name, request.size, request.mode)
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            for data in lines.chunks(request.size, who):
-                digest.update(data)
-                out.write(data)
+        for data in lines.chunks(request.size, who):
+            digest.update(data)
+            incoming.write(data)
         if digest.hexdigest() != request.digest:
             raise PeerError(f"{who} sent corrupt bytes for {request.name} (SHA-256 {digest.hexdigest()[:16]}..., "
                             f"expected {request.digest[:16]}...)")
-        os.chmod(temp, (request.mode | 0o600) & 0o777)
-        os.replace(temp, target)
-        temp = None
+        incoming.finish()
+        incoming = None
     except (OSError, ssl.SSLError) as error:
         raise PeerError(f"transfer of {request.name} from {who} failed: {error}") from None
     finally:
         sock.close()
-        if temp is not None:
-            temp.unlink(missing_ok=True)
+        if incoming is not None:
+            incoming.abort()
 
 
 @dataclass(frozen=True)

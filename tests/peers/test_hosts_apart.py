@@ -81,7 +81,7 @@ def test_workers_find_the_manager_by_name_and_pass_files_on_over_tls_with_a_pass
 def incoming_peer_bytes(workdir: Path) -> int:
     """Bytes already written by a peer transfer in progress on the worker working in ``workdir``."""
     total = 0
-    for partial in workdir.glob("worker-*/cache/.incoming-peer-*"):
+    for partial in workdir.glob("worker-*/cache/.incoming-*"):
         try:
             total += partial.stat().st_size
         except FileNotFoundError:
@@ -104,7 +104,7 @@ def test_a_source_killed_mid_transfer_is_named_and_the_manager_sends_the_file(la
         start_worker(lab, "fetcher", tmp_path, target, "9123")
         wait_for_workers(q, 2)
         second = q.submit(digest_task(path))
-        wait_until(lambda: incoming_peer_bytes(tmp_path / "fetcher") > 0, 30, "the peer transfer to start")
+        wait_until(lambda: incoming_peer_bytes(tmp_path / "fetcher") > (1 << 20), 30, "the peer transfer to start")
         os.killpg(source.pid, 9)
         done = []
         deadline = time.monotonic() + 90

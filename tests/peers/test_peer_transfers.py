@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 
 import pytest
 
 import coffea_wq.work_queue as wq
-from coffea_wq.protocol.auth import PasswordAuth
-from coffea_wq.worker.cache import FileCache
-from coffea_wq.worker.peers import CacheServer
 from tests.peers.helpers import (
     RogueSource,
     digest_task,
@@ -117,36 +113,3 @@ def test_a_misbehaving_source_is_named_and_the_manager_sends_the_file(processes,
     reason = {"corrupt": "corrupt bytes", "dies": "failed", "wrong-password": "password"}[behaviour]
     assert reason in named[0], named
 
-
-def test_a_cache_server_serves_only_peers_that_prove_the_password(tmp_path):
-    cache = FileCache(tmp_path / "cache")
-    (cache.root / "file-1-x").write_bytes(b"secret bytes")
-    server = CacheServer(b"run password\n", host=LOOPBACK)
-    server.cache = cache
-    try:
-        # a peer that does not know the password: it asks for the file at once, then tries a wrong one
-        for attempt in ("no-password", "wrong-password"):
-            with socket.create_connection((LOOPBACK, server.port), timeout=10) as sock:
-                reader = sock.makefile("rb")
-                if attempt == "no-password":
-                    sock.sendall(b"peer-fetch file-1-x\n")
-                else:
-                    auth = PasswordAuth(b"guess\n")
-                    sock.sendall(auth.start())
-                    while not auth.done:
-                        sock.sendall(auth.receive_line(reader.readline().decode().strip()))
-                    sock.sendall(b"peer-fetch file-1-x\n")
-                received = reader.read()
-            assert b"secret bytes" not in received and b"file file-1-x" not in received
-        # the right password gets it
-        with socket.create_connection((LOOPBACK, server.port), timeout=10) as sock:
-            reader = sock.makefile("rb")
-            auth = PasswordAuth(b"run password\n")
-            sock.sendall(auth.start())
-            while not auth.done:
-                sock.sendall(auth.receive_line(reader.readline().decode().strip()))
-            sock.sendall(b"peer-fetch file-1-x\n")
-            assert reader.read() == b"file file-1-x 12\nsecret bytes"
-        assert server.served == 1
-    finally:
-        server.close()
