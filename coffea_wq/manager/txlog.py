@@ -44,7 +44,6 @@ HEADER = (
     "# time manager_pid TASK taskid RUNNING worker_address (FIRST_RESOURCES|MAX_RESOURCES) {resources_allocated}\n"
     "# time manager_pid TASK taskid WAITING_RETRIEVAL worker_address\n"
     "# time manager_pid TASK taskid (RETRIEVED|DONE) (SUCCESS|SIGNAL|END_TIME|FORSAKEN|MAX_RETRIES|MAX_WALLTIME|UNKNOWN|RESOURCE_EXHAUSTION) exit_code {limits_exceeded} {resources_measured}\n"
-    "# time manager_pid TASK taskid PHASES {seconds_per_phase}\n"
     "\n"
 )
 

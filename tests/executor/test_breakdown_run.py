@@ -57,7 +57,9 @@ def test_breakdown_matches_the_truth_and_reaches_metrics_and_the_log(tmp_path, c
         coffea_wq.executor.shutdown()
     report = last_report("Processing")
     breakdown = report.breakdown
-    assert output["chunks"] == 12 and breakdown.total.tasks == report.tasks_returned == 12
+    # every chunk task and every flush task that brought a worker's partial back
+    assert output["chunks"] == 12 == report.tasks_returned and report.flush_tasks_returned >= 1
+    assert breakdown.total.tasks == report.tasks_returned + report.flush_tasks_returned
     seconds, busy = breakdown.total.seconds, breakdown.total.busy()
     # the truth: what the processor measured inside process(), its reads apart
     process_truth = output["inside_s"] - output["read_s"]
@@ -68,7 +70,8 @@ def test_breakdown_matches_the_truth_and_reaches_metrics_and_the_log(tmp_path, c
     assert seconds["open"] > 0 and seconds.get("start_warm", 0) + seconds.get("start_cold", 0) > 0
     assert seconds["write"] > 0 and seconds["decode"] > 0 and seconds["queue"] > 0
     assert set(breakdown.by_dataset) == set(sample_fileset())
-    assert sum(t.tasks for t in breakdown.by_worker.values()) == 12 and len(breakdown.by_worker) == 2
+    assert sum(t.tasks for t in breakdown.by_worker.values()) == breakdown.total.tasks
+    assert len(breakdown.by_worker) == 2 and sum(t.tasks for t in breakdown.by_dataset.values()) == 12
     shares = breakdown.shares()
     reading = shares["open"] + shares["read"] + shares.get("inputs", 0.0)
     lead = f"{round(100 * reading)}% reading" if reading > shares["process"] else \
@@ -81,6 +84,6 @@ def test_breakdown_matches_the_truth_and_reaches_metrics_and_the_log(tmp_path, c
     assert set(exposed) >= {"process", "read", "open", "write", "queue", "decode"}
     # the transactions log: one PHASES line per returned task, chunks and preprocessing alike
     phases = [e for e in read_transactions_log(txlog) if e.event == "PHASES"]
-    assert len(phases) == report.tasks_returned + last_report("Preprocessing").tasks_returned
+    assert len(phases) == breakdown.total.tasks + last_report("Preprocessing").tasks_returned
     assert sum(e.resources.get("process", 0.0) for e in phases) == pytest.approx(
         seconds["process"] + preprocessing.get("process", 0.0), rel=1e-3)

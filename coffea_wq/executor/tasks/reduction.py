@@ -94,7 +94,9 @@ class Reduction:
             return False
         self.loop.report.flush_tasks_returned += 1
         staging = self.loop.session.staging
+        began = time.perf_counter()
         outcome = self.read(staging.output_path(flush.key), task)
+        self.loop.report.breakdown.add_task(task, outcome.phases, None, worker_name(task), time.perf_counter() - began)
         if int(task.result) == self.loop.success and outcome.kind is OutcomeKind.PARTIAL and outcome.partial:
             if outcome.partial.partial_id == flush.partial_id:
                 self.returned(outcome.partial, None, staging.output_path(flush.key), task)
