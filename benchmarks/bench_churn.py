@@ -56,7 +56,7 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::RuntimeWarning")  # NanoAOD cro
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 
 import churn  # noqa: E402
-from bench_e2e import Plan, plan_for  # noqa: E402
+from bench_e2e import Plan, chunks_of, plan_for  # noqa: E402
 from coffea import processor  # noqa: E402
 from coffea.nanoevents import NanoAODSchema  # noqa: E402
 
@@ -84,12 +84,14 @@ class Scenario:
     max_executions_ratio: float | None = None
     max_time_ratio: float | None = None
     idle_target: bool = False
+    replace_a_third: bool = False  # with --workers, ``replace`` follows the pool's size
 
 
 SCENARIOS = {
     "heavy": Scenario("heavy", 300, 4, (0.5, 1.0), 1, 300.0, (True, False), max_time_ratio=1.5),
     "light": Scenario("light", 600, 8, (2.5, 2.5), 1, 600.0, max_executions_ratio=1.25),
-    "pool": Scenario("pool", 2000, 16, (60.0, 60.0), 5, 1800.0, max_executions_ratio=1.1, idle_target=True),
+    "pool": Scenario("pool", 2000, 16, (60.0, 60.0), 5, 1800.0, max_executions_ratio=1.1, idle_target=True,
+                     replace_a_third=True),
 }
 
 
@@ -172,9 +174,13 @@ def fileset() -> dict:
 
 
 def plan_chunks(chunks: int) -> Plan:
-    """About ``chunks`` chunks of the bundled sample (``bench_e2e.plan_for``: maxchunks per dataset past it)."""
+    """At least ``chunks`` chunks of the bundled sample: the largest chunk size that makes as many (coffea
+    rounds each file's chunks), and past ``chunks`` the first ones of each dataset (``bench_e2e.plan_for``)."""
     total = sum(spec.n_events or 0 for spec in read_cfg(SAMPLE_CFG).values())
-    return plan_for(fileset(), max(1, total // chunks), chunks)
+    chunksize = max(1, total // chunks)
+    while chunksize > 1 and chunks_of(fileset(), chunksize, None)[0] < chunks:
+        chunksize -= 1
+    return plan_for(fileset(), chunksize, chunks)
 
 
 def iterative_output(plan: Plan) -> dict:
@@ -337,7 +343,7 @@ def chosen_scenarios(args: argparse.Namespace) -> list[Scenario]:
     for name in names:
         s = SCENARIOS[name]
         workers = args.workers or s.workers
-        batch = args.replace or (s.replace if not args.workers else max(1, round(s.replace * workers / s.workers)))
+        batch = args.replace or (max(1, round(workers / 3)) if s.replace_a_third else s.replace)
         chosen.append(replace(s, chunks=args.chunks or s.chunks, workers=workers,
                               kill_every=args.kill_every or s.kill_every, replace=min(batch, workers),
                               cap_s=args.cap or s.cap_s))
