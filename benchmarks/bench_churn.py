@@ -3,14 +3,17 @@
 Usage (``make bench`` runs it with the defaults):
 
     python benchmarks/bench_churn.py [--scenario heavy,light,pool] [--chunks N] [--workers N]
-                                     [--kill-every LOW[-HIGH]] [--replace K] [--cap S] [--seed N]
+                                     [--kill-every LOW[-HIGH]] [--replace K] [--cap S] [--min-chunks N]
+                                     [--seed N]
 
 Each run starts ``coffea_wq.WorkQueueExecutor(port=P, local_workers=0)`` in a fresh Python
 process, serving a pool of real ``coffea-wq worker`` processes (one core each, each leading its own
 process group) that this script starts on 127.0.0.1 (``benchmarks/churn.py``). Once the
 processing call begins, a thread SIGKILLs ``--replace`` random workers' process groups (with their
 zygotes and warm slots, as a batch system's job kill would) every ``--kill-every`` seconds (uniform
-between LOW and HIGH) and starts a fresh worker in each place. The processor is the example's
+between LOW and HIGH) and starts a fresh worker in each place (with ``--min-chunks N``, only
+workers that have started N chunks are killed: on a loaded machine, workers that die before
+their start-up is over make no run progress, with or without reduction). The processor is the example's
 TopEFTLikeProcessor over the bundled sample (analysis_examples/data/sample, 15,000 events) cut
 into ``--chunks`` chunks, wrapped so that every chunk execution appends a line to a file: the
 executions are counted by the processor itself, killed ones included. Scenarios (defaults):
@@ -128,7 +131,7 @@ def run_child(config: dict) -> dict:
     import cloudpickle
 
     import coffea_wq
-    from coffea_wq.executor import last_report
+    from coffea_wq.executor import RunInterrupted, last_report
 
     cloudpickle.register_pickle_by_value(churn)  # the counting wrapper travels with the processor
     workdir = Path(config["workdir"])
@@ -154,6 +157,8 @@ def run_child(config: dict) -> dict:
             out = runner(fileset(), proc, treename="Events")
         except KeyboardInterrupt:
             aborted = True
+        except RunInterrupted:  # stopped with nothing accumulated: the executor raises it
+            pass
     wall = time.perf_counter() - start
     for sampler in samplers:
         sampler.stop()
@@ -215,7 +220,8 @@ def _end_child(child: subprocess.Popen, timeout: float) -> None:
         child.wait(timeout=30)
 
 
-def run_scenario_once(scenario: Scenario, plan: Plan, reduction: bool, seed: int, tmp: Path) -> RunResult:
+def run_scenario_once(scenario: Scenario, plan: Plan, reduction: bool, seed: int, tmp: Path,
+                      min_chunks: int = 0) -> RunResult:
     """One run: the executor in a fresh process, the churning pool here; everything stopped at the end."""
     workdir = tmp / f"{scenario.name}-{'on' if reduction else 'off'}"
     workdir.mkdir()
@@ -227,12 +233,12 @@ def run_scenario_once(scenario: Scenario, plan: Plan, reduction: bool, seed: int
     result = RunResult(scenario.name, reduction, plan.chunks)
     deadline = time.monotonic() + scenario.cap_s + STOP_GRACE_S + BACKSTOP_S
     pool = churn.ChurnPool(port, ["coffea-wq"] * scenario.workers, workdir / "workers", env=worker_environment(),
-                           seed=seed)
+                           seed=seed, executions_log=workdir / "executions.log")
     try:
         if _wait_for(workdir / "manager", child, deadline):
             pool.start()
             if _wait_for(workdir / "processing", child, deadline):
-                pool.start_churning(churn.ChurnSchedule(scenario.kill_every, scenario.replace))
+                pool.start_churning(churn.ChurnSchedule(scenario.kill_every, scenario.replace, min_chunks))
         _end_child(child, deadline - time.monotonic())
     finally:
         pool.stop()
@@ -358,6 +364,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kill-every", type=parse_interval, help="seconds between kills: LOW or LOW-HIGH")
     parser.add_argument("--replace", type=int, help="workers replaced at each kill (pool: a third by default)")
     parser.add_argument("--cap", type=float, help="wall-clock cap of each run, in seconds")
+    parser.add_argument("--min-chunks", type=int, default=0,
+                        help="kill only workers that have started this many chunks (2: finished one; default 0: "
+                             "any worker, as in production; >0 keeps a run progressing on a loaded machine)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the choice of victims and intervals")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one run, in its own process (JSON config)
     return parser.parse_args()
@@ -370,6 +379,9 @@ def main() -> int:
         print(json.dumps(run_child(json.loads(args.child))), flush=True)
         return 0
     failures: list[str] = []
+    print(f"kills hit {'any worker' if not args.min_chunks else f'only workers that started {args.min_chunks} chunks'}; "
+          f"lifetime: median of the killed workers'; idle s: longest interval with chunks left and a worker idle "
+          f"(idle+waiting: tasks waiting too)", flush=True)
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-churn-") as tmp:
         for scenario in chosen_scenarios(args):
@@ -377,7 +389,8 @@ def main() -> int:
             reference = iterative_output(plan)
             runs = {}
             for reduction in scenario.reductions:
-                r = run_scenario_once(replace(scenario, chunks=plan.chunks), plan, reduction, args.seed, Path(tmp))
+                r = run_scenario_once(replace(scenario, chunks=plan.chunks), plan, reduction, args.seed, Path(tmp),
+                                      args.min_chunks)
                 check_output(r, reference, Path(tmp) / f"{scenario.name}-{'on' if reduction else 'off'}")
                 print_run(scenario, r)
                 runs[reduction] = r

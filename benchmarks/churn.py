@@ -98,6 +98,7 @@ class PoolWorker:
     proc: subprocess.Popen
     started: float
     workdir: Path
+    chunks_started: int = 0  # chunks its processes have started (lines of the execution log)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class ChurnSchedule:
 
     every: tuple[float, float]
     batch: int = 1
+    # kill only workers that have started this many chunks (one-core workers: with 2, each killed worker
+    # finished one first): start-up, slow on a loaded machine, is never the whole life of a worker, so a
+    # run makes progress at any load (the pool needs an execution log)
+    min_chunks: int = 0
 
     def __post_init__(self) -> None:
         low, high = self.every
@@ -113,6 +118,8 @@ class ChurnSchedule:
             raise ValueError(f"churn interval must be 0 < low <= high seconds, not {self.every}")
         if self.batch < 1:
             raise ValueError(f"churn batch must be at least 1 worker, not {self.batch}")
+        if self.min_chunks < 0:
+            raise ValueError(f"min_chunks must be 0 or more, not {self.min_chunks}")
 
     def next_interval(self, rng: random.Random) -> float:
         return rng.uniform(*self.every)
@@ -139,7 +146,7 @@ class ChurnPool:
     """
 
     def __init__(self, port: int, kinds: Sequence[str], workdir: Path, env: dict[str, str] | None = None,
-                 cores: int = 1, seed: int = 0) -> None:
+                 cores: int = 1, seed: int = 0, executions_log: Path | None = None) -> None:
         for kind in kinds:
             if kind not in WORKER_KINDS:
                 raise ValueError(f"unknown worker kind {kind!r}: one of {WORKER_KINDS}")
@@ -149,6 +156,8 @@ class ChurnPool:
         self.env = env
         self.cores = cores
         self.rng = random.Random(seed)
+        self.executions_log = executions_log
+        self._log_offset = 0
         self.workers: list[PoolWorker] = []
         self.retired: list[subprocess.Popen] = []  # killed workers not yet reaped
         self.killed: list[Kill] = []
@@ -207,13 +216,59 @@ class ChurnPool:
         """From now on, a thread replaces ``schedule.batch`` random workers every interval, until :meth:`stop`."""
         if self._thread is not None:
             raise RuntimeError("the pool is churning already")
+        if schedule.min_chunks and self.executions_log is None:
+            raise ValueError("churn with min_chunks needs the pool's executions_log")
         self._thread = threading.Thread(target=self._churn, args=(schedule,), daemon=True, name="churn")
         self._thread.start()
 
     def _churn(self, schedule: ChurnSchedule) -> None:
-        while not self._stop.wait(schedule.next_interval(self.rng)):
-            for slot in self.rng.sample(range(len(self.workers)), min(schedule.batch, len(self.workers))):
+        while not self._pause(schedule.next_interval(self.rng), schedule):
+            candidates = self._candidates(schedule)
+            while not candidates and not self._pause(0.1, schedule):  # none has worked yet: wait for one
+                candidates = self._candidates(schedule)
+            for slot in self.rng.sample(candidates, min(schedule.batch, len(candidates))):
                 self.replace(slot)
+
+    def _pause(self, seconds: float, schedule: ChurnSchedule) -> bool:
+        """Wait ``seconds`` (True: the pool is stopping); with ``min_chunks``, watch for work 10 times a
+        second meanwhile (a cold task's process lives only while it runs)."""
+        if not schedule.min_chunks:
+            return self._stop.wait(seconds)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self._stop.wait(min(0.1, left)):
+                return True
+            with self._lock:
+                self._count_chunks()
+        return self._stop.is_set()
+
+    def _candidates(self, schedule: ChurnSchedule) -> list[int]:
+        """The slots whose worker may be killed now."""
+        with self._lock:
+            if not schedule.min_chunks:
+                return list(range(len(self.workers)))
+            self._count_chunks()
+            return [w.slot for w in self.workers if w.chunks_started >= schedule.min_chunks]
+
+    def _count_chunks(self) -> None:
+        """Credit each new line of the execution log to the worker one of whose processes (worker,
+        zygote, slot, task) wrote it (a line whose process is gone already is credited to none)."""
+        assert self.executions_log is not None
+        try:
+            with open(self.executions_log, "rb") as f:
+                f.seek(self._log_offset)
+                new = f.read()
+        except FileNotFoundError:
+            return
+        complete = new[:new.rfind(b"\n") + 1]  # a line still being written waits for the next look
+        self._log_offset += len(complete)
+        pids = [int(line.rsplit(b"\t", 1)[1]) for line in complete.splitlines() if b"\t" in line]
+        if not pids:
+            return
+        owner = {p.pid: w for w in self.workers for p in [w.proc, *_descendants(w.proc.pid)]}
+        for pid in pids:
+            if pid in owner:
+                owner[pid].chunks_started += 1
 
     def stop(self) -> None:
         """End the churn, then every worker and all they started: SIGTERM, and SIGKILL after a grace."""

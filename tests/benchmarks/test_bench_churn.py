@@ -43,6 +43,21 @@ def test_replace_sigkills_the_worker_and_starts_one_of_its_kind_and_stop_ends_al
     assert pool.replace() is None  # a stopped pool replaces nothing
 
 
+def test_churn_with_min_chunks_kills_only_workers_whose_processes_ran_as_many(churn, tmp_path):
+    log = tmp_path / "executions.log"
+    with churn.ChurnPool(support.free_port(), ["coffea-wq", "coffea-wq"], tmp_path / "w", executions_log=log) as pool:
+        worked = pool.workers[1].proc
+        # as if worker 1 had run two chunks, worker 0 one
+        log.write_text("".join(f"ds\tf.root\t{i}\t50\t{pool.workers[w].proc.pid}\n" for i, w in ((0, 1), (1, 0), (2, 1))))
+        pool.start_churning(churn.ChurnSchedule(every=(0.1, 0.2), min_chunks=2))
+        support.wait_until(lambda: pool.kills >= 1, 20, "the kill of the worker that worked")
+        time.sleep(1.0)  # its replacement has run nothing, the other worker one chunk: no further kill
+        assert [(k.slot, pool.kills) for k in pool.killed] == [(1, 1)]
+        assert worked.wait(timeout=10) == -signal.SIGKILL and pool.workers[0].proc.poll() is None
+    with pytest.raises(ValueError, match="needs the pool's executions_log"):
+        churn.ChurnPool(1, ["coffea-wq"], tmp_path).start_churning(churn.ChurnSchedule((1, 2), min_chunks=1))
+
+
 def test_unknown_worker_kinds_and_bad_schedules_are_refused(churn, tmp_path):
     with pytest.raises(ValueError, match="unknown worker kind 'condor'"):
         churn.ChurnPool(1, ["coffea-wq", "condor"], tmp_path)
