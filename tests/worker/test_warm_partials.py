@@ -17,7 +17,8 @@ import cloudpickle
 import lz4.frame
 import pytest
 
-from coffea_wq.executor.tasks import task_script
+from coffea_wq.executor.results.outcome import OutcomeKind, read_outcome
+from coffea_wq.executor.tasks import task_clock, task_script
 from coffea_wq.worker import warm
 from coffea_wq.worker.warm import WarmProcess, WarmPythonPool
 
@@ -56,6 +57,7 @@ class Tasks:
         sandbox = self.root / f"t.{self.count}"
         sandbox.mkdir()
         (sandbox / "coffea_wq_task.py").write_bytes(open(task_script.__file__, "rb").read())
+        (sandbox / task_script.CLOCK_SCRIPT).write_bytes(open(task_clock.__file__, "rb").read())
         (sandbox / "fn.pkl").write_bytes(self.payload)
         (sandbox / "item.pkl").write_bytes(pickle.dumps(item))
         return sandbox
@@ -161,3 +163,25 @@ def test_a_slot_holding_a_partial_outlives_the_ordinary_idle_time(tmp_path, pool
     time.sleep(1.5)  # five ordinary idle times
     flushed = tasks.run(None, flush=held)
     assert plain["status"] == "ok" and flushed["status"] == "partial" and flushed["keys"] == [1]
+
+
+def test_held_partial_ok_and_error_records_all_carry_their_phases(tmp_path, pool):
+    """Where the time went (docs/executor.md, section 10): every kind of record says it."""
+    tasks = Tasks(tmp_path, pool, reduce={"every": 2, "seconds": None})
+    outcomes = []
+    for key, item in ((1, "slow"), (2, "b"), (3, "boom")):
+        sandbox, process = tasks.start(item, key=key)
+        process.wait(timeout=60)
+        outcomes.append(read_outcome(sandbox / "out.lz4"))
+    plain = Tasks(tmp_path / "plain", pool)  # no reduction: an ok record
+    (tmp_path / "plain").mkdir()
+    sandbox, process = plain.start("a")
+    process.wait(timeout=60)
+    outcomes.append(read_outcome(sandbox / "out.lz4"))
+    assert [o.kind for o in outcomes] == [OutcomeKind.HELD, OutcomeKind.PARTIAL, OutcomeKind.REMOTE_ERROR,
+                                          OutcomeKind.OK]
+    for outcome in outcomes:
+        assert outcome.phases["start_warm"] > 0 and "process" in outcome.phases and outcome.phases["write"] > 0
+    held, partial = outcomes[0], outcomes[1]
+    assert 1.5 <= held.phases["process"] < 3  # the slow item sleeps 1.5 s in the function
+    assert partial.phases["process"] < 1 and partial.phases["accumulate"] > 0  # added into the partial
