@@ -15,24 +15,12 @@ from __future__ import annotations
 
 import enum
 import ssl
-from pathlib import Path
 
 
 class HandshakeStep(enum.Enum):
     DONE = "done"
     WANT_READ = "want-read"
     WANT_WRITE = "want-write"
-
-
-def server_context(key: str | Path, cert: str | Path) -> ssl.SSLContext:
-    """A TLS server context from PEM files; the error names the file that is wrong."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(certfile=str(cert), keyfile=str(key))
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot use TLS key {str(key)!r} with certificate {str(cert)!r}: {exc}") from exc
-    return context
 
 
 def advance_handshake(sock: ssl.SSLSocket) -> HandshakeStep:

@@ -22,9 +22,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from coffea_wq.manager.tls import server_context
-from coffea_wq.manager.tls_setup import CertificateError, self_signed_certificate
 from coffea_wq.protocol.messages import WorkerIdentity
+from coffea_wq.tls import CertificateError, self_signed_certificate, server_context
 from coffea_wq.worker.lookup import ManagerChoice, find_manager_choices
 from coffea_wq.worker.options import OptionError, WorkerOptions, configure, options_from_args
 from coffea_wq.worker.peers import CacheServer

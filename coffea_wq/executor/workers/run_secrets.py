@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from coffea_wq.manager.tls_setup import write_private_file
+from coffea_wq.tls import write_private_file
 
 __all__ = ["write_private_file", "write_run_password"]
 
