@@ -15,7 +15,8 @@ preprocessing. Outputs are checked equal to IterativeExecutor's.
 
 The compute limit: the events/s the cores would reach doing nothing but the user's
 ``process()``, events / (sum of process() seconds / workers), the sum taken from the coffea-wq
-run's breakdown (docs/executor.md, section 10; its reads apart). ``wq-nophases`` is coffea-wq
+run's breakdown (docs/executor.md, section 10; its reads apart); ``+reads`` is the same with the
+uproot reads process() makes (NanoEvents read lazily) counted in. ``wq-nophases`` is coffea-wq
 with the workers' phase clock off (``COFFEA_WQ_PHASES=0``): ``phases cost`` is how much slower
 the run with it on is.
 
@@ -145,9 +146,19 @@ def run_once(name: str, fileset: dict, plan: Plan, workers: int) -> tuple[float,
         return time.perf_counter() - start, out
 
 
-def process_seconds() -> float:
-    """Seconds the last coffea-wq call's chunks spent in the user's process() (its breakdown)."""
-    return coffea_wq.last_report("Processing").breakdown.total.seconds.get("process", 0.0)
+def print_breakdown() -> None:
+    """Where the last coffea-wq call's time went: its advice and each phase's share of task time."""
+    breakdown = coffea_wq.last_report("Processing").breakdown
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in
+                       sorted(breakdown.shares().items(), key=lambda kv: -kv[1]) if share >= 0.005)
+    print(f"{'':>10} where the time went: {breakdown.advice()} ({shares})", flush=True)
+
+
+def process_seconds(with_reads: bool = False) -> float:
+    """Seconds the last coffea-wq call's chunks spent in the user's process() (its breakdown), its
+    uproot reads apart or (``with_reads``) included."""
+    seconds = coffea_wq.last_report("Processing").breakdown.total.seconds
+    return seconds.get("process", 0.0) + (seconds.get("read", 0.0) if with_reads else 0.0)
 
 
 def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[str],
@@ -167,6 +178,9 @@ def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[s
             events = sum(out["nevents"].values())
             if name == "coffea-wq" and events / wall > best and process_seconds() > 0:
                 rates["compute-limit"] = events / (process_seconds() / workers)
+                rates["compute+read"] = events / (process_seconds(with_reads=True) / workers)
+            if name == "coffea-wq":
+                print_breakdown()
             best = max(best, events / wall)
             print(f"{name:>10} {plan.chunksize:>9} {rep:>3} {events:>9} {wall:>7.2f} {events / wall:>10,.0f}",
                   flush=True)
@@ -210,6 +224,7 @@ def print_ratios(plans: list[Plan], rates: dict[int, dict[str, float]], workers:
     print(f"\nratios (best events/s; compute limit = events / (sum of process() s / {workers} workers); "
           f"2 x Iter = {workers} x Iterative at the same chunk size):", flush=True)
     print(f"{'chunksize':>9} {'chunks':>7} {'coffea-wq':>10} {'compute':>10} {'wq/compute':>10} {'target':>13} "
+          f"{'+reads':>10} {'wq/+reads':>10} "
           f"{'2 x Iter':>10} {'wq/2xIter':>10} {'target':>13} {'best peer':>16} {'wq/best':>10} {'target':>13} "
           f"{'wq/Futures':>10} {'target':>13} {'wq/Iter':>10} {'phases cost':>11} {'target':>13} "
           f"{'monitor/Futures':>15}", flush=True)
@@ -225,7 +240,9 @@ def print_ratios(plans: list[Plan], rates: dict[int, dict[str, float]], workers:
                 if "wq-nophases" in r else f"{'-':>11} {'':>13}")
         monitor = (f"{r['wq+monitor'] / r['futures']:>14.2f}x" if {"wq+monitor", "futures"} <= r.keys()
                    else f"{'-':>15}")
+        with_reads = _ratio(r, "coffea-wq", "compute+read").rstrip()
         print(f"{plan.chunksize:>9,} {plan.chunks:>7,} {wq:>10,.0f} {r.get('compute-limit', 0):>10,.0f} {compute} "
+              f"{r.get('compute+read', 0):>10,.0f} {with_reads} "
               f"{limit:>10,.0f} {_against(wq / limit, LIMIT_TARGETS.get(plan.chunksize))} {best_text:>16} "
               f"{vs_best} {_ratio(r, 'coffea-wq', 'futures', FUTURES_TARGETS.get(plan.chunksize))} "
               f"{wq / r['iterative']:>9.2f}x {cost} {monitor}", flush=True)

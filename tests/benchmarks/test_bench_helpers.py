@@ -117,15 +117,17 @@ def test_e2e_ratios_print_a_dash_for_executors_not_run(bench_e2e, capsys):
     bench_e2e.print_ratios([plan], {20: {"iterative": 100.0, "coffea-wq": 180.0}}, workers=2)
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[:4] == ["20", "10", "180", "0"] and row[4] == "-"  # no compute limit without a breakdown
-    assert row[5:8] == ["200", "0.90x", ">="] and "met" in row
+    assert row[5:7] == ["0", "-"]  # nor with its reads
+    assert row[7:10] == ["200", "0.90x", ">="] and "met" in row
 
 
 def test_e2e_ratios_against_the_compute_limit_the_best_peer_and_the_phases_cost(bench_e2e, capsys):
     plan = bench_e2e.Plan(chunksize=100_000, maxchunks=None, chunks=10, events=1000)
     rates = {"iterative": 100.0, "futures": 150.0, "dask": 120.0, "parsl": 90.0, "coffea-wq": 180.0,
-             "compute-limit": 190.0, "wq-nophases": 181.0}
+             "compute-limit": 190.0, "compute+read": 360.0, "wq-nophases": 181.0}
     bench_e2e.print_ratios([plan], {100_000: rates}, workers=2)
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[3:8] == ["190", "0.95x", ">=", "0.9", "met"]  # coffea-wq / compute limit
+    assert row[8:10] == ["360", "0.50x"]  # and with process()'s reads counted in
     assert row[row.index("futures"):row.index("futures") + 6] == ["futures", "150", "1.20x", ">=", "1.5", "MISSED"]
     assert "0.6%" in row and row[row.index("0.6%") + 1:row.index("0.6%") + 4] == ["<=", "1%", "met"]
