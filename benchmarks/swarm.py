@@ -462,7 +462,7 @@ class Swarm:
         total = SwarmStats()
         for control in self._controls:
             control.send(request)
-        for control, proc in zip(self._controls, self._procs):
+        for control, proc in zip(self._controls, self._procs, strict=True):
             if not control.poll(timeout):
                 raise TimeoutError(f"swarm process {proc.name} did not answer within {timeout:g} s")
             total.add(SwarmStats(**control.recv()))
