@@ -123,8 +123,7 @@ class Manager:
             return spec.state if spec is not None else TaskState.UNKNOWN
 
     def ensure_min_task_id(self, minimum: int) -> None:
-        with self._server.lock:
-            self._server.queue.ensure_min_task_id(int(minimum))
+        self._server.ensure_min_task_id(int(minimum))
 
     def empty(self) -> bool:
         """True when no submitted task is still to be returned by ``wait``."""
@@ -367,7 +366,8 @@ class Manager:
             if seen != self._catalog_seen:
                 self._catalog_seen = seen
                 self._advertiser.notify_change()
-        self.logs.write_stats(self._status.stats_row())
+        if self.logs.stats is not None:  # the row walks every worker: only when a stats log is kept
+            self.logs.write_stats(self._status.stats_row())
 
     # ------------------------------------------------------------------ logs and shutdown
     def open_stats_log(self, path: str) -> None:

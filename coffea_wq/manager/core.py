@@ -62,7 +62,11 @@ class ManagerCore:
         self.proportional_resources = True
         self.proportional_whole_tasks = True
         self._on_retrieved = on_retrieved
-        self._rotation = 0
+        # workers that may have room for a task, oldest-served first: a dispatch pass looks at these,
+        # not at every connection (docs/manager.md, "Scale"); a worker is put back when it says something
+        self._candidates: dict[int, Peer] = {}
+        self._rescan = True  # next pass: every connected worker is a candidate again
+        self._largest: Resources | None = None  # largest_worker(), until a worker comes, goes or changes
         self.spool = SpoolDirectory()  # where large task stdout goes (manager/stdout.py)
         # which worker gets a cached file from which other worker (manager/peers.py)
         self.planner = PeerPlanner(self.peers, self._send_input, self._input_arrived)
@@ -81,38 +85,60 @@ class ManagerCore:
 
     def largest_worker(self) -> Resources:
         """Field-wise largest of the connected workers (for categories' first/min allocations)."""
-        ready = [p.largest for p in self.peers.values() if p.ready_for_tasks]
-        if not ready:
-            return Resources()
-        return Resources(*(max((getattr(r, n) or 0.0) for r in ready) for n in ("cores", "memory", "disk", "gpus")))
+        if self._largest is None:
+            ready = [p.largest for p in self.peers.values() if p.ready_for_tasks]
+            self._largest = Resources() if not ready else Resources(
+                *(max((getattr(r, n) or 0.0) for r in ready) for n in ("cores", "memory", "disk", "gpus")))
+        return self._largest
+
+    def rescan_workers(self) -> None:
+        """Something may have changed what any worker can take (a worker came, went, or changed; a
+        setting): the next dispatch pass considers every worker again."""
+        self._rescan = True
+        self._largest = None
+
+    def forget_largest_worker(self) -> None:
+        """A worker's size or end time changed: largest_worker() is computed again when next asked."""
+        self._largest = None
+
+    def consider_worker(self, peer: Peer) -> None:
+        """``peer`` may have room again (it sent a result, or anything): the next pass looks at it."""
+        if peer.key not in self._candidates and peer.key in self.peers:
+            self._candidates[peer.key] = peer
 
     # ------------------------------------------------------------------ dispatch
     def dispatch_ready_tasks(self) -> int:
-        """Send ready tasks to workers where they fit; returns how many were sent."""
+        """Send ready tasks to workers where they fit; returns how many were sent.
+
+        Workers are taken in turn (the one that got a task goes to the back of the candidates), and
+        a pass costs what it dispatches plus the stale candidates it drops, not the number of workers.
+        """
         if not self.queue.ready_count:
             return 0
-        workers = [p for p in self.peers.values() if p.ready_for_tasks and _has_room(p)]
-        if not workers:
+        if self._rescan:
+            self._rescan = False
+            self._candidates = dict(self.peers)
+        if not self._candidates:
             return 0
         sent = unfit = 0
-        max_worker = self.largest_worker()
         slots = self._category_slots_left()
         for task in self.queue.ready_in_order():
             full = slots.get(task.category, 1) <= 0
-            worker = None if full else self._find_worker(task, workers, max_worker)
+            worker = None if full else self._find_worker(task)
             if worker is None:
                 unfit += 1
-                if unfit >= SCHEDULE_DEPTH:
+                if unfit >= SCHEDULE_DEPTH or not self._candidates:
                     break
                 continue
             self.commit_task(task, worker)
             sent += 1
             if task.category in slots:
                 slots[task.category] -= 1
-            if not _has_room(worker):
-                workers.remove(worker)
-                if not workers:
-                    break
+            del self._candidates[worker.key]
+            if _has_room(worker):
+                self._candidates[worker.key] = worker  # to the back: the next task tries the next worker
+            elif not self._candidates:
+                break
         return sent
 
     def _category_slots_left(self) -> dict[str, int]:
@@ -126,20 +152,23 @@ class ManagerCore:
                     limits[task.category] -= 1
         return limits
 
-    def _find_worker(self, task: TaskSpec, workers: list[Peer], max_worker: Resources) -> Peer | None:
+    def _find_worker(self, task: TaskSpec) -> Peer | None:
         category = self.categories.get(task.category)
         if category is None:  # the common case: no category settings, the task's own request
             requested, minimum, mode = task.requested, None, None
         else:
             label = RequestLabel(task.label)
+            max_worker = self.largest_worker()
             requested = category.task_max_resources(task.requested, label, max_worker)
             minimum = category.task_min_resources(task.requested, label, max_worker)
             mode = category.mode
         avoid = self._avoidable(task.avoid_hosts) if task.avoid_hosts else None
-        count = len(workers)
-        self._rotation = (self._rotation + 1) % count
-        for i in range(count):
-            worker = workers[(self._rotation + i) % count]
+        found = None
+        stale = []
+        for worker in self._candidates.values():
+            if not worker.ready_for_tasks or not _has_room(worker) or worker.key not in self.peers:
+                stale.append(worker.key)  # back when it next says something (or at the next rescan)
+                continue
             if task.features and not set(task.features) <= worker.features:
                 continue
             if avoid and worker.address in avoid:
@@ -150,8 +179,11 @@ class ManagerCore:
                            proportional=self.proportional_resources, whole_tasks=self.proportional_whole_tasks)
             if fits(box, worker.inuse, worker.total):
                 task.allocated = box
-                return worker
-        return None
+                found = worker
+                break
+        for key in stale:
+            del self._candidates[key]
+        return found
 
     def _avoidable(self, hosts: list[str]) -> set[str] | None:
         """``hosts`` to pass over, or None when no other worker is connected (then any will do)."""
@@ -182,7 +214,7 @@ class ManagerCore:
                 on_their_way.add(spec.cached_name)  # from another worker: the task block waits for it
                 continue
             for part in parts:
-                worker.outbox.add(part)
+                worker.send(part)
             size = signature[0] if signature else 0
             task.bytes_sent += size
             worker.bytes_sent += size
@@ -210,7 +242,7 @@ class ManagerCore:
         """The manager's own copy of an input, when no other worker could give it (manager/peers.py)."""
         try:
             for part in input_pieces(spec):
-                worker.outbox.add(part)
+                worker.send(part)
         except InputMissing as error:
             log.warning("worker %s: %s", worker.address, error)
             return
@@ -417,6 +449,8 @@ class ManagerCore:
     def remove_worker(self, peer: Peer, reason: str) -> None:
         """Forget a worker: requeue its tasks (or fail them after max_retries)."""
         self.peers.pop(peer.key, None)
+        self._candidates.pop(peer.key, None)
+        self._largest = None
         for fetch in peer.conn.abandon_replies():
             if isinstance(fetch, OutputFetch):
                 fetch.writer.abort()  # an unfinished reply leaves nothing behind
@@ -457,6 +491,7 @@ class ManagerCore:
     def _release_box(self, peer: Peer, task: TaskSpec) -> None:
         if task.allocated is not None and task.worker_key == peer.key:
             peer.inuse = subtract_resources(peer.inuse, task.allocated)
+            self.consider_worker(peer)
         task.worker_key = 0
 
     # ------------------------------------------------------------------ cancel

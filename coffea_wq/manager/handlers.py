@@ -75,6 +75,7 @@ class EventHandlers:
         row = peer.resources.get(event.name)
         if row is not None:
             row.total, row.smallest, row.largest = event.total, event.smallest, event.largest
+            self.core.forget_largest_worker()
 
     def on_results_available(self, peer: Peer, _event: msg.ResultsAvailable) -> None:
         peer.results_available = True
@@ -101,6 +102,7 @@ class EventHandlers:
                 peer.end_time = max(0.0, float(event.value))
             except ValueError:
                 peer.end_time = 0.0
+            self.core.forget_largest_worker()
         elif event.field == "end_of_resource_update":
             self.logs.worker_resources(peer)
         elif event.field == PEER_PORT_INFO:

@@ -66,11 +66,18 @@ class TaskQueue:
         totals = self.category_totals.setdefault(category, {})
         totals[key] = totals.get(key, 0) + 1
 
-    def add(self, task: TaskSpec, now_us: int) -> int:
-        """Give the task an id and make it ready."""
-        task.task_id = self._next_id
+    def next_task_id(self) -> int:
+        """The id of the next submitted task (the caller serialises calls)."""
+        task_id = self._next_id
         self._next_id += 1
-        task.time_when_submitted = now_us
+        return task_id
+
+    def add(self, task: TaskSpec, now_us: int | None = None) -> int:
+        """Make the task ready: with ``now_us``, a new task gets an id and its submission time; without,
+        it has both already (``ManagerServer.submit`` gave them)."""
+        if now_us is not None:
+            task.task_id = self.next_task_id()
+            task.time_when_submitted = now_us
         self.tasks[task.task_id] = task
         self.counters.tasks_submitted += 1
         for resource, value in task.requested.as_dict().items():

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from coffea_wq.manager.core import ManagerCore
@@ -42,6 +43,28 @@ log = logging.getLogger("coffea_wq.manager")
 
 RECV_SIZE = 1 << 20
 TICK = 1.0
+ACCEPTS_PER_TURN = 256
+
+
+class ManagerLock:
+    """The manager lock (re-entrant). Whoever takes it first takes in the tasks ``submit`` handed
+    over without it, so every holder sees every submitted task."""
+
+    def __init__(self, lock: threading.RLock, take_in: Callable[[], None]) -> None:
+        self._lock = lock
+        self._take_in = take_in
+
+    def __enter__(self) -> ManagerLock:
+        self._lock.acquire()
+        try:
+            self._take_in()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
 
 
 class ManagerServer:
@@ -56,10 +79,14 @@ class ManagerServer:
 
     def __init__(self, port=0, host: str = "", logs: ManagerLogs | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        self.lock = threading.RLock()
-        self.retrieved_cond = threading.Condition(self.lock)
+        raw_lock = threading.RLock()
+        # submit() never waits for the lock: tasks wait here until its next holder takes them in
+        self._submitted: deque[TaskSpec] = deque()
+        self.lock = ManagerLock(raw_lock, self._take_in_submitted)
+        self.retrieved_cond = threading.Condition(raw_lock)
         self.logs = logs or ManagerLogs()
         self.queue = TaskQueue()
+        self._id_lock = threading.Lock()  # task ids are given out by submit(), on the caller's thread
         self.core = ManagerCore(self.queue, self.logs, self._notify_retrieved)
         self.listener = bind_listener(port, host)
         self.port: int = self.listener.getsockname()[1]
@@ -80,6 +107,7 @@ class ManagerServer:
         self._wake_w.setblocking(False)
         self._wake_pending = False
         self._next_key = 1
+        self._to_flush: set[Peer] = set()  # peers given something to send (or to close) this turn
         self._stopping = False
         self._selector.register(self.listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -88,11 +116,27 @@ class ManagerServer:
 
     # ------------------------------------------------------------------ user-thread API
     def submit(self, task: TaskSpec) -> int:
-        with self.lock:
-            task_id = self.queue.add(task, now_us())
-            self.logs.task_waiting(task)
+        """Queue ``task``; returns its id at once. The task is handed over without the manager lock
+        (the loop may hold it for a whole turn): the lock's next holder takes it in first."""
+        with self._id_lock:
+            task_id = self.queue.next_task_id()
+        task.task_id = task_id
+        task.time_when_submitted = now_us()
+        self._submitted.append(task)
         self.wake()
         return task_id
+
+    def _take_in_submitted(self) -> None:
+        """Move submitted tasks into the queue, in submission order (with the manager lock held)."""
+        submitted = self._submitted
+        while submitted:
+            task = submitted.popleft()
+            self.queue.add(task)
+            self.logs.task_waiting(task)
+
+    def ensure_min_task_id(self, minimum: int) -> None:
+        with self._id_lock:
+            self.queue.ensure_min_task_id(minimum)
 
     def wait(self, timeout: float | None, tag: str | None = None) -> TaskSpec | None:
         """A retrieved task (with ``tag``, if given), or None after ``timeout`` s (None or < 0: wait
@@ -100,6 +144,7 @@ class ManagerServer:
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         with self.retrieved_cond:
             while True:
+                self._take_in_submitted()
                 task = self.queue.pop_retrieved(tag)
                 if task is not None:
                     self.logs.task_done(task, "DONE")
@@ -127,6 +172,7 @@ class ManagerServer:
         """Run ``function`` with the manager lock held, then wake the loop to act on it."""
         with self.lock:
             result = function()
+            self.core.rescan_workers()  # it may have changed what a worker can take (draining, ...)
         self.wake()
         return result
 
@@ -211,6 +257,7 @@ class ManagerServer:
                         self._read(peer)
                     if mask & selectors.EVENT_WRITE and peer.key in self.core.peers:
                         self._write(peer)
+                        self._to_flush.add(peer)  # its write interest may change
                 except Exception:  # a bug triggered by one peer: drop that peer, keep serving the others
                     log.exception("worker %s (%s): internal error while serving it; disconnecting it",
                                   peer.hostname, peer.address)
@@ -225,7 +272,7 @@ class ManagerServer:
             pass
 
     def _accept(self) -> None:
-        for _ in range(64):
+        for _ in range(ACCEPTS_PER_TURN):
             try:
                 sock, address = self.listener.accept()
             except (BlockingIOError, OSError):
@@ -235,7 +282,7 @@ class ManagerServer:
             key = self._next_key
             self._next_key += 1
             conn = WorkerConnection(self.password, max_result_output=self.max_task_output)
-            peer = Peer(key, sock, conn, f"{address[0]}:{address[1]}")
+            peer = Peer(key, sock, conn, f"{address[0]}:{address[1]}", flush_set=self._to_flush)
             peer.conn_password = self.password
             peer.handshake_deadline = time.monotonic() + self.keepalive_timeout
             self.core.peers[key] = peer
@@ -279,6 +326,7 @@ class ManagerServer:
             self._selector.unregister(peer.sock)
             peer.sock = self.ssl_context.wrap_socket(peer.sock, server_side=True, do_handshake_on_connect=False)
             self._selector.register(peer.sock, selectors.EVENT_READ, peer.key)
+            peer.interest = selectors.EVENT_READ
             return True
         if first.startswith((b"workqueue ", b"auth ")):
             why = "it does not speak TLS (a worker started without --ssl?) but this manager requires TLS; " \
@@ -301,6 +349,7 @@ class ManagerServer:
         if reply:
             peer.send(reply)
         self._process_events(peer)
+        self.core.consider_worker(peer)  # what it said may have freed room for a task
 
     def _receive(self, peer: Peer) -> bytes | None:
         """What the peer sent (b"" at its end), or None when nothing is there yet."""
@@ -335,7 +384,10 @@ class ManagerServer:
 
     def _periodic(self) -> None:
         now = time.monotonic()
+        self.core.rescan_workers()  # a safety net: no worker waits more than a second to be looked at
         for peer in list(self.core.peers.values()):
+            if peer.outbox:
+                self._to_flush.add(peer)  # a safety net for bytes queued without Peer.send
             if peer.kind is not PeerKind.WORKER:
                 if now > peer.handshake_deadline and not peer.closing:
                     self._close_peer(peer, "UNKNOWN")
@@ -355,12 +407,18 @@ class ManagerServer:
 
     # ------------------------------------------------------------------ writing and closing
     def _flush_all(self) -> None:
-        for peer in list(self.core.peers.values()):
-            if peer.outbox:
-                self._write(peer)
-            elif peer.closing:
-                self._close_peer(peer, peer.disconnect_reason)
-            self._update_interest(peer)
+        """Write what this turn gave peers to send; only those peers, never every connection."""
+        while self._to_flush:
+            peers = list(self._to_flush)
+            self._to_flush.clear()
+            for peer in peers:
+                if peer.key not in self.core.peers:
+                    continue
+                if peer.outbox:
+                    self._write(peer)
+                elif peer.closing:
+                    self._close_peer(peer, peer.disconnect_reason)
+                self._update_interest(peer)
 
     def _write(self, peer: Peer) -> None:
         while peer.outbox:
@@ -386,9 +444,11 @@ class ManagerServer:
             return
         wants_write = peer.tls_want_write if peer.tls_handshaking else bool(peer.outbox)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wants_write else 0)
+        if events == peer.interest:
+            return
         try:
-            if self._selector.get_key(peer.sock).events != events:
-                self._selector.modify(peer.sock, events, peer.key)
+            self._selector.modify(peer.sock, events, peer.key)
+            peer.interest = events
         except (KeyError, ValueError, OSError):
             pass
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from coffea_wq.manager.stdout import StdoutSpool
 from coffea_wq.manager.task import TaskSpec
-from coffea_wq.manager.transfers import Outbox
+from coffea_wq.manager.transfers import Outbox, Piece
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.protocol.manager_side import WorkerConnection
 from coffea_wq.protocol.messages import ResultStart
@@ -76,6 +76,9 @@ class Peer:
     conn_password: bytes | None = None  # the password this connection was (or is being) checked against
     peer_port: int = 0  # where a coffea-wq worker serves its cache to other workers (0: it does not)
     held_tasks: dict[int, object] = field(default_factory=dict)  # task id -> peers.HeldTask (inputs on their way)
+    # the loop's set of peers to flush at the end of its turn (so a turn never walks every peer)
+    flush_set: set | None = field(default=None, repr=False)
+    interest: int = 1  # the selector events registered for the socket (EVENT_READ)
 
     def __post_init__(self) -> None:
         # the connection reads and drops a result for any task not running here (docs/manager.md)
@@ -108,5 +111,9 @@ class Peer:
         r = self.resources
         return Resources(r["cores"].largest, r["memory"].largest, r["disk"].largest, r["gpus"].largest)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Piece) -> None:
+        """Queue bytes (or a file to stream) for the loop to write at the end of its turn (always through
+        here, not ``outbox.add``: the loop writes only to the peers this marks)."""
         self.outbox.add(data)
+        if self.flush_set is not None:
+            self.flush_set.add(self)
