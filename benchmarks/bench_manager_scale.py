@@ -70,22 +70,30 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class StatusProbe(threading.Thread):
-    """Queries ``queue_status`` once a second while the window lasts; keeps the slowest answer."""
+class StatusProbe:
+    """Another process (as a real ``work_queue_status`` is) that asks ``queue_status`` once a second
+    until stopped; ``stop()`` returns the seconds each answer took."""
 
     def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.times: list[float] = []
-        self.errors: list[str] = []
-        self.done = threading.Event()
+        self.proc = subprocess.Popen([sys.executable, __file__, "--probe", str(port)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
 
-    def run(self) -> None:
-        while not self.done.wait(1.0):
-            try:
-                self.times.append(status_query(self.port)[0])
-            except OSError as error:
-                self.errors.append(str(error))
+    def stop(self) -> tuple[list[float], int]:
+        out, _ = self.proc.communicate("", timeout=120)
+        found = json.loads(out.strip().splitlines()[-1])
+        return found["times"], found["errors"]
+
+
+def probe_main(port: int) -> None:
+    times, errors = [], 0
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    while not stop.wait(1.0):
+        try:
+            times.append(status_query(port)[0])
+        except OSError:
+            errors += 1
+    print(json.dumps({"times": times, "errors": errors}), flush=True)
 
 
 def one_scale(workers: int, seconds: float, processes: int, warmup: float) -> dict:
@@ -119,7 +127,7 @@ def one_scale(workers: int, seconds: float, processes: int, warmup: float) -> di
 
         keep_waiting = 2 * workers  # always more tasks than workers
         submitted = done = failed = 0
-        probe = StatusProbe(q.port)
+        probe = None
         begin = time.monotonic()
         window_start = begin + warmup
         window_end = window_start + seconds
@@ -138,18 +146,17 @@ def one_scale(workers: int, seconds: float, processes: int, warmup: float) -> di
                 t = q.wait(0)
             if cpu_at_start is None and time.monotonic() >= window_start:
                 cpu_at_start, window_start = cpu_seconds(), time.monotonic()
-                probe.start()
+                probe = StatusProbe(q.port)
         window = time.monotonic() - window_start
         cpu = cpu_seconds() - (cpu_at_start or 0.0)
-        probe.done.set()
-        probe.join()
+        times, errors = probe.stop() if probe is not None else ([], 0)
         result["rss_mb"] = rss_mb()
         result["tasks_per_second"] = counted / window
         result["cpu_s_per_1000"] = 1000 * cpu / max(1, counted)
         result["cpu_share"] = cpu / window
         result["failed"] = failed
-        result["status_max_s"] = max(probe.times, default=float("nan"))
-        result["status_errors"] = len(probe.errors)
+        result["status_max_s"] = max(times, default=float("nan"))
+        result["status_errors"] = errors
         result["worker_status_s"], result["worker_status_bytes"] = status_query(q.port, "worker_status")
         binary = shutil.which("work_queue_status")
         if binary:
@@ -205,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-workers", default="64,200")
     parser.add_argument("--no-real", action="store_true", help="skip the real-worker comparison with CCTools")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.probe:
+        probe_main(args.probe)
+        return 0
     if args.one:
         print(json.dumps(one_scale(args.one, args.seconds, args.processes, args.warmup)), flush=True)
         return 0

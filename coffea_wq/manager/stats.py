@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from coffea_wq.manager.workers import PeerKind
+from coffea_wq.manager.workers import RESOURCE_KEYS, PeerKind
 from coffea_wq.protocol.codes import TaskState
 
 # CCTools' estimates when nothing has been measured yet (seen in real queue_status records)
@@ -113,7 +113,80 @@ class QueueStats:
         return asdict(self)
 
 
-def collect_stats(server, priority: int = 0) -> QueueStats:
+RESOURCES = ("cores", "memory", "disk", "gpus")
+
+
+@dataclass
+class WorkerTotals:
+    """What the status records say about the workers, gathered in one pass over them.
+
+    ``ready_*``: over workers ready for tasks (QueueStats' total/max/min); ``all_*``: over every
+    worker (the queue record's ``*_total``/``*_smallest``/``*_largest``, workers row included).
+    """
+
+    connected: int = 0
+    init: int = 0
+    idle: int = 0
+    busy: int = 0
+    able: int = 0
+    running: int = 0
+    retrieving: int = 0
+    inuse: dict = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0.0))
+    ready_total: dict = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0.0))
+    ready_max: dict = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0.0))
+    ready_min: dict = field(default_factory=dict)
+    all_total: dict = field(default_factory=lambda: dict.fromkeys(RESOURCE_KEYS, 0.0))
+    all_largest: dict = field(default_factory=lambda: dict.fromkeys(RESOURCE_KEYS, 0.0))
+    all_smallest: dict = field(default_factory=dict)
+
+
+def total_workers(peers) -> WorkerTotals:
+    """One pass over the connected peers (a status query must not walk 10,000 workers ten times)."""
+    totals = WorkerTotals()
+    inuse, ready_total, ready_max, ready_min = totals.inuse, totals.ready_total, totals.ready_max, totals.ready_min
+    all_total, all_largest, all_smallest = totals.all_total, totals.all_largest, totals.all_smallest
+    running_state, retrieval_state = TaskState.RUNNING, TaskState.WAITING_RETRIEVAL
+    for peer in peers:
+        if peer.kind is not PeerKind.WORKER:
+            continue
+        totals.connected += 1
+        ready = peer.ready_for_tasks
+        tasks = peer.tasks
+        if ready:
+            totals.able += 1
+            if not tasks:
+                totals.idle += 1
+        else:
+            totals.init += 1
+        if tasks:
+            totals.busy += 1
+            for task in tasks.values():
+                if task.state is running_state:
+                    totals.running += 1
+                elif task.state is retrieval_state:
+                    totals.retrieving += 1
+        rows = peer.resources
+        for name in RESOURCE_KEYS:
+            row = rows[name]
+            all_total[name] += row.total
+            if row.largest > all_largest[name]:
+                all_largest[name] = row.largest
+            if name not in all_smallest or row.smallest < all_smallest[name]:
+                all_smallest[name] = row.smallest
+        box = peer.inuse
+        for name in RESOURCES:
+            inuse[name] += getattr(box, name) or 0
+            if ready:
+                row = rows[name]
+                ready_total[name] += row.total
+                if row.largest > ready_max[name]:
+                    ready_max[name] = row.largest
+                if name not in ready_min or row.smallest < ready_min[name]:
+                    ready_min[name] = row.smallest
+    return totals
+
+
+def collect_stats(server, priority: int = 0, workers: WorkerTotals | None = None) -> QueueStats:
     """Counters and totals from a ``ManagerServer``; call with the manager lock held."""
     queue = server.queue
     counters = queue.counters
@@ -122,31 +195,22 @@ def collect_stats(server, priority: int = 0) -> QueueStats:
     for name, value in asdict(counters).items():
         setattr(stats, name, value)
     stats.tasks_complete = counters.tasks_done
-    workers = [p for p in server.core.peers.values() if p.kind is PeerKind.WORKER]
-    stats.workers_connected = len(workers)
-    stats.workers_init = sum(1 for p in workers if not p.ready_for_tasks)
-    stats.workers_idle = sum(1 for p in workers if p.ready_for_tasks and not p.tasks)
-    stats.workers_busy = sum(1 for p in workers if p.tasks)
-    stats.workers_able = sum(1 for p in workers if p.ready_for_tasks)
+    w = workers if workers is not None else total_workers(server.core.peers.values())
+    stats.workers_connected = w.connected
+    stats.workers_init = w.init
+    stats.workers_idle = w.idle
+    stats.workers_busy = w.busy
+    stats.workers_able = w.able
     stats.workers_ready = stats.workers_idle
-    running = retrieving = 0
-    for peer in workers:
-        for task in peer.tasks.values():
-            if task.state is TaskState.RUNNING:
-                running += 1
-            elif task.state is TaskState.WAITING_RETRIEVAL:
-                retrieving += 1
     stats.tasks_waiting = queue.ready_count
-    stats.tasks_running = running
-    stats.tasks_on_workers = running + retrieving
-    stats.tasks_with_results = retrieving + len(queue.retrieved)
-    for resource in ("cores", "memory", "disk", "gpus"):
-        rows = [p.resources[resource] for p in workers if p.ready_for_tasks]
-        setattr(stats, f"total_{resource}", int(sum(r.total for r in rows)))
-        setattr(stats, f"max_{resource}", int(max((r.largest for r in rows), default=0)))
-        setattr(stats, f"min_{resource}", int(min((r.smallest for r in rows), default=0)))
-        inuse = sum((getattr(p.inuse, resource) or 0) for p in workers)
-        setattr(stats, f"committed_{resource}", int(inuse))
+    stats.tasks_running = w.running
+    stats.tasks_on_workers = w.running + w.retrieving
+    stats.tasks_with_results = w.retrieving + len(queue.retrieved)
+    for resource in RESOURCES:
+        setattr(stats, f"total_{resource}", int(w.ready_total[resource]))
+        setattr(stats, f"max_{resource}", int(w.ready_max[resource]))
+        setattr(stats, f"min_{resource}", int(w.ready_min.get(resource, 0)))
+        setattr(stats, f"committed_{resource}", int(w.inuse[resource]))
     elapsed_s = max(1e-6, (_now_us() - server.time_when_started) / 1e6)
     stats.bandwidth = (counters.bytes_sent + counters.bytes_received) / elapsed_s / 1e6
     return stats

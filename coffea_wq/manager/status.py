@@ -13,7 +13,7 @@ import os
 import socket
 from typing import Any
 
-from coffea_wq.manager.stats import collect_stats
+from coffea_wq.manager.stats import collect_stats, total_workers
 from coffea_wq.manager.workers import PeerKind, now_us
 from coffea_wq.protocol import CCTOOLS_VERSION
 from coffea_wq.protocol.codes import TaskState
@@ -98,7 +98,8 @@ class StatusReporter:
     # ------------------------------------------------------------------ queue
     def queue_record(self) -> dict[str, Any]:
         server = self.server
-        stats = collect_stats(server, self.settings.priority)
+        workers = total_workers(server.core.peers.values())
+        stats = collect_stats(server, self.settings.priority, workers)
         record: dict[str, Any] = {
             "type": "wq_master",
             "project": self.settings.project or "",
@@ -117,15 +118,13 @@ class StatusReporter:
         record["tasks_left"] = 0
         record["tasks_complete"] = stats.tasks_done
         record["manager_load"] = 0
-        workers = [p for p in server.core.peers.values() if p.kind is PeerKind.WORKER]
         for resource in ("workers", "cores", "memory", "disk", "gpus"):
-            rows = [p.resources[resource] for p in workers]
-            inuse = 0 if resource == "workers" else sum((getattr(p.inuse, resource) or 0) for p in workers)
+            inuse = 0 if resource == "workers" else workers.inuse[resource]
             record[f"{resource}_inuse"] = _number(inuse)
-            record[f"{resource}_total"] = _number(sum(r.total for r in rows))
-            record[f"{resource}_smallest"] = _number(min((r.smallest for r in rows), default=0))
-            record[f"{resource}_largest"] = _number(max((r.largest for r in rows), default=0))
-        record["categories"] = self.category_records()
+            record[f"{resource}_total"] = _number(workers.all_total[resource])
+            record[f"{resource}_smallest"] = _number(workers.all_smallest.get(resource, 0))
+            record[f"{resource}_largest"] = _number(workers.all_largest[resource])
+        record["categories"] = self.category_records(able=workers.able)
         for resource in ("cores", "memory", "disk", "gpus"):
             record[f"tasks_total_{resource}"] = _number(
                 sum((getattr(t.requested, resource) or 0) for t in server.queue.tasks.values() if t.state in (TaskState.READY, TaskState.RUNNING))
@@ -195,8 +194,9 @@ class StatusReporter:
         return records
 
     # ------------------------------------------------------------------ categories
-    def category_records(self) -> list[dict[str, Any]]:
-        """One object per category with tasks, then the pseudo-category "whole queue"."""
+    def category_records(self, able: int | None = None) -> list[dict[str, Any]]:
+        """One object per category with tasks, then the pseudo-category "whole queue" (``able``: the
+        workers ready for tasks, when the caller counted them already)."""
         server = self.server
         per_category: dict[str, dict[str, int]] = {}
         for task in server.queue.tasks.values():
@@ -212,7 +212,8 @@ class StatusReporter:
             counts = per_category.setdefault(name, _empty_counts())
             for key in ("tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled"):
                 counts[key] = totals.get(key, 0)
-        able = sum(1 for p in server.core.peers.values() if p.ready_for_tasks)
+        if able is None:
+            able = sum(1 for p in server.core.peers.values() if p.ready_for_tasks)
         whole = _empty_counts()
         for counts in per_category.values():
             for key in whole:
