@@ -44,6 +44,7 @@ log = logging.getLogger("coffea_wq.manager")
 RECV_SIZE = 1 << 20
 TICK = 1.0
 ACCEPTS_PER_TURN = 256
+EVENTS_PER_BATCH = 256  # ready sockets handled between two dispatch-and-flush steps
 
 
 class ManagerLock:
@@ -228,16 +229,23 @@ class ManagerServer:
                 ready = self._selector.select(timeout)
             except OSError:
                 ready = []
-            with self.lock:
-                try:
-                    self._handle_ready(ready)
-                    self._dispatch()
-                    if time.monotonic() >= next_tick:
-                        next_tick = time.monotonic() + TICK
-                        self._periodic()
-                    self._flush_all()
-                except Exception:  # the loop must survive anything one peer does
-                    log.exception("manager loop error")
+            # a busy turn (thousands of workers ready at once) goes in batches: after each, tasks are
+            # dispatched, replies written, new connections (status queries) answered, and the lock let go
+            for first in range(0, max(1, len(ready)), EVENTS_PER_BATCH):
+                if first:
+                    time.sleep(0)  # let a thread waiting for the lock (wait(), the API) have it
+                with self.lock:
+                    try:
+                        self._handle_ready(ready[first:first + EVENTS_PER_BATCH])
+                        if first + EVENTS_PER_BATCH < len(ready):
+                            self._accept()
+                        self._dispatch()
+                        if first + EVENTS_PER_BATCH >= len(ready) and time.monotonic() >= next_tick:
+                            next_tick = time.monotonic() + TICK
+                            self._periodic()
+                        self._flush_all()
+                    except Exception:  # the loop must survive anything one peer does
+                        log.exception("manager loop error")
 
     def _handle_ready(self, ready) -> None:
         for key, mask in ready:
@@ -292,6 +300,7 @@ class ManagerServer:
                 peer.tls_handshaking = True  # wrapped once its first bytes show a TLS client
             else:
                 peer.send(peer.conn.start())
+                self._read(peer)  # a status client's request is often here already: answer it this turn
 
     def _advance_tls(self, peer: Peer) -> None:
         """One step of a peer's TLS handshake (never blocks); the protocol starts once it is done."""

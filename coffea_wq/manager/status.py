@@ -124,11 +124,10 @@ class StatusReporter:
             record[f"{resource}_total"] = _number(workers.all_total[resource])
             record[f"{resource}_smallest"] = _number(workers.all_smallest.get(resource, 0))
             record[f"{resource}_largest"] = _number(workers.all_largest[resource])
-        record["categories"] = self.category_records(able=workers.able)
+        per_category, requested = _count_tasks(server.queue.tasks.values())
+        record["categories"] = self.category_records(able=workers.able, per_category=per_category)
         for resource in ("cores", "memory", "disk", "gpus"):
-            record[f"tasks_total_{resource}"] = _number(
-                sum((getattr(t.requested, resource) or 0) for t in server.queue.tasks.values() if t.state in (TaskState.READY, TaskState.RUNNING))
-            )
+            record[f"tasks_total_{resource}"] = _number(requested[resource])
         return record
 
     def queue_record_for_catalog(self) -> dict[str, Any]:
@@ -194,20 +193,13 @@ class StatusReporter:
         return records
 
     # ------------------------------------------------------------------ categories
-    def category_records(self, able: int | None = None) -> list[dict[str, Any]]:
-        """One object per category with tasks, then the pseudo-category "whole queue" (``able``: the
-        workers ready for tasks, when the caller counted them already)."""
+    def category_records(self, able: int | None = None,
+                         per_category: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
+        """One object per category with tasks, then the pseudo-category "whole queue" (``able`` and
+        ``per_category``: the ready workers and ``_count_tasks``, when the caller has them already)."""
         server = self.server
-        per_category: dict[str, dict[str, int]] = {}
-        for task in server.queue.tasks.values():
-            counts = per_category.setdefault(task.category, _empty_counts())
-            if task.state is TaskState.READY:
-                counts["tasks_waiting"] += 1
-            elif task.state is TaskState.RUNNING:
-                counts["tasks_running"] += 1
-                counts["tasks_on_workers"] += 1
-            elif task.state is TaskState.WAITING_RETRIEVAL:
-                counts["tasks_on_workers"] += 1
+        if per_category is None:
+            per_category = _count_tasks(server.queue.tasks.values())[0]
         for name, totals in server.queue.category_totals.items():
             counts = per_category.setdefault(name, _empty_counts())
             for key in ("tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled"):
@@ -267,6 +259,31 @@ class StatusReporter:
         values["time_execute_good"] = stats.time_workers_execute_good
         values["time_execute_exhaustion"] = stats.time_workers_execute_exhaustion
         return {column: values.get(column, 0) for column in STATS_LOG_COLUMNS}
+
+
+def _count_tasks(tasks) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """One pass over the queue's tasks: counts by category and state, and the resources requested
+    by the tasks ready or running."""
+    per_category: dict[str, dict[str, int]] = {}
+    requested = dict.fromkeys(("cores", "memory", "disk", "gpus"), 0.0)
+    ready, running, retrieval = TaskState.READY, TaskState.RUNNING, TaskState.WAITING_RETRIEVAL
+    for task in tasks:
+        counts = per_category.get(task.category)
+        if counts is None:
+            counts = per_category[task.category] = _empty_counts()
+        state = task.state
+        if state is ready:
+            counts["tasks_waiting"] += 1
+        elif state is running:
+            counts["tasks_running"] += 1
+            counts["tasks_on_workers"] += 1
+        elif state is retrieval:
+            counts["tasks_on_workers"] += 1
+        if state is ready or state is running:
+            box = task.requested
+            for name in requested:
+                requested[name] += getattr(box, name) or 0
+    return per_category, requested
 
 
 def _empty_counts() -> dict[str, int]:
