@@ -163,27 +163,29 @@ def process_seconds(with_reads: bool = False) -> float:
 
 def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[str],
             executors: tuple[str, ...] = EXECUTORS) -> dict[str, float]:
-    """Best events/s of each executor at one chunk size; differences from Iterative go to ``failures``."""
+    """Best events/s of each executor at one chunk size; differences from Iterative go to ``failures``.
+
+    Repetitions take turns (every executor once, then again), so that a load that comes and goes
+    on the machine weighs on each alike (the phases' cost is a comparison of two close figures).
+    """
     print(f"chunksize {plan.chunksize:,}: {plan.chunks:,} chunks, {plan.events:,} events"
           + ("" if plan.maxchunks is None else f" (maxchunks={plan.maxchunks:,} per dataset)"), flush=True)
     rates: dict[str, float] = {}
     reference = None
-    for name in executors:
-        if missing(name):
-            print(f"skipped {missing(name)}", flush=True)
-            continue
-        best = 0.0
-        for rep in range(reps):
+    for name in [n for n in executors if missing(n)]:
+        print(f"skipped {missing(name)}", flush=True)
+    for rep in range(reps):
+        for name in [n for n in executors if not missing(n)]:
             wall, out = run_once(name, fileset, plan, workers)
             events = sum(out["nevents"].values())
-            if name == "coffea-wq" and events / wall > best and process_seconds() > 0:
+            if name == "coffea-wq" and events / wall > rates.get(name, 0.0) and process_seconds() > 0:
                 rates["compute-limit"] = events / (process_seconds() / workers)
                 rates["compute+read"] = events / (process_seconds(with_reads=True) / workers)
-            if name == "coffea-wq":
-                print_breakdown()
-            best = max(best, events / wall)
+            rates[name] = max(rates.get(name, 0.0), events / wall)
             print(f"{name:>10} {plan.chunksize:>9} {rep:>3} {events:>9} {wall:>7.2f} {events / wall:>10,.0f}",
                   flush=True)
+            if name == "coffea-wq":
+                print_breakdown()
             if events != plan.events:
                 failures.append(f"{name} at chunksize {plan.chunksize} processed {events} events, not {plan.events}")
             if reference is None:
@@ -193,7 +195,6 @@ def measure(fileset: dict, plan: Plan, workers: int, reps: int, failures: list[s
                 assert_outputs_equal(reference, out)
             except AssertionError as exc:
                 failures.append(f"{name} at chunksize {plan.chunksize} differs from iterative: {exc}")
-        rates[name] = best
     return rates
 
 
