@@ -219,8 +219,8 @@ class ManagerCore:
             task.bytes_sent += size
             worker.bytes_sent += size
             self.queue.counters.bytes_sent += size
+            self.planner.sent_by_manager(spec, signature, worker)  # before the cache changes: it reads the old version
             worker.cache[spec.cached_name] = signature
-            self.planner.sent_by_manager(spec, signature, worker)
         message = _task_message(task, box, command, self.monitor is not None)
         if on_their_way:
             worker.held_tasks[task.task_id] = HeldTask(message, on_their_way)
@@ -539,6 +539,7 @@ class ManagerCore:
     def forget_cached_file(self, cached_name: str) -> int:
         """Make every worker holding ``cached_name`` in its cache unlink it; how many did."""
         count = 0
+        self.planner.forget(cached_name)
         for peer in self.peers.values():
             if peer.cache.pop(cached_name, None) is not None:
                 peer.send(peer.conn.send(msg.UnlinkFile(cached_name)))

@@ -64,6 +64,8 @@ class SharedFile:
     waiting: list[int] = field(default_factory=list)  # workers waiting for a source with a free slot
     serving: Counter = field(default_factory=Counter)  # source -> transfers it serves now
     refused: set[int] = field(default_factory=set)  # sources that failed once: not asked again
+    # workers that held another version: until they confirm the new one, they might serve the old bytes
+    stale: set[int] = field(default_factory=set)
 
     def sha256(self) -> str:
         if not self.digest:
@@ -132,6 +134,8 @@ class PeerPlanner:
         if not self.eligible(spec, signature, worker):
             return
         shared = self._shared(spec, signature)
+        if worker.cache.get(spec.cached_name, signature) != signature:
+            shared.stale.add(worker.key)
         shared.arriving[worker.key] = 0
         self.counts.manager_copies += 1
         worker.send(worker.conn.send(msg.CacheReport(spec.cached_name)))
@@ -139,17 +143,31 @@ class PeerPlanner:
     def _shared(self, spec: FileSpec, signature: tuple) -> SharedFile:
         shared = self.files.get(spec.cached_name)
         if shared is None or shared.signature != signature:
-            # a new version: every old copy is stale (the workers get the new one through put or peers)
+            # a new version: every old copy is stale; copies on their way are still followed, so their
+            # reports release the tasks that wait for them (a copy of the old bytes that serves on
+            # fails the new digest, and the manager sends the new version)
+            old = shared
             info = os.stat(str(spec.local))
             shared = SharedFile(spec.cached_name, str(spec.local), signature, (info.st_mode | 0o600) & 0o777)
+            if old is not None:
+                shared.arriving, shared.waiting, shared.serving = old.arriving, old.waiting, old.serving
             self.files[spec.cached_name] = shared
             self.specs[spec.cached_name] = spec
         return shared
+
+    def forget(self, name: str) -> None:
+        """The workers were told to drop ``name`` (invalidate_cache_file): none holds it any more."""
+        shared = self.files.get(name)
+        if shared is not None:
+            shared.stale |= shared.holders | shared.arriving.keys()
+            shared.holders.clear()
 
     def _start_from_peer(self, shared: SharedFile, worker: Peer) -> bool:
         source = self._free_source(shared, worker)
         if source is None:
             return False
+        if worker.cache.get(shared.name, shared.signature) != shared.signature:
+            shared.stale.add(worker.key)  # it holds an older version until the new one is in place
         host = source.address.rpartition(":")[0].strip("[]")
         worker.send(worker.conn.send(msg.PeerGet(shared.name, shared.signature[0], shared.mode, shared.sha256(),
                                                  host, source.peer_port)))
@@ -165,7 +183,8 @@ class PeerPlanner:
 
     def _usable(self, shared: SharedFile, key: int, worker: Peer) -> bool:
         peer = self.peers.get(key)
-        return peer is not None and key != worker.key and key not in shared.refused and not peer.closing
+        fresh = key in shared.holders or key not in shared.stale
+        return peer is not None and key != worker.key and key not in shared.refused and not peer.closing and fresh
 
     def _free_source(self, shared: SharedFile, worker: Peer) -> Peer | None:
         best = None

@@ -344,6 +344,8 @@ class WorkerSession:
         if self.fetches is None:
             self._say(CacheInvalid(event.name, "this worker has peer transfers off"))
             return
+        # an older version must not be served to other peers meanwhile (sandboxes keep their own links)
+        self.cache.remove(event.name)
         self.fetches.start(event)
 
     def _on_send_results(self, _event: SendResults) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -113,3 +114,20 @@ def test_a_misbehaving_source_is_named_and_the_manager_sends_the_file(processes,
     reason = {"corrupt": "corrupt bytes", "dies": "failed", "wrong-password": "password"}[behaviour]
     assert reason in named[0], named
 
+
+
+@pytest.mark.slow
+def test_a_changed_or_invalidated_input_reaches_every_worker_again(processes, tmp_path, env_file):
+    path, data = env_file
+    with wq.WorkQueue(port=0, host=LOOPBACK) as q:
+        start_workers(processes, q.port, tmp_path, "coffea-wq", 3)
+        wait_for_workers(q, 3)
+        expect_digests(run_tasks(q, [digest_task(path, sleep=0.5) for _ in range(6)]), data)
+        new = os.urandom(SIZE)
+        path.write_bytes(new)
+        os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # a new signature, surely
+        expect_digests(run_tasks(q, [digest_task(path, sleep=0.5) for _ in range(6)], timeout=60), new)
+        q.invalidate_cache_file(str(path))
+        expect_digests(run_tasks(q, [digest_task(path, sleep=0.5) for _ in range(6)], timeout=60), new)
+        counts = q._manager.peer_transfer_counts()
+    assert counts["failures"] == 0 and counts["manager_copies"] == 3, counts
