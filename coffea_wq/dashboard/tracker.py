@@ -147,15 +147,16 @@ class RunTracker:
             if self._breakdown is None:
                 self._breakdown = breakdown
 
-    def phases_reported(self, phases: dict[str, float], dataset: str | None, worker: str | None) -> None:
-        """A task's phases (or time spent merging here, without dataset and worker)."""
+    def phases_reported(self, phases: dict[str, float], dataset: str | None, worker: str | None,
+                        task: bool = True) -> None:
+        """A task's phases, or (``task=False``) time spent outside any task (merging here)."""
         with self._lock:
             if self._breakdown is None:
                 return
-            if dataset is None and worker is None:
-                self._breakdown.total.add(phases)
-            else:
+            if task:
                 self._breakdown.add(phases, dataset, worker)
+            else:
+                self._breakdown.total.add(phases)
 
     def item_processed(self, item: Any) -> None:
         """An item's result was accumulated (or skipped by ``skipbadfiles``)."""

@@ -8,6 +8,7 @@ run's tracker (``coffea_wq/dashboard/tracker.py``) sums them for the page and ``
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from coffea_wq.executor.results.breakdown import Breakdown, Listener
@@ -23,19 +24,22 @@ def phase_listener(queue: Any, tracker: Any = None) -> Listener | None:
         >>> phase_listener(object()) is None
         True
     """
-    write = getattr(queue, "log_task_phases", None)
-    if not callable(write) and tracker is None:
+    method = getattr(queue, "log_task_phases", None)
+    if not callable(method) and tracker is None:
         return None
+    # weakly: the call's report (and this listener with it) outlives the run's queue and its tasks
+    write = weakref.WeakMethod(method) if callable(method) else lambda: None
     if tracker is not None:
         tracker.keep_breakdown(Breakdown())  # the run's, over every call
 
     def heard(task_id: int | None, phases: dict[str, float], dataset: str | None, worker: str | None) -> None:
-        if task_id is not None and callable(write):
+        log_phases = write()
+        if task_id is not None and log_phases is not None:
             try:
-                write(task_id, phases)
+                log_phases(task_id, phases)
             except Exception:  # a log must never stop the run
                 log.exception("transactions log: phases of task %s not written", task_id)
         if tracker is not None:
-            tracker.phases_reported(phases, dataset, worker)
+            tracker.phases_reported(phases, dataset, worker, task=task_id is not None)
 
     return heard
