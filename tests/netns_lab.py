@@ -1,6 +1,6 @@
 """Hosts that are really apart: network namespaces joined by a bridge, for tests and benchmarks.
 
-Each host is a namespace of its own (``cwqpeers-<random>-<name>``) with one interface ``eth0`` and its
+Each host is a namespace of its own (``cwqpeers-<pid>x<random>-<name>``) with one interface ``eth0`` and its
 own address in 10.231.0.0/24; a veth pair joins it to a bridge that lives in one more namespace of the
 lab. Nothing is routed out of the machine: the root namespace gets no interface and no route. ``tbf``
 sets a link's bandwidth (this kernel has no netem); ``cut`` takes a host's link down at the bridge, so
@@ -9,7 +9,8 @@ its connections vanish without a FIN or a reset, as when a machine loses power.
 Processes run inside a host with ``ip netns exec`` (:meth:`NetnsLab.start`); the test's own thread can
 enter a host for a while (:meth:`NetnsLab.entered`), so an in-process manager listens there and every
 thread it starts stays there. ``close`` (also on failure: use the lab as a context manager) kills every
-process the lab started, by its id, and deletes every namespace it made.
+process the lab started, by its id, and deletes every namespace it made; a lab whose test was killed
+outright is swept by the next one (``sweep_orphans``: its creator's pid is in its names).
 
 Example::
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -92,11 +94,44 @@ def _set_netns(path: str) -> None:
         os.close(fd)
 
 
+def sweep_orphans() -> list[str]:
+    """Delete the namespaces (and kill their processes) left by labs whose process died without
+    ``close`` (killed by a timeout); their names carry the creator's pid. Returns the names deleted."""
+    swept = []
+    try:
+        listed = ip("netns", "list")
+    except (LabError, OSError, subprocess.TimeoutExpired):
+        return swept
+    for line in listed.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = re.match(rf"^{PREFIX}(\d+)x", name)
+        if match is None or _alive(int(match[1])):
+            continue
+        with contextlib.suppress(LabError, OSError, subprocess.TimeoutExpired):
+            for pid in ip("netns", "pids", name).split():
+                with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            ip("netns", "del", name)
+            swept.append(name)
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class NetnsLab:
     """A bridge and the hosts on it; everything goes at ``close``."""
 
-    suffix: str = field(default_factory=lambda: secrets.token_hex(3))
+    # the creator's pid in every name lets a later lab sweep what a killed test left behind
+    suffix: str = field(default_factory=lambda: f"{os.getpid()}x{secrets.token_hex(2)}")
     hosts: dict[str, Host] = field(default_factory=dict)
     processes: list[subprocess.Popen] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
@@ -105,6 +140,7 @@ class NetnsLab:
         self.bridge = f"{PREFIX}{self.suffix}-br"
 
     def __enter__(self) -> NetnsLab:
+        sweep_orphans()
         try:
             self._add_namespace(self.bridge)
             ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
