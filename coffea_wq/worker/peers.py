@@ -96,6 +96,16 @@ def authenticate(sock: socket.socket, lines: _Lines, password: bytes, who: str) 
 # ---------------------------------------------------------------------------- serving
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host`` ("" = every address, IPv6 too where the host has it)."""
+    if not host and socket.has_dualstack_ipv6():  # the manager may see this worker by either family
+        try:
+            return socket.create_server(("", port), family=socket.AF_INET6, backlog=64, dualstack_ipv6=True)
+        except OSError:
+            pass  # IPv6 switched off here
+    return socket.create_server((host, port), backlog=64)
+
+
 class CacheServer:
     """Serves files of the current session's cache to peers that prove the password.
 
@@ -109,7 +119,7 @@ class CacheServer:
         self.timeout = timeout
         self.cache: FileCache | None = None
         self.served = 0
-        self._listener = socket.create_server((host, port), backlog=64)
+        self._listener = _listen(host, port)
         self.port: int = self._listener.getsockname()[1]
         self._closed = False
         threading.Thread(target=self._accept_loop, name=f"cache-server-{self.port}", daemon=True).start()
