@@ -308,12 +308,20 @@ def print_targets(scenario: Scenario, runs: dict[bool, RunResult]) -> None:
     on = runs.get(True)
     lines = []
     if on is not None:
+        equal = "- (not finished)" if on.equal is None else f"{'yes' if on.equal else 'NO'} ({_verdict(on.equal)})"
         lines.append(f"reduction on finishes: {'yes' if on.finished else 'no'} ({_verdict(on.finished)}); "
-                     f"equal to Iterative: {'yes' if on.equal else 'no'} ({_verdict(bool(on.equal))})")
+                     f"equal to Iterative: {equal}")
     if scenario.max_time_ratio is not None and on is not None and False in runs:
         off = runs[False]
         ratio = on.wall_s / off.wall_s if off.wall_s else math.inf
-        shown = f"{ratio:.2f}x" if on.finished else f"> {ratio:.2f}x (reduction on did not finish)"
+        if on.finished and off.finished:
+            shown = f"{ratio:.2f}x"
+        elif on.finished:
+            shown = f"< {ratio:.2f}x (reduction off did not finish)"
+        elif off.finished:
+            shown = f"> {ratio:.2f}x (reduction on did not finish)"
+        else:
+            shown = "n/a (neither finished)"
         lines.append(f"time(reduction on) / time(reduction off) = {shown} "
                      f"(target <= {scenario.max_time_ratio:g}x: {_verdict(on.finished and ratio <= scenario.max_time_ratio)})")
     if scenario.max_executions_ratio is not None and on is not None:

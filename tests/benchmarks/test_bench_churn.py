@@ -106,3 +106,21 @@ def test_bad_flags_are_named(bench_churn, monkeypatch):
     monkeypatch.setattr("sys.argv", ["bench_churn.py", "--scenario", "heavy,nope"])
     with pytest.raises(SystemExit, match="unknown nope"):
         bench_churn.chosen_scenarios(bench_churn.parse_args())
+
+
+def test_the_heavy_targets_say_which_run_did_not_finish(bench_churn, capsys):
+    heavy = bench_churn.SCENARIOS["heavy"]
+
+    def run(reduction, wall, finished, equal=None):
+        return bench_churn.RunResult("heavy", reduction, 300, wall_s=wall, finished=finished, equal=equal)
+
+    bench_churn.print_targets(heavy, {True: run(True, 60.0, True, True), False: run(False, 50.0, True, True)})
+    out = capsys.readouterr().out
+    assert "reduction on finishes: yes (met); equal to Iterative: yes (met)" in out
+    assert "= 1.20x (target <= 1.5x: met)" in out
+    bench_churn.print_targets(heavy, {True: run(True, 300.0, False), False: run(False, 42.0, True, True)})
+    out = capsys.readouterr().out
+    assert "finishes: no (MISSED); equal to Iterative: - (not finished)" in out
+    assert "> 7.14x (reduction on did not finish) (target <= 1.5x: MISSED)" in out
+    bench_churn.print_targets(heavy, {True: run(True, 300.0, False), False: run(False, 300.0, False)})
+    assert "n/a (neither finished) (target <= 1.5x: MISSED)" in capsys.readouterr().out
