@@ -39,7 +39,11 @@ from coffea_wq.protocol import messages as msg
 log = logging.getLogger("coffea_wq.manager")
 
 DEFAULT_MIN_BYTES = 1 << 20  # smaller files cost the manager less than a peer's round trips
-DEFAULT_PER_SOURCE = 3  # concurrent transfers one worker serves (as TaskVine's default)
+# Concurrent transfers one worker serves. TaskVine serves 3; here a worker passes a file on while it
+# arrives, so every link of the tree runs at 1/per_source of a link's rate and the last copy lands
+# after about per_source transfer times: 2 makes that 2 rather than 3, for one more level of tree
+# (docs/manager.md, "Peer transfers").
+DEFAULT_PER_SOURCE = 2
 
 
 @dataclass

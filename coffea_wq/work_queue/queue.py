@@ -192,7 +192,7 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         that share is rounded down to 1/n); coffea-wq's own ``peer-transfers`` (1, the default: coffea-wq
         workers get cached files from each other, docs/manager.md "Peer transfers"; 0: all from the
         manager), ``peer-transfer-min-bytes`` (default 1 MiB: smaller files always come from the
-        manager) and ``peer-transfers-per-source`` (default 3); others are accepted and ignored.
+        manager) and ``peer-transfers-per-source`` (default 2); others are accepted and ignored.
 
         Example: ``q.tune("category-steady-n-tasks", 3)``, ``q.tune("proportional-resources", 0)``.
         """
