@@ -196,21 +196,14 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(tree: ast.Module, name: str, is_package: bool) -> set[str]:
-    """Modules that module ``name`` imports anywhere: at the top and inside functions (an import put
-    in a function to dodge a cycle still ties the two modules together), but not under
-    ``if TYPE_CHECKING``, which never runs."""
+    """Modules that module ``name`` imports anywhere: at the top, inside functions (an import put
+    in a function to dodge a cycle still ties the two modules together) and under
+    ``if TYPE_CHECKING`` (a type that only a checker reads still says the two modules know each
+    other: one of them is in the wrong place)."""
     found: set[str] = set()
     package = name if is_package else name.rpartition(".")[0]
 
     class Imports(ast.NodeVisitor):
-        def visit_If(self, node: ast.If) -> None:
-            if "TYPE_CHECKING" not in ast.unparse(node.test):
-                self.visit(node.test)
-                for statement in node.body:
-                    self.visit(statement)
-            for statement in node.orelse:
-                self.visit(statement)
-
         def visit_Import(self, node: ast.Import) -> None:
             found.update(alias.name for alias in node.names)
 
@@ -266,8 +259,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_cycle_finder_finds_a_cycle_through_a_from_import():
     modules = {"pkg": ("", True), "pkg.a": ("from pkg.b import thing\n", False),
                "pkg.b": ("import os\nfrom . import c\n", False),
-               "pkg.c": ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n", False)}
-    assert find_cycle(import_graph(modules)) is None  # what only a type checker reads ties nothing
+               "pkg.c": ("import pkg.d\n", False), "pkg.d": ("", False)}
+    assert find_cycle(import_graph(modules)) is None
+    modules["pkg.c"] = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n", False)
+    assert find_cycle(import_graph(modules)) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     modules["pkg.c"] = ("try:\n    from pkg import a\nexcept ImportError:\n    a = None\n", False)
     assert find_cycle(import_graph(modules)) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     modules["pkg.c"] = "def later():\n    from .a import thing\n    return thing\n", False
@@ -374,3 +369,54 @@ def test_the_duplicate_class_check_catches_a_second_meaning():
 def test_no_class_name_is_defined_twice():
     # one name, one meaning: a reader (or a traceback) never has to ask which TaskOutcome is meant
     assert classes_defined_twice(repository_sources(*CHECKED_PACKAGES)) == {}
+
+
+# ---------------------------------------------------------------------------------- the executor's call
+# The call is a state machine with deciders (docs/design.md, "The executor's call"): a helper gets
+# what it needs as arguments and returns what it decided; none keeps the loop, the driver or the
+# state. And a returned task has a type (``task_facts.FinishedTask``), never ``Any``.
+CALL_OWNERS = {"loop", "driver", "state", "call"}
+CALL_OWNER_TYPES = {"CallDriver", "CallState", "TaskLoop", "CallTables"}
+
+
+def helpers_keeping_the_call(sources: dict[str, str]) -> list[str]:
+    """``path:line`` where a method stores its ``loop``/``driver``/``state`` argument (or one typed as
+    the call's driver or state) on ``self``."""
+    found = []
+    for path, source in sources.items():
+        for function in ast.walk(ast.parse(source)):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            owners = {a.arg for a in function.args.args + function.args.kwonlyargs
+                      if a.arg in CALL_OWNERS or (a.annotation is not None and
+                                                  ast.unparse(a.annotation).split(".")[-1] in CALL_OWNER_TYPES)}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in owners \
+                        and any(isinstance(t, ast.Attribute) and ast.unparse(t.value) == "self" for t in node.targets):
+                    found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def tasks_typed_any(sources: dict[str, str]) -> list[str]:
+    """``path:line`` of each argument named ``task`` annotated ``Any``."""
+    return [f"{path}:{arg.lineno}" for path, source in sources.items() for arg in ast.walk(ast.parse(source))
+            if isinstance(arg, ast.arg) and arg.arg == "task" and arg.annotation is not None
+            and ast.unparse(arg.annotation) in ("Any", "typing.Any")]
+
+
+def test_the_call_checks_catch_a_helper_keeping_the_loop_and_an_untyped_task():
+    bad = {"coffea_wq/executor/tasks/reduction.py": (
+        "class Reduction:\n    def __init__(self, loop):\n        self.loop = loop\n\n"
+        "class Tree:\n    def __init__(self, owner: CallState):\n        self.owner = owner\n\n"
+        "def handle(task: Any) -> None:\n    pass\n")}
+    assert helpers_keeping_the_call(bad) == ["coffea_wq/executor/tasks/reduction.py:3",
+                                             "coffea_wq/executor/tasks/reduction.py:7"]
+    assert tasks_typed_any(bad) == ["coffea_wq/executor/tasks/reduction.py:9"]
+    good = {"coffea_wq/executor/call/partials.py": "def bounds(self, key: int, task: FinishedTask):\n    return key\n"}
+    assert helpers_keeping_the_call(good) == [] and tasks_typed_any(good) == []
+
+
+def test_no_helper_of_the_call_keeps_the_loop_and_no_task_is_any():
+    sources = {str(p.relative_to(ROOT)): p.read_text() for p in python_files("coffea_wq/executor")}
+    assert helpers_keeping_the_call(sources) == []
+    assert tasks_typed_any(sources) == []

@@ -1,8 +1,8 @@
 """What the executor's task loop tells the dashboard: progress per dataset, failures, measurements.
 
 The manager knows tasks; only the executor knows that a task is a chunk of a dataset's file with
-so many events, that it was retried or split, and what the error said. ``TaskLoop`` calls the
-``RunTracker`` methods below (one line each at the points of its walk, see task_loop.py); the
+so many events, that it was retried or split, and what the error said. The executor's call driver
+calls the ``RunTracker`` methods below (executor/call/driver.py, from the state's notes); the
 dashboard's HTTP threads read ``progress()`` and friends. Everything is guarded by one lock and
 bounded in memory (throughput samples are thinned, failures are the latest ``FAILURES_KEPT``).
 """

@@ -13,12 +13,16 @@ Modules:
 * ``backend``: which Work Queue implementation the executor drives.
 * ``interrupts``: Ctrl-C and SIGTERM during a call (partial output, nothing left behind).
 * ``verbose``: the per-task report lines of ``verbose=True``.
-* ``tasks/``: what one task carries and how a call's tasks run: ``task_script`` (shipped with
-  every task as ``coffea_wq_task.py``; it runs under any ``python3`` that has coffea, cloudpickle
-  and lz4, without coffea_wq installed), ``staging`` (the staging directory and one Work Queue task
-  per work item), ``task_loop`` (submit, wait, retry, split and accumulate until every item is
-  done), ``splitting`` and ``exhaustion`` (split on exhaustion), ``dynamic_chunks``, ``culprits``
-  (which file or environment broke a task), ``progress`` (the rich progress bars).
+* ``call/``: one executor call as a state machine: ``state`` and ``settling`` (``CallState``: events
+  in, actions out, no I/O), ``partials`` and ``bounds`` (partials on workers under churn),
+  ``model`` (units, events, actions), ``reading`` (a returned task read once), ``driver`` (the
+  thin I/O loop), ``report`` (``CallOptions``, ``CallReport``).
+* ``tasks/``: what one task carries: ``task_script`` (shipped with every task as
+  ``coffea_wq_task.py``; it runs under any ``python3`` that has coffea, cloudpickle and lz4,
+  without coffea_wq installed), ``staging`` (the staging directory and one Work Queue task per
+  work item), ``accumulation`` (accumulation tasks), ``splitting`` and ``exhaustion`` (split on
+  exhaustion), ``dynamic_chunks``, ``culprits`` (which file or environment broke a task),
+  ``progress`` (the rich progress bars).
 * ``results/``: what a task sends back: ``outcome`` (a result or a remote error record),
   ``checkpoint`` (``checkpoint_dir``), ``ledger`` and ``tree`` (reduction). The unpickling
   allow-list and the rebuilding of remote exceptions are ``coffea_wq.safe_pickle``'s, shared with

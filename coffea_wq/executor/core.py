@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import secrets
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,14 @@ from coffea.processor.executor import ExecutorBase
 
 from coffea_wq.dashboard.live import finish_session, stop_dashboards, tracker_for_session
 from coffea_wq.executor.backend import ALLOCATION_MODES, module_constant
+from coffea_wq.executor.call.bounds import HoldSettings
+from coffea_wq.executor.call.driver import CallDriver
+from coffea_wq.executor.call.report import CallOptions, CallReport
 from coffea_wq.executor.errors import ExecutorConfigError, RunInterrupted, TaskFailedError
 from coffea_wq.executor.interrupts import InterruptGuard, plain_runner_call
 from coffea_wq.executor.options import (
     RESOURCE_MODES,
+    ExecutorOptions,
     category_limits,
     frozen_ssl,
     reduce_settings,
@@ -46,8 +49,7 @@ from coffea_wq.executor.session import (
 )
 from coffea_wq.executor.tasks.dynamic_chunks import parse_targets
 from coffea_wq.executor.tasks.read_errors import unwrap_coffea_retries
-from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD, TaskTemplate
-from coffea_wq.executor.tasks.task_loop import CallOptions, CallReport, TaskLoop
+from coffea_wq.executor.tasks.staging import TaskTemplate
 from coffea_wq.executor.workers.factory_pool import freeze_factory_options
 from coffea_wq.safe_pickle.allow_list import ResultPolicy, user_modules_of
 from coffea_wq.worker.warm_contract import RUN_ENV
@@ -95,7 +97,7 @@ _REPORTS = CallReports(kept=8)
 
 
 @dataclass
-class WorkQueueExecutor(ExecutorBase):
+class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
     """Run coffea work items as Work Queue tasks on workers anywhere (the real CCTools ones included).
 
     Use it as any coffea executor:
@@ -194,57 +196,6 @@ class WorkQueueExecutor(ExecutorBase):
                                       warning says so).
     """
 
-    compression: int | None = 9
-    retries: int = 2
-    manager_name: str | None = None
-    master_name: str | None = None
-    port: int | list[int] | tuple[int, int] | None = None
-    local_workers: int | None = None
-    local_worker_kind: str = "auto"
-    fork_local_workers: bool = True
-    factory: dict[str, Any] | None = None
-    filepath: str = "."
-    events_total: int | None = None
-    x509_proxy: str | bool | None = None
-    verbose: bool = False
-    print_stdout: bool = False
-    status_display_interval: int | None = 10
-    debug_log: str | None = None
-    stats_log: str | None = None
-    transactions_log: str | None = None
-    tasks_accum_log: str | None = None
-    password_file: str | None = None
-    manager_host: str | None = None
-    ssl: bool | tuple[str, str] = False
-    allowed_result_modules: list[str] = field(default_factory=list)
-    environment_file: str | None = None
-    extra_input_files: list[str] = field(default_factory=list)
-    ship_input_files: bool = True
-    wrapper: str | None = None
-    resource_monitor: str | bool | None = "off"
-    resources_mode: str = "fixed"
-    split_on_exhaustion: bool = True
-    fast_terminate_workers: float | None = None
-    cores: int | None = None
-    memory: int | None = None
-    disk: int | None = None
-    gpus: int | None = None
-    category_resources: dict[str, dict[str, float]] | None = None
-    treereduction: int = 20
-    chunksize: int = 100000
-    dynamic_chunksize: dict | None = None
-    checkpoint_dir: str | os.PathLike | None = None
-    custom_init: Callable | None = None
-    bar_format: str | None = None
-    chunks_accum_in_mem: int | None = 2
-    chunks_per_accum: int | None = None
-    accum_interval: float | None = None
-    reduction: bool = True
-    warm_python: bool = True
-    preload_modules: tuple[str, ...] = DEFAULT_PRELOAD
-    dashboard: bool | int = False
-    dashboard_host: str = "127.0.0.1"
-
     def __post_init__(self) -> None:
         if self.master_name is not None:
             warnings.warn("master_name is deprecated, use manager_name", DeprecationWarning, stacklevel=3)
@@ -320,12 +271,14 @@ class WorkQueueExecutor(ExecutorBase):
         if options.treereduction:
             configure_category(session, self, "accumulating")
             accumulation = self.task_template(session, function, "accumulating", reduce, run_id)
-        loop = TaskLoop(session, template, options, tracker, stop_requested=lambda: guard.requested, store=store,
-                        accumulation=accumulation)
+        settings = reduce_settings(self)
+        driver = CallDriver(session, template, options, tracker, stop_requested=lambda: guard.requested, store=store,
+                            accumulation_template=accumulation,
+                            hold=HoldSettings(settings["every"], settings["seconds"]))
         try:
-            return loop.run(items, accumulator)
+            return driver.run(items, accumulator)
         finally:
-            _REPORTS.add(loop.report)
+            _REPORTS.add(driver.report)
 
     def session_config(self) -> SessionConfig:
         port = self.port

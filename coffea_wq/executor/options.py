@@ -3,25 +3,25 @@
 ``validate_options`` runs when an executor is made (``__post_init__``) and raises
 ``ExecutorConfigError`` naming the option and what it accepts; the ``resolve*`` functions turn
 options into what a call uses (local worker count, monitor mode, proxy, environment tarball,
-per-category resources). The dataclass itself, with every option's documentation, is
-``core.WorkQueueExecutor``.
+per-category resources). ``ExecutorOptions`` holds the fields; ``core.WorkQueueExecutor`` is
+that dataclass with coffea's ``ExecutorBase``, and documents every option.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coffea_wq.executor.errors import ExecutorConfigError
 from coffea_wq.executor.tasks.culprits import check_gzip_header
 from coffea_wq.executor.tasks.dynamic_chunks import DynamicChunksizeError, parse_targets
+from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD
 from coffea_wq.executor.workers.factory_pool import validate_factory_options
 from coffea_wq.resources.categories import COFFEA_CATEGORIES
-
-if TYPE_CHECKING:  # core.py imports this module
-    from coffea_wq.executor.core import WorkQueueExecutor
 
 # "auto" is max-throughput, as the issue defines it (coffea 0.7 made it an alias of max-seen)
 RESOURCE_MODES = {"fixed": "fixed", "max-seen": "max", "max": "max", "auto": "max-throughput",
@@ -38,7 +38,64 @@ NOT_YET_IMPLEMENTED = {
 }
 
 
-def validate_options(ex: WorkQueueExecutor) -> None:
+
+@dataclass
+class ExecutorOptions:
+    """The options of ``WorkQueueExecutor`` (documented there), with their defaults."""
+
+    compression: int | None = 9
+    retries: int = 2
+    manager_name: str | None = None
+    master_name: str | None = None
+    port: int | list[int] | tuple[int, int] | None = None
+    local_workers: int | None = None
+    local_worker_kind: str = "auto"
+    fork_local_workers: bool = True
+    factory: dict[str, Any] | None = None
+    filepath: str = "."
+    events_total: int | None = None
+    x509_proxy: str | bool | None = None
+    verbose: bool = False
+    print_stdout: bool = False
+    status_display_interval: int | None = 10
+    debug_log: str | None = None
+    stats_log: str | None = None
+    transactions_log: str | None = None
+    tasks_accum_log: str | None = None
+    password_file: str | None = None
+    manager_host: str | None = None
+    ssl: bool | tuple[str, str] = False
+    allowed_result_modules: list[str] = field(default_factory=list)
+    environment_file: str | None = None
+    extra_input_files: list[str] = field(default_factory=list)
+    ship_input_files: bool = True
+    wrapper: str | None = None
+    resource_monitor: str | bool | None = "off"
+    resources_mode: str = "fixed"
+    split_on_exhaustion: bool = True
+    fast_terminate_workers: float | None = None
+    cores: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+    gpus: int | None = None
+    category_resources: dict[str, dict[str, float]] | None = None
+    treereduction: int = 20
+    chunksize: int = 100000
+    dynamic_chunksize: dict | None = None
+    checkpoint_dir: str | os.PathLike | None = None
+    custom_init: Callable | None = None
+    bar_format: str | None = None
+    chunks_accum_in_mem: int | None = 2
+    chunks_per_accum: int | None = None
+    accum_interval: float | None = None
+    reduction: bool = True
+    warm_python: bool = True
+    preload_modules: tuple[str, ...] = DEFAULT_PRELOAD
+    dashboard: bool | int = False
+    dashboard_host: str = "127.0.0.1"
+
+
+def validate_options(ex: ExecutorOptions) -> None:
     """Check option values; the error names the option and what is allowed."""
     if ex.resources_mode not in RESOURCE_MODES:
         raise ExecutorConfigError(f"resources_mode={ex.resources_mode!r}: expected one of {sorted(RESOURCE_MODES)}")
@@ -85,7 +142,7 @@ def validate_options(ex: WorkQueueExecutor) -> None:
                           "compatibility but not implemented yet; it has no effect", UserWarning, stacklevel=4)
 
 
-def _validate_reduction(ex: WorkQueueExecutor) -> None:
+def _validate_reduction(ex: ExecutorOptions) -> None:
     if not isinstance(ex.reduction, bool):
         raise ExecutorConfigError(f"reduction={ex.reduction!r}: expected True or False")
     for name in ("chunks_per_accum", "chunks_accum_in_mem"):
@@ -102,7 +159,7 @@ def _validate_reduction(ex: WorkQueueExecutor) -> None:
 CHECKPOINT_ACCUM_INTERVAL_S = 60.0
 
 
-def reduce_settings(ex: WorkQueueExecutor) -> dict[str, Any]:
+def reduce_settings(ex: ExecutorOptions) -> dict[str, Any]:
     """When a slot hands its partial back (docs/reduction.md): every N chunks, after T seconds.
 
     Example:
@@ -118,7 +175,7 @@ def reduce_settings(ex: WorkQueueExecutor) -> dict[str, Any]:
     return {"every": ex.chunks_per_accum, "seconds": seconds}
 
 
-def _validate_trust_options(ex: WorkQueueExecutor) -> None:
+def _validate_trust_options(ex: ExecutorOptions) -> None:
     if ex.manager_host is not None and not isinstance(ex.manager_host, str):
         raise ExecutorConfigError(f"manager_host={ex.manager_host!r}: expected an address such as '0.0.0.0' "
                                   "or '127.0.0.1'")
@@ -179,7 +236,7 @@ def _validate_category_resources(option: Any) -> None:
                                           "positive number or None")
 
 
-def category_limits(ex: WorkQueueExecutor, category: str) -> dict[str, float]:
+def category_limits(ex: ExecutorOptions, category: str) -> dict[str, float]:
     """The resources of ``category``'s tasks: the executor's cores/memory/disk/gpus, then its
     ``category_resources`` entry (a None there removes the executor-wide value).
 
@@ -194,14 +251,14 @@ def category_limits(ex: WorkQueueExecutor, category: str) -> dict[str, float]:
     return {name: value for name, value in limits.items() if value is not None}
 
 
-def resolved_local_workers(ex: WorkQueueExecutor) -> int:
+def resolved_local_workers(ex: ExecutorOptions) -> int:
     if ex.local_workers is not None:
         return ex.local_workers
     # a name or a factory means workers come from elsewhere
     return 0 if ex.manager_name or ex.factory is not None else (os.cpu_count() or 1)
 
 
-def resolved_monitor(ex: WorkQueueExecutor) -> str:
+def resolved_monitor(ex: ExecutorOptions) -> str:
     monitor = MONITOR_MODES[ex.resource_monitor]
     if RESOURCE_MODES[ex.resources_mode] != "fixed":
         return "watchdog"  # automatic allocations learn from measurements and must be enforced

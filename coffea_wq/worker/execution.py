@@ -17,13 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from coffea_wq.protocol.codes import ResultCode
 from coffea_wq.protocol.messages import TaskAssignment
-
-if TYPE_CHECKING:  # warm.py imports this module (its cold fallback)
-    from coffea_wq.worker.warm import WarmPythonPool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +39,15 @@ class ProcessHandle(Protocol):
     def send_signal(self, sig: int) -> None: ...
 
     def kill(self) -> None: ...
+
+
+class WarmStarter(Protocol):
+    """What starting a task needs of the warm pool (``warm.WarmPythonPool``, which imports this
+    module for its cold fallback): a parsed warm command, or None, and a slot started on it."""
+
+    def parse_warm_command(self, command: str, env: dict[str, str]) -> Any: ...
+
+    def start_async(self, request: Any, cwd: Path, env: dict[str, str], output_path: Path) -> ProcessHandle: ...
 
 
 class TaskObserver(Protocol):
@@ -111,7 +117,7 @@ def start_cold(command: str, cwd: Path, env: dict[str, str], output_path: Path) 
 
 
 def start_task_process(
-    task: TaskAssignment, cwd: Path, env: dict[str, str], output_path: Path, warm_pool: WarmPythonPool | None = None
+    task: TaskAssignment, cwd: Path, env: dict[str, str], output_path: Path, warm_pool: WarmStarter | None = None
 ) -> ProcessHandle:
     """Start a task: in a warm Python slot if the pool takes the command, else cold."""
     if warm_pool is not None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from coffea_wq.resources.rmon.runner import MonitorPlan, plan_from_args
+from coffea_wq.worker.execution import start_cold
 from coffea_wq.worker.forked_zygote import ForkedChild, fork_zygote
 from coffea_wq.worker.pending import PendingStart
 from coffea_wq.worker.wakeup import Wakeup
@@ -303,8 +304,6 @@ class WarmPythonPool:
         except Exception as exc:
             self._check_generation(generation)  # a zygote stopped by close() is no reason to run cold
             log.warning("warm slot unavailable (%s); running the task cold", exc)
-            from coffea_wq.worker.execution import start_cold
-
             return start_cold(request.command, cwd, env, output_path)
 
     def _check_generation(self, generation: int | None) -> None:

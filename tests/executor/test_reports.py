@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from coffea_wq.executor.call.report import CallReport
 from coffea_wq.executor.core import CallReports
-from coffea_wq.executor.tasks.task_loop import CallReport
 
 
 def test_keeps_the_newest_reports_and_finds_the_latest_of_a_phase():

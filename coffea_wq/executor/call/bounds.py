@@ -17,7 +17,9 @@ seconds gets per-chunk results. Everything here is pure: times are passed in.
 Example:
     >>> lifetimes = WorkerLifetimes()
     >>> lifetimes.observe({"a", "b"}, now=0.0)
+    []
     >>> lifetimes.observe({"b"}, now=10.0)  # "a" left after 10 s
+    ['a']
     >>> round(lifetimes.loss_rate(now=10.0), 3)  # one loss in 20 worker-seconds
     0.05
     >>> hold_bounds(HoldSettings(), loss_rate=0.05, handback_s=0.1, chunk_s=0.5)

@@ -30,6 +30,9 @@ class WorkUnit:
     losses: int = 0  # times its value was lost with a partial (docs/reduction.md, section 6)
     announced: bool = False  # counted in the Submitted bar (a resubmission is not counted again)
     shown_processed: bool = False  # counted in the Processed bar (held, taken by the tree, or merged)
+    workers_tried: list[str] = field(default_factory=list)  # where its failed attempts ran (retry_policy.py)
+    avoid: frozenset[str] = frozenset()  # workers its next attempt should not run on
+    first_failure: float | None = None  # when it first failed (the state's clock)
 
 
 class TaskKind(enum.Enum):
@@ -112,6 +115,7 @@ class Tick:
     now: float
     hungry: bool = True  # the manager wants more tasks than it has
     cores: int = 0  # connected cores (dynamic chunk sizes cut only as many chunks as can run)
+    workers: int | None = None  # connected workers (None: not known; retries steered elsewhere need it)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ class SubmitChunk:
     every: int | None = None  # hand the partial back at this many chunks (None: no count bound)
     seconds: float | None = None  # ... or at this age
     hold: bool = True  # False: do not merge this chunk into a partial
+    avoid: frozenset[str] = frozenset()  # workers (``host:port``) it should not run on (a retry's)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coffea_wq.executor.errors import RunInterrupted, TaskFailedError
+from coffea_wq.executor.results.breakdown import Breakdown
 from coffea_wq.safe_pickle.allow_list import ResultPolicy
 
 
@@ -24,6 +25,7 @@ class CallOptions:
     treereduction: int | None = None  # fan-in of accumulation tasks; None: every result is merged here
     compression: int | None = None  # lz4 level of the sums accumulation tasks send back
     reduce: bool = False  # partials on the workers (docs/reduction.md); the template's payload says when
+    skipbadfiles: tuple[type[BaseException], ...] = ()  # coffea's, applied here (read_errors.py)
 
 
 @dataclass
@@ -35,6 +37,8 @@ class CallReport:
     tasks_submitted: int = 0
     tasks_returned: int = 0
     retried: int = 0
+    read_retries: dict[str, int] = field(default_factory=dict)  # of ``retried``: by kind of read error
+    bad_files: list[str] = field(default_factory=list)  # skipped items (skipbadfiles), each with its error
     accumulated: list[Any] = field(default_factory=list)  # items whose result was merged, in order
     restored: list[Any] = field(default_factory=list)  # those of them read from checkpoint_dir
     skipped: list[Any] = field(default_factory=list)  # items skipped by skipbadfiles (result None)
@@ -53,6 +57,7 @@ class CallReport:
     partials_lost: int = 0  # partials lost or dropped: their chunks ran again
     flush_tasks_submitted: int = 0  # flush tasks sent for partials (not in tasks_submitted, which counts chunks)
     flush_tasks_returned: int = 0  # those that came back (the others were cancelled)
+    breakdown: Breakdown = field(default_factory=Breakdown)  # where the time went (docs/executor.md, section 10)
     # churn (docs/reduction.md, section 6): chunk runs redone because the partial holding them was
     # lost or dropped, workers seen leaving, and the hand-back bounds in force at the end
     chunks_redone_after_loss: int = 0

@@ -21,12 +21,21 @@ from coffea_wq.executor.call.partials import Partials
 from coffea_wq.executor.call.report import CallOptions, CallReport
 from coffea_wq.executor.errors import EnvironmentFileError, RemoteError, TaskFailedError, describe_item
 from coffea_wq.executor.results.tree import AccumulationJob, TreePlanner, WaitingResult
-from coffea_wq.executor.tasks.culprits import unchangeable_cause
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
+from coffea_wq.executor.tasks.exhaustion import exhaustion_failure
+from coffea_wq.executor.tasks.held_retries import HeldRetries
+from coffea_wq.executor.tasks.read_errors import (
+    ReadErrorClass,
+    ReadErrorKind,
+    classify_read_error,
+    exception_chain,
+)
+from coffea_wq.executor.tasks.retry_policy import RetryPolicy, decide_retry
 from coffea_wq.executor.tasks.splitting import split_work_item
 
 log = logging.getLogger("coffea_wq.executor.call")
 
+NOT_A_READ_ERROR = ReadErrorClass(ReadErrorKind.OTHER)
 MAX_REFUSED_RESULTS = 3  # refused results of one item (each from a worker then dropped) before it fails
 FLUSH_ON_STOP_S = 20.0  # on a soft stop, how long the flushes of live partials are awaited
 
@@ -69,6 +78,10 @@ class CallTables:
         self.model: ChunkSizeModel | None = None
         self.out: list[ev.Action] = []
         self.merging = 0  # waiting results asked to merge here (MergeWaiting) and not answered yet
+        self.held_retries = HeldRetries()  # retries waiting out their backoff (retry_policy.py)
+        self.retry_policy = RetryPolicy(retries=options.retries)
+        self.workers_connected: int | None = None  # as the last tick said
+        self.can_avoid = False  # the manager can steer a task away from workers (set by the driver)
 
     def new_unit(self, item: Any) -> WorkUnit:
         unit = WorkUnit(self.allocate_key(), item)
@@ -150,12 +163,11 @@ class CallTables:
 
     # ------------------------------------------------------------------ failures
     def remote_error(self, unit: WorkUnit, ret: Returned, remote: RemoteError | None) -> None:
-        reason = f"{remote.type_name}: {remote.message}" if remote is not None else "the task raised"
-        permanent = unchangeable_cause(remote) if remote is not None else None
-        if permanent is not None:  # the same on every worker: spend no retries on it
-            self.fail(unit, f"{reason} (not retried: {permanent})", ret, remote)
+        if remote is None:
+            self.retry_or_fail(unit, "the task raised", ret)
             return
-        self.retry_or_fail(unit, reason, ret, remote)
+        self.retry_or_fail(unit, f"{remote.type_name}: {remote.message}", ret, remote,
+                           classify_read_error(remote.exception, remote.type_name, remote.message))
 
     def environment_broke(self, unit: WorkUnit, ret: Returned) -> None:
         """The environment runner failed (exit 65): fail the call if the tarball itself is bad, else retry."""
@@ -181,16 +193,43 @@ class CallTables:
             return
         self.submit(unit)
 
-    def retry_or_fail(self, unit: WorkUnit, reason: str, ret: Returned, remote: RemoteError | None = None) -> None:
+    def retry_or_fail(self, unit: WorkUnit, reason: str, ret: Returned, remote: RemoteError | None = None,
+                      verdict: ReadErrorClass = NOT_A_READ_ERROR) -> None:
+        """Retry (later, elsewhere), fail, or skip under ``skipbadfiles``: as retry_policy.py decides."""
         unit.failures += 1
-        if unit.failures <= self.options.retries:
+        unit.workers_tried.append(str(ret.address or ret.hostname or "?"))
+        if unit.first_failure is None:
+            unit.first_failure = self.now
+        decision = decide_retry(verdict, unit.failures, unit.workers_tried,
+                                self.workers_connected if self.can_avoid else None, self.retry_policy,
+                                self.now - unit.first_failure)
+        if decision.retry:
             self.report.retried += 1
+            if decision.kind is not ReadErrorKind.OTHER:
+                self.report.read_retries[decision.kind.value] = self.report.read_retries.get(decision.kind.value, 0) + 1
+                reason = f"{reason} [{decision.kind.value}]"
             self.note("failed", unit.item, text=reason, host=ret.hostname, attempt=unit.failures, final=False)
-            log.warning("%s failed on %s (%s); retry %d of %d", describe_item(unit.item), ret.hostname, reason,
-                        unit.failures, self.options.retries)
-            self.submit(unit)
+            log.warning("%s failed on %s (%s); retry %d%s", describe_item(unit.item), ret.hostname, reason,
+                        unit.failures, f" in {decision.delay_s:.1f} s" if decision.delay_s else "")
+            unit.avoid = decision.avoid_workers
+            if decision.delay_s and self.phase is Phase.RUNNING:
+                self.held_retries.hold(unit, decision.delay_s, self.now)
+            else:
+                self.submit(unit)
             return
-        self.fail(unit, reason, ret, remote)
+        if decision.permanent_reason is not None:
+            reason = f"{reason} (not retried: {decision.permanent_reason})"
+        if not self.skip_bad_file(unit, reason, remote):
+            self.fail(unit, reason, ret, remote)
+
+    def skip_bad_file(self, unit: WorkUnit, reason: str, remote: RemoteError | None) -> bool:
+        """Under coffea's ``skipbadfiles``: an item whose error it names is skipped and listed, not failed."""
+        types = self.options.skipbadfiles
+        if not types or remote is None or not any(isinstance(e, types) for e in exception_chain(remote.exception)):
+            return False
+        self.report.bad_files.append(f"{describe_item(unit.item)}: {reason}")
+        self.accept_value(unit, None, Returned(ticket=unit.key, status=TaskStatus.FAILED))
+        return True
 
     def fail(self, unit: WorkUnit, reason: str, ret: Returned, remote: RemoteError | None = None) -> None:
         """The item failed for good: the call winds down (the first failure is the one reported)."""
@@ -208,7 +247,7 @@ class CallTables:
             return
         why = "not a chunk of events" if not hasattr(item, "entrystart") else \
             "split_on_exhaustion is off" if not self.options.split_on_exhaustion else "a single event cannot be split"
-        self.fail(unit, exhaustion_failure_text(ret, self.options.resources_mode, why), ret)
+        self.fail(unit, exhaustion_failure(ret.exhaustion, ret.allocation, self.options.resources_mode, why), ret)
 
     def split(self, unit: WorkUnit, ret: Returned) -> None:
         """Replace an item that exhausted its resources by two halves (fresh retries each)."""
@@ -338,7 +377,7 @@ class CallTables:
     # ------------------------------------------------------------------ the end
     def processing_done(self) -> bool:
         """No chunk is queued, running or still to be cut."""
-        return not (self.pending or self.chunks_out or self.more_to_cut())
+        return not (self.pending or self.chunks_out or self.more_to_cut() or self.held_retries)
 
     def nothing_more_to_come(self) -> bool:
         """Processing is done and no partial is still to come back: what waits in the tree is all there is."""
@@ -418,18 +457,6 @@ class CallTables:
             if done or self.now >= self.stop_deadline:
                 self.close()
         self.finish_when_merged()
-
-
-def exhaustion_failure_text(ret: Returned, resources_mode: str, not_split_because: str) -> str:
-    """The reason a TaskFailedError gives for an exhaustion that neither a retry nor a split can fix."""
-    text = f"RESOURCE_EXHAUSTION: {ret.exhaustion}"
-    if ret.allocation:
-        text += f" (allocated {ret.allocation})"
-    if resources_mode == "fixed":
-        text += "; raise the executor's cores/memory/disk (or category_resources), or use resources_mode='auto'"
-    else:
-        text += f"; it exhausted the category maximum in resources_mode={resources_mode!r}: raise cores/memory/disk"
-    return text + f" (not split: {not_split_because})"
 
 
 def _worker(result: WaitingResult) -> str:

@@ -43,11 +43,12 @@ class CallState(CallTables):
     """The decisions of one executor call (see the module doc).
 
     Example (no manager, no files: a history is a list of events):
+        >>> from coffea_wq.executor.call.report import CallOptions
         >>> state = CallState(CallOptions())
         >>> [type(a).__name__ for a in state.start(["a"], now=0.0)]
         []
         >>> [type(a).__name__ for a in state.handle(ev.Tick(now=0.0))]
-        ['SubmitChunk']
+        ['Note', 'SubmitChunk']
     """
 
     # ------------------------------------------------------------------ entry points
@@ -120,11 +121,12 @@ class CallState(CallTables):
             self.note("submitted", unit.item, self.amount(unit.item))
         unit.announced = True
         if bounds is None:
-            self.emit(ev.SubmitChunk(unit))
+            self.emit(ev.SubmitChunk(unit, avoid=unit.avoid))
         else:
-            self.emit(ev.SubmitChunk(unit, bounds.every, bounds.seconds, bounds.hold))
+            self.emit(ev.SubmitChunk(unit, bounds.every, bounds.seconds, bounds.hold, avoid=unit.avoid))
 
     def _submit_ready(self, tick: ev.Tick) -> None:
+        self.pending.extend(self.held_retries.due(self.now))
         if self.ranges is not None:
             # cut a chunk only when a core can take it, so that it gets the size learnt so far
             while (self.pending or self.more_to_cut()) and self.chunks_out < DYNAMIC_AHEAD + tick.cores:
@@ -157,6 +159,8 @@ class CallState(CallTables):
 
     # ------------------------------------------------------------------ the driver's turn
     def _turn(self, tick: ev.Tick) -> None:
+        if tick.workers is not None:
+            self.workers_connected = tick.workers
         if self.phase is Phase.RUNNING:
             self._submit_ready(tick)
             if self.partials is not None and not self.pending and not self.more_to_cut():

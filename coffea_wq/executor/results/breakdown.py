@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from coffea_wq.executor.tasks.task_facts import FinishedTask
+
 # told of every addition: (task id or None, the phases added, dataset, worker)
 Listener = Callable[[int | None, dict[str, float], str | None, str | None], None]
 
@@ -96,7 +98,7 @@ class Breakdown:
             totals.tasks += 1
         return clean
 
-    def add_task(self, task: Any, phases: dict[str, float], dataset: str | None = None, worker: str | None = None,
+    def add_task(self, task: FinishedTask, phases: dict[str, float], dataset: str | None = None, worker: str | None = None,
                  decode: float = 0.0) -> dict[str, float]:
         """A returned task: its worker's ``phases``, its timestamps' (``manager_phases``) and ``decode``."""
         manager = manager_phases(task)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from coffea_wq.executor.tasks.task_facts import FinishedTask
+
 LIMITED_RESOURCES = (("cores", ""), ("memory", " MB"), ("disk", " MB"), ("gpus", ""), ("wall_time", " s"))
 
 
@@ -26,7 +28,7 @@ def _number(summary: Any, name: str) -> float | None:
     return float(value)
 
 
-def exhaustion_reason(task: Any) -> str:
+def exhaustion_reason(task: FinishedTask) -> str:
     """``memory exceeded: peak 812 MB > limit 700 MB``, or what is known when nothing was measured.
 
     Example:
@@ -51,7 +53,7 @@ def exhaustion_reason(task: Any) -> str:
     return "the worker stopped it for exceeding its allocation (no measurement came back)"
 
 
-def allocation_text(task: Any) -> str:
+def allocation_text(task: FinishedTask) -> str:
     """``cores 1, memory 700 MB, disk 8000 MB`` of the task's last allocation ("" when unknown)."""
     box = getattr(task, "resources_allocated", None)
     parts = []
@@ -62,16 +64,14 @@ def allocation_text(task: Any) -> str:
     return ", ".join(parts)
 
 
-def exhaustion_failure(task: Any, resources_mode: str, not_split_because: str = "") -> str:
+def exhaustion_failure(reason: str, allocated: str, resources_mode: str, not_split_because: str = "") -> str:
     """The reason a TaskFailedError gives for an exhaustion that neither a retry nor a split can fix.
 
     Example:
-        >>> class T: exhaustion_message = "memory exceeded: peak 812 MB > limit 700 MB"
-        >>> exhaustion_failure(T(), "fixed").split(";")[0]
+        >>> exhaustion_failure("memory exceeded: peak 812 MB > limit 700 MB", "", "fixed").split(";")[0]
         'RESOURCE_EXHAUSTION: memory exceeded: peak 812 MB > limit 700 MB'
     """
-    text = f"RESOURCE_EXHAUSTION: {exhaustion_reason(task)}"
-    allocated = allocation_text(task)
+    text = f"RESOURCE_EXHAUSTION: {reason}"
     if allocated:
         text += f" (allocated {allocated})"
     if resources_mode == "fixed":

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import cloudpickle
 
@@ -55,6 +55,14 @@ ITEM_REMOTE_NAME = "item.pkl"
 OUTPUT_REMOTE_NAME = "out.lz4"
 X509_REMOTE_NAME = "x509up"
 DEFAULT_PRELOAD = ("coffea.processor", "coffea.nanoevents", "awkward", "uproot", "numpy", "cloudpickle", "lz4.frame")
+
+
+class BuiltTask(Protocol):
+    """A Work Queue task being built (either implementation's ``Task``): what staging calls on it."""
+
+    def specify_input_file(self, local_name: str, remote_name: str | None = None, cache: bool = True) -> None: ...
+
+    def specify_environment_variable(self, name: str, value: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -288,7 +296,7 @@ def build_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path
     return task
 
 
-def _specify_runner_inputs(task: Any, template: TaskTemplate, item_path: Path) -> None:
+def _specify_runner_inputs(task: BuiltTask, template: TaskTemplate, item_path: Path) -> None:
     """What every task of the template needs to run the task script: the script, the function, the
     item, and the environment tarball with its runner (chunk and flush tasks alike)."""
     task.specify_input_file(str(template.script), TASK_SCRIPT, cache=True)
@@ -322,7 +330,7 @@ def build_flush_task(wq: ModuleType, template: TaskTemplate, key: int, item_path
     return task
 
 
-def _specify_resources(task: Any, template: TaskTemplate) -> None:
+def _specify_resources(task: BuiltTask, template: TaskTemplate) -> None:
     # unset resources leave the task a whole worker, as in CCTools
     if template.cores is not None:
         task.specify_cores(int(template.cores))

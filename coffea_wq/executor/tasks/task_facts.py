@@ -3,19 +3,30 @@ version): the worker that ran it, its result name, runtime, resources, and the q
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from coffea_wq.executor.errors import describe_item
 from coffea_wq.executor.verbose import task_report_lines
 
 
-def worker_name(task: Any) -> str:
+class FinishedTask(Protocol):
+    """What the executor reads of a task the manager returned (both Work Queue implementations);
+    the rest (resources, times, exhaustion) is read with ``getattr`` and a default."""
+
+    id: int
+    result: int
+    return_status: int
+    output: str
+    command: str
+
+
+def worker_name(task: FinishedTask) -> str:
     """``hostname (ip:port)`` of the worker that ran ``task``, as far as the manager knows."""
     hostname, address = getattr(task, "hostname", None) or "?", getattr(task, "host", None)
     return f"{hostname} ({address})" if address and address != hostname else str(hostname)
 
 
-def verbose_report(task: Any, item: Any) -> list[str]:
+def verbose_report(task: FinishedTask, item: Any) -> list[str]:
     """coffea's verbose lines for a finished task (complete / allocated / measured) and its item."""
     lines = task_report_lines(task.id, task.command, task.return_status, task_resources(task, "resources_allocated"),
                               task_resources(task, "resources_measured") or None, runtime_s(task))
@@ -23,7 +34,7 @@ def verbose_report(task: Any, item: Any) -> list[str]:
     return lines
 
 
-def task_resources(task: Any, attribute: str) -> dict[str, Any]:
+def task_resources(task: FinishedTask, attribute: str) -> dict[str, Any]:
     try:
         summary = getattr(task, attribute)
     except (AttributeError, TypeError, ValueError):  # a manager without measurements
@@ -35,7 +46,7 @@ def task_resources(task: Any, attribute: str) -> dict[str, Any]:
     return {name: getattr(summary, name, None) for name in ("cores", "memory", "disk", "gpus")}
 
 
-def runtime_s(task: Any) -> float | None:
+def runtime_s(task: FinishedTask) -> float | None:
     try:
         return float(task.cmd_execution_time) / 1e6
     except (AttributeError, TypeError, ValueError):
@@ -57,14 +68,14 @@ def connected_cores(queue: Any) -> int:
         return 0
 
 
-def exit_status(task: Any) -> int | None:
+def exit_status(task: FinishedTask) -> int | None:
     try:
         return int(task.return_status)
     except (AttributeError, TypeError, ValueError):
         return None
 
 
-def result_name(task: Any) -> str:
+def result_name(task: FinishedTask) -> str:
     try:
         return str(task.result_str)
     except (AttributeError, TypeError, ValueError):

@@ -26,26 +26,9 @@ a slot runs one after another (keyed by the file's size and SHA-256, so a change
 loaded again), and its ``task_finished(code)`` ends the task instead of ``os._exit`` (it hands
 the slot back for the next task). Run cold, neither exists and nothing changes.
 
-Reduction (docs/reduction.md, section 1). When the payload has ``"reduce": {"every": N | None,
-"seconds": T | None}``, the task's environment names its chunk key (``COFFEA_WQ_CHUNK``), its
-run (``COFFEA_WQ_RUN``) and the worker's token (``COFFEA_WQ_WORKER_TOKEN``), and the task runs in
-a warm slot, the value is added (coffea's ``accumulate``, imported only then) into the slot's
-partial of that run, kept in ``coffea_wq_warm_slot.partials`` (id -> ``{"run", "keys", "value",
-"started"}``), and the record is small: ``{"status": "held", "partial": ID, "key": K, "count": n}``.
-The partial is handed back as ``{"status": "partial", "partial": ID, "keys": [...], "value": ...}``
-when it holds ``every`` chunks, is older than ``seconds``, or the slot says this is its last task
-(``coffea_wq_warm_slot.last_task``); an error record carries the run's partial as ``"partial":
-{"id", "keys", "value"}``. A *flush* task (``COFFEA_WQ_FLUSH=ID`` in its environment) writes that
-partial, or ``{"status": "lost", "partial": ID}`` when this slot does not hold it. Partial ids are
-``<worker token>/<slot pid>/<sequence>``.
-
-A record carrying a partial's value is two pickles in the one lz4 frame, the record (with
-``"value_follows": True`` where the value was) and then the value (``_split_partial_value``).
-
-Accumulation tasks (docs/reduction.md, section 3) use the same command, with ``FN`` a plain pickle
-``{"accumulate": {"packages", "modules", "globals"}, "compression": int}`` and ``ITEM`` ``{"inputs":
-[file, ...]}``: their inputs are read one at a time through ``coffea_wq_safe_results.py`` (the
-executor's allow-list, shipped with them) and added into the sum (``_accumulate_inputs``).
+Reduction and accumulation tasks: the record formats (held, partial, lost; an error record
+carrying a partial; a partial's value as a second pickle), the environment contract and the
+accumulation payload are docs/reduction.md, sections 1, 3 and 6.
 
 Where the time went (docs/executor.md, section 10): every record carries ``"phases": {name:
 seconds}`` (``coffea_wq_task_clock.py``, shipped beside this file) after its other keys, and the
@@ -74,6 +57,10 @@ CHUNK_ENV = "COFFEA_WQ_CHUNK"
 RUN_ENV = "COFFEA_WQ_RUN"
 FLUSH_ENV = "COFFEA_WQ_FLUSH"
 TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"
+# per task, the hold bounds in force: they tighten the payload's (docs/reduction.md, section 6)
+HOLD_ENV = "COFFEA_WQ_HOLD"
+HOLD_EVERY_ENV = "COFFEA_WQ_HOLD_EVERY"
+HOLD_SECONDS_ENV = "COFFEA_WQ_HOLD_SECONDS"
 STALE_PARTIAL_S = 3600.0  # a partial of another run untouched this long is dropped (its run is over)
 VALUE_FOLLOWS = "value_follows"  # in a record whose value is the next pickle of the file
 # set by a coffea-wq worker (warm_contract.py): when it launched the task, and its input preparation
@@ -378,9 +365,9 @@ class _Reducer:
         if not isinstance(settings, dict) or not isinstance(getattr(slot, "partials", None), dict):
             return None
         token, key = os.environ.get(TOKEN_ENV), os.environ.get(CHUNK_ENV)
-        if not token or key is None or not key.lstrip("-").isdigit():
+        if not token or key is None or not key.lstrip("-").isdigit() or os.environ.get(HOLD_ENV) == "0":
             return None
-        return _Reducer(slot, settings, int(key), os.environ.get(RUN_ENV, ""), token)
+        return _Reducer(slot, _tightened(settings), int(key), os.environ.get(RUN_ENV, ""), token)
 
     def current_id(self) -> str | None:
         return next((pid for pid, p in self.partials.items() if p["run"] == self.run), None)
@@ -436,6 +423,19 @@ class _Reducer:
 def _partial_record(partial_id: str, partial: dict, started: float) -> dict:
     return {"version": RECORD_VERSION, "status": "partial", "partial": partial_id, "keys": partial["keys"],
             "value": partial["value"], "wall_time": time.time() - started}
+
+
+def _tightened(settings: dict) -> dict:
+    """The payload's bounds, tightened by the task's own (``HOLD_EVERY_ENV``, ``HOLD_SECONDS_ENV``)."""
+    bounds = dict(settings)
+    for name, variable, kind in (("every", HOLD_EVERY_ENV, int), ("seconds", HOLD_SECONDS_ENV, float)):
+        try:
+            value = kind(os.environ.get(variable) or -1)
+        except ValueError:  # not a number: the payload's bound stands
+            value = -1
+        if value >= 0:
+            bounds[name] = value if bounds.get(name) is None else min(bounds[name], value)
+    return bounds
 
 
 def _flush_record(partial_id: str, started: float) -> dict:

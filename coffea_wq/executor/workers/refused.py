@@ -31,8 +31,8 @@ class RefusedWorkers:
     def __init__(self, queue: Any):
         self.queue = queue
 
-    def disconnect(self, task: Any) -> None:
-        address, hostname = getattr(task, "host", None), getattr(task, "hostname", None)
+    def disconnect(self, address: str | None, hostname: str | None) -> None:
+        """Drop the worker at ``address`` (``host:port``), or block its ``hostname`` where a manager cannot."""
         release = getattr(self.queue, "disconnect_worker", None)
         if callable(release) and address:
             release(address)

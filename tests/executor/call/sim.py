@@ -20,6 +20,7 @@ from coffea_wq.executor.call import model as ev
 from coffea_wq.executor.call.model import Returned, TaskStatus
 from coffea_wq.executor.call.report import CallOptions
 from coffea_wq.executor.call.state import CallState
+from coffea_wq.executor.errors import RemoteError
 from coffea_wq.executor.results.outcome import OutcomeKind, PartialResult, TaskOutcome
 
 
@@ -152,7 +153,8 @@ class World:
         while len(self.workers) < 3:
             self.add_worker()
         self.run(self.state.handle(ev.WorkersSeen(self.features(), self.now)))
-        self.run(self.state.handle(ev.Tick(self.now, hungry=self.rng.random() < 0.5, cores=4)))
+        self.run(self.state.handle(ev.Tick(self.now, hungry=self.rng.random() < 0.5, cores=4,
+                                           workers=len(self.workers))))
         runnable = [t for t in self.tasks.values() if t.kind != "flush" or t.feature in self.features()]
         if runnable and not self.finished:
             task = self.rng.choice(runnable)
@@ -174,7 +176,10 @@ class World:
             return Returned(task.ticket, TaskStatus.EXHAUSTED, hostname=worker.token, exhaustion="memory exceeded")
         roll -= chaos.exhausted
         if roll < chaos.error:
-            return self.returned(task, worker, TaskOutcome(OutcomeKind.REMOTE_ERROR, detail="boom",
+            cause = self.rng.choice([TimeoutError("read timed out"), RuntimeError("the processor's bug"),
+                                     OSError("disk full")])
+            remote = RemoteError(type(cause).__name__, str(cause), "", cause, worker.token)
+            return self.returned(task, worker, TaskOutcome(OutcomeKind.REMOTE_ERROR, remote=remote,
                                                            partial=self.carried(worker)))
         roll -= chaos.error
         if roll < chaos.refused:
@@ -251,7 +256,8 @@ class World:
             waiting = Path(f"/sim/partial-{self.step}-{task.ticket}")
             self.files[waiting] = outcome.value
             outcome.value = None
-        return Returned(task.ticket, TaskStatus.SUCCESS, hostname=worker.token, worker=worker.token, outcome=outcome,
+        return Returned(task.ticket, TaskStatus.SUCCESS, hostname=worker.token, address=f"{worker.token}:9",
+                        worker=worker.token, outcome=outcome,
                         waiting=waiting, waiting_size=self.rng.randint(1, 400) if waiting else 0,
                         record=Path(f"/sim/out-{task.ticket}"), runtime_s=0.5)
 
@@ -269,6 +275,7 @@ def run_history(options: CallOptions, chaos: Chaos, items: list[Item], seed: int
                 max_steps: int = 3000) -> World:
     """Drive one call through a random history until it finishes (or ``max_steps``)."""
     state = CallState(options, big_bytes=big_bytes)
+    state.can_avoid = seed % 2 == 0  # half the histories steer retries away from the workers that failed them
     world = World(state, random.Random(seed), chaos)
     world.run(state.start(list(items), now=0.0))
     while not state.over and world.step < max_steps:

@@ -50,12 +50,13 @@ chaos_strategy = st.builds(
 
 @settings(max_examples=HISTORIES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(count=st.integers(1, 10), reduce=st.booleans(), fan_in=st.sampled_from([None, 2, 3]),
-       split=st.booleans(), dynamic=st.booleans(), retries=st.integers(0, 3), chaos=chaos_strategy,
-       seed=st.integers(0, 2**32 - 1))
-def test_every_history_ends_with_every_chunk_counted_once(count, reduce, fan_in, split, dynamic, retries, chaos,
+       split=st.booleans(), dynamic=st.booleans(), retries=st.integers(0, 3), skip=st.booleans(),
+       chaos=chaos_strategy, seed=st.integers(0, 2**32 - 1))
+def test_every_history_ends_with_every_chunk_counted_once(count, reduce, fan_in, split, dynamic, retries, skip, chaos,
                                                           seed):
     options = CallOptions(retries=retries, split_on_exhaustion=split, reduce=reduce, treereduction=fan_in,
-                          dynamic_chunksize={"wall_time": 1.0} if dynamic else None, status=False)
+                          dynamic_chunksize={"wall_time": 1.0} if dynamic else None, status=False,
+                          skipbadfiles=(OSError,) if skip else ())
     items = chunks(count)
     world = run_history(options, chaos, items, seed)
     check_counted_once(world, items)
