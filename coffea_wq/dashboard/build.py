@@ -225,6 +225,7 @@ def task_counts(queue: dict[str, Any], tracker: RunTracker | None) -> TaskCounts
         bytes_sent=int(_num(queue.get("bytes_sent"))), bytes_received=int(_num(queue.get("bytes_received"))))
     if tracker is not None:
         counts.retries, counts.splits = tracker.retries, tracker.splits
+        counts.partials_lost, counts.chunks_redone, counts.hold_bound = tracker.churn_counts()
     return counts
 
 

@@ -45,6 +45,9 @@ class SnapshotCollector(Collector):
             ("task_exhaustions", tasks.exhaustions, "Task attempts stopped for exceeding their allocation"),
             ("task_retries", tasks.retries or 0, "Failed attempts the executor resubmitted"),
             ("chunk_splits", tasks.splits or 0, "Chunks split in two after exhausting their resources"),
+            ("partials_lost", tasks.partials_lost or 0, "Partials on workers lost or dropped (their chunks ran again)"),
+            ("chunks_redone_after_loss", tasks.chunks_redone or 0,
+             "Chunk runs redone because the partial holding them was lost"),
             ("bytes_sent", tasks.bytes_sent, "Bytes sent to workers"),
             ("bytes_received", tasks.bytes_received, "Bytes received from workers"),
         ):

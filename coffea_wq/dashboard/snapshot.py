@@ -85,6 +85,11 @@ class TaskCounts:
     retries: int | None = None  # known to the executor only
     exhaustions: int = 0  # attempts stopped for exceeding their allocation
     splits: int | None = None  # chunks split after an exhaustion (executor only)
+    # workers that left with partials (executor only, docs/reduction.md, section 6): partials lost,
+    # chunk runs redone because of them, and the hand-back bound in force
+    partials_lost: int | None = None
+    chunks_redone: int | None = None
+    hold_bound: str = ""
     bytes_sent: int = 0
     bytes_received: int = 0
 

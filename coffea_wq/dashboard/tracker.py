@@ -79,6 +79,7 @@ class RunTracker:
         self._events_done_run = 0
         self.retries = 0
         self.splits = 0
+        self._churn: tuple[int, int, str] = (0, 0, "")  # partials lost, chunks redone, hold bound
         self._failures: deque[FailureView] = deque(maxlen=FAILURES_KEPT)
         self._categories: dict[str, _CategoryRecord] = {}
         # the whole run's breakdown, every call (docs/executor.md, section 10): a Breakdown the executor
@@ -184,6 +185,15 @@ class RunTracker:
             progress = self._dataset(item)
             progress.chunks_total += len(pieces) - 1
             self._failures.append(_failure(item, f"split into {len(pieces)}: {reason}", host, 1, False))
+
+    def churn(self, partials_lost: int, chunks_redone: int, hold_bound: str) -> None:
+        """What workers leaving cost so far (docs/reduction.md, section 6), over the run's calls."""
+        with self._lock:
+            self._churn = (partials_lost, chunks_redone, hold_bound)
+
+    def churn_counts(self) -> tuple[int, int, str]:
+        with self._lock:
+            return self._churn
 
     def call_ended(self) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from coffea_wq.dashboard.auth import COOKIE, DashboardAuth
 from coffea_wq.dashboard.build import RunView
 from coffea_wq.dashboard.server import DashboardServer
 from coffea_wq.dashboard.sources import EmbeddedSource
+from coffea_wq.dashboard.tracker import RunTracker
 from tests.support import LOOPBACK
 
 PASSWORD = b"s3cret-pass\n"
@@ -156,3 +157,22 @@ def test_without_a_tracker_an_unreadable_manager_is_unreachable():
     snapshot = view.snapshot()
     view.close()
     assert snapshot.state.value == "unreachable" and snapshot.error
+
+
+def test_what_churn_cost_is_in_the_snapshot_and_metrics(queue):
+    """Partials lost with their workers, the chunks redone and the hold bound (docs/reduction.md, 6)."""
+    tracker = RunTracker()
+    tracker.churn(partials_lost=3, chunks_redone=17, hold_bound="per chunk")
+    view = RunView(password=False)
+    view.attach(EmbeddedSource(queue), tracker=tracker)
+    server = DashboardServer(view, DashboardAuth(None), LOOPBACK, 0)
+    try:
+        tasks = json.loads(urllib.request.urlopen(server.url + "api/snapshot", timeout=10).read())["tasks"]
+        assert (tasks["partials_lost"], tasks["chunks_redone"], tasks["hold_bound"]) == (3, 17, "per chunk")
+        metrics = urllib.request.urlopen(server.url + "metrics", timeout=10).read().decode()
+        assert "coffea_wq_partials_lost_total 3.0" in metrics
+        assert "coffea_wq_chunks_redone_after_loss_total 17.0" in metrics
+        script = request(server, "/static/dashboard.js")[2].decode()
+        assert '["partials lost", fmt(t.partials_lost)]' in script and '["hold bound", t.hold_bound' in script
+    finally:
+        server.stop()

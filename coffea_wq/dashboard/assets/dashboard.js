@@ -159,8 +159,9 @@ function showProgress(p) {
 function showTasks(t) {
   const rows = [["waiting", fmt(t.waiting)], ["running", fmt(t.running)], ["done", fmt(t.done)],
     ["failed", fmt(t.failed)], ["retries", fmt(t.retries)], ["exhaustions", fmt(t.exhaustions)],
-    ["splits", fmt(t.splits)], ["sent", bytes(t.bytes_sent)], ["received", bytes(t.bytes_received)]];
-  fillTable("tasks", rows, (tr, [k, v]) => { cell(tr, k); const td = cell(tr, v, "num"); td.id = "tasks-" + k; });
+    ["splits", fmt(t.splits)], ["partials lost", fmt(t.partials_lost)], ["chunks redone", fmt(t.chunks_redone)],
+    ["hold bound", t.hold_bound || "-"], ["sent", bytes(t.bytes_sent)], ["received", bytes(t.bytes_received)]];
+  fillTable("tasks", rows, (tr, [k, v]) => { cell(tr, k); const td = cell(tr, v, "num"); td.id = "tasks-" + k.replace(/ /g, "-"); });
 }
 
 function showWorkers(snap) {

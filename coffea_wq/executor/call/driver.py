@@ -200,6 +200,9 @@ class CallDriver:
             log.debug("cannot read the connected workers: %r", exc)
             return
         self.feed(ev.WorkersSeen(features, now))
+        if self.tracker:
+            self.tracker.churn(self.report.partials_lost, self.report.chunks_redone_after_loss,
+                               self.state.hold_description())
 
     # ------------------------------------------------------------------ actions
     def carry_out_all(self, actions: list[ev.Action]) -> None:

@@ -432,11 +432,18 @@ class CallTables:
             lifetimes = self.partials.lifetimes
             self.report.workers_lost = lifetimes.losses
             self.report.mean_worker_lifetime_s = lifetimes.mean_lifetime(self.now)
-            bounds = self.partials.current_bounds(self.now)
-            self.report.hold_bound = "per chunk" if not bounds.hold else \
-                f"{bounds.every or 'any number of'} chunk(s) or {bounds.seconds:g} s"
+            self.report.hold_bound = self.hold_description()
         self.phase = Phase.CLOSING
         self.finish_when_merged()
+
+    def hold_description(self) -> str:
+        """The hand-back bound in force, in words ("" without partials on workers)."""
+        if self.partials is None:
+            return ""
+        bounds = self.partials.current_bounds(self.now)
+        if not bounds.hold:
+            return "per chunk"
+        return f"{bounds.every or 'any number of'} chunk(s) or {bounds.seconds:g} s"
 
     def finish_when_merged(self) -> None:
         if self.phase is Phase.CLOSING and self.merging == 0:

@@ -10,11 +10,24 @@ in ``unprocessed_items()``.
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coffea_wq.executor.call.report import CallOptions
 from tests.executor.call.sim import Chaos, chunks, event_ranges, merged_events, run_history
+
+@pytest.fixture(autouse=True)
+def quiet_call_log():
+    """Thousands of histories log thousands of retries and losses: only what says more is kept."""
+    logger = logging.getLogger("coffea_wq.executor.call")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
+
 
 HISTORIES = int(__import__("os").environ.get("CALL_HISTORIES", "10000"))
 
