@@ -165,7 +165,10 @@ class ManagerCore:
         avoid = self._avoidable(task.avoid_hosts) if task.avoid_hosts else None
         found = None
         stale = []
-        for worker in self._candidates.values():
+        candidates = list(self._candidates.values())
+        if task.prefer_oldest:  # the longest-connected first (accumulation tasks on a churning pool)
+            candidates.sort(key=lambda peer: peer.start_time)
+        for worker in candidates:
             if not worker.ready_for_tasks or not _has_room(worker) or worker.key not in self.peers:
                 stale.append(worker.key)  # back when it next says something (or at the next rescan)
                 continue

@@ -99,6 +99,7 @@ class TaskSpec:
     # coffea-wq: workers ("ip:port") to pass over while another worker is connected (a retry after a
     # read error there; docs/manager.md, section 3)
     avoid_hosts: list[str] = field(default_factory=list)
+    prefer_oldest: bool = False  # coffea-wq: the longest-connected worker that fits, not the next in turn
     # -- filled by the manager
     state: TaskState = TaskState.UNKNOWN
     result: ResultCode = ResultCode.UNKNOWN

@@ -90,6 +90,12 @@ class Task:
         self._spec.avoid_hosts.append(str(host))
         return 1
 
+    def specify_prefer_oldest_worker(self) -> int:
+        """coffea-wq: run on the longest-connected worker where the task fits (on a churning pool, the
+        one most likely to stay; docs/manager.md, section 3)."""
+        self._spec.prefer_oldest = True
+        return 1
+
     def specify_priority(self, priority: float) -> int:
         self._spec.priority = float(priority)
         return 1

@@ -80,6 +80,9 @@ def build_accumulation_task(wq: ModuleType, template: TaskTemplate, staging_root
     task = build_task(wq, template, 0, item_path, output)
     task.specify_tag(name)
     task.specify_priority(PRIORITY)
+    prefer_oldest = getattr(task, "specify_prefer_oldest_worker", None)
+    if callable(prefer_oldest):  # coffea-wq's manager: the worker likeliest to stay (docs/reduction.md, 6)
+        prefer_oldest()
     for n, path in enumerate(inputs):
         task.specify_input_file(str(path), INPUT_NAME.format(n), cache=False)
     return task

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from coffea_wq.executor.call.report import CallOptions
 from tests.executor.call.sim import Chaos, chunks, event_ranges, merged_events, run_history
 
+
 @pytest.fixture(autouse=True)
 def quiet_call_log():
     """Thousands of histories log thousands of retries and losses: only what says more is kept."""
