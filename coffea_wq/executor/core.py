@@ -174,9 +174,11 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
                                       keeps a running sum (a partial) and hands it back, so this
                                       process merges a few results, not one per chunk (docs/reduction.md).
                                       False: every chunk's result is merged here, as before.
-    chunks_per_accum : int (None)     most chunks a partial holds before it is handed back (None: no
-                                      limit; bounds what a lost worker or a killed run costs).
-    accum_interval : float (None)     seconds after which a partial is handed back at its next chunk.
+    chunks_per_accum : int (None)     most chunks a partial holds before it is handed back (None: the
+                                      run chooses, from how long its workers live, docs/reduction.md
+                                      section 6; bounds what a lost worker or a killed run costs).
+    accum_interval : float (None)     seconds after which a partial is handed back at its next chunk
+                                      (None: the run chooses, at most 300).
     chunks_accum_in_mem : int (2)     accepted for coffea 0.7; merging always holds at most two results.
     treereduction : int (20)          results an accumulation task adds (fan-in): the results of chunks
                                       that ran cold (CCTools' work_queue_worker) are added on workers;
