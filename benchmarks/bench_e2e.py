@@ -22,7 +22,7 @@ the run with it on is.
 
 Events per chunk size: the whole sample, unless that makes more than ``--max-chunks`` chunks;
 then coffea's ``maxchunks`` takes the first ``--max-chunks / datasets`` chunks of each dataset
-(the default, 10,002 chunks of 20 events = ~200k events, is the issue-14 case of >= 10,000
+(the default, 10,002 chunks of 20 events = ~200k events, is the case of >= 10,000
 tiny chunks, where per-task overhead dominates). The chunks and events of each chunk size are
 printed before its runs.
 
@@ -65,8 +65,8 @@ from analysis_examples.topeft.processor import TopEFTLikeProcessor  # noqa: E402
 from benchmarks.peer_executors import PEERS, missing, peer_executor  # noqa: E402
 
 DATA_DIR = REPO / "analysis_examples" / "data" / "generated"
-FUTURES_TARGETS = {100_000: 1.0, 10_000: 0.9}  # coffea-wq / FuturesExecutor (issue 4)
-LIMIT_TARGETS = {100_000: 0.9, 10_000: 0.9, 20: 0.8}  # coffea-wq / (workers x Iterative) (issue 14)
+FUTURES_TARGETS = {100_000: 1.0, 10_000: 0.9}  # coffea-wq / FuturesExecutor
+LIMIT_TARGETS = {100_000: 0.9, 10_000: 0.9, 20: 0.8}  # coffea-wq / (workers x Iterative)
 COMPUTE_TARGETS = {100_000: 0.9, 10_000: 0.9}  # coffea-wq / compute limit
 PEER_TARGET = 1.5  # coffea-wq / the best of Futures, Dask, Parsl, at every chunk size
 PHASES_COST_TARGET = 0.01  # the breakdown's cost: at most 1% of a run's time

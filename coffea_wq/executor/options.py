@@ -23,7 +23,7 @@ from coffea_wq.executor.tasks.staging import DEFAULT_PRELOAD
 from coffea_wq.executor.workers.factory_pool import validate_factory_options
 from coffea_wq.resources.categories import COFFEA_CATEGORIES
 
-# "auto" is max-throughput, as the issue defines it (coffea 0.7 made it an alias of max-seen)
+# "auto" is max-throughput here (coffea 0.7 made it an alias of max-seen; docs/resources.md)
 RESOURCE_MODES = {"fixed": "fixed", "max-seen": "max", "max": "max", "auto": "max-throughput",
                   "max-throughput": "max-throughput", "min-waste": "min-waste"}
 RESOURCE_NAMES = ("cores", "memory", "disk", "gpus")

@@ -165,9 +165,10 @@ class ManagerCore:
         avoid = self._avoidable(task.avoid_hosts) if task.avoid_hosts else None
         found = None
         stale = []
-        candidates = list(self._candidates.values())
-        if task.prefer_oldest:  # the longest-connected first (accumulation tasks on a churning pool)
-            candidates.sort(key=lambda peer: peer.start_time)
+        # the longest-connected first for the few tasks that ask (accumulation tasks on a churning
+        # pool); the others take the candidates in turn, without a copy
+        candidates = sorted(self._candidates.values(), key=lambda peer: peer.start_time) if task.prefer_oldest \
+            else self._candidates.values()
         for worker in candidates:
             if not worker.ready_for_tasks or not _has_room(worker) or worker.key not in self.peers:
                 stale.append(worker.key)  # back when it next says something (or at the next rescan)

@@ -36,7 +36,7 @@ class AllocationMode(enum.Enum):
     def parse(cls, text: str | AllocationMode) -> AllocationMode:
         """The mode named by ``text``: fixed, max (or max-seen), min-waste, max-throughput (or auto).
 
-        ``auto`` means max-throughput, as the issue defines it. Case, ``_`` and ``-`` do not matter.
+        ``auto`` means max-throughput (coffea 0.7 made it max-seen). Case, ``_`` and ``-`` do not matter.
 
         Example::
 

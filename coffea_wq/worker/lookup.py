@@ -42,7 +42,7 @@ def find_manager_choices(regex: str, catalog: str | None, last_served: object | 
         )
         for record in records
     ]
-    # move on to another manager when one is available (issue 5: one at a time, then the next)
+    # move on to another manager when one is available (one at a time, then the next)
     choices.sort(key=lambda choice: choice.key == last_served)
     log.debug("catalog lookup for %r: %s", regex, [c.project for c in choices])
     return choices

@@ -20,6 +20,9 @@ OUTSIDE_CITATION = re.compile(
     r"wq-protocol\.md|wq-transcripts\.md|baseline\.md|cctools-cli\.md|coffea-wq-survey\.md|"
     r"ARCHITECTURE\.md|STYLE\.md|platform\.md|\bpitfalls? ?#?\d+|shared/research|/work/shared"
 )
+# pointers to the project's issues, or to other projects' ("issue 14", "the issue", "coffea#1382"):
+# the reader of the code has the code and docs/, not the tracker; say what the issue said instead
+ISSUE_POINTER = re.compile(r"\bissues? ?#?\d+\b|\bissue-\d+\b|\bthe issue\b|\b[a-z][\w-]*#\d{2,}\b", re.IGNORECASE)
 SCANNED = ("coffea_wq", "envtools", "tests", "benchmarks", "analysis_examples", "docs")
 SUFFIXES = {".py", ".md", ".txt", ".cfg", ".toml", ".sh", ".js", ".html", ".css", ".json"}
 TOP_LEVEL_FILES = ("README.md", "Makefile", "setup.cfg", "pyproject.toml")
@@ -63,7 +66,8 @@ TEAM_ROLE = re.compile(r"\bengineers?(?:'s|s')?\b", re.IGNORECASE)
 
 def outside_citations(text: str) -> list[tuple[int, str]]:
     """(line number, line) of every line of ``text`` that cites a file outside the repository."""
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if OUTSIDE_CITATION.search(line)]
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
+            if OUTSIDE_CITATION.search(line) or ISSUE_POINTER.search(line)]
 
 
 def scanned_files(root: Path) -> list[Path]:
@@ -84,9 +88,16 @@ def test_the_checker_finds_each_kind_of_outside_citation():
         "Steps from shared/research/platform.md §4a",
         "flags as in cctools-cli.md",
         "see /work/shared/STYLE.md",
+        "# (issue 5: one at a time, then the next)",
+        "the targets from issue 14",
+        "\"\"\"Issue 7 acceptance: the example",
+        "auto means max-throughput, as the issue defines it",
+        "the model of coffea 0.7 (issue #596)",
+        "a known failure (cctools#3851)",
     ):
         assert outside_citations(line) == [(1, line)], line
-    for line in ('# (docs/protocol.md, "Framing")', "--python /shared/venv/bin/python", "a pitfall of Slurm"):
+    for line in ('# (docs/protocol.md, "Framing")', "--python /shared/venv/bin/python", "a pitfall of Slurm",
+                 "the issues a user meets", "x = items[#3]", "see docs/executor.md, section 7"):
         assert outside_citations(line) == [], line
 
 

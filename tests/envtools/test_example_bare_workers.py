@@ -1,4 +1,4 @@
-"""Issue 7 acceptance: the example analysis runs with ``environment_file`` on two workers whose own
+"""Acceptance: the example analysis runs with ``environment_file`` on two workers whose own
 Python lacks coffea, and gives IterativeExecutor's histograms.
 
 * a REAL ``work_queue_worker`` with ``PATH=/usr/bin:/bin``: its tasks' ``python3`` is Debian's,

@@ -7,7 +7,7 @@ chunk, of whatever size is wanted, only when a task is about to be submitted.
 ``ChunkSizeModel`` learns from each processed chunk (its events, its wall time and, with
 resource monitoring, its peak memory) how many events fit a target.
 
-The model follows coffea 0.7 (issue #596): per target, fit ``events = slope * measure +
+The model follows coffea 0.7's dynamic chunk sizes: per target, fit ``events = slope * measure +
 intercept`` by least squares over the reports whose events-per-unit ratio is not in the lowest
 quarter, falling back to the median ratio through zero when the fit is unusable (negative slope
 or positive intercept: a task's memory includes a fixed interpreter baseline, which the fit's
