@@ -37,6 +37,11 @@ WORKER_TOKEN_ENV = "COFFEA_WQ_WORKER_TOKEN"  # set by the worker in every warm t
 CHUNK_ENV = "COFFEA_WQ_CHUNK"  # the executor's key of the task's chunk
 RUN_ENV = "COFFEA_WQ_RUN"  # the executor call the task belongs to (one partial per run in a slot)
 FLUSH_ENV = "COFFEA_WQ_FLUSH"  # a flush task: the id of the partial to hand back
+# the hold bounds in force for one chunk task (docs/reduction.md, section 6); HOLD_ENV "0": not held
+HOLD_ENV = "COFFEA_WQ_HOLD"
+HOLD_EVERY_ENV = "COFFEA_WQ_HOLD_EVERY"
+HOLD_SECONDS_ENV = "COFFEA_WQ_HOLD_SECONDS"
+SLOT_MODULE = "coffea_wq_warm_slot"  # the module a warm slot gives the task script (zygote.py)
 # where a task's time went (docs/executor.md, section 10), set by the worker for every task;
 # task_clock.py spells the same names
 LAUNCHED_ENV = "COFFEA_WQ_LAUNCHED"  # time.time() when the worker launched the task

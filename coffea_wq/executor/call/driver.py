@@ -47,9 +47,8 @@ from coffea_wq.executor.tasks.task_facts import (
     connected_workers,
     verbose_report,
 )
-from coffea_wq.executor.tasks.task_script import HOLD_ENV, HOLD_EVERY_ENV, HOLD_SECONDS_ENV
 from coffea_wq.executor.workers.refused import RefusedWorkers, password_mismatch_error
-from coffea_wq.worker.warm_contract import CHUNK_ENV
+from coffea_wq.worker.warm_contract import CHUNK_ENV, HOLD_ENV, HOLD_EVERY_ENV, HOLD_SECONDS_ENV
 
 log = logging.getLogger("coffea_wq.executor.call")
 
