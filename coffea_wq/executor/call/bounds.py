@@ -62,11 +62,13 @@ class WorkerLifetimes:
     losses: int = 0
     exposure: float = 0.0  # worker-seconds of the workers that left
     lifetimes: list[float] = field(default_factory=list)  # of the workers that left, in order
+    departed: set[str] = field(default_factory=set)  # workers seen, then gone (a worker's token is never reused)
 
     def observe(self, connected: set[str] | frozenset[str], now: float) -> list[str]:
         """The workers connected at ``now``; returns those that left since the last observation."""
         gone = [worker for worker in self.alive if worker not in connected]
         for worker in gone:
+            self.departed.add(worker)
             lived = max(0.0, now - self.alive.pop(worker))
             self.losses += 1
             self.exposure += lived

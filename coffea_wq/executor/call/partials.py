@@ -69,7 +69,6 @@ class Partials:
     chunk_times: list[float] = field(default_factory=list)  # compute of the latest chunks (s)
     slowest_chunk_s: float = 0.0
     losses: dict[int, int] = field(default_factory=dict)  # key -> times its value was lost
-    connected: frozenset[str] | None = None  # the features seen last (None: never looked)
 
     # ------------------------------------------------------------------ bounds
     def bounds(self, key: int, now: float) -> HoldBounds:
@@ -100,9 +99,11 @@ class Partials:
     # ------------------------------------------------------------------ facts
     def held(self, key: int, partial_id: str) -> Verdict:
         """A chunk's held record: its value joined ``partial_id``."""
-        if self.connected is not None and self.ledger.partials.get(partial_id) is None:
+        if self.ledger.partials.get(partial_id) is None:
             feature = partial_feature(partial_id)
-            if feature not in self.connected:  # held by a worker that already left: lost at once
+            # held by a worker seen leaving already: lost at once (one that joined since the last
+            # look is simply not seen yet)
+            if feature in self.lifetimes.departed:
                 decision = self.ledger.held(key, partial_id)
                 return self._verdict(decision).merge_with(self.lose(partial_id, f"its worker ({feature}) left"))
         return self._verdict(self.ledger.held(key, partial_id))
@@ -130,7 +131,6 @@ class Partials:
 
     def workers_seen(self, features: frozenset[str], now: float) -> Verdict:
         """The connected workers now: partials of the workers that left are lost."""
-        self.connected = features
         self.lifetimes.observe({f for f in features if f.startswith(_FEATURE_PREFIX)}, now)
         verdict = Verdict()
         for partial in self.ledger.partials_off(set(features)):

@@ -87,6 +87,7 @@ class World:
     next_worker: int = 0
     finished: bool = False
     merges: int = 0
+    departed: list[Worker] = field(default_factory=list)
 
     # ------------------------------------------------------------------ the pool
     def add_worker(self) -> None:
@@ -95,6 +96,7 @@ class World:
 
     def lose_worker(self, worker: Worker) -> None:
         self.workers.remove(worker)  # its partials go with it; tasks it ran are requeued by the manager
+        self.departed.append(worker)
 
     def features(self) -> frozenset[str]:
         return frozenset(w.feature for w in self.workers)
@@ -166,6 +168,8 @@ class World:
             worker = next(w for w in self.workers if w.feature == task.feature)
             return self.flush(task, worker)
         worker = self.rng.choice(self.workers)
+        if task.kind == "chunk" and self.departed and self.rng.random() < 0.05:
+            worker = self.rng.choice(self.departed)  # its record arrives after the worker was seen leaving
         if task.kind == "accumulation":
             return self.accumulate(task, worker, chaos)
         roll = self.rng.random()

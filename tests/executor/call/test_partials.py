@@ -70,12 +70,17 @@ def test_a_partial_is_lost_at_once_when_its_worker_leaves_and_its_flush_is_cance
 
 def test_a_held_record_from_a_worker_already_gone_is_lost_at_once():
     partials = Partials()
-    partials.ledger.add(5)
-    partials.ledger.submitted(5)
-    partials.workers_seen(frozenset({W2}), now=0.0)
+    for key in (5, 6):
+        partials.ledger.add(key)
+        partials.ledger.submitted(key)
+    partials.workers_seen(frozenset({W1, W2}), now=0.0)
+    partials.workers_seen(frozenset({W2}), now=1.0)
     verdict = partials.held(5, "w1/7/0")  # W1 left before its held record was read
     assert verdict.resubmit == (5,)
     assert not partials.ledger.live_partials()
+    # a worker that joined since the last look is not gone: its first held record starts a partial
+    assert partials.held(6, "w3/9/0").resubmit == ()
+    assert [p.partial_id for p in partials.ledger.live_partials()] == ["w3/9/0"]
 
 
 def test_a_late_flush_is_given_up_and_its_partial_counts_as_lost():
