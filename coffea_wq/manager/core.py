@@ -25,7 +25,7 @@ from coffea_wq.manager.queue import TaskQueue
 from coffea_wq.manager.stdout import SpoolDirectory, StdoutSpool
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
 from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_send
-from coffea_wq.manager.workers import Peer, PeerKind, now_us
+from coffea_wq.manager.workers import Peer, PeerKind, now_us, oldest_first
 from coffea_wq.protocol import messages as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.allocation import AllocationMode, add_resources, fits, subtract_resources, task_box
@@ -165,11 +165,7 @@ class ManagerCore:
         avoid = self._avoidable(task.avoid_hosts) if task.avoid_hosts else None
         found = None
         stale = []
-        # the longest-connected first for the few tasks that ask (accumulation tasks on a churning
-        # pool); the others take the candidates in turn, without a copy
-        candidates = sorted(self._candidates.values(), key=lambda peer: peer.start_time) if task.prefer_oldest \
-            else self._candidates.values()
-        for worker in candidates:
+        for worker in (oldest_first(self._candidates.values()) if task.prefer_oldest else self._candidates.values()):
             if not worker.ready_for_tasks or not _has_room(worker) or worker.key not in self.peers:
                 stale.append(worker.key)  # back when it next says something (or at the next rescan)
                 continue

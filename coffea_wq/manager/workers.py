@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from coffea_wq.manager.stdout import StdoutSpool
@@ -117,3 +118,9 @@ class Peer:
         self.outbox.add(data)
         if self.flush_set is not None:
             self.flush_set.add(self)
+
+
+def oldest_first(peers: Iterable[Peer]) -> list[Peer]:
+    """``peers``, longest-connected first: where a task that asks for it is offered first
+    (``Task.specify_prefer_oldest_worker``, docs/manager.md, section 3)."""
+    return sorted(peers, key=lambda peer: peer.start_time)

@@ -45,6 +45,7 @@ SLOT_MODULE = "coffea_wq_warm_slot"  # the module a warm slot gives the task scr
 # where a task's time went (docs/executor.md, section 10), set by the worker for every task;
 # task_clock.py spells the same names
 LAUNCHED_ENV = "COFFEA_WQ_LAUNCHED"  # time.time() when the worker launched the task
+PHASES_ENV = "COFFEA_WQ_PHASES"  # "0": the task does not time its phases (to measure what timing costs)
 INPUTS_ENV = "COFFEA_WQ_INPUTS_S"  # seconds the worker spent preparing its sandbox (inputs)
 WORKER_FEATURE_PREFIX = "coffea-wq-worker-"  # + the token: the feature a coffea-wq worker advertises
 TASK_SCRIPT = "coffea_wq_task.py"

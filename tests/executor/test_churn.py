@@ -26,7 +26,7 @@ from coffea.nanoevents import NanoAODSchema
 
 import coffea_wq
 from coffea_wq.executor import last_report
-from coffea_wq.executor.tasks.task_loop import CallReport
+from coffea_wq.executor.call.report import CallReport
 from tests import support
 from tests.executor import helpers, nano
 
@@ -43,8 +43,6 @@ CONTROL_RUN_BOUND_S = 90.0
 # reduction this pool took 34 s where four coffea-wq workers took 18 (a loaded 2-core machine)
 MIXED_RUN_BOUND_S = 55.0
 MIN_KILLS = 3  # the churn really happened while the run went on
-
-LOST_PARTIALS = "partials lost under churn: fixed by the call state machine"
 
 
 def _import_churn():
@@ -119,14 +117,12 @@ def assert_finished_equal_and_counted_once(run: ChurnRun, fileset: dict) -> None
     nano.assert_same_histograms(helpers.iterative_output(fileset, CHUNKSIZE), run.out)
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_PARTIALS)
 def test_reduction_survives_heavy_churn_of_coffea_wq_workers(fileset, tmp_path):
     run = run_under_churn(fileset, tmp_path, ["coffea-wq"] * 4)
     assert_finished_equal_and_counted_once(run, fileset)
 
 
 @support.requires_cctools
-@pytest.mark.xfail(strict=True, reason=LOST_PARTIALS)
 def test_reduction_survives_heavy_churn_of_a_mixed_pool(fileset, tmp_path):
     run = run_under_churn(fileset, tmp_path, ["coffea-wq", "cctools", "coffea-wq", "coffea-wq"],
                           bound=MIXED_RUN_BOUND_S)

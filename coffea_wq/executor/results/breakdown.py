@@ -147,7 +147,7 @@ def _percent(share: float) -> str:
     return f"{round(100 * share)}%"
 
 
-def manager_phases(task: Any) -> dict[str, float]:
+def manager_phases(task: FinishedTask) -> dict[str, float]:
     """Seconds a task waited, was sent and was fetched, from its µs timestamps (both Work Queue APIs),
     and ``execute``: its run time on the worker. A timestamp that is missing or 0 gives no phase.
 
