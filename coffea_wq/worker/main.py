@@ -196,7 +196,7 @@ def start_cache_server(options: WorkerOptions, password: bytes | None, workspace
             directory = workspace.root / "peer-tls"
             directory.mkdir(mode=0o700)
             tls = server_context(*self_signed_certificate(directory, "coffea-wq worker"))
-        server = CacheServer(password, tls, port=options.peer_port)
+        server = CacheServer(password, tls, port=options.peer_port, timeout=options.peer_timeout)
     except (OSError, CertificateError, ssl.SSLError) as error:
         notice(f"peer transfers off: cannot serve the cache to other workers ({error})")
         return None

@@ -49,6 +49,7 @@ class WorkerOptions:
     keep_path: bool = False
     peer_transfers: bool = True  # serve the cache to other workers and fetch from them (docs/worker.md)
     peer_port: int = 0  # where the cache server listens (0: any free port)
+    peer_timeout: float = 60.0  # seconds a peer transfer may make no progress before it counts as failed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "file comes from the manager, as with work_queue_worker)")
     parser.add_argument("--peer-port", type=int, default=0, metavar="PORT",
                         help="the port the cache server listens on for other workers (default: any free port)")
+    parser.add_argument("--peer-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="a transfer from or to another worker that makes no progress for this long fails "
+                             "(the manager then sends the file; default 60)")
     parser.add_argument("-i", "--min-backoff", type=float, default=1.0, help="first retry delay, in s (default 1)")
     parser.add_argument("-b", "--max-backoff", type=float, default=60.0, help="longest retry delay, in s (default 60)")
     parser.add_argument("-A", "--arch", help="architecture to report instead of uname's")
@@ -149,6 +153,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         raise OptionError("--ssl-ca needs --ssl")
     if args.ssl_ca is not None and not args.ssl_ca.is_file():
         raise OptionError(f"--ssl-ca file {str(args.ssl_ca)!r} does not exist or is not a file")
+    if args.peer_timeout <= 0:
+        raise OptionError(f"--peer-timeout must be positive (got {args.peer_timeout:g})")
     if not 0 <= args.peer_port < 65536:
         raise OptionError(f"--peer-port {args.peer_port}: not a TCP port (0-65535)")
     timeout = args.timeout
@@ -179,6 +185,7 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         keep_path=args.keep_path,
         peer_transfers=args.peer_transfers,
         peer_port=args.peer_port,
+        peer_timeout=args.peer_timeout,
     )
 
 

@@ -155,7 +155,7 @@ class WorkerSession:
         self.fetches: PeerFetches | None = None
         if self.cache_server is not None:
             self.cache_server.cache = self.cache
-            self.fetches = PeerFetches(self.cache, self.settings.password, self.peer_tls)
+            self.fetches = PeerFetches(self.cache, self.settings.password, self.peer_tls, self.cache_server.timeout)
 
     # -- the loop
 

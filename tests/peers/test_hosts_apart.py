@@ -144,3 +144,36 @@ def test_a_worker_whose_host_vanishes_is_found_by_the_keepalive_and_its_task_run
     lost = [r.getMessage() for r in caplog.records if "did not answer a keepalive" in r.getMessage()]
     assert lost and lost_host.address in lost[0], lost
     assert found_after < 30, found_after  # bounded by the keepalive settings, not TCP's retransmission
+
+
+def test_a_source_whose_host_vanishes_mid_transfer_times_out_and_the_manager_sends_the_file(lab, tmp_path, env_file,
+                                                                                             caplog):
+    path, data = env_file
+    caplog.set_level(logging.WARNING, logger="coffea_wq.manager")
+    manager_host = lab.add_host("manager")
+    with lab.entered(manager_host), wq.WorkQueue(port=9123) as q:
+        q.tune("keepalive-interval", 2)
+        q.tune("keepalive-timeout", 3)
+        source_host, _ = start_worker(lab, "source", tmp_path, "--peer-timeout", "4", manager_host.address, "9123")
+        wait_for_workers(q, 1)
+        q.submit(digest_task(path, sleep=8))  # holds the source's only core
+        wait_until(lambda: q._manager.peer_transfer_counts()["manager_copies"] == 1 and q.stats.tasks_running == 1,
+                   30, "the first copy on the source")
+        lab.shape(source_host, "16mbit", both_ways=False)
+        start_worker(lab, "fetcher", tmp_path, "--peer-timeout", "4", manager_host.address, "9123")
+        wait_for_workers(q, 2)
+        q.submit(digest_task(path))
+        wait_until(lambda: incoming_peer_bytes(tmp_path / "fetcher") > (1 << 20), 30, "the peer transfer to start")
+        lab.cut(source_host)  # the fetcher's transfer stalls: no FIN, no reset
+        done = []
+        deadline = time.monotonic() + 90
+        while len(done) < 2 and time.monotonic() < deadline:
+            task = q.wait(1)
+            if task is not None:
+                done.append(task)
+        counts = q._manager.peer_transfer_counts()
+    assert len(done) == 2
+    expect_digests(done, data)
+    assert counts["failures"] == 1, counts
+    named = [r.getMessage() for r in caplog.records if "could not get" in r.getMessage()]
+    assert named and f"({source_host.address}:" in named[0] and "timed out" in named[0], named
