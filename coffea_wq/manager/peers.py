@@ -28,9 +28,11 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from coffea_wq.manager.task import FileKind, FileSpec
 from coffea_wq.manager.workers import Peer
@@ -62,7 +64,9 @@ class SharedFile:
     path: str
     signature: tuple
     mode: int
-    digest: str = ""
+    digest: str = ""  # hex SHA-256, computed off the loop (PeerPlanner._digest_ready)
+    hashing: bool = False
+    unreadable: bool = False  # the digest could not be computed: every copy comes from the manager
     holders: set[int] = field(default_factory=set)  # workers that confirmed a whole copy
     arriving: dict[int, int] = field(default_factory=dict)  # worker -> its source (0: the manager)
     waiting: list[int] = field(default_factory=list)  # workers waiting for a source with a free slot
@@ -71,14 +75,14 @@ class SharedFile:
     # workers that held another version: until they confirm the new one, they might serve the old bytes
     stale: set[int] = field(default_factory=set)
 
-    def sha256(self) -> str:
-        if not self.digest:
-            digest = hashlib.sha256()
-            with open(self.path, "rb") as handle:
-                while data := handle.read(1 << 20):
-                    digest.update(data)
-            self.digest = digest.hexdigest()
-        return self.digest
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while data := handle.read(1 << 20):
+            digest.update(data)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -110,6 +114,9 @@ class PeerPlanner:
         self.files: dict[str, SharedFile] = {}
         self.specs: dict[str, FileSpec] = {}
         self.counts = PeerCounts()
+        # runs a function on the loop's terms (with the manager lock, then a wake-up); set by the server
+        # so a large file's digest is computed in a thread, not on the loop. None: computed inline
+        self.run_in_loop: Callable[[Callable[[], object]], object] | None = None
         self.source_names: dict[int, str] = {}  # source key -> "worker HOST (ADDRESS)", kept after it leaves
 
     # ------------------------------------------------------------------ at commit
@@ -142,6 +149,7 @@ class PeerPlanner:
             shared.stale.add(worker.key)
         shared.arriving[worker.key] = 0
         self.counts.manager_copies += 1
+        self._digest_ready(shared)  # start hashing now: the next worker's peer-get needs the digest
         worker.send(worker.conn.send(msg.CacheReport(spec.cached_name)))
 
     def _shared(self, spec: FileSpec, signature: tuple) -> SharedFile:
@@ -166,14 +174,46 @@ class PeerPlanner:
             shared.stale |= shared.holders | shared.arriving.keys()
             shared.holders.clear()
 
+    def _digest_ready(self, shared: SharedFile) -> bool:
+        """Whether the file's digest is known; if not, computing it starts in a thread (hashing 1.5 GB
+        takes seconds the loop cannot spare), and waiting workers are served when it is done."""
+        if shared.digest or shared.unreadable:
+            return bool(shared.digest)
+        if self.run_in_loop is None:
+            self._hashed(shared, self._hash_or_empty(shared))
+            return bool(shared.digest)
+        if not shared.hashing:
+            shared.hashing = True
+            threading.Thread(target=lambda: self.run_in_loop(partial(self._hashed, shared, self._hash_or_empty(shared))),
+                             name=f"coffea-wq-digest-{shared.name[:40]}", daemon=True).start()
+        return False
+
+    def _hash_or_empty(self, shared: SharedFile) -> str:
+        try:
+            return file_sha256(shared.path)
+        except OSError as error:
+            log.warning("cannot read %s to pass it between workers (%s); the manager sends every copy",
+                        shared.path, error)
+            return ""
+
+    def _hashed(self, shared: SharedFile, digest: str) -> None:
+        shared.hashing = False
+        shared.digest = digest
+        shared.unreadable = not digest
+        current = self.files.get(shared.name)
+        if current is not None:
+            self._serve_waiting(current)
+
     def _start_from_peer(self, shared: SharedFile, worker: Peer) -> bool:
+        if not self._digest_ready(shared):
+            return False
         source = self._free_source(shared, worker)
         if source is None:
             return False
         if worker.cache.get(shared.name, shared.signature) != shared.signature:
             shared.stale.add(worker.key)  # it holds an older version until the new one is in place
         host = source.address.rpartition(":")[0].strip("[]")
-        worker.send(worker.conn.send(msg.PeerGet(shared.name, shared.signature[0], shared.mode, shared.sha256(),
+        worker.send(worker.conn.send(msg.PeerGet(shared.name, shared.signature[0], shared.mode, shared.digest,
                                                  host, source.peer_port)))
         shared.arriving[worker.key] = source.key
         shared.serving[source.key] += 1
@@ -183,6 +223,8 @@ class PeerPlanner:
 
     def _source_to_come(self, shared: SharedFile, worker: Peer) -> bool:
         """Whether a peer may serve ``worker`` later: a usable holder (busy now) or a copy on its way."""
+        if shared.unreadable:
+            return False
         return bool(shared.arriving) or any(self._usable(shared, key, worker) for key in shared.holders)
 
     def _usable(self, shared: SharedFile, key: int, worker: Peer) -> bool:

@@ -89,6 +89,7 @@ class ManagerServer:
         self.queue = TaskQueue()
         self._id_lock = threading.Lock()  # task ids are given out by submit(), on the caller's thread
         self.core = ManagerCore(self.queue, self.logs, self._notify_retrieved)
+        self.core.planner.run_in_loop = self.call  # a file's digest is computed in a thread (manager/peers.py)
         self.listener = bind_listener(port, host)
         self.port: int = self.listener.getsockname()[1]
         self.host = host
