@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor_files, wrapped_command
 from coffea_wq.manager.outputs import OutputWriter, RefusedName
-from coffea_wq.manager.peers import HeldTask, PeerPlanner
+from coffea_wq.manager.peers import PeerPlanner
 from coffea_wq.manager.queue import TaskQueue
 from coffea_wq.manager.stdout import SpoolDirectory, StdoutSpool
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
 from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_send
-from coffea_wq.manager.workers import Peer, PeerKind, now_us, oldest_first
+from coffea_wq.manager.workers import HeldTask, Peer, PeerKind, now_us, oldest_first
 from coffea_wq.protocol import messages as msg
 from coffea_wq.protocol.codes import FileFlags, ResultCode, TaskState
 from coffea_wq.resources.allocation import AllocationMode, add_resources, fits, subtract_resources, task_box

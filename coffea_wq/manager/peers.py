@@ -49,14 +49,6 @@ DEFAULT_PER_SOURCE = 2
 
 
 @dataclass
-class HeldTask:
-    """A task block that waits on its worker for ``names`` to arrive."""
-
-    message: msg.TaskMessage
-    names: set[str]
-
-
-@dataclass
 class SharedFile:
     """One cached file as the peer planner follows it across workers."""
 

@@ -13,7 +13,7 @@ from coffea_wq.manager.task import TaskSpec
 from coffea_wq.manager.transfers import Outbox, Piece
 from coffea_wq.protocol.codes import TaskState
 from coffea_wq.protocol.manager_side import WorkerConnection
-from coffea_wq.protocol.messages import ResultStart
+from coffea_wq.protocol.messages import ResultStart, TaskMessage
 from coffea_wq.resources.types import Resources
 
 RESOURCE_KEYS = ("workers", "cores", "memory", "disk", "gpus")
@@ -34,6 +34,14 @@ class ResourceRow:
 
 def now_us() -> int:
     return int(time.time() * 1_000_000)
+
+
+@dataclass
+class HeldTask:
+    """A task block that waits on its worker for the cached ``names`` on their way there (manager/peers.py)."""
+
+    message: TaskMessage
+    names: set[str]
 
 
 @dataclass(eq=False)
@@ -76,7 +84,7 @@ class Peer:
     tls_want_write: bool = False  # the handshake waits until the socket can be written
     conn_password: bytes | None = None  # the password this connection was (or is being) checked against
     peer_port: int = 0  # where a coffea-wq worker serves its cache to other workers (0: it does not)
-    held_tasks: dict[int, object] = field(default_factory=dict)  # task id -> peers.HeldTask (inputs on their way)
+    held_tasks: dict[int, HeldTask] = field(default_factory=dict)  # by task id: inputs still on their way
     # the loop's set of peers to flush at the end of its turn (so a turn never walks every peer)
     flush_set: set | None = field(default=None, repr=False)
     interest: int = 1  # the selector events registered for the socket (EVENT_READ)
