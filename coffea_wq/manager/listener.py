@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import resource
 import socket
+
+log = logging.getLogger("coffea_wq.manager")
 
 DEFAULT_PORT = 9123
 
@@ -45,6 +49,27 @@ def parse_port_spec(port: int | str | tuple[int, int] | list[int] | None) -> tup
     return low, high
 
 
+# thousands of workers may connect at once (a batch system starting them): connections waiting to be
+# accepted queue here, not in SYN retries (the kernel caps it at net.core.somaxconn)
+LISTEN_BACKLOG = 4096
+# one descriptor per connected worker: the manager's process may hold this many (within the hard limit)
+WANTED_OPEN_FILES = 65536
+
+
+def raise_open_files_limit(wanted: int = WANTED_OPEN_FILES) -> int:
+    """Raise the process's soft RLIMIT_NOFILE towards ``wanted`` (never above the hard limit, never
+    lowered); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            log.info("cannot raise the open-files limit from %d to %d: %s", soft, target, error)
+    return soft
+
+
 def bind_listener(port: int | str | tuple[int, int] | list[int] | None, host: str = "") -> socket.socket:
     """A non-blocking listening socket on the first free port of the range.
 
@@ -63,7 +88,7 @@ def bind_listener(port: int | str | tuple[int, int] | list[int] | None, host: st
             if error.errno in (errno.EADDRINUSE, errno.EACCES):
                 continue
             raise
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
         return sock
     where = f"port {low}" if low == high else f"any port in {low}-{high}"

@@ -79,19 +79,23 @@ class ManagerLogs:
         )
 
     def category_max(self, name: str, resources) -> None:
-        self._call("category_max", name, _box_dict(resources))
+        if self.tx is not None:  # the arguments cost something to build: only when the log is kept
+            self._call("category_max", name, _box_dict(resources))
 
     def category_min(self, name: str, resources) -> None:
-        self._call("category_min", name, _box_dict(resources))
+        if self.tx is not None:  # the arguments cost something to build: only when the log is kept
+            self._call("category_min", name, _box_dict(resources))
 
     def category_first(self, name: str, mode: str, resources) -> None:
         self._call("category_first", name, mode, _box_dict(resources))
 
     def task_waiting(self, task: TaskSpec) -> None:
-        self._call("task_waiting", task.task_id, task.category, _label(task), _box_dict(task.requested))
+        if self.tx is not None:
+            self._call("task_waiting", task.task_id, task.category, _label(task), _box_dict(task.requested))
 
     def task_running(self, task: TaskSpec, address: str) -> None:
-        self._call("task_running", task.task_id, address, _label(task), _box_dict(task.allocated))
+        if self.tx is not None:
+            self._call("task_running", task.task_id, address, _label(task), _box_dict(task.allocated))
 
     def task_waiting_retrieval(self, task: TaskSpec, address: str) -> None:
         self._call("task_waiting_retrieval", task.task_id, address)

@@ -14,6 +14,7 @@ protocol event to its handler -> dispatch ready tasks -> keepalive -> flush outb
 
 from __future__ import annotations
 
+import errno
 import logging
 import selectors
 import socket
@@ -25,7 +26,7 @@ from collections.abc import Callable
 
 from coffea_wq.manager.core import ManagerCore
 from coffea_wq.manager.handlers import EventHandlers
-from coffea_wq.manager.listener import bind_listener
+from coffea_wq.manager.listener import bind_listener, raise_open_files_limit
 from coffea_wq.manager.logs import ManagerLogs
 from coffea_wq.manager.queue import TaskQueue
 from coffea_wq.manager.task import TaskSpec
@@ -45,6 +46,8 @@ RECV_SIZE = 1 << 20
 TICK = 1.0
 ACCEPTS_PER_TURN = 256
 EVENTS_PER_BATCH = 256  # ready sockets handled between two dispatch-and-flush steps
+TAKE_IN_DELAY = 0.05  # s: how long the loop leaves submitted tasks while more keep coming
+TAKE_IN_POLL = 0.005  # s: how often it looks meanwhile
 
 
 class ManagerLock:
@@ -84,12 +87,17 @@ class ManagerServer:
         # submit() never waits for the lock: tasks wait here until its next holder takes them in
         self._submitted: deque[TaskSpec] = deque()
         self.lock = ManagerLock(raw_lock, self._take_in_submitted)
+        self._raw_lock = raw_lock  # the loop's own turns: it takes submitted tasks in when it chooses
         self.retrieved_cond = threading.Condition(raw_lock)
+        self._submits = 0  # how many submit() calls so far
+        self._submits_seen = 0  # ... when the loop last looked
+        self._last_take_in = 0.0
         self.logs = logs or ManagerLogs()
         self.queue = TaskQueue()
         self._id_lock = threading.Lock()  # task ids are given out by submit(), on the caller's thread
         self.core = ManagerCore(self.queue, self.logs, self._notify_retrieved)
         self.core.planner.run_in_loop = self.call  # a file's digest is computed in a thread (manager/peers.py)
+        raise_open_files_limit()
         self.listener = bind_listener(port, host)
         self.port: int = self.listener.getsockname()[1]
         self.host = host
@@ -111,6 +119,7 @@ class ManagerServer:
         self._next_key = 1
         self._to_flush: set[Peer] = set()  # peers given something to send (or to close) this turn
         self._stopping = False
+        self._warned_open_files = False
         self._selector.register(self.listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._run, name=f"coffea-wq-manager-{self.port}", daemon=True)
@@ -125,6 +134,7 @@ class ManagerServer:
         task.task_id = task_id
         task.time_when_submitted = now_us()
         self._submitted.append(task)
+        self._submits += 1
         self.wake()
         return task_id
 
@@ -135,6 +145,20 @@ class ManagerServer:
             task = submitted.popleft()
             self.queue.add(task)
             self.logs.task_waiting(task)
+
+    def _loop_takes_in(self) -> None:
+        """The loop's turn: while the user's thread is still submitting, leave its tasks for a while
+        (at most TAKE_IN_DELAY) so that dispatching them does not slow the submitting down (CCTools'
+        manager dispatches nothing before ``wait``); then take them all in."""
+        if not self._submitted:
+            return
+        now = time.monotonic()
+        streaming = self._submits != self._submits_seen
+        self._submits_seen = self._submits
+        if streaming and now - self._last_take_in < TAKE_IN_DELAY:
+            return
+        self._last_take_in = now
+        self._take_in_submitted()
 
     def ensure_min_task_id(self, minimum: int) -> None:
         with self._id_lock:
@@ -226,6 +250,8 @@ class ManagerServer:
         next_tick = time.monotonic() + TICK
         while not self._stopping:
             timeout = max(0.0, next_tick - time.monotonic())
+            if self._submitted:
+                timeout = min(timeout, TAKE_IN_POLL)  # look again soon: the submitting may have stopped
             try:
                 ready = self._selector.select(timeout)
             except OSError:
@@ -235,8 +261,9 @@ class ManagerServer:
             for first in range(0, max(1, len(ready)), EVENTS_PER_BATCH):
                 if first:
                     time.sleep(0)  # let a thread waiting for the lock (wait(), the API) have it
-                with self.lock:
+                with self._raw_lock:
                     try:
+                        self._loop_takes_in()
                         self._handle_ready(ready[first:first + EVENTS_PER_BATCH])
                         if first + EVENTS_PER_BATCH < len(ready):
                             self._accept()
@@ -284,7 +311,13 @@ class ManagerServer:
         for _ in range(ACCEPTS_PER_TURN):
             try:
                 sock, address = self.listener.accept()
-            except (BlockingIOError, OSError):
+            except BlockingIOError:
+                return
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE) and not self._warned_open_files:
+                    self._warned_open_files = True
+                    log.warning("cannot accept more connections: %s (%d peers connected); raise the open-files "
+                                "limit (ulimit -n)", error, len(self.core.peers))
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

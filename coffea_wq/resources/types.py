@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 RESOURCE_NAMES = ("cores", "memory", "disk", "gpus")
 
@@ -21,7 +21,9 @@ class Resources:
     gpus: float | None = None
 
     def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        # spelled out: dataclasses.fields() costs more than the rest of a submit
+        pairs = (("cores", self.cores), ("memory", self.memory), ("disk", self.disk), ("gpus", self.gpus))
+        return {name: value for name, value in pairs if value is not None}
 
     def merged_over(self, base: Resources) -> Resources:
         """Our declared values, falling back to ``base`` for the undeclared ones."""

@@ -187,7 +187,10 @@ class Task:
 
     def _set_resource(self, **value: float) -> int:
         (name, amount), = value.items()
-        self._spec.requested = Resources(**{**self._spec.requested.as_dict(), name: None if amount is None or amount < 0 else float(amount)})
+        r = self._spec.requested
+        values = {"cores": r.cores, "memory": r.memory, "disk": r.disk, "gpus": r.gpus}
+        values[name] = None if amount is None or amount < 0 else float(amount)
+        self._spec.requested = Resources(**values)
         return 1
 
     def specify_cores(self, cores: float) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import time
 
@@ -100,3 +101,22 @@ def test_a_thousand_simulated_workers(tmp_path, monkeypatch):
     finally:
         swarm.stop()
         q.shutdown()
+
+
+def test_the_manager_raises_its_open_files_limit():
+    """One descriptor per worker: a manager started under a low soft limit raises it (to the hard limit)."""
+    script = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "import coffea_wq.work_queue as wq\n"
+        "q = wq.WorkQueue(port=0, host='127.0.0.1')\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+        "q.shutdown()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    soft, hard = (int(n) for n in run.stdout.split())
+    if hard != -1 and hard <= 256:
+        pytest.skip(f"the hard open-files limit is {hard}: nothing to raise it to")
+    assert soft == (65536 if hard == -1 else min(65536, hard))
