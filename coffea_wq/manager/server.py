@@ -1,15 +1,17 @@
 """The manager's I/O loop: one background thread, a ``selectors`` loop over non-blocking sockets.
 
 The loop owns every connection. The user's thread talks to it only through :class:`ManagerServer`'s
-methods, which take the manager lock briefly and wake the loop through a socket pair, so results
-keep arriving and workers stay busy while the user's code is busy elsewhere.
+methods, which take the manager lock briefly (``submit`` not even that) and wake the loop through a
+socket pair, so results keep arriving and workers stay busy while the user's code is busy elsewhere.
 
 The loop only moves bytes and events: it accepts, wraps TLS, reads, writes and runs the timers
 (handshake deadlines, keepalives). What each decoded protocol event means for the manager is decided
 by the table of event type to handler in ``handlers.py`` and by ``core.py``.
 
-One loop iteration: wait for sockets (at most a second) -> accept / read / write -> hand each
-protocol event to its handler -> dispatch ready tasks -> keepalive -> flush outboxes.
+One loop iteration: wait for sockets (at most a second) -> take in submitted tasks -> in batches
+of ready sockets: accept / read / write, hand each protocol event to its handler, dispatch ready
+tasks, flush the outboxes of the peers given something to send -> once a second, keepalives. A
+turn costs what happens in it, not the number of workers (docs/manager.md, "Scale").
 """
 
 from __future__ import annotations
