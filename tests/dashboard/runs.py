@@ -39,10 +39,12 @@ class SlowProcessor(topeft.TopEFTLikeProcessor):
 
 
 class FailFirstTaskProcessor(topeft.TopEFTLikeProcessor):
-    """Fails the first ``failures`` calls on ``dataset``'s first chunk (``marker`` counts them), then works.
+    """Fails the first ``failures`` calls on a first chunk of ``dataset``'s files (``marker`` counts
+    them), then works.
 
-    coffea retries a failing ``process`` inside the task (``retries`` times), so with ``failures``
-    = retries + 1 the first task fails and the executor's retry succeeds.
+    coffea-wq takes coffea's own in-task retries out of the function (the executor retries, after
+    sorting read errors: docs/executor.md), so each failure is one failed task that the executor
+    retries.
     """
 
     def __init__(self, dataset: str, marker: Path, failures: int) -> None:
