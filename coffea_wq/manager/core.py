@@ -69,7 +69,7 @@ class ManagerCore:
         self._largest: Resources | None = None  # largest_worker(), until a worker comes, goes or changes
         self.spool = SpoolDirectory()  # where large task stdout goes (manager/stdout.py)
         # which worker gets a cached file from which other worker (manager/peers.py)
-        self.planner = PeerPlanner(self.peers, self._send_input, self._input_arrived)
+        self.planner = PeerPlanner(self.peers, self.queue.counters)
 
     def category(self, name: str) -> Category:
         category = self.categories.get(name)
@@ -237,25 +237,6 @@ class ManagerCore:
         self.queue.counters.tasks_dispatched += 1
         self.queue.count_for_category(task.category, "tasks_dispatched")
         self.logs.task_running(task, worker.address)
-
-    def _send_input(self, worker: Peer, spec, signature: tuple) -> None:
-        """The manager's own copy of an input, when no other worker could give it (manager/peers.py)."""
-        try:
-            for part in input_pieces(spec):
-                worker.send(part)
-        except InputMissing as error:
-            log.warning("worker %s: %s", worker.address, error)
-            return
-        worker.bytes_sent += signature[0]
-        self.queue.counters.bytes_sent += signature[0]
-
-    def _input_arrived(self, worker: Peer, name: str) -> None:
-        """Send the blocks of the worker's held tasks that waited only for ``name``."""
-        for task_id, held in list(worker.held_tasks.items()):
-            held.names.discard(name)
-            if not held.names:
-                del worker.held_tasks[task_id]
-                worker.send(worker.conn.send(held.message))
 
     # ------------------------------------------------------------------ results
     def request_results(self, peer: Peer) -> None:

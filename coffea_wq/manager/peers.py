@@ -34,7 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from coffea_wq.manager.queue import Counters
 from coffea_wq.manager.task import FileKind, FileSpec
+from coffea_wq.manager.transfers import InputMissing, input_pieces
 from coffea_wq.manager.workers import Peer
 from coffea_wq.protocol import messages as msg
 
@@ -91,15 +93,12 @@ class PeerPlanner:
 
     Args:
         peers: the manager's peers by key (``ManagerCore.peers``).
-        send_from_manager: queues the manager's ``put`` of a file to a worker (its bytes are counted there).
-        arrived: called with a worker and a name once the worker's held tasks need not wait for it.
+        counters: the queue's counters (the manager's own copies count in ``bytes_sent``).
     """
 
-    def __init__(self, peers: dict[int, Peer], send_from_manager: Callable[[Peer, FileSpec, tuple], None],
-                 arrived: Callable[[Peer, str], None]) -> None:
+    def __init__(self, peers: dict[int, Peer], counters: Counters) -> None:
         self.peers = peers
-        self.send_from_manager = send_from_manager
-        self.arrived = arrived
+        self.counters = counters
         self.enabled = True
         self.min_bytes = DEFAULT_MIN_BYTES
         self.per_source = DEFAULT_PER_SOURCE
@@ -306,6 +305,25 @@ class PeerPlanner:
                 shared.waiting.append(key)
             else:
                 self._manager_copy(shared, worker)
+
+    def send_from_manager(self, worker: Peer, spec: FileSpec, signature: tuple) -> None:
+        """The manager's own copy of an input, when no other worker could give it."""
+        try:
+            for part in input_pieces(spec):
+                worker.send(part)
+        except InputMissing as error:
+            log.warning("worker %s: %s", worker.address, error)
+            return
+        worker.bytes_sent += signature[0]
+        self.counters.bytes_sent += signature[0]
+
+    def arrived(self, worker: Peer, name: str) -> None:
+        """Send the blocks of the worker's held tasks that waited only for ``name``."""
+        for task_id, held in list(worker.held_tasks.items()):
+            held.names.discard(name)
+            if not held.names:
+                del worker.held_tasks[task_id]
+                worker.send(worker.conn.send(held.message))
 
     # ------------------------------------------------------------------ workers leaving
     def forget_worker(self, worker: Peer) -> None:
