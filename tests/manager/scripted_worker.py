@@ -25,8 +25,8 @@ class ReceivedTask:
 
 class ScriptedWorker:
     def __init__(self, port: int, cores: int = 2, memory: int = 1000, disk: int = 2000, hostname: str = "scripted",
-                 handshake: bool = True) -> None:
-        self.sock = socket.create_connection((LOOPBACK, port), timeout=10)
+                 handshake: bool = True, host: str = LOOPBACK) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
         self.buffer = b""
         self.puts: list[tuple[str, bytes]] = []
         self.lines: list[str] = []  # every control line received, in order

@@ -60,11 +60,12 @@ class RogueSource:
     behaviour: str
     data: bytes
     password: bytes | None = None
+    host: str = LOOPBACK
     requests: int = 0
     listener: socket.socket = field(init=False)
 
     def __post_init__(self) -> None:
-        self.listener = socket.create_server((LOOPBACK, 0))
+        self.listener = socket.create_server((self.host, 0))
         self.listener.settimeout(60)
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True, name="rogue-source").start()
@@ -101,9 +102,9 @@ class RogueSource:
         self.listener.close()
 
 
-def scripted_holder(port: int, password: bytes | None, peer_port: int) -> ScriptedWorker:
+def scripted_holder(port: int, password: bytes | None, peer_port: int, manager_host: str = LOOPBACK) -> ScriptedWorker:
     """A scripted worker (1 core) that advertises ``peer_port`` as its cache server."""
-    worker = ScriptedWorker(port, cores=1, handshake=False)
+    worker = ScriptedWorker(port, cores=1, handshake=False, host=manager_host)
     if password is not None:
         auth = PasswordAuth(password)
         worker.send(auth.start())

@@ -1,7 +1,8 @@
 """Manager, catalog and workers on hosts of their own (network namespaces, tests/netns_lab.py), each
 with its own address: lookup by name through the catalog, password, TLS and peer transfers between
-hosts; a source killed in the middle of a transfer; a worker whose host vanishes without a FIN,
-found by the keepalive and its task run elsewhere."""
+hosts; sources that are killed in the middle of a transfer, vanish without a FIN, serve corrupt
+bytes or lack the password, each named and replaced by the manager's copy; a worker whose host
+vanishes without a FIN, found by the keepalive and its task run elsewhere."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import pytest
 
 import coffea_wq.work_queue as wq
 from tests.netns_lab import NetnsLab, unavailable_reason
-from tests.peers.helpers import digest_task, expect_digests, run_tasks, wait_for_workers
+from tests.peers.helpers import (
+    RogueSource,
+    digest_task,
+    expect_digests,
+    run_tasks,
+    scripted_holder,
+    take_first_copy,
+    wait_for_workers,
+)
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow,
@@ -177,3 +186,33 @@ def test_a_source_whose_host_vanishes_mid_transfer_times_out_and_the_manager_sen
     assert counts["failures"] == 1, counts
     named = [r.getMessage() for r in caplog.records if "could not get" in r.getMessage()]
     assert named and f"({source_host.address}:" in named[0] and "timed out" in named[0], named
+
+
+@pytest.mark.parametrize("behaviour", ["corrupt", "wrong-password"])
+def test_a_source_host_that_serves_corrupt_bytes_or_lacks_the_password_is_named(lab, tmp_path, env_file, caplog,
+                                                                                 behaviour):
+    path, data = env_file
+    secret = b"the run's secret\n"
+    password = tmp_path / "password"
+    password.write_bytes(secret)
+    caplog.set_level(logging.WARNING, logger="coffea_wq.manager")
+    manager_host, rogue_host = lab.add_host("manager"), lab.add_host("rogue")
+    with lab.entered(manager_host), wq.WorkQueue(port=9123) as q:
+        q.specify_password_file(str(password))
+        with lab.entered(rogue_host):  # a host of the run whose cache server misbehaves
+            rogue = RogueSource(behaviour, data, secret, host=rogue_host.address)
+            holder = scripted_holder(9123, secret, rogue.port, manager_host=manager_host.address)
+        try:
+            q.submit(digest_task(path))
+            take_first_copy(holder)  # the rogue holds its only core with that task
+            start_worker(lab, "fetcher", tmp_path, "-P", str(password), manager_host.address, "9123")
+            done = run_tasks(q, [digest_task(path) for _ in range(2)])
+            counts = q._manager.peer_transfer_counts()
+        finally:
+            holder.close()
+            rogue.close()
+    expect_digests(done, data)
+    assert rogue.requests == 1 and counts["failures"] == 1, (rogue.requests, counts)
+    named = [r.getMessage() for r in caplog.records if "could not get" in r.getMessage()]
+    assert named and f"worker rogue ({rogue_host.address}:" in named[0], named
+    assert ("corrupt bytes" if behaviour == "corrupt" else "password") in named[0], named
