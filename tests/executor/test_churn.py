@@ -30,15 +30,15 @@ from coffea_wq.executor.call.report import CallReport
 from tests import support
 from tests.executor import helpers, nano
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 CHUNKSIZE = 50  # 100 chunks of the 5,000-event fileset
 SLEEP_S = 0.25  # each chunk takes at least this long: 100 chunks keep 4 workers busy >= 6 s
 KILL_EVERY_S = (0.5, 1.0)
 RUN_BOUND_S = 45.0  # a run not finished by then is stopped softly (and aborted 20 s later)
-# the control finished in 18 s on a loaded 2-core machine, and at load 20 did not in 45: its bound,
-# which it never waits for when it passes, is wider
-CONTROL_RUN_BOUND_S = 90.0
+# the control finished in 18 s on a loaded 2-core machine (load 5), and at load 15 to 20 took about
+# 90: its bound, which it never waits for when it passes, is wider
+CONTROL_RUN_BOUND_S = 120.0
 # a work_queue_worker runs each task in a fresh interpreter (coffea imported again): without
 # reduction this pool took 34 s where four coffea-wq workers took 18 (a loaded 2-core machine)
 MIXED_RUN_BOUND_S = 55.0
