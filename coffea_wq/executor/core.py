@@ -48,6 +48,7 @@ from coffea_wq.executor.session import (
     queue_feature,
 )
 from coffea_wq.executor.tasks.dynamic_chunks import parse_targets
+from coffea_wq.executor.tasks.preprocessing import PreprocessingCheckpoint, batch_files
 from coffea_wq.executor.tasks.read_errors import unwrap_coffea_retries
 from coffea_wq.executor.tasks.staging import TaskTemplate
 from coffea_wq.executor.workers.factory_pool import freeze_factory_options
@@ -194,6 +195,9 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
                                       (s, MB; memory needs resource_monitor): see dynamic_chunks.py.
     checkpoint_dir : str (None)       keep every chunk's result in this folder of the submit host; a
                                       rerun merges them and submits only the rest (checkpoint.py).
+    preprocessing_batch : int (None)  files a preprocessing task fetches (None: up to 50, fewer when that
+                                      would make under 200 tasks); with checkpoint_dir the
+                                      files' metadata is kept there and a rerun fetches only new files.
     tasks_accum_log, wrapper, bar_format : accepted for coffea 0.7 scripts; not implemented yet (a
                                       warning says so).
     """
@@ -216,6 +220,11 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
         if not items:
             return accumulator, 0
         preprocessing = self.desc == "Preprocessing"
+        stored = PreprocessingCheckpoint.open(self.checkpoint_dir, function) if preprocessing else None
+        if stored is not None:  # files preprocessed by an earlier run (preprocessing.py)
+            accumulator, items = stored.restore_into(accumulator, items)
+            if not items:
+                return accumulator, 0
         config = self.session_config()
         with InterruptGuard() as guard:
             session = acquire_session(config)
@@ -223,6 +232,8 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
             try:
                 accumulated, exception = self._run_call(session, items, function, accumulator, preprocessing,
                                                         guard)
+                if stored is not None:
+                    stored.save_new(accumulated)
                 # the processing call follows preprocessing: keep its workers and caches for it
                 keep_open = preprocessing and exception == 0
             finally:
@@ -254,6 +265,8 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
         reduce = self.reduction and not preprocessing and callable(getattr(session.queue, "worker_features", None))
         run_id = secrets.token_hex(8) if reduce else ""  # one partial per call in a slot (docs/reduction.md)
         function, skipbadfiles = unwrap_coffea_retries(function)  # retried and skipped here (read_errors.py)
+        if preprocessing:  # many files per task (preprocessing.py)
+            items, function = batch_files(items, function, self.preprocessing_batch)
         template = self.task_template(session, function, category, reduce, run_id)
         options = CallOptions(retries=self.retries, split_on_exhaustion=self.split_on_exhaustion and not preprocessing,
                               verbose=self.verbose, print_stdout=self.print_stdout, status=self.status,

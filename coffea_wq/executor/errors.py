@@ -14,6 +14,8 @@ def describe_item(item: Any) -> str:
         >>> describe_item(WorkItem("ttbar", "a.root", "Events", 0, 100, b""))
         "dataset 'ttbar', file 'a.root', entries [0, 100)"
     """
+    if isinstance(item, tuple) and item and hasattr(item[0], "filename"):  # a preprocessing batch of files
+        return f"dataset {item[0].dataset!r}, files {item[0].filename!r} ... {item[-1].filename!r} ({len(item)})"
     dataset = getattr(item, "dataset", None)
     filename = getattr(item, "filename", None)
     text = f"dataset {dataset!r}, file {filename!r}"

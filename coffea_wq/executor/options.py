@@ -93,6 +93,7 @@ class ExecutorOptions:
     preload_modules: tuple[str, ...] = DEFAULT_PRELOAD
     dashboard: bool | int = False
     dashboard_host: str = "127.0.0.1"
+    preprocessing_batch: int | None = None
 
 
 def validate_options(ex: ExecutorOptions) -> None:
@@ -121,6 +122,9 @@ def validate_options(ex: ExecutorOptions) -> None:
         except DynamicChunksizeError as exc:
             raise ExecutorConfigError(str(exc)) from None
     _validate_reduction(ex)
+    batch = ex.preprocessing_batch
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ExecutorConfigError(f"preprocessing_batch={batch!r}: expected an integer >= 1 or None")
     if ex.treereduction < 2:
         raise ExecutorConfigError(f"treereduction={ex.treereduction!r}: expected an integer >= 2")
     _validate_port(ex.port)

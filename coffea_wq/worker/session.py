@@ -415,11 +415,15 @@ class WorkerSession:
                 handle = open(outcome.output_path, "rb")  # noqa: SIM115
             except OSError:
                 handle = None
+        note = disk_full_note(outcome.output_path)  # the task's own output could not say it: no room
         try:
             length = os.fstat(handle.fileno()).st_size if handle is not None else 0
-            self._say(ResultStart(outcome.status, outcome.exit_code, length, outcome.execution_time_us, taskid))
+            self._say(ResultStart(outcome.status, outcome.exit_code, length + len(note), outcome.execution_time_us,
+                                  taskid))
             if handle is not None:
                 self._stream(handle, length)
+            if note:
+                self._send(note)
         finally:
             if handle is not None:
                 handle.close()
@@ -528,3 +532,23 @@ def run_third_party_transfer(cache: FileCache, event: ThirdParty, timeout: float
         return False
     log.warning("unknown third-party transfer mode %d for %s", event.mode, event.name)
     return False
+
+
+DISK_FULL_BELOW = 1 << 20  # free bytes in the workspace under which a finished task is said to have filled it
+
+
+def disk_full_note(output_path: Path | None) -> bytes:
+    """A line for the task's output when the workspace's disk is (nearly) full as the task ends: the
+    executor then retries the task on another worker (docs/worker.md); empty otherwise."""
+    if output_path is None:
+        return b""
+    try:
+        stat = os.statvfs(Path(output_path).parent)
+    except OSError:
+        return b""
+    free = stat.f_bavail * stat.f_frsize
+    if free >= DISK_FULL_BELOW:
+        return b""
+    return (f"\ncoffea-wq worker: disk full on worker ({free} bytes free in its workspace when the task "
+            "ended)\n").encode()
+

@@ -24,11 +24,13 @@ from coffea_wq.executor.results.tree import AccumulationJob, TreePlanner, Waitin
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
 from coffea_wq.executor.tasks.exhaustion import exhaustion_failure
 from coffea_wq.executor.tasks.held_retries import HeldRetries
+from coffea_wq.executor.tasks.preprocessing import is_file_batch
 from coffea_wq.executor.tasks.read_errors import (
     ReadErrorClass,
     ReadErrorKind,
     classify_read_error,
     exception_chain,
+    killed_for_memory,
 )
 from coffea_wq.executor.tasks.retry_policy import RetryPolicy, decide_retry
 from coffea_wq.executor.tasks.splitting import split_work_item
@@ -196,6 +198,13 @@ class CallTables:
     def retry_or_fail(self, unit: WorkUnit, reason: str, ret: Returned, remote: RemoteError | None = None,
                       verdict: ReadErrorClass = NOT_A_READ_ERROR) -> None:
         """Retry (later, elsewhere), fail, or skip under ``skipbadfiles``: as retry_policy.py decides."""
+        if is_file_batch(unit.item):  # each file alone: a bad one is named and handled by itself
+            self.split_batch(unit, reason)
+            return
+        if killed_for_memory(ret.exit_status, remote) and self.options.split_on_exhaustion \
+                and hasattr(unit.item, "entrystart") and unit.item.entrystop - unit.item.entrystart > 1:
+            self.split(unit, ret)  # the kernel's OOM killer or a MemoryError: as resource exhaustion
+            return
         unit.failures += 1
         unit.workers_tried.append(str(ret.address or ret.hostname or "?"))
         if unit.first_failure is None:
@@ -208,6 +217,8 @@ class CallTables:
             if decision.kind is not ReadErrorKind.OTHER:
                 self.report.read_retries[decision.kind.value] = self.report.read_retries.get(decision.kind.value, 0) + 1
                 reason = f"{reason} [{decision.kind.value}]"
+            if decision.kind is ReadErrorKind.DISK_FULL:
+                reason = f"disk full on worker {ret.worker}: {reason}"
             self.note("failed", unit.item, text=reason, host=ret.hostname, attempt=unit.failures, final=False)
             log.warning("%s failed on %s (%s); retry %d%s", describe_item(unit.item), ret.hostname, reason,
                         unit.failures, f" in {decision.delay_s:.1f} s" if decision.delay_s else "")
@@ -265,6 +276,16 @@ class CallTables:
             self.model.lower_to(max(1, self.amount(unit.item) // 2))  # later chunks shrink too
         for piece in pieces:
             self.submit(self.new_unit(piece))
+
+    def split_batch(self, unit: WorkUnit, reason: str) -> None:
+        """A preprocessing batch failed: its files run again one per task (preprocessing.py), no retry spent."""
+        log.warning("a batch of %d files failed (%s); its files are preprocessed one by one", len(unit.item), reason)
+        self.emit(ev.Discard(ticket=unit.key))
+        self.units.pop(unit.key, None)
+        self.report.split.append((unit.item, list(unit.item)))
+        self.note("split", unit.item, 1, text=reason, pieces=list(unit.item), grow=True)
+        for meta in unit.item:
+            self.submit(self.new_unit(meta))
 
     # ------------------------------------------------------------------ the tree
     def take_for_tree(self, unit: WorkUnit, ret: Returned) -> None:

@@ -32,6 +32,7 @@ from coffea_wq.executor.call.settling import FLUSH_ON_STOP_S, CallTables, Phase
 from coffea_wq.executor.results.outcome import OutcomeKind, PartialResult
 from coffea_wq.executor.results.tree import WaitingResult
 from coffea_wq.executor.tasks.dynamic_chunks import ChunkSizeModel, EntryRanges
+from coffea_wq.executor.tasks.read_errors import classify_read_error
 
 log = logging.getLogger("coffea_wq.executor.call")
 
@@ -207,7 +208,8 @@ class CallState(CallTables):
             self.exhausted(unit, ret)
             return
         if ret.status is not TaskStatus.SUCCESS:
-            self.retry_or_fail(unit, f"task result {ret.result_name} (exit status {ret.exit_status})", ret)
+            self.retry_or_fail(unit, f"task result {ret.result_name} (exit status {ret.exit_status})", ret,
+                               verdict=classify_read_error(None, "", ret.stdout))  # disk full, staging quota
             return
         outcome = ret.outcome
         if outcome is None:  # an ok record with a value, left unread for the tree
@@ -229,7 +231,8 @@ class CallState(CallTables):
                 self.partial_returned(outcome.partial, None, ret)  # the slot's partial came with the error
             self.remote_error(unit, ret, outcome.remote)
         else:
-            self.retry_or_fail(unit, f"{outcome.detail} (exit status {ret.exit_status})", ret)
+            self.retry_or_fail(unit, f"{outcome.detail} (exit status {ret.exit_status})", ret,
+                               verdict=classify_read_error(None, "", ret.stdout))
 
     def learn_chunk_size(self, unit: WorkUnit, ret: Returned, wall_time: float | None) -> None:
         seconds = wall_time if wall_time is not None else ret.runtime_s

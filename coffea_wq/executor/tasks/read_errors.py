@@ -72,7 +72,7 @@ TRANSIENT_ERRNOS = {
     errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EAGAIN, errno.ESTALE, errno.EREMOTEIO,
 }
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded", re.IGNORECASE)
+DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|disk full on worker", re.IGNORECASE)
 # XRootD status codes (XProtocol's kXR_*) in "[ERROR] Server responded with an error: [3011] ..."
 XROOTD_PERMANENT_CODES = {
     3000: "the request is invalid", 3001: "the request is invalid", 3002: "the path is too long",
@@ -207,3 +207,20 @@ def unwrap_coffea_retries(function: Callable) -> tuple[Callable, tuple[type[Base
     if skipbadfiles is True:
         return inner, (OSError,)
     return inner, tuple(skipbadfiles)
+
+
+SIGKILL_STATUSES = {137, -9, 9}  # a shell's 128 + 9, a killed child's -9, the signal as coffea-wq workers report it
+
+
+def killed_for_memory(return_status: int | None, remote_exception: object = None) -> bool:
+    """A task the kernel killed (SIGKILL: the OOM killer, a cgroup's limit) or that raised MemoryError
+    (an ``ulimit -v`` limit): memory ran out, whatever the resource monitor saw.
+
+    Example:
+        >>> killed_for_memory(137), killed_for_memory(1), killed_for_memory(1, MemoryError())
+        (True, False, True)
+    """
+    if return_status in SIGKILL_STATUSES:
+        return True
+    exc = getattr(remote_exception, "exception", remote_exception)
+    return any(isinstance(e, MemoryError) for e in exception_chain(exc if isinstance(exc, BaseException) else None))
