@@ -198,6 +198,10 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
     preprocessing_batch : int (None)  files a preprocessing task fetches (None: up to 50, fewer when that
                                       would make under 200 tasks); with checkpoint_dir the
                                       files' metadata is kept there and a rerun fetches only new files.
+    staging_quota : float (0.5)       an output larger than this is refused and named, not written to
+                                      this host: up to 1 a fraction of the disk space free in the staging
+                                      folder when it arrives, above 1 bytes; 0: no quota (coffea-wq's
+                                      manager only).
     tasks_accum_log, wrapper, bar_format : accepted for coffea 0.7 scripts; not implemented yet (a
                                       warning says so).
     """
@@ -259,6 +263,8 @@ class WorkQueueExecutor(ExecutorOptions, ExecutorBase):
             message = f"Listening for work queue workers on port {session.port}. {session.describe_access()}"
             print(message, flush=True) if self.verbose else log.info(message)
         configure_category(session, self, category)
+        if callable(getattr(session.queue, "worker_features", None)):  # coffea-wq's manager: outputs over it refused
+            session.queue.tune("output-quota", self.staging_quota)
         if self.custom_init is not None:
             self.custom_init(session.queue)
         # partials on workers need coffea-wq's manager, which says which workers are connected

@@ -94,6 +94,7 @@ class ExecutorOptions:
     dashboard: bool | int = False
     dashboard_host: str = "127.0.0.1"
     preprocessing_batch: int | None = None
+    staging_quota: float = 0.5
 
 
 def validate_options(ex: ExecutorOptions) -> None:
@@ -122,6 +123,10 @@ def validate_options(ex: ExecutorOptions) -> None:
         except DynamicChunksizeError as exc:
             raise ExecutorConfigError(str(exc)) from None
     _validate_reduction(ex)
+    quota = ex.staging_quota
+    if isinstance(quota, bool) or not isinstance(quota, (int, float)) or quota < 0:
+        raise ExecutorConfigError(f"staging_quota={quota!r}: expected a fraction of the free disk (0 to 1), "
+                                  "bytes (> 1), or 0 for none")
     batch = ex.preprocessing_batch
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ExecutorConfigError(f"preprocessing_batch={batch!r}: expected an integer >= 1 or None")

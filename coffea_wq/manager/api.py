@@ -252,6 +252,11 @@ class Manager:
             return {"peer_copies": counts.peer_copies, "manager_copies": counts.manager_copies,
                     "failures": counts.failures}
 
+    def set_output_quota(self, quota: float) -> None:
+        """Outputs larger than this are refused (staging_quota.py)."""
+        with self._server.lock:
+            self._server.core.output_quota = float(quota)
+
     def set_steady_n_tasks(self, count: int) -> None:
         with self._server.lock:
             self._server.core.set_steady_n_tasks(int(count))

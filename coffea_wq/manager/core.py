@@ -22,6 +22,7 @@ from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor
 from coffea_wq.manager.outputs import OutputWriter, RefusedName
 from coffea_wq.manager.peers import PeerPlanner
 from coffea_wq.manager.queue import TaskQueue
+from coffea_wq.manager.staging_quota import over_quota
 from coffea_wq.manager.stdout import SpoolDirectory, StdoutSpool
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
 from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_send
@@ -55,6 +56,7 @@ class ManagerCore:
         self.peers: dict[int, Peer] = {}
         self.categories: dict[str, Category] = {}
         self.monitor: MonitorSettings | None = None
+        self.output_quota = 0.0  # outputs refused beyond it: see staging_quota.py (0: none)
         # completions a category needs before it computes a first allocation (tune category-steady-n-tasks)
         self.steady_n_tasks = DEFAULT_STEADY_N_TASKS
         # CCTools' tunes proportional-resources and proportional-whole-tasks, both on by default;
@@ -341,6 +343,10 @@ class ManagerCore:
         writer = head.writer
         try:
             if isinstance(event, msg.FileReply):
+                refused = over_quota(self.output_quota, writer.local_path, event.size)
+                if refused is not None:  # not written: named in the task's output (docs/manager.md, section 3)
+                    self._refuse_output(head, writer, event.size, refused)
+                    return
                 writer.start_file(event.name)
             elif isinstance(event, msg.FileData):
                 writer.write(event.data, event.last)
@@ -360,6 +366,14 @@ class ManagerCore:
             log.warning("task %s: cannot write output %s: %s", head.task and head.task.task_id, writer.local_path, error)
             writer.close()
             writer.missing = True
+
+    def _refuse_output(self, head: OutputFetch, writer: OutputWriter, size: int, why: str) -> None:
+        text = f"coffea-wq manager: output {writer.local_path} ({size} bytes) refused: {why}"
+        log.warning("task %s: %s", head.task and head.task.task_id, text)
+        writer.close()
+        writer.missing = True
+        if head.task is not None:
+            head.task.output = (head.task.output or "") + "\n" + text + "\n"
 
     def handle_reply_end(self, peer: Peer, event: msg.ReplyEnd) -> None:
         head = event.context

@@ -192,7 +192,9 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
         that share is rounded down to 1/n); coffea-wq's own ``peer-transfers`` (1, the default: coffea-wq
         workers get cached files from each other, docs/manager.md "Peer transfers"; 0: all from the
         manager), ``peer-transfer-min-bytes`` (default 1 MiB: smaller files always come from the
-        manager) and ``peer-transfers-per-source`` (default 2); others are accepted and ignored.
+        manager), ``peer-transfers-per-source`` (default 2) and ``output-quota`` (an output file
+        larger than this is refused and not written: a value up to 1 is a fraction of the free disk
+        where it would land, above 1 bytes; 0, the default, none); others are accepted and ignored.
 
         Example: ``q.tune("category-steady-n-tasks", 3)``, ``q.tune("proportional-resources", 0)``.
         """
@@ -217,6 +219,11 @@ class WorkQueue(WorkerControl, CategorySettings, FunctionalMethods):
             if int(value) < 0:
                 raise ValueError(f"tune({name!r}, {value!r}): expected a number >= 0")
             self._manager.set_peer_transfers(**{PEER_TUNES[name]: int(value)})
+            return 1
+        if name == "output-quota":  # coffea-wq's: an output over it is refused, not written
+            if float(value) < 0:
+                raise ValueError(f"tune('output-quota', {value!r}): expected a fraction of the free disk, bytes, or 0")
+            self._manager.set_output_quota(float(value))
             return 1
         log.info("tune(%r, %r): not used by coffea-wq's manager; ignored", name, value)
         return 0

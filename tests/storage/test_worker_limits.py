@@ -67,3 +67,21 @@ def test_a_task_that_fills_a_workers_disk_runs_elsewhere_and_the_worker_keeps_se
     finally:
         processes.stop_all()
         subprocess.run(["umount", "-l", str(small)], capture_output=True, timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_chunk_allocating_past_ulimit_v_is_split_and_the_run_completes(tmp_path, processes):
+    fileset = helpers.make_fileset(tmp_path)
+    port = support.free_port()
+    limited = helpers.worker_argv("coffea-wq", port, tmp_path / "limited")
+    # 1.5 GB of address space: a slot (~0.6 GB) and half a chunk's ballast fit, a whole chunk's does not
+    processes.start(["sh", "-c", 'ulimit -v 1500000 && exec "$@"', "sh", *limited], env=helpers.worker_environment())
+    hog = nano.LeptonJetProcessor(hog=("ttlike_a1.root", 0, 700, 2_000_000, "memory"))  # 1.4 GB at 700 events
+    executor = coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False, retries=0)
+    runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
+    out = runner(fileset, hog, treename="Events")
+    nano.assert_same_histograms(helpers.iterative_output(fileset), out)
+    report = coffea_wq.last_report("Processing")
+    assert [(item.entrystart, item.entrystop) for item, _ in report.split] == [(0, 700)]
+    assert not report.failed

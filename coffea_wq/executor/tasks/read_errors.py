@@ -71,6 +71,7 @@ TRANSIENT_ERRNOS = {
     errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNREFUSED, errno.ECONNABORTED,
     errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EAGAIN, errno.ESTALE, errno.EREMOTEIO,
 }
+STAGING_QUOTA_TEXT = re.compile(r"output \S+ \(\d+ bytes\) refused: over the staging quota[^\n]*")
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|disk full on worker", re.IGNORECASE)
 # XRootD status codes (XProtocol's kXR_*) in "[ERROR] Server responded with an error: [3011] ..."
@@ -160,6 +161,9 @@ def _classify_text(type_name: str, message: str) -> ReadErrorClass:
     if not message:
         return ReadErrorClass(ReadErrorKind.OTHER)
     described = f"{type_name.rsplit('.', 1)[-1]}: {_short(message)}" if type_name else _short(message)
+    quota = STAGING_QUOTA_TEXT.search(message)
+    if quota is not None:  # the same output on every worker: a retry would be refused again
+        return ReadErrorClass(ReadErrorKind.PERMANENT, f"raise staging_quota or make the output smaller ({quota.group(0)})")
     if DISK_FULL_TEXT.search(message):
         return ReadErrorClass(ReadErrorKind.DISK_FULL, f"disk full ({described})")
     code = XROOTD_CODE.search(message)
