@@ -490,9 +490,7 @@ def run_task(fn_path: str, item_path: str, out_path: str) -> int:
     record, level = _compute_record(fn_path, item_path, started)
     try:
         _write_record(out_path, record, level)
-    except BaseException as exc:  # e.g. an output that cannot be pickled, or a full disk
-        if isinstance(exc, OSError):  # said in the task's output: a truncated record cannot say it
-            sys.stderr.write(f"coffea_wq_task: writing the result failed: {exc}\n")
+    except BaseException as exc:  # e.g. an output that cannot be pickled
         try:
             _write_record(out_path, {**_error_record(exc, started), "phases": record["phases"]}, level)
         except BaseException:
