@@ -22,7 +22,6 @@ from coffea_wq.manager.monitoring import MonitorSettings, apply_summary, monitor
 from coffea_wq.manager.outputs import OutputWriter, RefusedName
 from coffea_wq.manager.peers import PeerPlanner
 from coffea_wq.manager.queue import TaskQueue
-from coffea_wq.manager.staging_quota import over_quota
 from coffea_wq.manager.stdout import SpoolDirectory, StdoutSpool
 from coffea_wq.manager.task import Direction, FileKind, TaskSpec
 from coffea_wq.manager.transfers import InputMissing, input_pieces, inputs_to_send
@@ -308,13 +307,10 @@ class ManagerCore:
         succeeded = task.result is ResultCode.SUCCESS and task.return_status == 0
         wanted = []
         for spec in task.outputs():
-            if spec.flags & FileFlags.FAILURE_ONLY and succeeded:
-                continue
-            if spec.flags & FileFlags.SUCCESS_ONLY and not succeeded:
-                continue
-            wanted.append(spec)
+            if not spec.flags & (FileFlags.FAILURE_ONLY if succeeded else FileFlags.SUCCESS_ONLY):
+                wanted.append(spec)
         for index, spec in enumerate(wanted):
-            writer = OutputWriter(str(spec.local), spec.cached_name)
+            writer = OutputWriter(str(spec.local), spec.cached_name, quota=self.output_quota, task=task)
             last = index == len(wanted) - 1
             fetch = OutputFetch(task, writer, last_for_task=last)
             peer.send(peer.conn.send(msg.GetRequest(spec.cached_name), context=fetch))
@@ -343,11 +339,7 @@ class ManagerCore:
         writer = head.writer
         try:
             if isinstance(event, msg.FileReply):
-                refused = over_quota(self.output_quota, writer.local_path, event.size)
-                if refused is not None:  # not written: named in the task's output (docs/manager.md, section 3)
-                    self._refuse_output(head, writer, event.size, refused)
-                    return
-                writer.start_file(event.name)
+                writer.start_file(event.name, event.size)  # refused over the output quota (staging_quota.py)
             elif isinstance(event, msg.FileData):
                 writer.write(event.data, event.last)
                 if head.task is not None:
@@ -366,14 +358,6 @@ class ManagerCore:
             log.warning("task %s: cannot write output %s: %s", head.task and head.task.task_id, writer.local_path, error)
             writer.close()
             writer.missing = True
-
-    def _refuse_output(self, head: OutputFetch, writer: OutputWriter, size: int, why: str) -> None:
-        text = f"coffea-wq manager: output {writer.local_path} ({size} bytes) refused: {why}"
-        log.warning("task %s: %s", head.task and head.task.task_id, text)
-        writer.close()
-        writer.missing = True
-        if head.task is not None:
-            head.task.output = (head.task.output or "") + "\n" + text + "\n"
 
     def handle_reply_end(self, peer: Peer, event: msg.ReplyEnd) -> None:
         head = event.context

@@ -25,6 +25,9 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass, field
+from typing import Any
+
+from coffea_wq.manager.staging_quota import refuse_over_quota
 
 
 class RefusedName(ValueError):
@@ -38,6 +41,8 @@ class OutputWriter:
     local_path: str
     cached_name: str
     missing: bool = False
+    quota: float = 0.0  # an output file larger than this is refused, not written (staging_quota.py)
+    task: Any = None  # the TaskSpec it belongs to, whose output names a refusal
     bytes_received: int = 0
     _handle: object = None
     _directories: set[str] = field(default_factory=set)  # reply-relative dirs announced ("" = the output)
@@ -71,9 +76,11 @@ class OutputWriter:
             raise RefusedName(f"reply names {name!r}, which resolves to {parent!r}, outside the output {root!r}")
         return path
 
-    def start_file(self, name: str) -> None:
+    def start_file(self, name: str, size: int = 0) -> None:
         path = self.local_for(name)
         self.close()
+        if refuse_over_quota(self.quota, self.task, self, size):  # its bytes are read and dropped
+            return
         self._touched = True
         if path == self.local_path:
             parent = os.path.dirname(path)

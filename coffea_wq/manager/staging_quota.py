@@ -10,7 +10,11 @@ of the disk space free where the file would land at that moment; above 1 it is b
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
+
+log = logging.getLogger("coffea_wq.manager")
 
 
 def quota_bytes(quota: float, local_path: str) -> int | None:
@@ -44,3 +48,18 @@ def over_quota(quota: float, local_path: str, size: int) -> str | None:
     if quota > 1:
         return f"over the staging quota of {limit} bytes"
     return f"over the staging quota of {limit} bytes ({quota:g} of the disk space free there)"
+
+
+def refuse_over_quota(quota: float, task: Any, writer: Any, size: int) -> bool:
+    """Refuse an output of ``size`` bytes over the quota: nothing is written (the writer drops the
+    bytes), the task's result becomes OUTPUT_MISSING and its output names the file; True if refused."""
+    why = over_quota(quota, writer.local_path, size)
+    if why is None:
+        return False
+    text = f"coffea-wq manager: output {writer.local_path} ({size} bytes) refused: {why}"
+    log.warning("task %s: %s", task.task_id if task is not None else "?", text)
+    writer.close()
+    writer.missing = True
+    if task is not None:
+        task.output = (task.output or "") + "\n" + text + "\n"
+    return True
