@@ -152,7 +152,7 @@ def one_scale(workers: int, seconds: float, processes: int, warmup: float) -> di
         times, errors = probe.stop() if probe is not None else ([], 0)
         result["rss_mb"] = rss_mb()
         result["tasks_per_second"] = counted / window
-        result["cpu_s_per_1000"] = 1000 * cpu / max(1, counted)
+        result["cpu_s_per_1000"] = 1000 * cpu / counted if counted else float("nan")
         result["cpu_share"] = cpu / window
         result["failed"] = failed
         result["status_max_s"] = max(times, default=float("nan"))
