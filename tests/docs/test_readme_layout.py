@@ -60,3 +60,21 @@ def test_readme_layout_matches_the_tree():
     readme = (REPO / "README.md").read_text()
     assert "coffea_wq/manager/" in layout_paths(readme)
     assert layout_problems(REPO, readme) == []
+
+
+def section_order(readme: str) -> list[str]:
+    return [line[3:].strip() for line in readme.splitlines() if line.startswith("## ")]
+
+
+def test_the_order_check_sees_performance_before_layout():
+    assert section_order("# x\n## Performance\ntext\n## Layout\n") == ["Performance", "Layout"]
+
+
+def test_readme_shows_the_layout_before_performance_and_keeps_the_history_in_docs():
+    readme = (REPO / "README.md").read_text()
+    order = section_order(readme)
+    assert order.index("Layout") < order.index("Performance")
+    performance = readme.split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
+    assert "docs/performance.md" in performance and "make bench" in performance
+    assert "History of the e2e figures" not in readme  # the history lives in docs/performance.md
+    assert "## History of the e2e figures" in (REPO / "docs" / "performance.md").read_text()
