@@ -10,10 +10,13 @@ Each is a context manager that starts the cluster before and stops it after, so 
 time the executor's calls alone (the clusters' start-up is not counted; coffea-wq's local workers
 start inside its call, and are counted). Dask and Parsl come with the ``bench`` extra (setup.cfg).
 
-Parsl needs its ``interchange.py`` and ``process_worker_pool.py`` commands on ``PATH`` (they are
-installed beside the venv's python, which a script run as ``.venv/bin/python`` does not put on
-``PATH``) and an address its workers can reach (``127.0.0.1``; by default it looks up the host's
-addresses, which a machine without a network may not resolve, and the pool then never connects).
+Parsl needs both its ``interchange.py`` and its ``process_worker_pool.py`` commands on ``PATH``;
+they are installed beside the venv's python, which a script run as ``.venv/bin/python`` does not
+put on ``PATH``. Without the interchange, ``parsl.load`` fails; with the interchange alone, the
+LocalProvider's block script fails with ``process_worker_pool.py: command not found`` (in
+``runinfo/*/submit_scripts/*.err``), no worker ever connects and every task waits forever (and a
+killed run leaves its interchange process behind). Here the venv's ``bin`` goes first on ``PATH``.
+The interchange listens on 127.0.0.1 only (the benchmarks use no other address).
 """
 
 from __future__ import annotations
