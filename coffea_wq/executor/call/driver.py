@@ -183,9 +183,10 @@ class CallDriver:
                 self.tracker.task_returned(task, self.template.category)
         began = time.perf_counter()
         returned = self.reader.read(task, ticket, entry.kind, output)
-        if entry.kind is not TaskKind.ACCUMULATION and returned.outcome is not None:  # chunks and flushes
+        if entry.kind is not TaskKind.ACCUMULATION:  # chunks and flushes (a value left unread: the manager's phases)
             unit = self.state.units.get(ticket) if entry.kind is TaskKind.CHUNK else None
-            self.report.breakdown.add_task(task, returned.outcome.phases, getattr(unit and unit.item, "dataset", None),
+            phases = returned.outcome.phases if returned.outcome is not None else {}
+            self.report.breakdown.add_task(task, phases, getattr(unit and unit.item, "dataset", None),
                                            returned.worker, time.perf_counter() - began)
         self.feed(ev.TaskCameBack(returned, time.monotonic()))
 
