@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 DEFAULT_MAX_HOLD_S = 300.0  # without losses seen: the most compute a calm pool's slot holds
-MIN_HANDBACK_S = 0.05  # the least a hand-back is taken to cost (a record's round trip and merge)
+MIN_HANDBACK_S = 0.005  # the least a hand-back is taken to cost, before one is measured
 MIN_HOLD_S = 1.0  # below this age bound, partials would be handed back with nearly every chunk
 
 

@@ -95,6 +95,7 @@ class CallDriver:
         self.accumulated: Any = None
         self.bars: ProgressBars | None = None
         self.stop_sent = False
+        self.handback_extra_s = 0.0
         self.last_check = 0.0
 
     @property
@@ -183,6 +184,9 @@ class CallDriver:
                 self.tracker.task_returned(task, self.template.category)
         began = time.perf_counter()
         returned = self.reader.read(task, ticket, entry.kind, output)
+        # what handing a partial back cost besides the merge: its write on the worker, its read here
+        self.handback_extra_s = time.perf_counter() - began + (returned.outcome.phases.get("write", 0.0)
+                                                               if returned.outcome is not None else 0.0)
         if entry.kind is not TaskKind.ACCUMULATION:  # chunks and flushes (a value left unread: the manager's phases)
             unit = self.state.units.get(ticket) if entry.kind is TaskKind.CHUNK else None
             phases = returned.outcome.phases if returned.outcome is not None else {}
@@ -316,7 +320,7 @@ class CallDriver:
         self.report.breakdown.add_here("merge", seconds)
         self.report.merged_in_process += 1
         if timed:
-            self.feed(ev.HandBackCost(seconds))
+            self.feed(ev.HandBackCost(seconds + self.handback_extra_s))
 
     def _merge_waiting(self, result: WaitingResult) -> None:
         assert result.path is not None

@@ -253,7 +253,7 @@ class CallState(CallTables):
         verdict = self.partials.held(unit.key, partial.partial_id)
         if unit.key not in verdict.resubmit:
             self.count_processed(unit)
-        self.apply(verdict, "held by a worker that left")
+        self.apply(verdict, f"chunk {unit.key}'s held record came for a partial that is gone")
 
     def partial_returned(self, partial: PartialResult, own_key: int | None, ret: Returned) -> None:
         """A partial came back (with a chunk, a flush or an error record): merge it once, or drop it."""

@@ -88,6 +88,7 @@ class World:
     finished: bool = False
     merges: int = 0
     departed: list[Worker] = field(default_factory=list)
+    chunk_s: float = 0.5  # what a chunk's record says it took
 
     # ------------------------------------------------------------------ the pool
     def add_worker(self) -> None:
@@ -193,7 +194,7 @@ class World:
             return self.hold(task, worker, value)
         if self.state.tree is not None and self.rng.random() < 0.5:
             return self.waiting(task, worker, value)
-        return self.returned(task, worker, TaskOutcome(OutcomeKind.OK, value=value, wall_time=0.5))
+        return self.returned(task, worker, TaskOutcome(OutcomeKind.OK, value=value, wall_time=self.chunk_s))
 
     def hold(self, task: Task, worker: Worker, value: Counter) -> Returned:
         current = next(iter(worker.partials), None)
@@ -208,7 +209,7 @@ class World:
             del worker.partials[current]
             return self.returned(task, worker, self.partial_outcome(OutcomeKind.PARTIAL, current, keys, total))
         held = PartialResult(current, [task.ticket], count=len(keys))
-        return self.returned(task, worker, TaskOutcome(OutcomeKind.HELD, partial=held, key=task.ticket, wall_time=0.5))
+        return self.returned(task, worker, TaskOutcome(OutcomeKind.HELD, partial=held, key=task.ticket, wall_time=self.chunk_s))
 
     def flush(self, task: Task, worker: Worker) -> Returned:
         if task.partial_id not in worker.partials:
@@ -226,7 +227,7 @@ class World:
     def partial_outcome(self, kind: OutcomeKind, partial_id: str, keys: list[int], total: Counter) -> TaskOutcome:
         unread = self.state.tree is not None and self.rng.random() < 0.5
         partial = PartialResult(partial_id, list(keys), None if unread else total, value_unread=unread)
-        outcome = TaskOutcome(kind, partial=partial, wall_time=0.5)
+        outcome = TaskOutcome(kind, partial=partial, wall_time=self.chunk_s)
         if unread:
             outcome.value = total  # the world's copy, written to a "file" by returned()
         return outcome
@@ -235,7 +236,7 @@ class World:
         path = Path(f"/sim/wait-{self.step}-{task.ticket}")
         self.files[path] = value
         return Returned(task.ticket, TaskStatus.SUCCESS, hostname=worker.token, worker=worker.token, waiting=path,
-                        waiting_size=self.rng.randint(1, 400), runtime_s=0.5)
+                        waiting_size=self.rng.randint(1, 400), runtime_s=self.chunk_s)
 
     def accumulate(self, task: Task, worker: Worker, chaos: Chaos) -> Returned:
         roll = self.rng.random()
@@ -263,7 +264,7 @@ class World:
         return Returned(task.ticket, TaskStatus.SUCCESS, hostname=worker.token, address=f"{worker.token}:9",
                         worker=worker.token, outcome=outcome,
                         waiting=waiting, waiting_size=self.rng.randint(1, 400) if waiting else 0,
-                        record=Path(f"/sim/out-{task.ticket}"), runtime_s=0.5)
+                        record=Path(f"/sim/out-{task.ticket}"), runtime_s=self.chunk_s)
 
 
 def chunks(count: int, events: int = 8, files: int = 2) -> list[Item]:
@@ -276,11 +277,11 @@ def chunks(count: int, events: int = 8, files: int = 2) -> list[Item]:
 
 
 def run_history(options: CallOptions, chaos: Chaos, items: list[Item], seed: int, big_bytes: int | None = 200,
-                max_steps: int = 3000) -> World:
+                max_steps: int = 3000, chunk_s: float = 0.5) -> World:
     """Drive one call through a random history until it finishes (or ``max_steps``)."""
     state = CallState(options, big_bytes=big_bytes)
     state.can_avoid = seed % 2 == 0  # half the histories steer retries away from the workers that failed them
-    world = World(state, random.Random(seed), chaos)
+    world = World(state, random.Random(seed), chaos, chunk_s=chunk_s)
     world.run(state.start(list(items), now=0.0))
     while not state.over and world.step < max_steps:
         world.advance()

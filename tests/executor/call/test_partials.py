@@ -31,7 +31,7 @@ def test_the_loss_rate_counts_the_exposure_of_workers_still_here():
 
 def test_young_interval_is_the_textbook_formula():
     assert young_interval(0.5, 1 / 3600) == pytest.approx(math.sqrt(2 * 0.5 * 3600))
-    assert young_interval(0.0, 1.0) == pytest.approx(math.sqrt(2 * 0.05))  # at least 50 ms a hand-back
+    assert young_interval(0.0, 1.0) == pytest.approx(math.sqrt(2 * 0.005))  # at least 5 ms a hand-back
 
 
 def test_a_calm_pool_holds_up_to_the_users_bounds_or_the_default():
