@@ -69,6 +69,7 @@ class Partials:
     chunk_times: list[float] = field(default_factory=list)  # compute of the latest chunks (s)
     slowest_chunk_s: float = 0.0
     losses: dict[int, int] = field(default_factory=dict)  # key -> times its value was lost
+    held_since: dict[str, float] = field(default_factory=dict)  # partial -> when its first held record came
 
     # ------------------------------------------------------------------ bounds
     def bounds(self, key: int, now: float) -> HoldBounds:
@@ -97,9 +98,10 @@ class Partials:
         return max(FLUSH_DEADLINE_MIN_S, FLUSH_DEADLINE_CHUNKS * self.slowest_chunk_s)
 
     # ------------------------------------------------------------------ facts
-    def held(self, key: int, partial_id: str) -> Verdict:
+    def held(self, key: int, partial_id: str, now: float = 0.0) -> Verdict:
         """A chunk's held record: its value joined ``partial_id``."""
         if self.ledger.partials.get(partial_id) is None:
+            self.held_since[partial_id] = now
             feature = partial_feature(partial_id)
             # held by a worker seen leaving already: lost at once (one that joined since the last
             # look is simply not seen yet)
@@ -155,6 +157,21 @@ class Partials:
         """(partial id, feature) of the live partials that have no flush in flight."""
         flushing = {f.partial_id for f in self.flushes.values()}
         return [(p.partial_id, p.feature) for p in self.ledger.live_partials() if p.partial_id not in flushing]
+
+    def due_for_handback(self, now: float) -> list[tuple[str, str]]:
+        """(partial id, feature) of the live partials, without a flush in flight, that the bounds in
+        force now say should be back: too many chunks, too old, or not to be held at all."""
+        bounds = self.current_bounds(now)
+        flushing = {f.partial_id for f in self.flushes.values()}
+        due = []
+        for partial in self.ledger.live_partials():
+            if partial.partial_id in flushing:
+                continue
+            age = now - self.held_since.get(partial.partial_id, now)
+            if not bounds.hold or (bounds.every is not None and len(partial.keys) >= bounds.every) or \
+                    (bounds.seconds is not None and age >= bounds.seconds):
+                due.append((partial.partial_id, partial.feature))
+        return due
 
     def flush_sent(self, ticket: int, partial_id: str, now: float) -> None:
         self.flushes[ticket] = Flush(partial_id, now)

@@ -164,8 +164,10 @@ class CallState(CallTables):
             self.workers_connected = tick.workers
         if self.phase is Phase.RUNNING:
             self._submit_ready(tick)
-            if self.partials is not None and not self.pending and not self.more_to_cut():
-                self.flush_live()  # nothing left to submit: bring the partials back
+            if self.partials is not None:
+                # nothing left to submit: bring every partial back; else those past the bounds now in
+                # force (the bounds a queued task carries may be older: docs/reduction.md, section 6)
+                self.flush_live(due_only=bool(self.pending or self.more_to_cut()))
         elif self.partials is not None and self.phase is Phase.WINDING_DOWN:
             self.flush_live()  # a running chunk may have started a partial in a fresh slot
         if self.partials is not None and self.phase in (Phase.RUNNING, Phase.WINDING_DOWN):
@@ -173,9 +175,11 @@ class CallState(CallTables):
         if self.tree is not None and self.phase is Phase.RUNNING:
             self.tree_step()
 
-    def flush_live(self) -> None:
+    def flush_live(self, due_only: bool = False) -> None:
+        """Send a flush for every live partial (``due_only``: those past the hold bounds in force)."""
         assert self.partials is not None
-        for partial_id, feature in self.partials.to_flush():
+        partials = self.partials.due_for_handback(self.now) if due_only else self.partials.to_flush()
+        for partial_id, feature in partials:
             ticket = self.allocate_key()
             self.partials.flush_sent(ticket, partial_id, self.now)
             self.in_flight[ticket] = InFlight(ticket, TaskKind.FLUSH, partial_id=partial_id, since=self.now)
@@ -250,7 +254,7 @@ class CallState(CallTables):
             self.retry_or_fail(unit, f"the held record names chunk {key}, not {unit.key}", ret)
             return
         self.emit(ev.Discard(ticket=unit.key, output_only=True))
-        verdict = self.partials.held(unit.key, partial.partial_id)
+        verdict = self.partials.held(unit.key, partial.partial_id, self.now)
         if unit.key not in verdict.resubmit:
             self.count_processed(unit)
         self.apply(verdict, f"chunk {unit.key}'s held record came for a partial that is gone")

@@ -107,3 +107,22 @@ def test_a_chunk_lost_twice_is_told_not_to_hold():
         partials.held(8, f"w1/7/{attempt}")
         partials.lose(f"w1/7/{attempt}", "its worker left")
     assert not partials.bounds(8, now=0.0).hold
+
+
+def test_partials_past_the_bounds_now_in_force_are_due_though_their_tasks_carried_older_ones():
+    partials = Partials()
+    for key in range(6):
+        partials.ledger.add(key)
+        partials.ledger.submitted(key)
+    partials.workers_seen(frozenset({W1, W2}), now=0.0)
+    for key in range(5):  # five chunks held in W1's slot under the calm pool's bounds
+        partials.held(key, "w1/7/0", now=0.0)
+    partials.held(5, "w2/8/0", now=0.0)
+    assert partials.due_for_handback(now=1.0) == []  # a calm pool: 300 s and any number of chunks
+    partials.observe_chunk(0.1)
+    partials.workers_seen(frozenset({W1}), now=10.0)  # W2 left: from now on the pool churns
+    bounds = partials.current_bounds(now=10.0)
+    assert bounds.hold and bounds.every is not None and bounds.every < 5
+    assert partials.due_for_handback(now=10.0) == [("w1/7/0", W1)]  # too many chunks for the new bound
+    partials.flush_sent(ticket=7, partial_id="w1/7/0", now=10.0)
+    assert partials.due_for_handback(now=10.0) == []  # its flush is in flight
