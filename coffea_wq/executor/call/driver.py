@@ -220,7 +220,8 @@ class CallDriver:
         elif isinstance(action, ev.SubmitFlush):
             staging.write_item(action.ticket, None)
             task = build_flush_task(self.wq, self.template, action.ticket, staging.item_path(action.ticket),
-                                    staging.reset_output(action.ticket), action.partial_id, action.feature)
+                                    staging.reset_output(action.ticket), action.partial_id, action.feature,
+                                    urgent=action.urgent)
             self._submitted(action.ticket, task)
         elif isinstance(action, ev.SubmitAccumulation):
             self._submit_accumulation(action)

@@ -173,6 +173,7 @@ class SubmitFlush:
     ticket: int
     partial_id: str
     feature: str
+    urgent: bool = False  # past the hold bounds: ahead of the queued chunk tasks
 
 
 @dataclass(frozen=True)

@@ -165,9 +165,9 @@ class CallState(CallTables):
         if self.phase is Phase.RUNNING:
             self._submit_ready(tick)
             if self.partials is not None:
-                # nothing left to submit: bring every partial back; else those past the bounds now in
-                # force (the bounds a queued task carries may be older: docs/reduction.md, section 6)
-                self.flush_live(due_only=bool(self.pending or self.more_to_cut()))
+                self.flush_live(due_only=True)  # past the bounds now in force (docs/reduction.md, 6)
+                if not self.pending and not self.more_to_cut():
+                    self.flush_live()  # nothing left to submit: bring the others back
         elif self.partials is not None and self.phase is Phase.WINDING_DOWN:
             self.flush_live()  # a running chunk may have started a partial in a fresh slot
         if self.partials is not None and self.phase in (Phase.RUNNING, Phase.WINDING_DOWN):
@@ -176,7 +176,8 @@ class CallState(CallTables):
             self.tree_step()
 
     def flush_live(self, due_only: bool = False) -> None:
-        """Send a flush for every live partial (``due_only``: those past the hold bounds in force)."""
+        """Send a flush for every live partial; ``due_only``: for those past the hold bounds in force,
+        urgent ones (the bounds a queued chunk task carries are those of its submission)."""
         assert self.partials is not None
         partials = self.partials.due_for_handback(self.now) if due_only else self.partials.to_flush()
         for partial_id, feature in partials:
@@ -184,7 +185,7 @@ class CallState(CallTables):
             self.partials.flush_sent(ticket, partial_id, self.now)
             self.in_flight[ticket] = InFlight(ticket, TaskKind.FLUSH, partial_id=partial_id, since=self.now)
             self.report.flush_tasks_submitted += 1
-            self.emit(ev.SubmitFlush(ticket, partial_id, feature))
+            self.emit(ev.SubmitFlush(ticket, partial_id, feature, urgent=due_only))
 
     # ------------------------------------------------------------------ tasks coming back
     def _came_back(self, ret: Returned) -> None:

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = "coffea-wq-"
 OWNER_FILE = "owner"
 ITEM_REMOTE_NAME = "item.pkl"
+FLUSH_PRIORITY = 20  # urgent flushes go before queued chunk tasks (0) and accumulation tasks (10)
 OUTPUT_REMOTE_NAME = "out.lz4"
 X509_REMOTE_NAME = "x509up"
 DEFAULT_PRELOAD = ("coffea.processor", "coffea.nanoevents", "awkward", "uproot", "numpy", "cloudpickle", "lz4.frame")
@@ -311,11 +312,14 @@ def _specify_runner_inputs(task: BuiltTask, template: TaskTemplate, item_path: P
 
 
 def build_flush_task(wq: ModuleType, template: TaskTemplate, key: int, item_path: Path, output_path: Path,
-                     partial_id: str, feature: str) -> Any:
+                     partial_id: str, feature: str, urgent: bool = False) -> Any:
     """A task that brings partial ``partial_id`` back from the worker advertising ``feature``.
 
     It runs the same command as the chunk tasks (so a warm slot takes it), on a placeholder item,
     with ``COFFEA_WQ_FLUSH`` naming the partial; one core, so it never waits for a whole worker.
+    ``urgent`` (a partial past the hold bounds): ahead of the chunk tasks queued, so the worker's
+    next free core takes it (docs/reduction.md, section 6); else behind them, as the end of a run
+    wants (a slot hands back once, after its last chunk).
     """
     task = wq.Task(template.command())
     task.specify_tag(f"flush {partial_id}")
@@ -327,6 +331,8 @@ def build_flush_task(wq: ModuleType, template: TaskTemplate, key: int, item_path
         task.specify_environment_variable(name, value)
     task.specify_feature(feature)
     task.specify_cores(1)
+    if urgent:
+        task.specify_priority(FLUSH_PRIORITY)
     return task
 
 
