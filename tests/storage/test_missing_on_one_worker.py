@@ -45,7 +45,11 @@ def test_chunks_of_a_file_one_worker_cannot_see_succeed_on_the_worker_that_can(t
     blind = helpers.worker_argv("coffea-wq", port, tmp_path / "blind")
     processes.start([UNSHARE, "--mount", "--propagation", "private", "sh", "-c",
                      f'mount -t tmpfs tmpfs "{data}" && exec "$@"', "sh", *blind], env=env)
-    executor = coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False, retries=0)
+    def both_workers_joined(queue) -> None:  # else a chunk the blind one failed alone is missing "everywhere"
+        support.wait_until(lambda: queue.stats.workers_connected >= 2, 60, "both workers")
+
+    executor = coffea_wq.WorkQueueExecutor(port=port, local_workers=0, status=False, retries=0,
+                                           custom_init=both_workers_joined)
     runner = processor.Runner(executor=executor, chunksize=helpers.CHUNKSIZE, schema=NanoAODSchema)
     out = runner(fileset, nano.LeptonJetProcessor(), treename="Events")
     nano.assert_same_histograms(helpers.iterative_output(fileset), out)

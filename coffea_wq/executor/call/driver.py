@@ -192,7 +192,8 @@ class CallDriver:
             phases = returned.outcome.phases if returned.outcome is not None else {}
             self.report.breakdown.add_task(task, phases, getattr(unit and unit.item, "dataset", None),
                                            returned.worker, time.perf_counter() - began)
-        self.feed(ev.TaskCameBack(returned, time.monotonic()))
+        self.feed(ev.TaskCameBack(returned, time.monotonic(),
+                                  workers=connected_workers(self.queue) if self.state.can_avoid else None))
 
     def feed(self, event: ev.Event) -> None:
         self.carry_out_all(self.state.handle(event))

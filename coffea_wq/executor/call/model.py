@@ -98,6 +98,7 @@ class TaskCameBack:
 
     returned: Returned
     now: float = 0.0
+    workers: int | None = None  # connected workers now (where a retry may go: retry_policy.py)
 
 
 @dataclass(frozen=True)

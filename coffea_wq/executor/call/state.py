@@ -73,6 +73,8 @@ class CallState(CallTables):
             return []
         self.now = getattr(event, "now", self.now)
         if isinstance(event, ev.TaskCameBack):
+            if event.workers is not None:
+                self.workers_connected = event.workers
             self._came_back(event.returned)
         elif isinstance(event, ev.WorkersSeen):
             if self.partials is not None:
