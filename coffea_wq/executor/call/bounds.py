@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 DEFAULT_MAX_HOLD_S = 300.0  # without losses seen: the most compute a calm pool's slot holds
 MIN_HANDBACK_S = 0.005  # the least a hand-back is taken to cost, before one is measured
 MIN_HOLD_S = 1.0  # below this age bound, partials would be handed back with nearly every chunk
+# before any worker has left, the rate is taken as one loss in the worker-seconds seen so far (the
+# "rule of one"), and partials are held at least this long: a first loss costs a bounded share of
+# what a long run did, and runs shorter than this hand back as they always did
+PRIOR_MIN_HOLD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,11 @@ class WorkerLifetimes:
         exposure = self.exposure + sum(max(0.0, now - since) for since in self.alive.values())
         return self.losses / exposure if exposure > 0 else None
 
+    def prior_rate(self, now: float) -> float | None:
+        """Before any loss: one loss in the worker-seconds seen so far (None: none seen yet)."""
+        exposure = self.exposure + sum(max(0.0, now - since) for since in self.alive.values())
+        return 1.0 / exposure if exposure > 0 else None
+
     def mean_lifetime(self, now: float) -> float | None:
         rate = self.loss_rate(now)
         return None if rate is None else 1.0 / rate
@@ -104,7 +113,7 @@ def young_interval(handback_s: float, loss_rate: float) -> float:
 
 
 def hold_bounds(settings: HoldSettings, loss_rate: float | None, handback_s: float,
-                chunk_s: float | None) -> HoldBounds:
+                chunk_s: float | None, prior_rate: float | None = None) -> HoldBounds:
     """The bounds in force: the user's, tightened by Young's interval once losses are seen.
 
     ``chunk_s`` is the mean compute of one chunk (None: not known yet). When the interval is
@@ -113,7 +122,13 @@ def hold_bounds(settings: HoldSettings, loss_rate: float | None, handback_s: flo
     """
     seconds = settings.seconds if settings.seconds is not None else DEFAULT_MAX_HOLD_S
     every = settings.every
-    if loss_rate is not None and loss_rate > 0:
+    if (loss_rate is None or loss_rate <= 0) and prior_rate is not None and prior_rate > 0:
+        interval = max(PRIOR_MIN_HOLD_S, young_interval(handback_s, prior_rate))
+        seconds = min(seconds, interval)
+        if chunk_s is not None and chunk_s > 0:
+            by_cost = max(1, int(interval // chunk_s))
+            every = by_cost if every is None else min(every, by_cost)
+    elif loss_rate is not None and loss_rate > 0:
         interval = young_interval(handback_s, loss_rate)
         if chunk_s is not None and interval < chunk_s:
             return HoldBounds(every=1, seconds=0.0, hold=False)

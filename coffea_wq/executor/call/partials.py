@@ -80,7 +80,9 @@ class Partials:
 
     def current_bounds(self, now: float) -> HoldBounds:
         chunk_s = sum(self.chunk_times) / len(self.chunk_times) if self.chunk_times else None
-        return hold_bounds(self.settings, self.lifetimes.loss_rate(now), self.handback_s(), chunk_s)
+        rate = self.lifetimes.loss_rate(now)
+        prior = self.lifetimes.prior_rate(now) if rate is None else None
+        return hold_bounds(self.settings, rate, self.handback_s(), chunk_s, prior)
 
     def handback_s(self) -> float:
         return sum(self.handback_costs) / len(self.handback_costs) if self.handback_costs else 0.0

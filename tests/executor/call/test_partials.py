@@ -126,3 +126,17 @@ def test_partials_past_the_bounds_now_in_force_are_due_though_their_tasks_carrie
     assert partials.due_for_handback(now=10.0) == [("w1/7/0", W1)]  # too many chunks for the new bound
     partials.flush_sent(ticket=7, partial_id="w1/7/0", now=10.0)
     assert partials.due_for_handback(now=10.0) == []  # its flush is in flight
+
+
+def test_before_any_loss_a_prior_of_one_loss_bounds_what_a_first_loss_costs():
+    from coffea_wq.executor.call.bounds import PRIOR_MIN_HOLD_S
+
+    # 16 workers for a minute (960 worker-seconds), 10 ms a hand-back, 1-s chunks: held 10 s at most
+    early = hold_bounds(HoldSettings(), None, 0.01, 1.0, prior_rate=1 / 960)
+    assert early.hold and early.seconds == PRIOR_MIN_HOLD_S and early.every == 10
+    # the same pool after an hour without a loss: sqrt(2 x 0.01 x 57,600) = 34 s
+    later = hold_bounds(HoldSettings(), None, 0.01, 1.0, prior_rate=1 / 57_600)
+    assert later.seconds == pytest.approx(math.sqrt(2 * 0.01 * 57_600), rel=1e-3) and later.every == 33
+    lifetimes = WorkerLifetimes()
+    lifetimes.observe({W1, W2}, now=0.0)
+    assert lifetimes.prior_rate(now=30.0) == pytest.approx(1 / 60)
