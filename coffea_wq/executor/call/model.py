@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coffea_wq.executor.errors import RemoteError, TaskFailedError
+from coffea_wq.executor.errors import TaskFailedError
 from coffea_wq.executor.results.outcome import TaskOutcome
 from coffea_wq.executor.results.tree import AccumulationJob, WaitingResult
 
@@ -263,8 +263,3 @@ class Finish:
 
 Action = (SubmitChunk | SubmitFlush | SubmitAccumulation | Cancel | CancelUnstarted | MergeValue | MergeWaiting
           | StoreResult | Unstore | Discard | Disconnect | Note | Finish)
-
-
-def carried_error(remote: RemoteError | None) -> str:
-    """``Type: message`` of a remote error (for reasons)."""
-    return f"{remote.type_name}: {remote.message}" if remote is not None else ""

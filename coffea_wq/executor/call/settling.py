@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 from coffea_wq.executor.call import model as ev
@@ -111,8 +110,6 @@ class CallTables:
         out, self.out = self.out, []
         return out
 
-    def describe(self, items: Iterable[Any]) -> str:
-        return ", ".join(describe_item(item) for item in items)
 
 
     # ------------------------------------------------------------------ values
